@@ -1,0 +1,67 @@
+"""modelslab-fetch: an async-first, typed SDK for ModelsLab's queued-image fetch endpoints.
+
+The layers, bottom up:
+
+1. transport (`_transport`): one JSON POST, errors mapped, transient failures retried;
+2. polling (`_polling`): `wait` until finished, spaced by the server's `eta`, deadline-bound;
+3. endpoints (`_endpoint`, `_endpoints/`): each fetch endpoint a small typed value;
+4. clients: `AsyncModelsLab`, and `ModelsLab`, which runs it on a private loop thread.
+"""
+
+from ._async_client import AsyncEnterprise, AsyncModelsLab
+from ._clock import Clock, EventLoopClock
+from ._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES
+from ._endpoint import FetchEndpoint, FetchResource
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    GenerationFailedError,
+    InvalidRequestIdError,
+    ModelsLabError,
+    RateLimitError,
+    ResponseParseError,
+    WaitTimeoutError,
+)
+from ._ids import RequestId
+from ._models import FetchResult, Status
+from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
+from ._sync_client import Enterprise, ModelsLab, SyncFetchResource
+from ._version import __version__
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_WAIT_TIMEOUT",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncEnterprise",
+    "AsyncModelsLab",
+    "AuthenticationError",
+    "ClientClosedError",
+    "Clock",
+    "ConfigurationError",
+    "Enterprise",
+    "EventLoopClock",
+    "FetchEndpoint",
+    "FetchResource",
+    "FetchResult",
+    "GenerationFailedError",
+    "InvalidRequestIdError",
+    "ModelsLab",
+    "ModelsLabError",
+    "PollPolicy",
+    "RateLimitError",
+    "RequestId",
+    "ResponseParseError",
+    "Status",
+    "SyncFetchResource",
+    "WaitTimeoutError",
+    "__version__",
+]

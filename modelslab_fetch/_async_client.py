@@ -1,0 +1,115 @@
+"""Layer 4: `AsyncModelsLab`, which wires the transport, polling and endpoints together."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import httpx
+
+from ._clock import Clock, EventLoopClock
+from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ._endpoint import FetchEndpoint, FetchResource
+from ._endpoints.images import IMAGES
+from ._endpoints.super_resolution import SUPER_RESOLUTION
+from ._models import FetchResult
+from ._polling import PollPolicy
+from ._transport import Transport
+
+__all__ = ["AsyncEnterprise", "AsyncModelsLab"]
+
+
+class AsyncEnterprise:
+    """ModelsLab's enterprise endpoints (`client.enterprise`)."""
+
+    def __init__(self, *, super_resolution: FetchResource[FetchResult]) -> None:
+        self.super_resolution = super_resolution
+        """`POST /v1/enterprise/super_resolution/fetch/{id}`: fetch or wait for upscaled images."""
+
+    def __repr__(self) -> str:
+        return "AsyncEnterprise(super_resolution)"
+
+
+class AsyncModelsLab:
+    """The asynchronous ModelsLab fetch client.
+
+    Use it as `async with AsyncModelsLab() as client:` (or call `aclose()`), then
+    `await client.images.wait(request_id)`.
+
+    Args:
+        api_key: Your ModelsLab API key; defaults to `$MODELSLAB_API_KEY`.
+        base_url: The API root, endpoint paths are appended to it; defaults to
+            `$MODELSLAB_BASE_URL`, else `https://modelslab.com/api`. Plain `http://`
+            is refused except to loopback hosts.
+        timeout: Per-request timeout: seconds, an `httpx.Timeout`, or None for none.
+        max_retries: How many times a transient failure (network error, timeout, 408,
+            429, 5xx, edge error page) is retried before its error is raised.
+        http_client: Your own `httpx.AsyncClient` (proxies, limits, transport); it is
+            not closed by this client. Redirects are never followed either way.
+        poll_policy: How `wait()` spaces its polls; see `PollPolicy`.
+        clock: The time source for polling and retry sleeps; replace it in tests.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+        poll_policy: PollPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._config = ClientConfig.resolve(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        clock = clock if clock is not None else EventLoopClock()
+        poll_policy = poll_policy if poll_policy is not None else PollPolicy()
+        self._transport = Transport(self._config, clock=clock, http_client=http_client)
+
+        def resource(endpoint: FetchEndpoint[FetchResult]) -> FetchResource[FetchResult]:
+            return FetchResource(endpoint, self._transport, poll_policy=poll_policy, clock=clock)
+
+        self.images = resource(IMAGES)
+        """`POST /v6/images/fetch`: fetch or wait for queued images."""
+        self.enterprise = AsyncEnterprise(super_resolution=resource(SUPER_RESOLUTION))
+        """The enterprise endpoints."""
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._config.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The per-request timeout."""
+        return self._config.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a transient failure is retried."""
+        return self._config.max_retries
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` has been called."""
+        return self._transport.closed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    async def aclose(self) -> None:
+        """Close connections; further calls raise `ClientClosedError`. Safe to call twice."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncModelsLab:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

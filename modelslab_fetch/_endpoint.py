@@ -1,0 +1,161 @@
+"""Layer 3's shared part: a fetch endpoint described as data, and the resource that serves it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import pydantic
+
+from ._clock import Clock
+from ._errors import AuthenticationError, ResponseParseError
+from ._http_errors import excerpt_of
+from ._ids import RequestId, normalize_request_id
+from ._models import FetchResult, Status
+from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, wait_until_finished
+from ._transport import Transport
+
+__all__ = ["FetchEndpoint", "FetchResource"]
+
+logger = logging.getLogger("modelslab_fetch")
+
+R = TypeVar("R", bound=FetchResult)
+
+# ModelsLab reports a bad key as HTTP 200 {"status": "error", "message": "Invalid Api Key"}.
+_KEY_REJECTED = re.compile(
+    r"(invalid|missing|wrong|expired|incorrect|no)\s+api[\s_-]*key"
+    r"|api[\s_-]*key\s+(is\s+)?(invalid|missing|required|not\s+valid|not\s+found|expired)",
+    re.IGNORECASE,
+)
+
+_unknown_statuses_logged: set[str] = set()
+_UNKNOWN_STATUS_LOG_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class FetchEndpoint(Generic[R]):
+    """A ModelsLab fetch endpoint, described as data: where an id goes, and what comes back.
+
+    ModelsLab's fetch endpoints come in two shapes: the id in the body
+    (`FetchEndpoint("/v6/images/fetch", id_field="request_id")`) or in the path
+    (`FetchEndpoint("/v1/enterprise/super_resolution/fetch/{id}")`).
+    """
+
+    path_template: str
+    """The path below `base_url`; `{id}` stands for the request id, if it goes in the path."""
+    id_field: str | None = None
+    """The body field that carries the request id, or None when it goes in the path."""
+    result_model: type[R] = field(default=FetchResult)  # type: ignore[assignment]
+    """The pydantic model a response body is parsed into."""
+
+    def __post_init__(self) -> None:
+        if (self.id_field is None) == ("{id}" not in self.path_template):
+            raise ValueError("put the request id in the path ({id}) or in id_field, not both")
+
+    def path(self, request_id: str) -> str:
+        """The request path for `request_id`."""
+        return self.path_template.format(id=quote(request_id, safe=""))
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        """The JSON body for `request_id`, without the key (the transport adds it)."""
+        return {} if self.id_field is None else {self.id_field: request_id}
+
+    def parse(self, body: dict[str, Any], *, request_id: str) -> R:
+        """Turn a decoded response body into a typed result, or raise our error for it."""
+        try:
+            result = self.result_model.from_body(body, request_id=request_id)
+        except ValueError as exc:
+            raise ResponseParseError(
+                f"the response is not a fetch result: {_first_problem(exc)}",
+                excerpt=excerpt_of(json.dumps(body, ensure_ascii=False).encode()),
+                request_id=request_id,
+            ) from exc
+        if result.status in (Status.ERROR, Status.FAILED) and _KEY_REJECTED.search(
+            result.message or ""
+        ):
+            raise AuthenticationError(
+                f"the server rejected the API key ({result.message!r}); check api_key= "
+                "or MODELSLAB_API_KEY",
+                request_id=request_id,
+            )
+        if result.raw_status.strip().lower() != result.status.value:
+            _log_unknown_status_once(result.raw_status)
+        return result
+
+
+def _first_problem(error: ValueError) -> str:
+    if isinstance(error, pydantic.ValidationError):
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        return f"{where}: {first['msg']}"
+    return str(error)
+
+
+def _log_unknown_status_once(raw_status: str) -> None:
+    if raw_status in _unknown_statuses_logged:
+        return
+    if len(_unknown_statuses_logged) < _UNKNOWN_STATUS_LOG_LIMIT:
+        _unknown_statuses_logged.add(raw_status)
+    logger.warning(
+        "unknown status %r from ModelsLab, treated as not finished yet", raw_status[:100]
+    )
+
+
+class FetchResource(Generic[R]):
+    """The calls one fetch endpoint offers: `fetch` once, or `wait` until finished."""
+
+    def __init__(
+        self,
+        endpoint: FetchEndpoint[R],
+        transport: Transport,
+        *,
+        poll_policy: PollPolicy,
+        clock: Clock,
+    ) -> None:
+        self._endpoint = endpoint
+        self._transport = transport
+        self._poll_policy = poll_policy
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._endpoint.path_template!r})"
+
+    async def fetch(self, request_id: RequestId) -> R:
+        """Ask once where the job `request_id` stands; one POST (plus transport retries).
+
+        Returns the typed result whatever its status, `processing` included. Raises
+        `InvalidRequestIdError` before sending anything for a malformed id, and
+        `AuthenticationError`, `APIStatusError`, `APIConnectionError` or
+        `ResponseParseError` when the exchange fails.
+        """
+        rid = normalize_request_id(request_id)
+        return await self._fetch_normalized(rid)
+
+    async def wait(
+        self, request_id: RequestId, *, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+    ) -> R:
+        """Poll the job `request_id` until it finishes; return the success result.
+
+        Polls are spaced by the server's `eta` (see `PollPolicy`). Raises
+        `GenerationFailedError` if the job ends `failed` or `error`, and `WaitTimeoutError`
+        (carrying the last result) when `timeout` seconds pass first; `None` waits without
+        a deadline.
+        """
+        rid = normalize_request_id(request_id)
+        return await wait_until_finished(
+            lambda: self._fetch_normalized(rid),
+            request_id=rid,
+            timeout=timeout,
+            policy=self._poll_policy,
+            clock=self._clock,
+        )
+
+    async def _fetch_normalized(self, rid: str) -> R:
+        body = await self._transport.post_json(
+            self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid
+        )
+        return self._endpoint.parse(body, request_id=rid)

@@ -1,0 +1,60 @@
+"""Validation of ModelsLab request ids, before anything is sent."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from ._errors import InvalidRequestIdError
+
+__all__ = ["RequestId", "normalize_request_id"]
+
+RequestId = str | int
+"""A request id as callers hold it; ModelsLab sends ints in some bodies, strings in others."""
+
+MAX_REQUEST_ID_LENGTH = 256
+
+# Characters that would change what URL a path id names, or how a proxy reads it.
+_URL_SYNTAX = frozenset("/\\?#%")
+
+
+def normalize_request_id(value: object) -> str:
+    r"""Return `value` as the canonical string id, or raise `InvalidRequestIdError`.
+
+    Surrounding whitespace is stripped (ids are often read from files, newline and all);
+    whitespace inside, control characters and URL syntax (`/ \ ? # %`) are rejected, so
+    a bad id can never address another endpoint.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequestIdError(
+            f"a request id must be a str or an int, got {type(value).__name__}; "
+            "pass the `id` ModelsLab returned when the job was queued"
+        )
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidRequestIdError(f"a request id cannot be negative, got {value}")
+        return str(value)
+    text = value.strip()
+    if not text:
+        raise InvalidRequestIdError(
+            "a request id cannot be empty or blank; "
+            "pass the `id` ModelsLab returned when the job was queued"
+        )
+    if len(text) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidRequestIdError(
+            f"a request id is at most {MAX_REQUEST_ID_LENGTH} characters, got {len(text)}"
+        )
+    for char in text:
+        if char.isspace():
+            raise InvalidRequestIdError(
+                f"a request id cannot contain whitespace: {text!r}; pass one id per call"
+            )
+        if unicodedata.category(char).startswith("C"):
+            raise InvalidRequestIdError(f"a request id cannot contain control characters: {text!r}")
+        if char in _URL_SYNTAX:
+            raise InvalidRequestIdError(
+                f"a request id cannot contain {char!r}: {text!r}; "
+                "pass the bare id, not a URL or a path"
+            )
+    if text in {".", ".."}:
+        raise InvalidRequestIdError(f"{text!r} is not a request id")
+    return text

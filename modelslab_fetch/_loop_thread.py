@@ -1,0 +1,130 @@
+"""A private event loop in one background thread, which blocking code hands coroutines to."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from ._errors import ClientClosedError
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+
+_CLOSED_MESSAGE = "this client is closed; create a new one"
+
+
+class LoopThread:
+    """Runs coroutine functions on an anyio event loop in a background thread.
+
+    The thread starts on first use and is a daemon, so a client that is never closed
+    cannot hang interpreter exit; `close()` stops and joins it. Callers may be any
+    threads, including ones running an event loop of their own (Jupyter, an async web
+    handler calling legacy code): they block, the private loop does the work.
+    """
+
+    def __init__(self, name: str = "modelslab-fetch") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._portal: BlockingPortal | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._in_flight: set[concurrent.futures.Future[object]] = set()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._portal else "not started"
+        return f"LoopThread({self._name!r}, {state})"
+
+    @property
+    def started(self) -> bool:
+        """Whether the loop thread has been started."""
+        return self._portal is not None
+
+    def run(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run `func(*args)` on the private loop and return its result, blocking meanwhile.
+
+        If the calling thread is interrupted (Ctrl-C), the task is cancelled before the
+        interruption propagates. Raises `ClientClosedError` once `close()` has begun.
+        """
+        portal = self._ensure_started()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("the blocking client cannot be called from its own event loop")
+        try:
+            future: concurrent.futures.Future[T] = portal.start_task_soon(func, *args)
+        except RuntimeError as exc:  # the portal stopped between the check and the call
+            raise ClientClosedError(_CLOSED_MESSAGE) from exc
+        self._track(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            if self._closed:
+                raise ClientClosedError(_CLOSED_MESSAGE) from None
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._untrack(future)
+
+    def close(self, cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Cancel calls in flight, run `cleanup` on the loop, then stop and join the thread.
+
+        Safe to call more than once and from any thread but the loop's own.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            portal, thread = self._portal, self._thread
+            in_flight = list(self._in_flight)
+        for future in in_flight:
+            future.cancel()
+        if portal is None or thread is None:
+            return  # never started: no loop, no connections, nothing to release
+        try:
+            if cleanup is not None:
+                portal.call(cleanup)
+        finally:
+            portal.call(portal.stop, True)  # cancel whatever is still running
+            thread.join()
+
+    def _ensure_started(self) -> BlockingPortal:
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError(_CLOSED_MESSAGE)
+            if self._portal is None:
+                ready: concurrent.futures.Future[BlockingPortal] = concurrent.futures.Future()
+                thread = threading.Thread(
+                    target=self._serve, args=(ready,), name=self._name, daemon=True
+                )
+                thread.start()
+                self._portal = ready.result()
+                self._thread = thread
+            return self._portal
+
+    @staticmethod
+    def _serve(ready: concurrent.futures.Future[BlockingPortal]) -> None:
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        try:
+            anyio.run(serve)
+        except BaseException as exc:  # pragma: no cover - only if the loop cannot start
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def _track(self, future: concurrent.futures.Future[T]) -> None:
+        with self._lock:
+            self._in_flight.add(future)  # type: ignore[arg-type]
+
+    def _untrack(self, future: concurrent.futures.Future[T]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)

@@ -1,0 +1,199 @@
+"""Typed fetch results, tolerant of every quirk the ModelsLab wire format is known to have."""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+)
+
+__all__ = ["FetchResult", "Status"]
+
+_Result = TypeVar("_Result", bound="FetchResult")
+
+
+class Status(str, Enum):
+    """Where a queued job stands, from the `status` field of a fetch response."""
+
+    SUCCESS = "success"
+    """Finished; `output` holds the image URLs."""
+    PROCESSING = "processing"
+    """Still queued or running; also stands for any status value ModelsLab adds later."""
+    FAILED = "failed"
+    """The generation failed; `message` may say why."""
+    ERROR = "error"
+    """The request was rejected, e.g. an unknown id; `message` says why."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job will not change any more: success, failed or error."""
+        return self is not Status.PROCESSING
+
+
+_KNOWN_STATUSES = frozenset(status.value for status in Status)
+
+
+def _finite_float_or_none(value: object) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _url_list(value: object) -> object:
+    # A lone URL and "nothing yet" (null, "") both turn up where a list is documented.
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class FetchResult(BaseModel):
+    """One answer from a ModelsLab fetch endpoint, whatever its status.
+
+    Fields the server adds without notice are kept (`model_extra`) and the whole body as
+    received is in `raw`. Numeric strings and string booleans are coerced; an unusable
+    `eta` becomes None rather than failing the fetch, because it is only an estimate.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        populate_by_name=True,
+        ser_json_inf_nan="constants",
+    )
+
+    status: Status
+    """Where the job stands. Unknown values read as `processing` (see `raw_status`)."""
+    raw_status: str = ""
+    """The `status` string exactly as the server sent it."""
+    id: str
+    """The request id, always a string (the server sends ints and strings)."""
+    output: list[str] = Field(default_factory=list)
+    """URLs of the generated images; empty until the job succeeds."""
+    eta: float | None = None
+    """The server's estimate, in seconds, of when the job will be ready."""
+    message: str | None = Field(default=None, validation_alias=AliasChoices("message", "messege"))
+    """The server's explanation, read from `message` or its misspelling `messege`."""
+    generation_time: float | None = Field(
+        default=None, validation_alias=AliasChoices("generationTime", "generation_time")
+    )
+    """Seconds the generation took, when finished."""
+    proxy_links: list[str] = Field(default_factory=list)
+    """Alternative URLs of the same images."""
+    future_links: list[str] = Field(default_factory=list)
+    """URLs where the images will appear once a processing job finishes."""
+    meta: dict[str, Any] | None = None
+    """The generation parameters echoed back (prompt, seed, ...)."""
+    nsfw_content_detected: bool | None = None
+    """Whether the server flagged the images."""
+    tip: str | None = None
+    """A hint the server added."""
+    webhook_status: str | None = None
+    """Delivery status of the webhook, when one was set."""
+    fetch_result: str | None = None
+    """The URL the server suggests for the next fetch."""
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The response body exactly as received (with the API key redacted, if echoed)."""
+        return self._raw
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job will not change any more (success, failed or error)."""
+        return self.status.finished
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the job finished with images."""
+        return self.status is Status.SUCCESS
+
+    @classmethod
+    def from_body(cls: type[_Result], body: dict[str, Any], *, request_id: str) -> _Result:
+        """Build a result from a decoded response body; `request_id` fills a missing `id`.
+
+        Raises `ValueError` (`pydantic.ValidationError` included) for a body of the wrong shape.
+        """
+        fields = dict(body)
+        status = body.get("status")
+        fields["raw_status"] = status if isinstance(status, str) else ""
+        fields.setdefault("id", request_id)
+        if fields["id"] is None:
+            fields["id"] = request_id
+        result = cls.model_validate(fields)
+        result._raw = body
+        return result
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _unknown_status_means_processing(cls, value: object) -> object:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return lowered if lowered in _KNOWN_STATUSES else Status.PROCESSING.value
+        return value
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return value
+
+    @field_validator("eta", "generation_time", mode="before")
+    @classmethod
+    def _lenient_seconds(cls, value: object) -> float | None:
+        seconds = _finite_float_or_none(value)
+        return None if seconds is None else max(seconds, 0.0)
+
+    @field_validator("message", mode="before")
+    @classmethod
+    def _message_as_text(cls, value: object) -> object:
+        # Validation errors arrive as {"field": ["problem"]}: keep them readable, not rejected.
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+    @field_validator("output", "proxy_links", "future_links", mode="before")
+    @classmethod
+    def _url_lists(cls, value: object) -> object:
+        return _url_list(value)
+
+    @field_validator("nsfw_content_detected", mode="before")
+    @classmethod
+    def _blank_is_unknown(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("meta", mode="before")
+    @classmethod
+    def _empty_meta(cls, value: object) -> object:
+        # Some responses send [] or "" where the meta object would be.
+        return None if value in ("", []) else value
+
+    @field_validator("tip", "webhook_status", "fetch_result", mode="before")
+    @classmethod
+    def _scalar_as_text(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value

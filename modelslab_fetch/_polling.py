@@ -1,0 +1,190 @@
+"""Layer 2: poll one job until it finishes, spaced by the server's `eta`, bound by a deadline."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_result,
+    wait_exponential_jitter,
+)
+
+from ._clock import Clock
+from ._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
+from ._models import FetchResult
+from ._transport import is_transient
+
+__all__ = ["DEFAULT_WAIT_TIMEOUT", "PollPolicy", "wait_until_finished"]
+
+logger = logging.getLogger("modelslab_fetch")
+
+R = TypeVar("R", bound=FetchResult)
+
+DEFAULT_WAIT_TIMEOUT = 600.0
+"""Seconds `wait()` polls before giving up, unless told otherwise."""
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How `wait()` spaces its polls.
+
+    After a `processing` answer with an `eta`, the next poll comes `eta * eta_factor`
+    seconds later, kept within [`min_interval`, `max_interval`]. Without an `eta` (or after
+    a transient error), polls back off exponentially with jitter from `backoff_initial` to
+    `backoff_max`. The last poll before a deadline starts `final_poll_lead` seconds early,
+    so that it can still return in time.
+    """
+
+    min_interval: float = 0.5
+    """The shortest gap between two polls of one job, whatever the `eta` says."""
+    max_interval: float = 30.0
+    """The longest gap between two polls of one job, whatever the `eta` says."""
+    eta_factor: float = 1.0
+    """The share of the server's `eta` to sleep before the next poll."""
+    backoff_initial: float = 1.0
+    """The first gap when the server gives no `eta`."""
+    backoff_max: float = 15.0
+    """The largest gap when the server gives no `eta`."""
+    final_poll_lead: float = 0.5
+    """How long before the deadline the last poll starts."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_interval",
+            "max_interval",
+            "eta_factor",
+            "backoff_initial",
+            "backoff_max",
+            "final_poll_lead",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigurationError(f"PollPolicy.{name} must be a number >= 0, got {value!r}")
+        if self.min_interval > self.max_interval:
+            raise ConfigurationError("PollPolicy.min_interval cannot exceed max_interval")
+
+    def delay_after_eta(self, eta: float) -> float:
+        """Seconds to wait before the next poll, given the server's `eta`."""
+        return min(max(eta * self.eta_factor, self.min_interval), self.max_interval)
+
+
+def check_wait_timeout(timeout: float | None) -> float | None:
+    """Return `timeout` if it is a usable deadline (seconds > 0, or None for none)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigurationError(
+            f"timeout must be a positive number of seconds, or None to wait without a "
+            f"deadline; got {timeout!r}"
+        )
+    return float(timeout)
+
+
+class _Schedule:
+    """When to poll next (a tenacity wait), and whether the deadline forbids it (a stop)."""
+
+    def __init__(self, policy: PollPolicy, clock: Clock, deadline: float | None) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._deadline = deadline
+        self._backoff = wait_exponential_jitter(
+            initial=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
+        )
+
+    def delay(self, retry_state: RetryCallState) -> float:
+        """The sleep before the next poll, clipped so the last poll starts before the deadline."""
+        wanted = self._wanted_delay(retry_state)
+        if self._deadline is None:
+            return wanted
+        return max(min(wanted, self._last_poll_at(self._deadline) - self._clock.now()), 0.0)
+
+    def past_last_poll(self, _retry_state: RetryCallState) -> bool:
+        """Whether the time for the final poll has come and gone."""
+        if self._deadline is None:
+            return False
+        return self._clock.now() >= self._last_poll_at(self._deadline)
+
+    def _last_poll_at(self, deadline: float) -> float:
+        return deadline - self._policy.final_poll_lead
+
+    def _wanted_delay(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        if outcome is not None and outcome.failed:
+            retry_after = getattr(outcome.exception(), "retry_after", None)
+            if isinstance(retry_after, float):
+                return max(retry_after, self._policy.min_interval)
+        elif outcome is not None:
+            eta = outcome.result().eta
+            if eta is not None:
+                return self._policy.delay_after_eta(eta)
+        return float(self._backoff(retry_state))
+
+
+async def wait_until_finished(
+    poll: Callable[[], Awaitable[R]],
+    *,
+    request_id: str,
+    timeout: float | None,
+    policy: PollPolicy,
+    clock: Clock,
+) -> R:
+    """Call `poll` until its result is finished; return it if it succeeded.
+
+    Raises `GenerationFailedError` for `failed`/`error`, `WaitTimeoutError` at the
+    deadline (with the last result), and any non-transient error from `poll` at once.
+    Transient errors (network, overload, rate limits) are polled through until the deadline.
+    """
+    timeout = check_wait_timeout(timeout)
+    deadline = None if timeout is None else clock.now() + timeout
+    schedule = _Schedule(policy, clock, deadline)
+    last: list[R] = []
+
+    async def poll_and_remember() -> R:
+        result = await poll()
+        last[:] = [result]
+        return result
+
+    def give_up(retry_state: RetryCallState) -> R:
+        raise _timeout_error(retry_state.outcome.exception() if retry_state.outcome else None)
+
+    def _timeout_error(cause: BaseException | None) -> WaitTimeoutError:
+        error = WaitTimeoutError(
+            request_id=request_id, timeout=timeout or 0.0, result=last[0] if last else None
+        )
+        error.__cause__ = cause
+        return error
+
+    retrying = AsyncRetrying(
+        retry=retry_if_result(lambda result: not result.finished)
+        | retry_if_exception(is_transient),
+        wait=schedule.delay,
+        stop=schedule.past_last_poll,
+        sleep=clock.sleep,
+        retry_error_callback=give_up,
+        reraise=True,
+    )
+    timed_out: WaitTimeoutError | None = None
+    # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
+    # off a poll that hangs past it, on the event loop's own time.
+    with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+        try:
+            result: R = await retrying(poll_and_remember)
+        except WaitTimeoutError as exc:
+            timed_out = exc
+    if scope.cancelled_caught and timed_out is None:
+        timed_out = _timeout_error(None)
+    if timed_out is not None:
+        if deadline is not None:
+            await clock.sleep(max(deadline - clock.now(), 0.0))
+        raise timed_out
+    if not result.succeeded:
+        raise GenerationFailedError(result)
+    return result

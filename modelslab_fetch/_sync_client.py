@@ -1,0 +1,126 @@
+"""Layer 4, blocking: `ModelsLab` forwards every call to an `AsyncModelsLab` on a private loop."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import httpx
+
+from ._async_client import AsyncModelsLab
+from ._clock import Clock
+from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from ._endpoint import FetchResource
+from ._ids import RequestId
+from ._loop_thread import LoopThread
+from ._models import FetchResult
+from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
+
+__all__ = ["Enterprise", "ModelsLab", "SyncFetchResource"]
+
+R = TypeVar("R", bound=FetchResult)
+
+
+class SyncFetchResource(Generic[R]):
+    """The blocking twin of `FetchResource`: the same calls, run on the client's loop thread."""
+
+    def __init__(self, resource: FetchResource[R], loop: LoopThread) -> None:
+        self._resource = resource
+        self._loop = loop
+
+    def __repr__(self) -> str:
+        return f"Sync{self._resource!r}"
+
+    def fetch(self, request_id: RequestId) -> R:
+        """Ask once where the job stands; see `FetchResource.fetch`."""
+        return self._loop.run(self._resource.fetch, request_id)
+
+    def wait(self, request_id: RequestId, *, timeout: float | None = DEFAULT_WAIT_TIMEOUT) -> R:
+        """Poll the job until it finishes; see `FetchResource.wait`."""
+
+        async def wait() -> R:
+            return await self._resource.wait(request_id, timeout=timeout)
+
+        return self._loop.run(wait)
+
+
+class Enterprise:
+    """ModelsLab's enterprise endpoints (`client.enterprise`), blocking."""
+
+    def __init__(self, *, super_resolution: SyncFetchResource[FetchResult]) -> None:
+        self.super_resolution = super_resolution
+        """`POST /v1/enterprise/super_resolution/fetch/{id}`: fetch or wait for upscaled images."""
+
+    def __repr__(self) -> str:
+        return "Enterprise(super_resolution)"
+
+
+class ModelsLab:
+    """The blocking ModelsLab fetch client, for scripts, notebooks and legacy code.
+
+    It takes the same options as `AsyncModelsLab` and offers the same calls, returning
+    results instead of awaitables. The work runs on a private event loop in one background
+    thread, started on first use and stopped by `close()` or the end of a `with` block, so
+    it also works inside a running event loop (Jupyter) and from many threads at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+        poll_policy: PollPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._async = AsyncModelsLab(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+            poll_policy=poll_policy,
+            clock=clock,
+        )
+        self._loop = LoopThread()
+        self.images = SyncFetchResource(self._async.images, self._loop)
+        """`POST /v6/images/fetch`: fetch or wait for queued images."""
+        self.enterprise = Enterprise(
+            super_resolution=SyncFetchResource(self._async.enterprise.super_resolution, self._loop)
+        )
+        """The enterprise endpoints."""
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._async.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The per-request timeout."""
+        return self._async.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a transient failure is retried."""
+        return self._async.max_retries
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    def close(self) -> None:
+        """Cancel calls in flight, close connections and stop the loop thread. Idempotent."""
+        self._loop.close(self._async.aclose)
+
+    def __enter__(self) -> ModelsLab:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
