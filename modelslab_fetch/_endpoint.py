@@ -140,22 +140,25 @@ class FetchResource(Generic[R]):
     ) -> R:
         """Poll the job `request_id` until it finishes; return the success result.
 
-        Polls are spaced by the server's `eta` (see `PollPolicy`). Raises
+        Polls are spaced by the server's `eta` (see `PollPolicy`); transient failures
+        (network, overload, rate limits) are polled through until the deadline. Raises
         `GenerationFailedError` if the job ends `failed` or `error`, and `WaitTimeoutError`
         (carrying the last result) when `timeout` seconds pass first; `None` waits without
         a deadline.
         """
         rid = normalize_request_id(request_id)
         return await wait_until_finished(
-            lambda: self._fetch_normalized(rid),
+            # The poll schedule retries transient failures itself, within the deadline;
+            # transport retries would sleep on their own schedule, blind to it.
+            lambda: self._fetch_normalized(rid, retry=False),
             request_id=rid,
             timeout=timeout,
             policy=self._poll_policy,
             clock=self._clock,
         )
 
-    async def _fetch_normalized(self, rid: str) -> R:
+    async def _fetch_normalized(self, rid: str, *, retry: bool = True) -> R:
         body = await self._transport.post_json(
-            self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid
+            self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid, retry=retry
         )
         return self._endpoint.parse(body, request_id=rid)

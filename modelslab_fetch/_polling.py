@@ -14,7 +14,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     retry_if_result,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from ._clock import Clock
@@ -95,9 +96,10 @@ class _Schedule:
         self._policy = policy
         self._clock = clock
         self._deadline = deadline
-        self._backoff = wait_exponential_jitter(
-            initial=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
-        )
+        # Jitter up to one initial step spreads a batch's polls without reordering the steps.
+        self._backoff = wait_exponential(
+            multiplier=policy.backoff_initial, max=policy.backoff_max
+        ) + wait_random(0, policy.backoff_initial)
 
     def delay(self, retry_state: RetryCallState) -> float:
         """The sleep before the next poll, clipped so the last poll starts before the deadline."""
@@ -162,12 +164,29 @@ async def wait_until_finished(
         error.__cause__ = cause
         return error
 
+    def log_next_poll(retry_state: RetryCallState) -> None:
+        outcome = retry_state.outcome
+        if outcome is not None and outcome.failed:
+            logger.info(
+                "request %s: %s; polling again in %.2f s",
+                request_id,
+                outcome.exception(),
+                retry_state.upcoming_sleep,
+            )
+        else:
+            logger.debug(
+                "request %s: not finished; next poll in %.2f s",
+                request_id,
+                retry_state.upcoming_sleep,
+            )
+
     retrying = AsyncRetrying(
         retry=retry_if_result(lambda result: not result.finished)
         | retry_if_exception(is_transient),
         wait=schedule.delay,
         stop=schedule.past_last_poll,
         sleep=clock.sleep,
+        before_sleep=log_next_poll,
         retry_error_callback=give_up,
         reraise=True,
     )

@@ -13,7 +13,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity.wait import wait_base
 
@@ -64,7 +65,7 @@ class _wait_retry_after_or_backoff(wait_base):
     """Wait what the server asked for (`Retry-After`), else exponential backoff with jitter."""
 
     def __init__(self) -> None:
-        self._backoff = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+        self._backoff = wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
@@ -114,12 +115,18 @@ class Transport:
             await self._http.aclose()
 
     async def post_json(
-        self, path: str, body: Mapping[str, Any], *, request_id: str | None
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        request_id: str | None,
+        retry: bool = True,
     ) -> dict[str, Any]:
         """POST `body` plus the key to `base_url + path`; return the JSON object answered.
 
-        Raises a `ModelsLabError` subclass; transient failures are retried first, up to
-        `max_retries` times.
+        Raises a `ModelsLabError` subclass. Transient failures are retried first, up to
+        `max_retries` times, unless `retry` is false: a caller with a schedule and a
+        deadline of its own (polling) retries on that schedule instead.
         """
         if self._closed:
             raise ClientClosedError(
@@ -128,7 +135,7 @@ class Transport:
         url = self._config.base_url + path
         payload = {**body, "key": self._config.api_key.get_secret_value()}
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._config.max_retries + 1),
+            stop=stop_after_attempt(self._config.max_retries + 1 if retry else 1),
             wait=_wait_retry_after_or_backoff(),
             retry=retry_if_exception(is_transient),
             sleep=self._clock.sleep,
@@ -143,6 +150,7 @@ class Transport:
     async def _post_once(
         self, url: str, payload: dict[str, Any], *, request_id: str | None
     ) -> dict[str, Any]:
+        failure: APIConnectionError
         try:
             response = await self._http.post(
                 url,
@@ -152,14 +160,23 @@ class Transport:
                 follow_redirects=False,
             )
         except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"timed out talking to {url} ({type(exc).__name__})", request_id=request_id
-            ) from exc
+            failure = APITimeoutError(
+                f"timed out talking to {url} ({self._describe(exc)})", request_id=request_id
+            )
         except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"could not talk to {url}: {type(exc).__name__}: {exc}", request_id=request_id
-            ) from exc
-        logger.debug("POST %s -> HTTP %s (request %s)", url, response.status_code, request_id)
+            failure = APIConnectionError(
+                f"could not talk to {url} ({self._describe(exc)})", request_id=request_id
+            )
+        else:
+            return self._decode(response, request_id=request_id)
+        # Raised outside the handler on purpose: httpx's exception holds the request, and
+        # the request holds the key in its body, so it must not ride along as __context__.
+        raise failure
+
+    def _decode(self, response: httpx.Response, *, request_id: str | None) -> dict[str, Any]:
+        logger.debug(
+            "POST %s -> HTTP %s (request %s)", response.url, response.status_code, request_id
+        )
         content = self._redact(response.content)
         decoded = decode_response(
             _without_request_body(response, content),
@@ -170,6 +187,10 @@ class Transport:
         if isinstance(decoded, ModelsLabError):
             raise decoded
         return decoded
+
+    def _describe(self, error: Exception) -> str:
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return text.replace(self._config.api_key.get_secret_value(), REDACTED.decode())
 
     def _redact(self, content: bytes) -> bytes:
         # A misbehaving server or proxy may echo the request body back: the key must not

@@ -1,0 +1,31 @@
+"""The single entry point for tests, lint and type checks: `nox -s tests lint typecheck`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite with line and branch coverage (>= 90% enforced)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and common bugs with ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Check the package and the tests with mypy --strict."""
+    session.install("-e", ".[test]", "mypy>=1.11")
+    session.run("mypy", "--strict")

@@ -1,0 +1,64 @@
+"""Shared fixtures: a fake clock, a respx router over the ModelsLab base URL, clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+import respx
+
+from modelslab_fetch import AsyncModelsLab, PollPolicy
+
+API_KEY = "sk-test-7f3a9c1e-THE-SECRET-KEY"
+BASE_URL = "https://modelslab.com/api"
+IMAGES_URL = f"{BASE_URL}/v6/images/fetch"
+SUPER_RESOLUTION_URL = f"{BASE_URL}/v1/enterprise/super_resolution/fetch/{{id}}"
+
+
+class FakeClock:
+    """A clock whose time moves only when something sleeps on it; it records every sleep."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.time = start
+        self.start = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    @property
+    def elapsed(self) -> float:
+        return self.time - self.start
+
+    async def sleep(self, seconds: float) -> None:
+        assert seconds >= 0, f"negative sleep {seconds}"
+        self.sleeps.append(seconds)
+        self.time += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+async def client(clock: FakeClock, router: respx.MockRouter) -> AsyncIterator[AsyncModelsLab]:
+    async with AsyncModelsLab(
+        api_key=API_KEY, base_url=BASE_URL, clock=clock, poll_policy=PollPolicy()
+    ) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a developer's real key or base URL from the environment."""
+    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
+    monkeypatch.delenv("MODELSLAB_BASE_URL", raising=False)

@@ -1,0 +1,138 @@
+"""End to end over real sockets against a scripted server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from modelslab_fetch import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncModelsLab,
+    ModelsLab,
+    ModelsLabError,
+    PollPolicy,
+    Status,
+)
+from tests.conftest import API_KEY
+from tests.local_server import Reply, ScriptedServer, free_port, scripted_server
+
+pytestmark = pytest.mark.integration
+
+FAST = PollPolicy(min_interval=0.01, backoff_initial=0.01, backoff_max=0.05)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with scripted_server() as server:
+        yield server
+
+
+def done(request_id: str) -> Reply:
+    return Reply(
+        200, {"status": "success", "id": int(request_id), "output": [f"https://x/{request_id}.png"]}
+    )
+
+
+async def test_both_endpoints_over_real_sockets(server: ScriptedServer) -> None:
+    server.script("101", done("101"))
+    server.script("202", done("202"))
+    async with AsyncModelsLab(api_key=API_KEY, base_url=server.base_url) as client:
+        assert (await client.images.fetch(101)).output == ["https://x/101.png"]
+        assert (await client.enterprise.super_resolution.fetch("202")).id == "202"
+    assert [(s.path, s.body) for s in server.seen] == [
+        ("/api/v6/images/fetch", {"key": API_KEY, "request_id": "101"}),
+        ("/api/v1/enterprise/super_resolution/fetch/202", {"key": API_KEY}),
+    ]
+
+
+async def test_wait_polls_until_success(server: ScriptedServer) -> None:
+    server.script(
+        "7",
+        Reply(200, {"status": "processing", "eta": "0.02", "id": "7", "messege": "wait"}),
+        Reply(503, b"<html>edge busy</html>", {"content-type": "text/html"}),
+        Reply(200, {"status": "processing", "eta": 0.01, "id": 7}),
+        done("7"),
+    )
+    async with AsyncModelsLab(
+        api_key=API_KEY, base_url=server.base_url, poll_policy=FAST
+    ) as client:
+        result = await client.images.wait(7, timeout=10)
+    assert result.status is Status.SUCCESS
+    assert len(server.seen) == 4
+
+
+async def test_connection_refused() -> None:
+    base_url = f"http://127.0.0.1:{free_port()}/api"
+    async with AsyncModelsLab(api_key=API_KEY, base_url=base_url, max_retries=1) as client:
+        with pytest.raises(APIConnectionError, match="ConnectError"):
+            await client.images.fetch(1)
+
+
+async def test_connection_reset_is_retried(server: ScriptedServer) -> None:
+    server.script("8", Reply(action="reset"), done("8"))
+    async with AsyncModelsLab(api_key=API_KEY, base_url=server.base_url) as client:
+        assert (await client.images.fetch(8)).succeeded
+    assert len(server.seen) == 2
+
+
+async def test_read_timeout(server: ScriptedServer) -> None:
+    server.script("9", Reply(action="hang"))
+    async with AsyncModelsLab(
+        api_key=API_KEY, base_url=server.base_url, timeout=0.2, max_retries=0
+    ) as client:
+        with pytest.raises(APITimeoutError, match="ReadTimeout"):
+            await client.images.fetch(9)
+
+
+async def test_redirect_to_another_host_sends_it_nothing(server: ScriptedServer) -> None:
+    with scripted_server() as elsewhere:
+        server.script("5", Reply(307, b"", {"location": f"{elsewhere.base_url}/v6/images/fetch"}))
+        client = AsyncModelsLab(api_key=API_KEY, base_url=server.base_url)
+        async with client:
+            with pytest.raises(APIStatusError, match="not followed"):
+                await client.images.fetch(5)
+        assert elsewhere.seen == []
+
+
+def test_sync_client_from_eight_threads(server: ScriptedServer) -> None:
+    ids = [str(n) for n in range(1, 41)]
+    for request_id in ids:
+        server.script(
+            request_id, Reply(200, {"status": "processing", "eta": 0.01}), done(request_id)
+        )
+    client = ModelsLab(api_key=API_KEY, base_url=server.base_url, poll_policy=FAST)
+    with client, ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(client.images.wait, ids))
+    assert [r.id for r in results] == ids
+    assert not [t for t in threading.enumerate() if t.name.startswith("modelslab-fetch")]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(200, {"status": "error", "message": "Invalid Api Key"}),
+        Reply(401, {"message": "unauthorised"}),
+        Reply(500, {"echo": API_KEY}),
+        Reply(200, b"not json " + API_KEY.encode(), {"content-type": "text/plain"}),
+        Reply(action="reset"),
+    ],
+    ids=["invalid-key", "401", "500-echo", "not-json", "reset"],
+)
+async def test_no_key_in_any_log_record_with_real_http_logging(
+    reply: Reply, server: ScriptedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # httpx's and httpcore's loggers included
+    server.script("3", reply)
+    async with AsyncModelsLab(api_key=API_KEY, base_url=server.base_url, max_retries=1) as client:
+        with pytest.raises(ModelsLabError) as caught:
+            await client.images.fetch(3)
+    assert any(r.name.startswith("httpcore") for r in caplog.records)
+    assert API_KEY not in caplog.text
+    assert all(API_KEY not in r.getMessage() for r in caplog.records)
+    assert API_KEY not in str(caught.value) and API_KEY not in repr(caught.value)

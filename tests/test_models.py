@@ -1,0 +1,191 @@
+"""Parsing response bodies: every status and every quirk the wire notes list."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from modelslab_fetch import FetchResult, Status
+
+SUCCESS = {
+    "status": "success",
+    "generationTime": 1.83,
+    "id": 13443927,
+    "output": ["https://cdn.example/generations/6ef3f81f-0.png"],
+    "proxy_links": ["https://proxy.example/6ef3f81f-0.png"],
+    "meta": {"prompt": "a cat", "seed": 42},
+    "nsfw_content_detected": False,
+    "webhook_status": "",
+    "tip": "Get 20% off",
+}
+
+PROCESSING = {
+    "status": "processing",
+    "tip": "hold on",
+    "eta": 12.5,
+    "messege": "Try to fetch request after seconds estimated",
+    "fetch_result": "https://modelslab.com/api/v6/images/fetch",
+    "id": 13443927,
+    "output": [],
+    "meta": {"prompt": "a cat"},
+    "future_links": ["https://cdn.example/generations/6ef3f81f-0.png"],
+}
+
+
+def parse(body: dict[str, Any], request_id: str = "13443927") -> FetchResult:
+    return FetchResult.from_body(body, request_id=request_id)
+
+
+def test_success_body_gives_every_documented_field() -> None:
+    result = parse(SUCCESS)
+    assert result.status is Status.SUCCESS
+    assert result.succeeded and result.finished
+    assert result.id == "13443927"
+    assert result.output == ["https://cdn.example/generations/6ef3f81f-0.png"]
+    assert result.proxy_links == ["https://proxy.example/6ef3f81f-0.png"]
+    assert result.generation_time == pytest.approx(1.83)
+    assert result.meta == {"prompt": "a cat", "seed": 42}
+    assert result.nsfw_content_detected is False
+    assert result.webhook_status == ""
+    assert result.tip == "Get 20% off"
+    assert result.eta is None
+    assert result.raw == SUCCESS
+
+
+def test_processing_body_with_misspelt_message_and_future_links() -> None:
+    result = parse(PROCESSING)
+    assert result.status is Status.PROCESSING
+    assert not result.finished and not result.succeeded
+    assert result.eta == 12.5
+    assert result.message == "Try to fetch request after seconds estimated"
+    assert result.future_links == ["https://cdn.example/generations/6ef3f81f-0.png"]
+    assert result.output == []
+    assert result.fetch_result == "https://modelslab.com/api/v6/images/fetch"
+
+
+@pytest.mark.parametrize("status", ["error", "failed"])
+def test_error_and_failed_are_finished_but_not_succeeded(status: str) -> None:
+    result = parse({"status": status, "message": "boom"})
+    assert result.status is Status(status)
+    assert result.finished and not result.succeeded
+    assert result.message == "boom"
+
+
+def test_seed_example_bodies_parse() -> None:
+    images = parse({"status": "success", "id": 13443927, "output": ["https://x/0.png"]})
+    upscaled = parse({"status": "success", "id": 12202888, "output": ["https://x/1.png"]})
+    assert (images.id, upscaled.id) == ("13443927", "12202888")
+
+
+def test_message_wins_over_messege_when_both_are_sent() -> None:
+    assert parse({"status": "error", "message": "right", "messege": "wrong"}).message == "right"
+
+
+@pytest.mark.parametrize("raw_id", [13443927, "13443927", 13443927.0])
+def test_id_is_always_text(raw_id: object) -> None:
+    assert parse({"status": "success", "id": raw_id}).id == "13443927"
+
+
+def test_missing_or_null_id_falls_back_to_the_requested_id() -> None:
+    assert parse({"status": "error", "message": "x"}, request_id="77").id == "77"
+    assert parse({"status": "error", "id": None}, request_id="77").id == "77"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (12.5, 12.5),
+        (3, 3.0),
+        ("12.5", 12.5),
+        (" 7 ", 7.0),
+        ("soon", None),
+        (None, None),
+        (math.nan, None),
+        ("inf", None),
+        (-4, 0.0),
+        (True, None),
+        ([1], None),
+    ],
+)
+def test_eta_is_lenient_because_it_is_only_an_estimate(raw: object, expected: float | None) -> None:
+    assert parse({"status": "processing", "eta": raw}).eta == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("false", False), ("true", True), ("False", False), (0, False), (1, True), ("", None)],
+)
+def test_string_booleans_are_coerced(raw: object, expected: bool | None) -> None:
+    assert (
+        parse({"status": "success", "nsfw_content_detected": raw}).nsfw_content_detected is expected
+    )
+
+
+def test_numeric_strings_are_coerced() -> None:
+    assert parse({"status": "success", "generationTime": "1.83"}).generation_time == 1.83
+
+
+def test_unknown_fields_are_kept_not_rejected() -> None:
+    result = parse({**SUCCESS, "new_field": {"a": 1}, "queue_position": 3})
+    assert result.model_extra == {"new_field": {"a": 1}, "queue_position": 3}
+    assert result.raw["queue_position"] == 3
+
+
+@pytest.mark.parametrize("raw_status", ["queued", "QUEUED", "rendering", ""])
+def test_unknown_status_reads_as_processing_and_keeps_the_word(raw_status: str) -> None:
+    result = parse({"status": raw_status})
+    assert result.status is Status.PROCESSING
+    assert not result.finished
+    assert result.raw_status == raw_status
+
+
+def test_status_is_case_insensitive() -> None:
+    assert parse({"status": "Success"}).status is Status.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, []), ("", []), ("https://x/0.png", ["https://x/0.png"]), (["a", "b"], ["a", "b"])],
+)
+def test_output_lists_accept_null_and_a_lone_url(raw: object, expected: list[str]) -> None:
+    assert parse({"status": "success", "output": raw}).output == expected
+
+
+def test_structured_messages_are_kept_readable() -> None:
+    result = parse({"status": "error", "message": {"request_id": ["required"]}})
+    assert result.message == '{"request_id": ["required"]}'
+
+
+@pytest.mark.parametrize("meta", ["", []])
+def test_empty_meta_placeholders_read_as_none(meta: object) -> None:
+    assert parse({"status": "success", "meta": meta}).meta is None
+
+
+def test_numeric_scalars_in_text_fields_become_text() -> None:
+    assert parse({"status": "success", "tip": 5, "webhook_status": 200}).webhook_status == "200"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"status": None},
+        {"status": 1},
+        {"status": ["success"]},
+        {"status": "success", "output": [1, 2]},
+        {"status": "success", "output": {"url": "x"}},
+        {"status": "success", "id": {"n": 1}},
+        {"status": "success", "meta": "not an object"},
+    ],
+)
+def test_wrong_shapes_raise_value_errors(body: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - pydantic's ValidationError is the ValueError
+        parse(body)
+
+
+def test_results_are_immutable() -> None:
+    result = parse(SUCCESS)
+    with pytest.raises(ValueError):  # noqa: PT011 - pydantic's frozen-instance ValidationError
+        result.status = Status.ERROR  # type: ignore[misc]

@@ -1,0 +1,64 @@
+"""The public surface: what is exported, that it is documented, and that it is typed."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import modelslab_fetch
+from modelslab_fetch import AsyncModelsLab, ModelsLab
+
+
+def test_every_exported_name_exists_and_is_documented() -> None:
+    undocumented = []
+    for name in modelslab_fetch.__all__:
+        obj = getattr(modelslab_fetch, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if not inspect.getdoc(obj):
+                undocumented.append(name)
+            for member_name, member in vars(obj).items():
+                if member_name.startswith("_"):
+                    continue
+                if isinstance(member, property | staticmethod | classmethod) or inspect.isfunction(
+                    member
+                ):
+                    target = member.fget if isinstance(member, property) else member
+                    if not inspect.getdoc(target):
+                        undocumented.append(f"{name}.{member_name}")
+    assert undocumented == []
+
+
+def test_the_error_hierarchy_is_one_tree() -> None:
+    errors = [
+        getattr(modelslab_fetch, name) for name in modelslab_fetch.__all__ if name.endswith("Error")
+    ]
+    assert len(errors) == 12
+    assert all(issubclass(error, modelslab_fetch.ModelsLabError) for error in errors)
+
+
+def test_sync_client_mirrors_the_async_surface() -> None:
+    async_client = AsyncModelsLab(api_key="k")
+    sync_client = ModelsLab(api_key="k")
+    for path in ("images", "enterprise.super_resolution"):
+        async_resource, sync_resource = async_client, sync_client
+        for part in path.split("."):
+            async_resource = getattr(async_resource, part)
+            sync_resource = getattr(sync_resource, part)
+        for method in ("fetch", "wait"):
+            async_sig = inspect.signature(getattr(async_resource, method))
+            sync_sig = inspect.signature(getattr(sync_resource, method))
+            assert list(async_sig.parameters) == list(sync_sig.parameters)
+            for name, param in async_sig.parameters.items():
+                assert sync_sig.parameters[name].default == param.default
+    assert list(inspect.signature(AsyncModelsLab).parameters) == list(
+        inspect.signature(ModelsLab).parameters
+    )
+    sync_client.close()
+
+
+def test_the_package_ships_its_type_marker() -> None:
+    assert (Path(modelslab_fetch.__file__).parent / "py.typed").is_file()
+
+
+def test_version_is_exposed() -> None:
+    assert modelslab_fetch.__version__.count(".") >= 2
