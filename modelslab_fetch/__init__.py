@@ -9,9 +9,16 @@ The layers, bottom up:
 """
 
 from ._async_client import AsyncEnterprise, AsyncModelsLab
+from ._batch import Batch, Outcome, Progress
 from ._clock import Clock, EventLoopClock
-from ._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES
-from ._endpoint import FetchEndpoint, FetchResource
+from ._config import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+)
+from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, FetchEndpoint, FetchResource
 from ._errors import (
     APIConnectionError,
     APIStatusError,
@@ -29,14 +36,16 @@ from ._errors import (
 from ._ids import RequestId
 from ._models import FetchResult, Status
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
-from ._sync_client import Enterprise, ModelsLab, SyncFetchResource
+from ._sync_client import Enterprise, ModelsLab, SyncBatch, SyncFetchResource
 from ._version import __version__
 
 __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_WAIT_MANY_CONCURRENCY",
     "DEFAULT_WAIT_TIMEOUT",
     "APIConnectionError",
     "APIStatusError",
@@ -44,6 +53,7 @@ __all__ = [
     "AsyncEnterprise",
     "AsyncModelsLab",
     "AuthenticationError",
+    "Batch",
     "ClientClosedError",
     "Clock",
     "ConfigurationError",
@@ -56,11 +66,14 @@ __all__ = [
     "InvalidRequestIdError",
     "ModelsLab",
     "ModelsLabError",
+    "Outcome",
     "PollPolicy",
+    "Progress",
     "RateLimitError",
     "RequestId",
     "ResponseParseError",
     "Status",
+    "SyncBatch",
     "SyncFetchResource",
     "WaitTimeoutError",
     "__version__",

@@ -7,7 +7,7 @@ from types import TracebackType
 import httpx
 
 from ._clock import Clock, EventLoopClock
-from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from ._endpoint import FetchEndpoint, FetchResource
 from ._endpoints.images import IMAGES
 from ._endpoints.super_resolution import SUPER_RESOLUTION
@@ -43,6 +43,9 @@ class AsyncModelsLab:
         timeout: Per-request timeout: seconds, an `httpx.Timeout`, or None for none.
         max_retries: How many times a transient failure (network error, timeout, 408,
             429, 5xx, edge error page) is retried before its error is raised.
+        max_concurrency: The most HTTP requests this client has in flight at once,
+            shared by every call on it (`fetch`, `wait`, `fetch_many`, `wait_many`).
+        max_requests_per_second: An optional cap on the rate of requests, client-wide.
         http_client: Your own `httpx.AsyncClient` (proxies, limits, transport); it is
             not closed by this client. Redirects are never followed either way.
         poll_policy: How `wait()` spaces its polls; see `PollPolicy`.
@@ -57,12 +60,19 @@ class AsyncModelsLab:
         base_url: str | None = None,
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_requests_per_second: float | None = None,
         http_client: httpx.AsyncClient | None = None,
         poll_policy: PollPolicy | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._config = ClientConfig.resolve(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            max_requests_per_second=max_requests_per_second,
         )
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
@@ -90,6 +100,16 @@ class AsyncModelsLab:
     def max_retries(self) -> int:
         """How many times a transient failure is retried."""
         return self._config.max_retries
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most HTTP requests in flight at once, client-wide."""
+        return self._config.max_concurrency
+
+    @property
+    def max_requests_per_second(self) -> float | None:
+        """The client-wide cap on the request rate, if any."""
+        return self._config.max_requests_per_second
 
     @property
     def closed(self) -> bool:

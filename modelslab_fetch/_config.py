@@ -17,6 +17,7 @@ __all__ = [
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "ClientConfig",
@@ -27,6 +28,7 @@ BASE_URL_ENV = "MODELSLAB_BASE_URL"
 DEFAULT_BASE_URL = "https://modelslab.com/api"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_RETRIES = 3
+DEFAULT_MAX_CONCURRENCY = 32
 
 
 @dataclass(frozen=True, repr=False)
@@ -40,11 +42,14 @@ class ClientConfig:
     base_url: str
     timeout: httpx.Timeout
     max_retries: int
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_requests_per_second: float | None = None
 
     def __repr__(self) -> str:
         return (
             f"ClientConfig(base_url={self.base_url!r}, timeout={self.timeout!r}, "
-            f"max_retries={self.max_retries})"
+            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency}, "
+            f"max_requests_per_second={self.max_requests_per_second})"
         )
 
     @classmethod
@@ -55,6 +60,8 @@ class ClientConfig:
         base_url: str | None,
         timeout: float | httpx.Timeout | None,
         max_retries: int,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_requests_per_second: float | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`."""
@@ -64,6 +71,8 @@ class ClientConfig:
             base_url=_resolve_base_url(base_url, env),
             timeout=_resolve_timeout(timeout),
             max_retries=_resolve_max_retries(max_retries),
+            max_concurrency=_resolve_max_concurrency(max_concurrency),
+            max_requests_per_second=_resolve_rate(max_requests_per_second),
         )
 
 
@@ -133,3 +142,23 @@ def _resolve_max_retries(max_retries: int) -> int:
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigurationError(f"max_retries must be an int >= 0; got {max_retries!r}")
     return max_retries
+
+
+def _resolve_max_concurrency(max_concurrency: int) -> int:
+    if (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ConfigurationError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
+    return max_concurrency
+
+
+def _resolve_rate(rate: float | None) -> float | None:
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
+        raise ConfigurationError(
+            f"max_requests_per_second must be a positive number or None; got {rate!r}"
+        )
+    return float(rate)

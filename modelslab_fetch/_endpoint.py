@@ -5,21 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import pydantic
 
+from ._batch import Batch, ProgressCallback
 from ._clock import Clock
 from ._errors import AuthenticationError, ResponseParseError
 from ._http_errors import excerpt_of
 from ._ids import RequestId, normalize_request_id
 from ._models import FetchResult, Status
-from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, wait_until_finished
+from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout, wait_until_finished
 from ._transport import Transport
 
-__all__ = ["FetchEndpoint", "FetchResource"]
+__all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "FetchEndpoint", "FetchResource"]
+
+DEFAULT_WAIT_MANY_CONCURRENCY = 1024
+"""How many ids `wait_many` waits on at once by default. Waiting ids mostly sleep between
+polls, so this can be far above the client's `max_concurrency`, which caps real requests."""
 
 logger = logging.getLogger("modelslab_fetch")
 
@@ -146,7 +152,59 @@ class FetchResource(Generic[R]):
         (carrying the last result) when `timeout` seconds pass first; `None` waits without
         a deadline.
         """
-        rid = normalize_request_id(request_id)
+        return await self._wait_normalized(normalize_request_id(request_id), timeout)
+
+    def fetch_many(
+        self,
+        ids: Iterable[RequestId] | AsyncIterable[RequestId],
+        *,
+        concurrency: int | None = None,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> Batch[R]:
+        """Fetch each id once; an async iterator of one `Outcome` per input id.
+
+        `concurrency` ids are fetched at once (default: the client's `max_concurrency`).
+        Outcomes come as they finish, or in input order with `ordered=True`. An outcome
+        is `ok` when the fetch answered, whatever the job's status. `on_progress` is
+        called with a `Progress` after each outcome.
+        """
+        return Batch(
+            ids,
+            self._fetch_normalized,
+            concurrency=self._transport.max_concurrency if concurrency is None else concurrency,
+            ordered=ordered,
+            on_progress=on_progress,
+        )
+
+    def wait_many(
+        self,
+        ids: Iterable[RequestId] | AsyncIterable[RequestId],
+        *,
+        concurrency: int | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> Batch[R]:
+        """Wait for each id to finish; an async iterator of one `Outcome` per input id.
+
+        Each id is waited on as by `wait()`, its `timeout` counted from when its
+        polling starts; an outcome is `ok` only for a success. Up to `concurrency` ids
+        are waited on at once (default 1024: they mostly sleep; the client's
+        `max_concurrency` caps the requests). Read the ids lazily from any iterable or
+        async iterable; duplicates are asked for once. Outcomes come as they finish, or
+        in input order with `ordered=True`.
+        """
+        check_wait_timeout(timeout)
+        return Batch(
+            ids,
+            lambda rid: self._wait_normalized(rid, timeout),
+            concurrency=DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency,
+            ordered=ordered,
+            on_progress=on_progress,
+        )
+
+    async def _wait_normalized(self, rid: str, timeout: float | None) -> R:
         return await wait_until_finished(
             # The poll schedule retries transient failures itself, within the deadline;
             # transport retries would sleep on their own schedule, blind to it.

@@ -45,6 +45,11 @@ class LoopThread:
         """Whether the loop thread has been started."""
         return self._portal is not None
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` has begun."""
+        return self._closed
+
     def run(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Run `func(*args)` on the private loop and return its result, blocking meanwhile.
 

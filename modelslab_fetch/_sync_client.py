@@ -2,23 +2,80 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterable, Iterable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
 import httpx
 
 from ._async_client import AsyncModelsLab
+from ._batch import Batch, Outcome, ProgressCallback
 from ._clock import Clock
-from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._endpoint import FetchResource
 from ._ids import RequestId
 from ._loop_thread import LoopThread
 from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
 
-__all__ = ["Enterprise", "ModelsLab", "SyncFetchResource"]
+__all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 
 R = TypeVar("R", bound=FetchResult)
+
+_OUTCOMES_PER_HANDOFF = 256
+
+
+class SyncBatch(Iterator[Outcome[R]], Generic[R]):
+    """The blocking twin of `Batch`: iterate it for one `Outcome` per input id.
+
+    Outcomes stream from the client's loop thread as they are ready (a few hundred per
+    hand-off at most), so a batch is never collected whole, and the work waits while you
+    do not read. Leaving the loop early, `close()` or the end of a `with` block stops it.
+    """
+
+    def __init__(self, batch: Batch[R], loop: LoopThread) -> None:
+        self._batch = batch
+        self._loop = loop
+        self._ready: deque[Outcome[R]] = deque()
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"Sync{self._batch!r}"
+
+    def __next__(self) -> Outcome[R]:
+        if not self._ready and not self._finished:
+            self._ready.extend(self._loop.run(self._batch.next_many, _OUTCOMES_PER_HANDOFF))
+            self._finished = not self._ready
+        if not self._ready:
+            raise StopIteration
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """Stop all work of the batch. Safe to call twice, and after the client closed."""
+        if self._finished:
+            return
+        self._finished = True
+        self._ready.clear()
+        if self._loop.started and not self._loop.closed:
+            self._loop.run(self._batch.aclose)
+
+    def __enter__(self) -> SyncBatch[R]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A `for` loop left with `break` drops the iterator: stop the work it started.
+        with contextlib.suppress(Exception):  # nothing to report to at collection time
+            self.close()
 
 
 class SyncFetchResource(Generic[R]):
@@ -42,6 +99,35 @@ class SyncFetchResource(Generic[R]):
             return await self._resource.wait(request_id, timeout=timeout)
 
         return self._loop.run(wait)
+
+    def fetch_many(
+        self,
+        ids: Iterable[RequestId] | AsyncIterable[RequestId],
+        *,
+        concurrency: int | None = None,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncBatch[R]:
+        """Fetch each id once, one `Outcome` per input id; see `FetchResource.fetch_many`."""
+        batch = self._resource.fetch_many(
+            ids, concurrency=concurrency, ordered=ordered, on_progress=on_progress
+        )
+        return SyncBatch(batch, self._loop)
+
+    def wait_many(
+        self,
+        ids: Iterable[RequestId] | AsyncIterable[RequestId],
+        *,
+        concurrency: int | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncBatch[R]:
+        """Wait for each id, one `Outcome` per input id; see `FetchResource.wait_many`."""
+        batch = self._resource.wait_many(
+            ids, concurrency=concurrency, timeout=timeout, ordered=ordered, on_progress=on_progress
+        )
+        return SyncBatch(batch, self._loop)
 
 
 class Enterprise:
@@ -71,6 +157,8 @@ class ModelsLab:
         base_url: str | None = None,
         timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_requests_per_second: float | None = None,
         http_client: httpx.AsyncClient | None = None,
         poll_policy: PollPolicy | None = None,
         clock: Clock | None = None,
@@ -80,6 +168,8 @@ class ModelsLab:
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            max_requests_per_second=max_requests_per_second,
             http_client=http_client,
             poll_policy=poll_policy,
             clock=clock,
@@ -106,6 +196,16 @@ class ModelsLab:
     def max_retries(self) -> int:
         """How many times a transient failure is retried."""
         return self._async.max_retries
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most HTTP requests in flight at once, client-wide."""
+        return self._async.max_concurrency
+
+    @property
+    def max_requests_per_second(self) -> float | None:
+        """The client-wide cap on the request rate, if any."""
+        return self._async.max_requests_per_second
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"

@@ -26,8 +26,10 @@ from ._errors import (
     APITimeoutError,
     ClientClosedError,
     ModelsLabError,
+    RateLimitError,
 )
 from ._http_errors import RETRYABLE_STATUS_CODES, decode_response, is_html
+from ._traffic import TrafficControl
 from ._version import __version__
 
 __all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient"]
@@ -36,6 +38,9 @@ logger = logging.getLogger("modelslab_fetch")
 
 MAX_RETRY_AFTER = 60.0
 """A `Retry-After` longer than this is not slept through: the error is raised at once."""
+
+RATE_LIMIT_PAUSE = 1.0
+"""How long a 429 without `Retry-After` pauses the client's traffic."""
 
 REDACTED = b"***"
 
@@ -70,6 +75,8 @@ class _wait_retry_after_or_backoff(wait_base):
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         error = None if outcome is None else outcome.exception()
+        if isinstance(error, RateLimitError):
+            return 0.0  # the client-wide pause (TrafficControl) does the waiting
         retry_after = getattr(error, "retry_after", None)
         if isinstance(retry_after, float):
             return retry_after
@@ -95,6 +102,11 @@ class Transport:
         self._clock = clock
         self._owns_http_client = http_client is None
         self._http = http_client if http_client is not None else self._default_http_client()
+        self._traffic = TrafficControl(
+            max_concurrency=config.max_concurrency,
+            max_rate=config.max_requests_per_second,
+            clock=clock,
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -102,6 +114,16 @@ class Transport:
 
     def _default_http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=self._config.timeout, follow_redirects=False)
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests this transport has in flight at once."""
+        return self._config.max_concurrency
+
+    @property
+    def in_flight(self) -> int:
+        """HTTP requests of this client in flight right now."""
+        return self._traffic.in_flight
 
     @property
     def closed(self) -> bool:
@@ -152,13 +174,14 @@ class Transport:
     ) -> dict[str, Any]:
         failure: APIConnectionError
         try:
-            response = await self._http.post(
-                url,
-                json=payload,
-                headers={"user-agent": f"modelslab-fetch/{__version__}"},
-                timeout=self._config.timeout,
-                follow_redirects=False,
-            )
+            async with self._traffic:
+                response = await self._http.post(
+                    url,
+                    json=payload,
+                    headers={"user-agent": f"modelslab-fetch/{__version__}"},
+                    timeout=self._config.timeout,
+                    follow_redirects=False,
+                )
         except httpx.TimeoutException as exc:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._describe(exc)})", request_id=request_id
@@ -184,9 +207,18 @@ class Transport:
             request_id=request_id,
             now=time.time(),
         )
+        if isinstance(decoded, RateLimitError):
+            self._pause_for(decoded)
         if isinstance(decoded, ModelsLabError):
             raise decoded
         return decoded
+
+    def _pause_for(self, error: RateLimitError) -> None:
+        # One 429 pauses the whole client, so the other requests in flight do not each
+        # run into the limit and back off on their own.
+        pause = RATE_LIMIT_PAUSE if error.retry_after is None else error.retry_after
+        if pause <= MAX_RETRY_AFTER and self._traffic.pause(pause):
+            logger.warning("HTTP 429: pausing all requests of this client for %.2f s", pause)
 
     def _describe(self, error: Exception) -> str:
         text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

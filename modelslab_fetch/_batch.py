@@ -1,0 +1,328 @@
+"""Layer 2, many ids: stream one outcome per input id, bounded, lazy, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections import OrderedDict
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._errors import ConfigurationError
+from ._ids import normalize_request_id
+from ._models import FetchResult
+
+if sys.version_info < (3, 11):  # pragma: no cover - the builtin arrived in 3.11
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["RECENT_OUTCOMES_KEPT", "Batch", "Outcome", "Progress"]
+
+R = TypeVar("R", bound=FetchResult)
+
+RECENT_OUTCOMES_KEPT = 4096
+"""How many finished ids a batch remembers, so a repeat of one is answered without a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[R]):
+    """What became of one input id of a batch: a result, or the error that stopped it."""
+
+    request_id: str
+    """The id as normalised (always text); for a malformed id, its text as given."""
+    index: int
+    """The id's position in the input, counting from 0."""
+    result: R | None
+    """The typed result, or None if `error` is set."""
+    error: Exception | None
+    """Why there is no result: any `ModelsLabError` (`GenerationFailedError`, ...)."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether there is a result and no error."""
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts of a batch, passed to `on_progress` each time an outcome is delivered."""
+
+    succeeded: int
+    """Outcomes delivered with a result."""
+    failed: int
+    """Outcomes delivered with an error."""
+    in_flight: int
+    """Ids taken from the input whose outcome is not delivered yet."""
+    total: int | None
+    """How many ids the input holds, when it has a length; otherwise None."""
+
+    @property
+    def done(self) -> int:
+        """Outcomes delivered so far, successes and failures together."""
+        return self.succeeded + self.failed
+
+
+ProgressCallback = Callable[[Progress], object]
+
+
+def check_concurrency(concurrency: int) -> int:
+    """Return `concurrency` if it is a usable batch width (an int >= 1)."""
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(f"concurrency must be an int >= 1; got {concurrency!r}")
+    return concurrency
+
+
+class Batch(Generic[R]):
+    """An async iterator of one `Outcome` per input id, `concurrency` ids worked on at once.
+
+    Input is read lazily, only as fast as outcomes are consumed, so an endless generator
+    is fine. Repeated ids share one piece of work. Use it as `async for outcome in batch`,
+    best inside `async with batch:` so that leaving early stops all work at once;
+    otherwise the work is cancelled when the iterator is dropped or `aclose()`d.
+    """
+
+    def __init__(
+        self,
+        ids: Iterable[object] | AsyncIterable[object],
+        work: Callable[[str], Awaitable[R]],
+        *,
+        concurrency: int,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self._engine = _Engine(
+            ids,
+            work,
+            concurrency=check_concurrency(concurrency),
+            ordered=ordered,
+            on_progress=on_progress,
+        )
+        self._receive = self._engine.receive
+        self._driver: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "not started" if self._driver is None else "running"
+        if self._driver is not None and self._driver.done():
+            state = "finished"
+        engine = self._engine
+        return f"Batch(concurrency={engine.concurrency}, ordered={engine.ordered}, {state})"
+
+    def __aiter__(self) -> Batch[R]:
+        return self
+
+    async def __anext__(self) -> Outcome[R]:
+        if self._driver is None:
+            # A task of its own, not a task group: an async iterator cannot hold a task
+            # group open across its yields. Inside, the work is structured (anyio task
+            # group), and the driver is always cancelled on aclose(), at the end of an
+            # `async with`, or when this iterator is dropped (the task holds only the
+            # engine, never this handle, so dropping it is seen at once).
+            self._driver = asyncio.get_running_loop().create_task(self._engine.drive())
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            self._receive.close()
+            await self._raise_driver_failure()
+            raise StopAsyncIteration from None
+        except anyio.ClosedResourceError:  # aclose() came first
+            raise StopAsyncIteration from None
+
+    async def next_many(self, limit: int) -> list[Outcome[R]]:
+        """Wait for the next outcome, then take up to `limit` that are ready; [] at the end."""
+        try:
+            outcomes = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
+        while len(outcomes) < limit:
+            try:
+                outcomes.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        return outcomes
+
+    async def aclose(self) -> None:
+        """Stop all work of the batch and wait until it has stopped. Safe to call twice."""
+        driver = self._driver
+        if driver is None:
+            self._engine.send.close()
+        elif not driver.done():
+            driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
+        else:
+            _mark_retrieved(driver)
+        self._receive.close()
+
+    async def __aenter__(self) -> Batch[R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if not hasattr(self, "_driver"):
+            return  # __init__ failed; nothing was started
+        if self._driver is None:
+            self._engine.send.close()
+        elif not self._driver.done():
+            self._driver.cancel()
+        else:
+            _mark_retrieved(self._driver)
+        self._receive.close()
+
+    async def _raise_driver_failure(self) -> None:
+        assert self._driver is not None  # noqa: S101 - the stream ends only after a start
+        if self._driver.cancelled():
+            return
+        try:
+            await self._driver
+        except BaseExceptionGroup as group:
+            # Our own work never raises (errors become outcomes): what is left is a bug
+            # in the input iterable or the progress callback; show it as it was raised.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+
+class _Engine(Generic[R]):
+    """The state and tasks behind one `Batch`: reads ids, runs work, delivers outcomes."""
+
+    def __init__(
+        self,
+        ids: Iterable[object] | AsyncIterable[object],
+        work: Callable[[str], Awaitable[R]],
+        *,
+        concurrency: int,
+        ordered: bool,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.ids = ids
+        self.work = work
+        self.concurrency = concurrency
+        self.ordered = ordered
+        self.on_progress = on_progress
+        self.total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
+        self.send: MemoryObjectSendStream[Outcome[R]]
+        self.receive: MemoryObjectReceiveStream[Outcome[R]]
+        self.send, self.receive = anyio.create_memory_object_stream[Outcome[R]]()
+        # One slot per input position, from reading it until its outcome is taken: this
+        # bounds work in flight, outcomes held for ordering, and how far input is read.
+        self.slots = anyio.Semaphore(concurrency)
+        self.waiting: dict[str, list[int]] = {}
+        self.recent: OrderedDict[str, tuple[R | None, Exception | None]] = OrderedDict()
+        self.held: dict[int, Outcome[R]] = {}
+        self.next_index = 0
+        self.emit_lock = anyio.Lock()
+        self.succeeded = 0
+        self.failed = 0
+
+    async def drive(self) -> None:
+        source = _as_async_iterator(self.ids)
+        input_failure: Exception | None = None
+        async with contextlib.aclosing(source), self.send, anyio.create_task_group() as tg:
+            try:
+                await self.read(source, tg)
+            except Exception as exc:
+                input_failure = exc
+        if input_failure is not None:
+            # Every id read before the input broke has had its outcome; now say why it ended.
+            raise input_failure
+
+    async def read(self, source: AsyncIterator[object], tg: anyio.abc.TaskGroup) -> None:
+        index = 0
+        async for raw in source:
+            await self.slots.acquire()
+            position, index = index, index + 1
+            try:
+                request_id = normalize_request_id(raw)
+            except ValueError as exc:
+                await self.deliver(Outcome(_text_of(raw), position, None, exc))
+                continue
+            if request_id in self.waiting:
+                self.waiting[request_id].append(position)
+            elif request_id in self.recent:
+                result, error = self.recent[request_id]
+                self.recent.move_to_end(request_id)
+                await self.deliver(Outcome(request_id, position, result, error))
+            else:
+                self.waiting[request_id] = [position]
+                tg.start_soon(self.run, request_id)
+
+    async def run(self, request_id: str) -> None:
+        result: R | None = None
+        error: Exception | None = None
+        try:
+            result = await self.work(request_id)
+        except Exception as exc:
+            error = exc
+        self.recent[request_id] = (result, error)
+        if len(self.recent) > RECENT_OUTCOMES_KEPT:
+            self.recent.popitem(last=False)
+        for position in self.waiting.pop(request_id):
+            await self.deliver(Outcome(request_id, position, result, error))
+
+    async def deliver(self, outcome: Outcome[R]) -> None:
+        if not self.ordered:
+            await self.emit(outcome)
+            return
+        self.held[outcome.index] = outcome
+        async with self.emit_lock:
+            while self.next_index in self.held:
+                await self.emit(self.held.pop(self.next_index))
+                self.next_index += 1
+
+    async def emit(self, outcome: Outcome[R]) -> None:
+        await self.send.send(outcome)
+        self.slots.release()
+        if outcome.ok:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        if self.on_progress is not None:
+            self.on_progress(
+                Progress(
+                    succeeded=self.succeeded,
+                    failed=self.failed,
+                    in_flight=self.concurrency - self.slots.value,
+                    total=self.total,
+                )
+            )
+
+
+def _mark_retrieved(task: asyncio.Task[None]) -> None:
+    # A failure nobody iterated far enough to see is still not "never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
+def _text_of(raw: object) -> str:
+    return raw if isinstance(raw, str) else repr(raw)
+
+
+async def _as_async_iterator(
+    ids: Iterable[object] | AsyncIterable[object],
+) -> AsyncGenerator[object, None]:
+    if isinstance(ids, AsyncIterable):
+        async for raw in ids:
+            yield raw
+    else:
+        for raw in ids:
+            yield raw

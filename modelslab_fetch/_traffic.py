@@ -1,0 +1,72 @@
+"""Client-wide traffic control: a cap on requests in flight, a request rate, a shared 429 pause."""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+
+import anyio
+
+from ._clock import Clock
+
+__all__ = ["TrafficControl"]
+
+
+class TrafficControl:
+    """Admits each HTTP request of one client, so every call on it shares the same limits.
+
+    `async with traffic:` around a request waits for a free slot (at most
+    `max_concurrency` requests in flight), then for the end of any pause a 429 imposed on
+    the whole client, then for the request's turn under `max_rate` (requests per second).
+    """
+
+    def __init__(self, *, max_concurrency: int, max_rate: float | None, clock: Clock) -> None:
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._interval = 0.0 if max_rate is None else 1.0 / max_rate
+        self._next_start = -math.inf
+        self._paused_until = -math.inf
+        self._clock = clock
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet finished."""
+        return int(self._limiter.borrowed_tokens)
+
+    def pause(self, seconds: float) -> bool:
+        """Hold back every request of the client for `seconds` from now.
+
+        Returns whether this extended the pause; a pause already lasting longer stands,
+        so a burst of 429s pauses the client once, not once per request.
+        """
+        until = self._clock.now() + seconds
+        if until <= self._paused_until:
+            return False
+        self._paused_until = until
+        return True
+
+    async def __aenter__(self) -> None:
+        await self._limiter.acquire()
+        try:
+            await self._wait_for_turn()
+        except BaseException:
+            self._limiter.release()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._limiter.release()
+
+    async def _wait_for_turn(self) -> None:
+        # A pause can be extended while we sleep through it: look again after waking.
+        while (wait := self._paused_until - self._clock.now()) > 0:
+            await self._clock.sleep(wait)
+        if self._interval:
+            now = self._clock.now()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+            if start > now:
+                await self._clock.sleep(start - now)
