@@ -53,10 +53,14 @@ def router() -> Iterator[respx.MockRouter]:
         yield mock
 
 
+# Polls exactly at the server's eta, so schedules in tests read as plain numbers.
+AT_ETA = PollPolicy(eta_factor=1.0, eta_offset=0.0, min_interval=0.5)
+
+
 @pytest.fixture
 async def client(clock: FakeClock, router: respx.MockRouter) -> AsyncIterator[AsyncModelsLab]:
     async with AsyncModelsLab(
-        api_key=API_KEY, base_url=BASE_URL, clock=clock, poll_policy=PollPolicy()
+        api_key=API_KEY, base_url=BASE_URL, clock=clock, poll_policy=AT_ETA
     ) as client:
         yield client
 

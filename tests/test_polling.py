@@ -56,13 +56,22 @@ async def test_eta_is_bounded_below_and_above(
 ) -> None:
     router.post(IMAGES_URL).side_effect = [processing(0.01), processing(900), success()]
     await client.images.wait(7)
-    policy = PollPolicy()
-    assert clock.sleeps == [policy.min_interval, policy.max_interval]
+    assert clock.sleeps == [0.5, 30.0]
+
+
+@pytest.mark.parametrize(
+    ("eta", "delay"),
+    [(0.1, 0.3), (1.0, 1.0), (2.8, 2.8), (4.0, 3.7), (8.0, 6.7), (100.0, 30.0)],
+)
+def test_the_default_policy_polls_on_time_for_short_etas_and_early_for_long(
+    eta: float, delay: float
+) -> None:
+    assert PollPolicy().delay_after_eta(eta) == pytest.approx(delay)
 
 
 async def test_eta_factor_scales_the_wait(clock: FakeClock, router: respx.MockRouter) -> None:
     router.post(IMAGES_URL).side_effect = [processing(10), success()]
-    policy = PollPolicy(eta_factor=0.8)
+    policy = PollPolicy(eta_factor=0.8, eta_offset=0)
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, poll_policy=policy) as client:
         await client.images.wait(7)
     assert clock.sleeps == [8.0]

@@ -1,0 +1,192 @@
+"""The simulated ModelsLab queue: jobs with ready times, and the bodies the real API sends."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["SimulatedJob", "Simulator"]
+
+FinalStatus = Literal["success", "failed", "error"]
+
+INVALID_KEY_BODY = {"status": "error", "message": "Invalid Api Key"}
+
+
+@dataclass
+class SimulatedJob:
+    """One queued generation: `processing` until `ready_at`, then its `final` status."""
+
+    request_id: str
+    ready_at: float
+    """When the job finishes, on the simulator's clock."""
+    final: FinalStatus = "success"
+    images: int = 1
+    polls: int = 0
+    """How many times the job has been fetched."""
+    first_seen_finished: float | None = None
+    """When a fetch first answered the final status, on the simulator's clock."""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulator:
+    """A faithful stand-in for ModelsLab's fetch endpoints, in memory.
+
+    Each fetch of a job answers `processing` (with an `eta` that is the true remaining
+    time off by up to `eta_error`, drawn afresh each time, as an estimate is) until its
+    ready time, then `success` with image URLs, or `failed`/`error`. Bodies carry the
+    wire quirks: int ids, the misspelt `messege`, numbers as strings now and then.
+    Deterministic for a given `seed` and sequence of calls. Thread-safe.
+
+    Args:
+        api_key: The only key accepted; None accepts any non-empty key.
+        seed: Seeds every random choice.
+        eta_error: The largest relative error of a reported `eta` (0.4 is ±40%).
+        auto_ready: Answer ids never queued as finished successes instead of
+            "Request not found" (for throughput runs over arbitrary ids).
+        image_base_url: Where output image URLs point.
+        clock: Monotonic seconds; `time.monotonic` by default.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        seed: int = 0,
+        eta_error: float = 0.4,
+        auto_ready: bool = False,
+        image_base_url: str = "http://127.0.0.1/generations",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api_key = api_key
+        self.eta_error = eta_error
+        self.auto_ready = auto_ready
+        self.image_base_url = image_base_url.rstrip("/")
+        self.clock = clock
+        self._random = random.Random(seed)  # noqa: S311 - simulation, not cryptography
+        self._jobs: dict[str, SimulatedJob] = {}
+        self._ids = itertools.count(13_443_927)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Simulator(jobs={len(self._jobs)}, auto_ready={self.auto_ready})"
+
+    @property
+    def jobs(self) -> dict[str, SimulatedJob]:
+        """Every job queued so far, by request id."""
+        return self._jobs
+
+    def queue(
+        self,
+        *,
+        ready_in: float = 0.0,
+        final: FinalStatus = "success",
+        request_id: str | None = None,
+        images: int = 1,
+    ) -> str:
+        """Queue one job that finishes `ready_in` seconds from now; return its id."""
+        with self._lock:
+            rid = request_id if request_id is not None else str(next(self._ids))
+            meta = {"prompt": "a simulated cat", "seed": self._random.randrange(1 << 31)}
+            self._jobs[rid] = SimulatedJob(rid, self.clock() + ready_in, final, images, meta=meta)
+            return rid
+
+    def queue_many(
+        self,
+        count: int,
+        *,
+        ready_in: tuple[float, float] = (1.0, 8.0),
+        failure_rate: float = 0.0,
+    ) -> list[str]:
+        """Queue `count` jobs, ready uniformly within `ready_in` seconds, some failing."""
+        ids = []
+        for _ in range(count):
+            with self._lock:
+                delay = self._random.uniform(*ready_in)
+                final: FinalStatus = (
+                    self._random.choice(("failed", "error"))
+                    if self._random.random() < failure_rate
+                    else "success"
+                )
+            ids.append(self.queue(ready_in=delay, final=final))
+        return ids
+
+    def fetch(self, request_id: str, key: object, *, fetch_url: str = "") -> dict[str, Any]:
+        """The body ModelsLab sends for a fetch of `request_id` with `key`."""
+        if not self._key_accepted(key):
+            return dict(INVALID_KEY_BODY)
+        now = self.clock()
+        with self._lock:
+            job = self._jobs.get(request_id)
+            if job is None:
+                if not self.auto_ready:
+                    return {"status": "error", "message": "Request not found", "id": request_id}
+                job = self._jobs[request_id] = SimulatedJob(request_id, now)
+            job.polls += 1
+            if now < job.ready_at:
+                return self._processing(job, now, fetch_url)
+            if job.first_seen_finished is None:
+                job.first_seen_finished = now
+            return self._finished(job)
+
+    def _key_accepted(self, key: object) -> bool:
+        if not isinstance(key, str) or not key:
+            return False
+        return self.api_key is None or key == self.api_key
+
+    def polls(self, ids: Iterable[str] | None = None) -> dict[str, int]:
+        """How many fetches each job has had."""
+        with self._lock:
+            chosen = self._jobs if ids is None else {i: self._jobs[i] for i in ids}
+            return {rid: job.polls for rid, job in chosen.items()}
+
+    def _wire_id(self, request_id: str) -> int | str:
+        # The real API sends numeric ids as ints in some bodies and strings in others.
+        if request_id.isdigit() and self._random.random() < 0.7:
+            return int(request_id)
+        return request_id
+
+    def _processing(self, job: SimulatedJob, now: float, fetch_url: str) -> dict[str, Any]:
+        remaining = job.ready_at - now
+        eta = remaining * (1 + self._random.uniform(-self.eta_error, self.eta_error))
+        return {
+            "status": "processing",
+            "tip": "Your image is processing in background, you can get this image using fetch API",
+            "eta": f"{eta:.2f}" if self._random.random() < 0.2 else round(eta, 2),
+            "messege": "Try to fetch request after seconds estimated",
+            "fetch_result": fetch_url,
+            "id": self._wire_id(job.request_id),
+            "output": [],
+            "meta": job.meta,
+            "future_links": self._links(job),
+        }
+
+    def _finished(self, job: SimulatedJob) -> dict[str, Any]:
+        if job.final == "success":
+            return {
+                "status": "success",
+                "generationTime": round(self._random.uniform(0.8, 9.0), 2),
+                "id": self._wire_id(job.request_id),
+                "output": self._links(job),
+                "proxy_links": self._links(job),
+                "meta": job.meta,
+                "nsfw_content_detected": self._random.choice((False, "false")),
+                "webhook_status": "",
+                "tip": "Get 20% off on your first purchase",
+            }
+        if job.final == "failed":
+            return {
+                "status": "failed",
+                "id": self._wire_id(job.request_id),
+                "message": "Image generation failed, please try again",
+                "output": [],
+            }
+        return {"status": "error", "messege": "Something went wrong while generating"}
+
+    def _links(self, job: SimulatedJob) -> list[str]:
+        return [f"{self.image_base_url}/{job.request_id}-{n}.png" for n in range(job.images)]

@@ -1,0 +1,116 @@
+"""The simulator, driven through the SDK in-process (httpx.ASGITransport, no socket)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from modelslab_fetch import (
+    AsyncModelsLab,
+    AuthenticationError,
+    GenerationFailedError,
+    Status,
+)
+from modelslab_fetch.testing import Simulator, SimulatorApp
+from tests.conftest import API_KEY, FakeClock
+
+BASE = "http://127.0.0.1/api"
+
+
+@pytest.fixture
+def simulator(clock: FakeClock) -> Simulator:
+    return Simulator(seed=3, clock=clock.now)
+
+
+@pytest.fixture
+async def sim_client(simulator: Simulator, clock: FakeClock) -> AsyncIterator[AsyncModelsLab]:
+    transport = httpx.ASGITransport(app=SimulatorApp(simulator))
+    async with (
+        httpx.AsyncClient(transport=transport) as http_client,
+        AsyncModelsLab(
+            api_key=API_KEY, base_url=BASE, http_client=http_client, clock=clock
+        ) as client,
+    ):
+        yield client
+
+
+async def test_a_job_is_processing_until_ready_then_succeeds(
+    simulator: Simulator, sim_client: AsyncModelsLab, clock: FakeClock
+) -> None:
+    rid = simulator.queue(ready_in=5.0, images=2)
+    first = await sim_client.images.fetch(rid)
+    assert first.status is Status.PROCESSING
+    assert first.eta is not None and 3.0 <= first.eta <= 7.0
+    assert first.message == "Try to fetch request after seconds estimated"
+    assert len(first.future_links) == 2
+    done = await sim_client.images.wait(rid)
+    assert done.succeeded
+    assert done.id == rid
+    assert done.output == first.future_links
+    assert clock.elapsed >= 5.0
+    assert simulator.jobs[rid].polls >= 2
+
+
+async def test_many_jobs_with_failures(simulator: Simulator, sim_client: AsyncModelsLab) -> None:
+    ids = simulator.queue_many(60, ready_in=(1, 8), failure_rate=0.2)
+    outcomes = [o async for o in sim_client.images.wait_many(ids)]
+    assert sorted(o.request_id for o in outcomes) == sorted(ids)
+    failed = [o for o in outcomes if not o.ok]
+    assert failed
+    assert all(isinstance(o.error, GenerationFailedError) for o in failed)
+    assert {simulator.jobs[o.request_id].final for o in failed} <= {"failed", "error"}
+    assert sum(simulator.polls().values()) / len(ids) < 5
+
+
+async def test_wrong_key_is_an_http_200_invalid_key_body(
+    clock: FakeClock,
+) -> None:
+    app = SimulatorApp(Simulator(api_key="the-right-key", clock=clock.now))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http_client:
+        client = AsyncModelsLab(api_key="wrong", base_url=BASE, http_client=http_client)
+        with pytest.raises(AuthenticationError, match="Invalid Api Key"):
+            await client.images.fetch(1)
+
+
+async def test_unknown_ids_are_not_found_unless_auto_ready(
+    simulator: Simulator, sim_client: AsyncModelsLab
+) -> None:
+    result = await sim_client.images.fetch(424242)
+    assert result.status is Status.ERROR
+    assert result.message == "Request not found"
+    simulator.auto_ready = True
+    assert (await sim_client.images.fetch(424242)).succeeded
+
+
+async def test_super_resolution_route(simulator: Simulator, sim_client: AsyncModelsLab) -> None:
+    rid = simulator.queue(ready_in=0.0)
+    assert (await sim_client.enterprise.super_resolution.fetch(rid)).succeeded
+
+
+async def test_control_routes_and_http_errors(simulator: Simulator) -> None:
+    transport = httpx.ASGITransport(app=SimulatorApp(simulator))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        queued = (await http.post("/_simulator/jobs", json={"count": 3, "ready_in": [1, 2]})).json()
+        assert len(queued["ids"]) == 3
+        assert set(queued["ready_at"]) == set(queued["ids"])
+        rid = queued["ids"][0]
+        compat = await http.post(f"/api/v6/images/fetch/{rid}", json={"key": "k"})
+        assert compat.json()["status"] == "processing"
+        stats = (await http.get("/_simulator/stats")).json()
+        assert stats[rid]["polls"] == 1
+        assert (await http.get("/api/v6/images/fetch")).status_code == 405
+        assert (await http.post("/nowhere")).status_code == 404
+        bad = await http.post("/api/v6/images/fetch", content=b"{not json")
+        assert bad.status_code == 400
+        missing = await http.post("/api/v6/images/fetch", json={"key": "k"})
+        assert missing.json()["message"] == {"request_id": ["required"]}
+
+
+@pytest.mark.parametrize("final", ["failed", "error"])
+async def test_final_failures(final: str, simulator: Simulator, sim_client: AsyncModelsLab) -> None:
+    rid = simulator.queue(final=final)  # type: ignore[arg-type]
+    with pytest.raises(GenerationFailedError):
+        await sim_client.images.wait(rid)
+    assert "Simulator(jobs=1" in repr(simulator)
