@@ -104,14 +104,14 @@ class Batch(Generic[R]):
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self._engine = _Engine(
-            ids,
-            work,
-            concurrency=check_concurrency(concurrency),
-            ordered=ordered,
-            on_progress=on_progress,
+            ids, work, concurrency=check_concurrency(concurrency), ordered=ordered
         )
         self._receive = self._engine.receive
         self._driver: asyncio.Task[None] | None = None
+        self._on_progress = on_progress
+        self._total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
+        self._succeeded = 0
+        self._failed = 0
 
     def __repr__(self) -> str:
         state = "not started" if self._driver is None else "running"
@@ -132,13 +132,39 @@ class Batch(Generic[R]):
             # engine, never this handle, so dropping it is seen at once).
             self._driver = asyncio.get_running_loop().create_task(self._engine.drive())
         try:
-            return await self._receive.receive()
+            outcome = await self._receive.receive()
         except anyio.EndOfStream:
             self._receive.close()
             await self._raise_driver_failure()
             raise StopAsyncIteration from None
         except anyio.ClosedResourceError:  # aclose() came first
             raise StopAsyncIteration from None
+        except BaseException:
+            # Cancelled (or interrupted) while waiting: like an async generator, the
+            # batch ends here, and its work stops now rather than whenever the
+            # iterator happens to be garbage-collected.
+            self._abandon()
+            raise
+        self._delivered(outcome)
+        return outcome
+
+    def _delivered(self, outcome: Outcome[R]) -> None:
+        # Progress is counted where outcomes reach the consumer, so a failing callback
+        # raises right there, once, and `done` never runs ahead of what was handed over.
+        if outcome.ok:
+            self._succeeded += 1
+        else:
+            self._failed += 1
+        if self._on_progress is not None:
+            done = self._succeeded + self._failed
+            self._on_progress(
+                Progress(
+                    succeeded=self._succeeded,
+                    failed=self._failed,
+                    in_flight=self._engine.positions_read - done,
+                    total=self._total,
+                )
+            )
 
     async def next_many(self, limit: int) -> list[Outcome[R]]:
         """Wait for the next outcome, then take up to `limit` that are ready; [] at the end."""
@@ -148,9 +174,11 @@ class Batch(Generic[R]):
             return []
         while len(outcomes) < limit:
             try:
-                outcomes.append(self._receive.receive_nowait())
+                outcome = self._receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream):
                 break
+            self._delivered(outcome)
+            outcomes.append(outcome)
         return outcomes
 
     async def aclose(self) -> None:
@@ -178,8 +206,11 @@ class Batch(Generic[R]):
         await self.aclose()
 
     def __del__(self) -> None:
-        if not hasattr(self, "_driver"):
-            return  # __init__ failed; nothing was started
+        if hasattr(self, "_driver"):  # else __init__ failed and nothing was started
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Stop the work without waiting for it (for places that cannot await)."""
         if self._driver is None:
             self._engine.send.close()
         elif not self._driver.done():
@@ -212,17 +243,17 @@ class _Engine(Generic[R]):
         *,
         concurrency: int,
         ordered: bool,
-        on_progress: ProgressCallback | None,
     ) -> None:
         self.ids = ids
         self.work = work
         self.concurrency = concurrency
         self.ordered = ordered
-        self.on_progress = on_progress
-        self.total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
+        self.positions_read = 0
         self.send: MemoryObjectSendStream[Outcome[R]]
         self.receive: MemoryObjectReceiveStream[Outcome[R]]
-        self.send, self.receive = anyio.create_memory_object_stream[Outcome[R]]()
+        # Buffered up to `concurrency`, so finished work rarely waits for the consumer's
+        # turn on the event loop; still bounded, as the slots are.
+        self.send, self.receive = anyio.create_memory_object_stream[Outcome[R]](concurrency)
         # One slot per input position, from reading it until its outcome is taken: this
         # bounds work in flight, outcomes held for ordering, and how far input is read.
         self.slots = anyio.Semaphore(concurrency)
@@ -231,8 +262,6 @@ class _Engine(Generic[R]):
         self.held: dict[int, Outcome[R]] = {}
         self.next_index = 0
         self.emit_lock = anyio.Lock()
-        self.succeeded = 0
-        self.failed = 0
 
     async def drive(self) -> None:
         source = _as_async_iterator(self.ids)
@@ -249,8 +278,12 @@ class _Engine(Generic[R]):
     async def read(self, source: AsyncIterator[object], tg: anyio.abc.TaskGroup) -> None:
         index = 0
         async for raw in source:
-            await self.slots.acquire()
+            try:  # the common case needs no trip through the event loop
+                self.slots.acquire_nowait()
+            except anyio.WouldBlock:
+                await self.slots.acquire()
             position, index = index, index + 1
+            self.positions_read = index
             try:
                 request_id = normalize_request_id(raw)
             except ValueError as exc:
@@ -292,19 +325,6 @@ class _Engine(Generic[R]):
     async def emit(self, outcome: Outcome[R]) -> None:
         await self.send.send(outcome)
         self.slots.release()
-        if outcome.ok:
-            self.succeeded += 1
-        else:
-            self.failed += 1
-        if self.on_progress is not None:
-            self.on_progress(
-                Progress(
-                    succeeded=self.succeeded,
-                    failed=self.failed,
-                    in_flight=self.concurrency - self.slots.value,
-                    total=self.total,
-                )
-            )
 
 
 def _mark_retrieved(task: asyncio.Task[None]) -> None:

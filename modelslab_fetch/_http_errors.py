@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
+from ._backends import RawResponse
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -32,29 +32,29 @@ def excerpt_of(content: bytes) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-def is_html(response: httpx.Response, content: bytes) -> bool:
+def is_html(headers: Mapping[str, str], content: bytes) -> bool:
     """Whether a body is an HTML page, as edge proxies send on overload."""
-    if "html" in response.headers.get("content-type", "").lower():
+    if "html" in headers.get("content-type", "").lower():
         return True
     head = content[:512].lstrip().lower()
     return head.startswith((b"<!doctype html", b"<html"))
 
 
 def decode_response(
-    response: httpx.Response, content: bytes, *, request_id: str | None, now: float
+    raw: RawResponse, content: bytes, *, request_id: str | None, now: float
 ) -> dict[str, Any] | ModelsLabError:
     """Return the JSON object a 2xx response carries, or the error the response stands for.
 
     `content` is the body, already redacted; `now` (epoch seconds) dates `Retry-After`.
     The caller decides whether an error is worth retrying (see `is_transient`).
     """
-    status = response.status_code
+    status = raw.status_code
     if status >= 300:
-        return _status_error(response, content, request_id=request_id, now=now)
+        return _status_error(raw, content, request_id=request_id, now=now)
     try:
         body = json.loads(content)
     except ValueError:
-        kind = "an HTML page" if is_html(response, content) else "not JSON"
+        kind = "an HTML page" if is_html(raw.headers, content) else "not JSON"
         return ResponseParseError(
             f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "
             "(is base_url right?)",
@@ -73,11 +73,12 @@ def decode_response(
 
 
 def _status_error(
-    response: httpx.Response, content: bytes, *, request_id: str | None, now: float
+    raw: RawResponse, content: bytes, *, request_id: str | None, now: float
 ) -> ModelsLabError:
-    status = response.status_code
+    status = raw.status_code
+    response = raw.to_httpx(content)  # for users: the response, minus our request's body
     if status < 400:
-        location = response.headers.get("location", "<no Location header>")
+        location = raw.headers.get("location", "<no Location header>")
         return APIStatusError(
             f"HTTP {status} redirect to {location!r} was not followed, because the request "
             "body carries the API key; point base_url at the final address",
@@ -90,10 +91,10 @@ def _status_error(
             response=response,
             request_id=request_id,
         )
-    retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+    retry_after = parse_retry_after(raw.headers.get("retry-after"), now=now)
     detail = (
         "an HTML error page from an edge proxy"
-        if is_html(response, content)
+        if is_html(raw.headers, content)
         else repr(excerpt_of(content))
     )
     if status == 429:

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 from tenacity import (
@@ -153,65 +153,110 @@ async def wait_until_finished(
     Transient errors (network, overload, rate limits) are polled through until the deadline.
     """
     timeout = check_wait_timeout(timeout)
-    deadline = None if timeout is None else clock.now() + timeout
-    schedule = _Schedule(policy, clock, deadline)
-    last: list[R] = []
+    waiter = _Waiter(poll, request_id=request_id, timeout=timeout, policy=policy, clock=clock)
+    timed_out: WaitTimeoutError | None = None
+    # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
+    # off a poll that hangs past it, on the event loop's own time.
+    with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+        try:
+            result = await waiter.poll_until_finished()
+        except WaitTimeoutError as exc:
+            timed_out = exc
+    if scope.cancelled_caught and timed_out is None:
+        timed_out = waiter.timeout_error(None)
+    if timed_out is not None:
+        if waiter.deadline is not None:
+            await clock.sleep(max(waiter.deadline - clock.now(), 0.0))
+        raise timed_out
+    if not result.succeeded:
+        raise GenerationFailedError(result)
+    return result
 
-    async def poll_and_remember() -> R:
-        result = await poll()
-        last[:] = [result]
+
+class _Waiter(Generic[R]):
+    """The state of one `wait_until_finished`: the polls so far, and what to do next."""
+
+    def __init__(
+        self,
+        poll: Callable[[], Awaitable[R]],
+        *,
+        request_id: str,
+        timeout: float | None,
+        policy: PollPolicy,
+        clock: Clock,
+    ) -> None:
+        self._poll = poll
+        self._request_id = request_id
+        self._timeout = timeout
+        self._policy = policy
+        self._clock = clock
+        self.deadline = None if timeout is None else clock.now() + timeout
+        self._last: R | None = None
+        self._replay: list[R | Exception] = []
+
+    async def poll_until_finished(self) -> R:
+        # Most jobs asked about are already finished: poll once before paying for
+        # tenacity, and hand it that first outcome only when there is more to do.
+        try:
+            first = await self._poll_and_remember()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._replay.append(exc)
+        else:
+            if first.finished:
+                return first
+            self._replay.append(first)
+        schedule = _Schedule(self._policy, self._clock, self.deadline)
+        retrying = AsyncRetrying(
+            retry=retry_if_result(_unfinished) | retry_if_exception(is_transient),
+            wait=schedule.delay,
+            stop=schedule.past_last_poll,
+            sleep=self._clock.sleep,
+            before_sleep=self._log_next_poll,
+            retry_error_callback=self._give_up,
+            reraise=True,
+        )
+        result: R = await retrying(self._poll_and_remember)
         return result
 
-    def give_up(retry_state: RetryCallState) -> R:
-        raise _timeout_error(retry_state.outcome.exception() if retry_state.outcome else None)
+    async def _poll_and_remember(self) -> R:
+        if self._replay:  # the first poll, made before tenacity took over
+            first = self._replay.pop()
+            if isinstance(first, Exception):
+                raise first
+            return first
+        self._last = await self._poll()
+        return self._last
 
-    def _timeout_error(cause: BaseException | None) -> WaitTimeoutError:
+    def timeout_error(self, cause: BaseException | None) -> WaitTimeoutError:
+        """The error for a deadline reached, carrying the last result and `cause`."""
         error = WaitTimeoutError(
-            request_id=request_id, timeout=timeout or 0.0, result=last[0] if last else None
+            request_id=self._request_id, timeout=self._timeout or 0.0, result=self._last
         )
         error.__cause__ = cause
         return error
 
-    def log_next_poll(retry_state: RetryCallState) -> None:
+    def _give_up(self, retry_state: RetryCallState) -> R:
+        outcome = retry_state.outcome
+        raise self.timeout_error(outcome.exception() if outcome is not None else None)
+
+    def _log_next_poll(self, retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
             logger.info(
                 "request %s: %s; polling again in %.2f s",
-                request_id,
+                self._request_id,
                 outcome.exception(),
                 retry_state.upcoming_sleep,
             )
         else:
             logger.debug(
                 "request %s: not finished; next poll in %.2f s",
-                request_id,
+                self._request_id,
                 retry_state.upcoming_sleep,
             )
 
-    retrying = AsyncRetrying(
-        retry=retry_if_result(lambda result: not result.finished)
-        | retry_if_exception(is_transient),
-        wait=schedule.delay,
-        stop=schedule.past_last_poll,
-        sleep=clock.sleep,
-        before_sleep=log_next_poll,
-        retry_error_callback=give_up,
-        reraise=True,
-    )
-    timed_out: WaitTimeoutError | None = None
-    # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
-    # off a poll that hangs past it, on the event loop's own time.
-    with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-        try:
-            result: R = await retrying(poll_and_remember)
-        except WaitTimeoutError as exc:
-            timed_out = exc
-    if scope.cancelled_caught and timed_out is None:
-        timed_out = _timeout_error(None)
-    if timed_out is not None:
-        if deadline is not None:
-            await clock.sleep(max(deadline - clock.now(), 0.0))
-        raise timed_out
-    if not result.succeeded:
-        raise GenerationFailedError(result)
-    return result
+
+def _unfinished(result: FetchResult) -> bool:
+    return not result.finished

@@ -45,7 +45,10 @@ class TrafficControl:
         return True
 
     async def __aenter__(self) -> None:
-        await self._limiter.acquire()
+        try:  # the common case needs no trip through the event loop
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
         try:
             await self._wait_for_turn()
         except BaseException:

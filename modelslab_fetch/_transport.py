@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -18,6 +19,15 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from ._backends import (
+    AiohttpBackend,
+    Backend,
+    BackendConnectionError,
+    BackendTimeout,
+    HttpxBackend,
+    RawResponse,
+    httpx_is_patched,
+)
 from ._clock import Clock
 from ._config import ClientConfig
 from ._errors import (
@@ -44,10 +54,6 @@ RATE_LIMIT_PAUSE = 1.0
 
 REDACTED = b"***"
 
-# `content` below is already decoded and maybe redacted: headers describing the original
-# framing would make httpx decode it twice or distrust its length.
-_BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
-
 
 def is_transient(error: BaseException) -> bool:
     """Whether `error` is worth trying again: network trouble, overload, or rate limiting.
@@ -63,7 +69,7 @@ def is_transient(error: BaseException) -> bool:
         return False
     if error.status_code in RETRYABLE_STATUS_CODES:
         return True
-    return error.status_code >= 500 and is_html(error.response, error.response.content)
+    return error.status_code >= 500 and is_html(error.response.headers, error.response.content)
 
 
 class _wait_retry_after_or_backoff(wait_base):
@@ -88,7 +94,8 @@ class Transport:
 
     The only place that touches HTTP: it refuses redirects (the body holds the key),
     redacts the key from anything the server echoes, maps HTTP and network failures onto
-    the `ModelsLabError` hierarchy, and retries transient failures with tenacity.
+    the `ModelsLabError` hierarchy, and retries transient failures with tenacity. Every
+    request passes the client's `TrafficControl` (cap, rate, shared 429 pause).
     """
 
     def __init__(
@@ -100,20 +107,22 @@ class Transport:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._owns_http_client = http_client is None
-        self._http = http_client if http_client is not None else self._default_http_client()
         self._traffic = TrafficControl(
             max_concurrency=config.max_concurrency,
             max_rate=config.max_requests_per_second,
             clock=clock,
         )
+        self._given_backend = (
+            None if http_client is None else HttpxBackend(http_client, owned=False)
+        )
+        self._fast_backend: AiohttpBackend | None = None
+        self._fallback_backend: HttpxBackend | None = None
+        self._key = config.api_key.get_secret_value()
+        self._key_bytes = self._key.encode()
         self._closed = False
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._config.base_url!r})"
-
-    def _default_http_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self._config.timeout, follow_redirects=False)
 
     @property
     def max_concurrency(self) -> int:
@@ -131,10 +140,24 @@ class Transport:
         return self._closed
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this transport created it; a client you passed stays open."""
+        """Close connections this transport opened; an `http_client` you passed stays open."""
         self._closed = True
-        if self._owns_http_client:
-            await self._http.aclose()
+        for backend in (self._fast_backend, self._fallback_backend):
+            if backend is not None:
+                await backend.aclose()
+
+    def _backend(self) -> Backend:
+        if self._given_backend is not None:
+            return self._given_backend
+        if httpx_is_patched():
+            if self._fallback_backend is None:
+                self._fallback_backend = HttpxBackend(
+                    httpx.AsyncClient(timeout=self._config.timeout), owned=True
+                )
+            return self._fallback_backend
+        if self._fast_backend is None:
+            self._fast_backend = AiohttpBackend(max_connections=self._config.max_concurrency)
+        return self._fast_backend
 
     async def post_json(
         self,
@@ -155,9 +178,17 @@ class Transport:
                 "this client is closed; create a new one", request_id=request_id
             )
         url = self._config.base_url + path
-        payload = {**body, "key": self._config.api_key.get_secret_value()}
+        content = json.dumps({**body, "key": self._key}).encode()
+        try:
+            return await self._post_once(url, content, request_id=request_id)
+        except ModelsLabError as error:
+            if not (retry and self._config.max_retries and is_transient(error)):
+                raise
+            first_failure = error
+        # The first attempt ran outside tenacity (most succeed, and tenacity costs CPU on
+        # every call); tenacity takes over from its failure, replayed as attempt one.
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._config.max_retries + 1 if retry else 1),
+            stop=stop_after_attempt(self._config.max_retries + 1),
             wait=_wait_retry_after_or_backoff(),
             retry=retry_if_exception(is_transient),
             sleep=self._clock.sleep,
@@ -166,47 +197,42 @@ class Transport:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._post_once(url, payload, request_id=request_id)
+                if attempt.retry_state.attempt_number == 1:
+                    raise first_failure
+                return await self._post_once(url, content, request_id=request_id)
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
     async def _post_once(
-        self, url: str, payload: dict[str, Any], *, request_id: str | None
+        self, url: str, content: bytes, *, request_id: str | None
     ) -> dict[str, Any]:
         failure: APIConnectionError
         try:
             async with self._traffic:
-                response = await self._http.post(
-                    url,
-                    json=payload,
-                    headers={"user-agent": f"modelslab-fetch/{__version__}"},
-                    timeout=self._config.timeout,
-                    follow_redirects=False,
-                )
-        except httpx.TimeoutException as exc:
+                raw = await self._backend().post(url, content, _HEADERS, self._config.timeout)
+        except BackendTimeout as exc:
             failure = APITimeoutError(
-                f"timed out talking to {url} ({self._describe(exc)})", request_id=request_id
+                f"timed out talking to {url} ({self._redact_text(exc.detail)})",
+                request_id=request_id,
             )
-        except httpx.TransportError as exc:
+        except BackendConnectionError as exc:
             failure = APIConnectionError(
-                f"could not talk to {url} ({self._describe(exc)})", request_id=request_id
+                f"could not talk to {url} ({self._redact_text(exc.detail)})",
+                request_id=request_id,
             )
         else:
-            return self._decode(response, request_id=request_id)
-        # Raised outside the handler on purpose: httpx's exception holds the request, and
-        # the request holds the key in its body, so it must not ride along as __context__.
+            return self._decode(raw, request_id=request_id)
+        # Raised outside the handler on purpose: nothing of the failed request (whose body
+        # holds the key) may ride along as __context__.
         raise failure
 
-    def _decode(self, response: httpx.Response, *, request_id: str | None) -> dict[str, Any]:
-        logger.debug(
-            "POST %s -> HTTP %s (request %s)", response.url, response.status_code, request_id
-        )
-        content = self._redact(response.content)
-        decoded = decode_response(
-            _without_request_body(response, content),
-            content,
-            request_id=request_id,
-            now=time.time(),
-        )
+    def _decode(self, raw: RawResponse, *, request_id: str | None) -> dict[str, Any]:
+        logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
+        content = raw.content
+        if self._key_bytes in content:
+            # A misbehaving server or proxy may echo the request body back: the key must
+            # not reach results, errors or logs through that door.
+            content = content.replace(self._key_bytes, REDACTED)
+        decoded = decode_response(raw, content, request_id=request_id, now=time.time())
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
         if isinstance(decoded, ModelsLabError):
@@ -220,30 +246,11 @@ class Transport:
         if pause <= MAX_RETRY_AFTER and self._traffic.pause(pause):
             logger.warning("HTTP 429: pausing all requests of this client for %.2f s", pause)
 
-    def _describe(self, error: Exception) -> str:
-        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        return text.replace(self._config.api_key.get_secret_value(), REDACTED.decode())
-
-    def _redact(self, content: bytes) -> bytes:
-        # A misbehaving server or proxy may echo the request body back: the key must not
-        # reach results, errors or logs through that door.
-        key = self._config.api_key.get_secret_value().encode()
-        return content.replace(key, REDACTED) if key in content else content
+    def _redact_text(self, text: str) -> str:
+        return text.replace(self._key, REDACTED.decode())
 
 
-def _without_request_body(response: httpx.Response, content: bytes) -> httpx.Response:
-    """A copy of `response` safe to hand to users: its request has no body, so no key."""
-    headers = [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in _BODY_FRAMING_HEADERS
-    ]
-    return httpx.Response(
-        response.status_code,
-        headers=headers,
-        content=content,
-        request=httpx.Request(response.request.method, response.request.url),
-    )
+_HEADERS = {"content-type": "application/json", "user-agent": f"modelslab-fetch/{__version__}"}
 
 
 def _log_retry(retry_state: RetryCallState) -> None:

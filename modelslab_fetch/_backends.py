@@ -1,0 +1,203 @@
+"""The HTTP backends: the one replaceable piece that carries a POST to ModelsLab and back.
+
+Two backends exist. `HttpxBackend` sends through an `httpx.AsyncClient` (yours, if you
+pass `http_client=`). `AiohttpBackend` is the default: in `benchmarks/` httpx's own
+transport cost 4-6x more client CPU per request and grew with concurrency, httpx over
+aiohttp (httpx-aiohttp) still 3x more, while plain aiohttp stayed flat and cheapest (see
+docs/performance.md). httpx stays the interface you configure and meet in errors; when
+respx (or anything else) has patched httpx or httpcore, the default falls back to httpx
+so that your mocks see every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import httpcore
+import httpx
+
+__all__ = ["AiohttpBackend", "Backend", "HttpxBackend", "RawResponse", "httpx_is_patched"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """What came back: status, headers (case-insensitive) and the whole body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str
+    reason: str = ""
+
+    def to_httpx(self, content: bytes | None = None) -> httpx.Response:
+        """Return it as an `httpx.Response` whose request has no body (so no key).
+
+        `content` replaces the body (e.g. redacted); headers that described the original
+        framing are dropped, as the body is already decoded.
+        """
+        headers = [
+            (name, value)
+            for name, value in self.headers.items()
+            if name.lower() not in {"content-encoding", "content-length", "transfer-encoding"}
+        ]
+        return httpx.Response(
+            self.status_code,
+            headers=headers,
+            content=self.content if content is None else content,
+            request=httpx.Request("POST", self.url),
+            extensions={"reason_phrase": self.reason.encode()} if self.reason else {},
+        )
+
+
+class BackendTimeout(Exception):
+    """A backend's request timed out; `detail` says how."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class BackendConnectionError(Exception):
+    """A backend could not reach the server or lost the connection; `detail` says how."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class Backend(Protocol):
+    """Sends one POST and returns the whole response, or raises a `Backend*` error."""
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
+        """POST `content` to `url`; never follow redirects."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections this backend owns."""
+        ...
+
+
+class HttpxBackend:
+    """Sends through an `httpx.AsyncClient`, redirects off whatever the client says."""
+
+    def __init__(self, client: httpx.AsyncClient, *, owned: bool) -> None:
+        self._client = client
+        self._owned = owned
+
+    def __repr__(self) -> str:
+        return "HttpxBackend()"
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
+        """POST through httpx, mapping its exceptions onto the backend errors."""
+        try:
+            response = await self._client.post(
+                url, content=content, headers=headers, timeout=timeout, follow_redirects=False
+            )
+        except httpx.TimeoutException as exc:
+            raise BackendTimeout(_describe(exc)) from None
+        except httpx.TransportError as exc:
+            raise BackendConnectionError(_describe(exc)) from None
+        return RawResponse(
+            response.status_code,
+            response.headers,
+            response.content,
+            str(response.url),
+            response.reason_phrase,
+        )
+
+    async def aclose(self) -> None:
+        """Close the client if it was created here; a client you passed stays open."""
+        if self._owned:
+            await self._client.aclose()
+
+
+class AiohttpBackend:
+    """Sends through one `aiohttp.ClientSession`, created on first use in the running loop."""
+
+    def __init__(self, *, max_connections: int) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
+
+    def __repr__(self) -> str:
+        return f"AiohttpBackend(max_connections={self._max_connections})"
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
+        """POST through aiohttp, mapping its exceptions onto the backend errors."""
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # aiohttp's trust_env looks proxies up in a worker thread on every
+                # request; _proxy_for does it once per host instead.
+                trust_env=False,
+            )
+        try:
+            async with session.post(
+                url,
+                data=content,
+                headers=headers,
+                allow_redirects=False,
+                timeout=_aiohttp_timeout(timeout),
+                proxy=self._proxy_for(url),
+            ) as response:
+                body = await response.read()
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise BackendTimeout(_describe(exc) or "timed out") from None
+        except aiohttp.ClientError as exc:
+            raise BackendConnectionError(_describe(exc)) from None
+        return RawResponse(response.status, response.headers, body, url, response.reason or "")
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The proxy the environment names for `url` (HTTPS_PROXY, NO_PROXY...), as httpx."""
+        parts = urllib.parse.urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        if key not in self._proxies:
+            proxy = urllib.request.getproxies().get(parts.scheme)
+            bypass = proxy is None or urllib.request.proxy_bypass(parts.hostname or "")
+            self._proxies[key] = None if bypass else proxy
+        return self._proxies[key]
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+
+
+def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+    # httpx's read/write/pool limits have no exact aiohttp twin; map each to the
+    # closest: connect -> establishing the socket, read -> each socket read, pool ->
+    # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
+    pool_and_connect = None
+    if timeout.pool is not None or timeout.connect is not None:
+        pool_and_connect = (timeout.pool or 0.0) + (timeout.connect or 0.0)
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=pool_and_connect,
+        sock_connect=timeout.connect,
+        sock_read=timeout.read,
+    )
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def httpx_is_patched() -> bool:
+    """Whether httpx's or httpcore's request path is patched, as respx's mocks do."""
+    pool = httpcore.AsyncConnectionPool.handle_async_request.__module__
+    client = httpx.AsyncClient._transport_for_url.__module__
+    return not (pool.startswith("httpcore") and client.startswith("httpx"))
