@@ -7,12 +7,12 @@ import contextlib
 import sys
 from collections import OrderedDict
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
+    Iterator,
 )
 from dataclasses import dataclass
 from types import TracebackType
@@ -132,7 +132,10 @@ class Batch(Generic[R]):
             # engine, never this handle, so dropping it is seen at once).
             self._driver = asyncio.get_running_loop().create_task(self._engine.drive())
         try:
-            outcome = await self._receive.receive()
+            try:  # anyio's receive() always yields to the loop first; skip that when ready
+                outcome = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                outcome = await self._receive.receive()
         except anyio.EndOfStream:
             self._receive.close()
             await self._raise_driver_failure()
@@ -262,44 +265,59 @@ class _Engine(Generic[R]):
         self.held: dict[int, Outcome[R]] = {}
         self.next_index = 0
         self.emit_lock = anyio.Lock()
+        self.task_group: anyio.abc.TaskGroup
+        self.workers = 0
+        self.busy = 0
 
     async def drive(self) -> None:
-        source = _as_async_iterator(self.ids)
-        input_failure: Exception | None = None
-        async with contextlib.aclosing(source), self.send, anyio.create_task_group() as tg:
-            try:
-                await self.read(source, tg)
-            except Exception as exc:
-                input_failure = exc
-        if input_failure is not None:
+        source = _Source(self.ids)
+        async with source, self.send, anyio.create_task_group() as tg:
+            self.task_group = tg
+            self.start_worker(source)
+        if source.failure is not None:
             # Every id read before the input broke has had its outcome; now say why it ended.
-            raise input_failure
+            raise source.failure
 
-    async def read(self, source: AsyncIterator[object], tg: anyio.abc.TaskGroup) -> None:
-        index = 0
-        async for raw in source:
+    def start_worker(self, source: _Source) -> None:
+        self.workers += 1
+        self.task_group.start_soon(self.work_through, source)
+
+    async def work_through(self, source: _Source) -> None:
+        # A pool of workers, grown on demand up to `concurrency`, takes positions from
+        # the input in turn: cheaper than a task per id, and just as bounded.
+        while True:
             try:  # the common case needs no trip through the event loop
                 self.slots.acquire_nowait()
             except anyio.WouldBlock:
                 await self.slots.acquire()
-            position, index = index, index + 1
-            self.positions_read = index
+            found, raw = await source.next()
+            if not found:
+                self.slots.release()
+                return
+            position = self.positions_read
+            self.positions_read += 1
+            self.busy += 1
+            if self.busy == self.workers and self.workers < self.concurrency:
+                self.start_worker(source)
             try:
-                request_id = normalize_request_id(raw)
-            except ValueError as exc:
-                await self.deliver(Outcome(_text_of(raw), position, None, exc))
-                continue
-            if request_id in self.waiting:
-                self.waiting[request_id].append(position)
-            elif request_id in self.recent:
-                result, error = self.recent[request_id]
-                self.recent.move_to_end(request_id)
-                await self.deliver(Outcome(request_id, position, result, error))
-            else:
-                self.waiting[request_id] = [position]
-                tg.start_soon(self.run, request_id)
+                await self.take(position, raw)
+            finally:
+                self.busy -= 1
 
-    async def run(self, request_id: str) -> None:
+    async def take(self, position: int, raw: object) -> None:
+        try:
+            request_id = normalize_request_id(raw)
+        except ValueError as exc:
+            await self.deliver(Outcome(_text_of(raw), position, None, exc))
+            return
+        if request_id in self.waiting:  # a repeat of an id in progress: answer it with that
+            self.waiting[request_id].append(position)
+            return
+        if request_id in self.recent:
+            self.recent.move_to_end(request_id)
+            await self.deliver(Outcome(request_id, position, *self.recent[request_id]))
+            return
+        self.waiting[request_id] = [position]
         result: R | None = None
         error: Exception | None = None
         try:
@@ -309,8 +327,8 @@ class _Engine(Generic[R]):
         self.recent[request_id] = (result, error)
         if len(self.recent) > RECENT_OUTCOMES_KEPT:
             self.recent.popitem(last=False)
-        for position in self.waiting.pop(request_id):
-            await self.deliver(Outcome(request_id, position, result, error))
+        for waiting_position in self.waiting.pop(request_id):
+            await self.deliver(Outcome(request_id, waiting_position, result, error))
 
     async def deliver(self, outcome: Outcome[R]) -> None:
         if not self.ordered:
@@ -323,7 +341,10 @@ class _Engine(Generic[R]):
                 self.next_index += 1
 
     async def emit(self, outcome: Outcome[R]) -> None:
-        await self.send.send(outcome)
+        try:  # anyio's send() always yields to the loop first; skip that when there is room
+            self.send.send_nowait(outcome)
+        except anyio.WouldBlock:
+            await self.send.send(outcome)
         self.slots.release()
 
 
@@ -337,12 +358,41 @@ def _text_of(raw: object) -> str:
     return raw if isinstance(raw, str) else repr(raw)
 
 
-async def _as_async_iterator(
-    ids: Iterable[object] | AsyncIterable[object],
-) -> AsyncGenerator[object, None]:
-    if isinstance(ids, AsyncIterable):
-        async for raw in ids:
-            yield raw
-    else:
-        for raw in ids:
-            yield raw
+class _Source:
+    """The input ids, read one at a time by many workers; remembers why it broke, if it did."""
+
+    def __init__(self, ids: Iterable[object] | AsyncIterable[object]) -> None:
+        self._sync: Iterator[object] | None = None
+        self._async: AsyncIterator[object] | None = None
+        if isinstance(ids, AsyncIterable):
+            self._async = aiter(ids)
+        else:
+            self._sync = iter(ids)
+        self._lock = anyio.Lock()  # two workers must not await one async iterator at once
+        self._done = False
+        self.failure: Exception | None = None
+
+    async def next(self) -> tuple[bool, object]:
+        """The next id as `(True, id)`, or `(False, None)` once the input is over."""
+        if self._done:
+            return False, None
+        try:
+            if self._sync is not None:
+                return True, next(self._sync)
+            async with self._lock:
+                if self._done:
+                    return False, None
+                assert self._async is not None  # noqa: S101 - one of the two is set
+                return True, await anext(self._async)
+        except (StopIteration, StopAsyncIteration):
+            self._done = True
+        except Exception as exc:
+            self._done = True
+            self.failure = exc
+        return False, None
+
+    async def __aenter__(self) -> _Source:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._done = True
