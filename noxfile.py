@@ -17,6 +17,21 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Measure throughput, CPU per request, polling and memory; rewrite docs/performance.md."""
+    session.install(
+        "-e",
+        ".[simulator]",
+        "uvicorn[standard]",  # httptools and uvloop: a server fast enough not to be measured
+        "psutil",
+        "httpx-aiohttp",
+        "modelslab-py[async]",
+        "requests",  # modelslab-py imports it without declaring it
+    )
+    session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff."""
     session.install("ruff>=0.6")

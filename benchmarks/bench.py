@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
 import platform
-import resource
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import psutil
 from httpx_aiohttp import AiohttpTransport
 
 from modelslab_fetch import AsyncModelsLab
@@ -279,8 +281,8 @@ def polling(base: str, skip_slow: bool) -> dict[str, dict[str, float]]:
 # --------------------------------------------------------------------------- memory
 
 
-def rss_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb() -> float:
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 async def stream_ids(base: str, count: int) -> int:
@@ -293,9 +295,25 @@ async def stream_ids(base: str, count: int) -> int:
 
 def memory_child(base: str) -> None:
     asyncio.run(stream_ids(base, 2_000))  # warm up imports, pools and caches
-    before = rss_peak_mb()
-    done = asyncio.run(stream_ids(base, MEMORY_IDS))
-    print(json.dumps({"ids": done, "before_mb": before, "growth_mb": rss_peak_mb() - before}))
+    gc.collect()
+    before = rss_mb()
+    peak = before
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.005):
+            peak = max(peak, rss_mb())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        done = asyncio.run(stream_ids(base, MEMORY_IDS))
+    finally:
+        stop.set()
+        sampler.join()
+    peak = max(peak, rss_mb())
+    print(json.dumps({"ids": done, "before_mb": before, "growth_mb": peak - before}))
 
 
 def memory(base: str) -> dict[str, float]:
@@ -374,7 +392,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="skip the 60 s official-SDK polling run"
     )
-    parser.add_argument("--write", type=Path, default=ROOT / "docs" / "performance-results.md")
+    parser.add_argument("--write", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--throughput-only", action="store_true", help="for quick iterations")
     args = parser.parse_args()
     if args.memory_child:
@@ -394,7 +412,16 @@ def main() -> None:
     table = report(tp, poll, mem)
     header = f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `nox -s bench`.\n\n"
     print(header + table)
-    args.write.write_text(header + table + "\n")
+    write_results(args.write, header + table)
+
+
+def write_results(path: Path, results: str) -> None:
+    """Replace the generated part of `path` (between the bench markers) with `results`."""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = path.read_text() if path.exists() else f"{start}\n{end}\n"
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    path.write_text(f"{before}{start}\n{results}\n{end}{after}")
 
 
 if __name__ == "__main__":

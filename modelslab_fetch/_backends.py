@@ -128,6 +128,7 @@ class AiohttpBackend:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str | None] = {}
+        self._timeout: tuple[httpx.Timeout, aiohttp.ClientTimeout] | None = None
 
     def __repr__(self) -> str:
         return f"AiohttpBackend(max_connections={self._max_connections})"
@@ -150,7 +151,7 @@ class AiohttpBackend:
                 data=content,
                 headers=headers,
                 allow_redirects=False,
-                timeout=_aiohttp_timeout(timeout),
+                timeout=self._timeout_for(timeout),
                 proxy=self._proxy_for(url),
             ) as response:
                 body = await response.read()
@@ -160,15 +161,21 @@ class AiohttpBackend:
             raise BackendConnectionError(_describe(exc)) from None
         return RawResponse(response.status, response.headers, body, url, response.reason or "")
 
+    def _timeout_for(self, timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+        # A client sends every request with the same timeout: convert it once.
+        if self._timeout is None or self._timeout[0] is not timeout:
+            self._timeout = (timeout, _aiohttp_timeout(timeout))
+        return self._timeout[1]
+
     def _proxy_for(self, url: str) -> str | None:
         """The proxy the environment names for `url` (HTTPS_PROXY, NO_PROXY...), as httpx."""
-        parts = urllib.parse.urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
-        if key not in self._proxies:
+        origin = url[: url.find("/", url.find("//") + 2)]
+        if origin not in self._proxies:
+            parts = urllib.parse.urlsplit(url)
             proxy = urllib.request.getproxies().get(parts.scheme)
             bypass = proxy is None or urllib.request.proxy_bypass(parts.hostname or "")
-            self._proxies[key] = None if bypass else proxy
-        return self._proxies[key]
+            self._proxies[origin] = None if bypass else proxy
+        return self._proxies[origin]
 
     async def aclose(self) -> None:
         """Close the session and its connections."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from ._errors import InvalidRequestIdError
@@ -15,6 +16,8 @@ MAX_REQUEST_ID_LENGTH = 256
 
 # Characters that would change what URL a path id names, or how a proxy reads it.
 _URL_SYNTAX = frozenset("/\\?#%")
+# What ModelsLab ids look like (digits, UUIDs): accepted without the slow checks below.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def normalize_request_id(value: object) -> str:
@@ -29,6 +32,8 @@ def normalize_request_id(value: object) -> str:
             f"a request id must be a str or an int, got {type(value).__name__}; "
             "pass the `id` ModelsLab returned when the job was queued"
         )
+    if isinstance(value, str) and _PLAIN_ID.fullmatch(value):
+        return value
     if isinstance(value, int):
         if value < 0:
             raise InvalidRequestIdError(f"a request id cannot be negative, got {value}")
