@@ -147,3 +147,24 @@ async def test_no_key_in_any_log_record_with_real_http_logging(
     assert API_KEY not in caplog.text
     assert all(API_KEY not in r.getMessage() for r in caplog.records)
     assert API_KEY not in str(caught.value) and API_KEY not in repr(caught.value)
+
+
+async def test_an_early_break_over_real_sockets_leaves_nothing_running(
+    server: ScriptedServer,
+) -> None:
+    import asyncio
+    import itertools
+
+    for n in range(1, 200):
+        server.script(str(n), done(str(n)))
+    async with AsyncModelsLab(api_key=API_KEY, base_url=server.base_url) as client:
+        async for outcome in client.images.fetch_many(itertools.count(1), concurrency=16):
+            if outcome.index >= 20:
+                break
+        for _ in range(200):
+            if asyncio.all_tasks() == {asyncio.current_task()}:
+                break
+            await asyncio.sleep(0)
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert client._transport.in_flight == 0
+    assert len(server.seen) < 100
