@@ -18,6 +18,7 @@ from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
 )
+from ._downloads import Downloaded
 from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, FetchEndpoint, FetchResource
 from ._errors import (
     APIConnectionError,
@@ -26,6 +27,7 @@ from ._errors import (
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
+    DownloadError,
     GenerationFailedError,
     InvalidRequestIdError,
     ModelsLabError,
@@ -57,6 +59,8 @@ __all__ = [
     "ClientClosedError",
     "Clock",
     "ConfigurationError",
+    "DownloadError",
+    "Downloaded",
     "Enterprise",
     "EventLoopClock",
     "FetchEndpoint",

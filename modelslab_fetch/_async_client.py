@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 
 import httpx
 
 from ._clock import Clock, EventLoopClock
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ._downloads import Downloaded, Downloader
 from ._endpoint import FetchEndpoint, FetchResource
 from ._endpoints.images import IMAGES
 from ._endpoints.super_resolution import SUPER_RESOLUTION
+from ._errors import ClientClosedError
 from ._models import FetchResult
 from ._polling import PollPolicy
 from ._transport import Transport
@@ -77,6 +82,9 @@ class AsyncModelsLab:
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
         self._transport = Transport(self._config, clock=clock, http_client=http_client)
+        self._http_client = http_client
+        self._download_client: httpx.AsyncClient | None = None
+        self._downloader: Downloader | None = None
 
         def resource(endpoint: FetchEndpoint[FetchResult]) -> FetchResource[FetchResult]:
             return FetchResource(endpoint, self._transport, poll_policy=poll_policy, clock=clock)
@@ -119,9 +127,37 @@ class AsyncModelsLab:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
 
+    async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
+        """Save `result`'s images into `directory` (created if needed); return their paths.
+
+        Files are named `{request_id}-{n}{ext}` whatever the URLs say, written to a
+        temporary file and renamed into place, so a file under its final name is always
+        complete and is not downloaded again. Only http(s) URLs are fetched, redirects
+        followed, at most 64 MB each. Raises `DownloadError`.
+        """
+        return await self._get_downloader().download(result, directory)
+
+    async def download_many(
+        self, results: Iterable[FetchResult], directory: str | os.PathLike[str]
+    ) -> list[Downloaded]:
+        """Save the images of many results, a few at a time; one `Downloaded` per result."""
+        return await self._get_downloader().download_many(results, directory)
+
+    def _get_downloader(self) -> Downloader:
+        if self._transport.closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        if self._downloader is None:
+            if self._http_client is None:
+                # Images come from a CDN, not the API: plain GETs, no key, redirects fine.
+                self._download_client = httpx.AsyncClient(timeout=self._config.timeout)
+            self._downloader = Downloader(self._http_client or self._download_client)  # type: ignore[arg-type]
+        return self._downloader
+
     async def aclose(self) -> None:
         """Close connections; further calls raise `ClientClosedError`. Safe to call twice."""
         await self._transport.aclose()
+        if self._download_client is not None:
+            await self._download_client.aclose()
 
     async def __aenter__(self) -> AsyncModelsLab:
         return self

@@ -12,7 +12,8 @@ ModelsLabError
 │   └── RateLimitError
 ├── ResponseParseError
 ├── GenerationFailedError
-└── WaitTimeoutError         (also TimeoutError)
+├── WaitTimeoutError         (also TimeoutError)
+└── DownloadError
 ```
 
 No error text ever contains the API key: messages are built from request ids, status
@@ -35,6 +36,7 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ConfigurationError",
+    "DownloadError",
     "GenerationFailedError",
     "InvalidRequestIdError",
     "ModelsLabError",
@@ -205,3 +207,16 @@ class WaitTimeoutError(ModelsLabError, TimeoutError):
             "call wait() again with a larger timeout, or fetch() later",
             request_id=request_id,
         )
+
+
+class DownloadError(ModelsLabError):
+    """Raised when an output image cannot be saved: a refused URL, an HTTP error, a size cap.
+
+    Attributes:
+        url: The image URL concerned.
+
+    """
+
+    def __init__(self, message: str, *, url: str, request_id: str | None = None) -> None:
+        self.url = url
+        super().__init__(message, request_id=request_id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import deque
 from collections.abc import AsyncIterable, Iterable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -14,6 +16,7 @@ from ._async_client import AsyncModelsLab
 from ._batch import Batch, Outcome, ProgressCallback
 from ._clock import Clock
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from ._downloads import Downloaded
 from ._endpoint import FetchResource
 from ._ids import RequestId
 from ._loop_thread import LoopThread
@@ -209,6 +212,16 @@ class ModelsLab:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
+        """Save `result`'s images into `directory`; see `AsyncModelsLab.download`."""
+        return self._loop.run(self._async.download, result, directory)
+
+    def download_many(
+        self, results: Iterable[FetchResult], directory: str | os.PathLike[str]
+    ) -> list[Downloaded]:
+        """Save the images of many results; see `AsyncModelsLab.download_many`."""
+        return self._loop.run(self._async.download_many, list(results), directory)
 
     def close(self) -> None:
         """Cancel calls in flight, close connections and stop the loop thread. Idempotent."""

@@ -32,7 +32,7 @@ def test_the_error_hierarchy_is_one_tree() -> None:
     errors = [
         getattr(modelslab_fetch, name) for name in modelslab_fetch.__all__ if name.endswith("Error")
     ]
-    assert len(errors) == 12
+    assert len(errors) == 13
     assert all(issubclass(error, modelslab_fetch.ModelsLabError) for error in errors)
 
 

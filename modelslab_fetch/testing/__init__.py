@@ -1,10 +1,25 @@
 """A local ModelsLab simulator, for tests, demos and benchmarks without the internet.
 
-`Simulator` holds the queue; `SimulatorApp` serves it as an ASGI app, which runs
-in-process through `httpx.ASGITransport` (no socket) or on loopback under uvicorn.
+`Simulator` holds the queue; `SimulatorApp` serves it as an ASGI app (with `Faults` on
+demand), which runs in-process through `httpx.ASGITransport` (no socket, see
+`in_process_client`) or on loopback under uvicorn (`simulator_server`,
+`modelslab-fetch simulate`). The pytest plugin offers both as fixtures.
 """
 
 from ._asgi import SimulatorApp
+from ._client import in_process_client
+from ._faults import Faults
+from ._png import solid_png
+from ._server import run_simulator, simulator_server
 from ._simulator import SimulatedJob, Simulator
 
-__all__ = ["SimulatedJob", "Simulator", "SimulatorApp"]
+__all__ = [
+    "Faults",
+    "SimulatedJob",
+    "Simulator",
+    "SimulatorApp",
+    "in_process_client",
+    "run_simulator",
+    "simulator_server",
+    "solid_png",
+]

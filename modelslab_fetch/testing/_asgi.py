@@ -8,6 +8,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+
+from ._faults import FaultPlan, Faults
+from ._png import solid_png
 from ._simulator import Simulator
 
 __all__ = ["SimulatorApp"]
@@ -23,18 +27,24 @@ _FETCH_ROUTES = [
     (re.compile(r"^/api/v6/images/fetch/(?P<id>[^/]+)$"), "path"),
     (re.compile(r"^/api/v1/enterprise/super_resolution/fetch/(?P<id>[^/]+)$"), "path"),
 ]
+_IMAGE_ROUTE = re.compile(r"^/generations/(?P<id>[^/]+)-(?P<n>\d+)\.png$")
 
 
 class SimulatorApp:
     """Serves a `Simulator` over HTTP (any ASGI server, or `httpx.ASGITransport`).
 
+    Besides the fetch routes, it serves each job's images as real PNGs at its output
+    URLs (`GET /generations/{id}-{n}.png`), and injects `faults` into fetches.
     Control routes, for benchmarks and demos: `POST /_simulator/jobs`
     `{"count", "ready_in": [lo, hi], "failure_rate"}` queues jobs and returns their ids
     and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job.
     """
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(
+        self, simulator: Simulator, *, faults: Faults | None = None, seed: int = 0
+    ) -> None:
         self.simulator = simulator
+        self.faults = FaultPlan(faults or Faults(), seed=seed)
 
     def __repr__(self) -> str:
         return f"SimulatorApp({self.simulator!r})"
@@ -46,8 +56,29 @@ class SimulatorApp:
         if scope["type"] != "http":  # pragma: no cover - websockets are not served
             return
         body = await _read_body(receive)
-        status, payload = self._route(scope["method"], scope["path"], body, scope)
-        await _send_json(send, status, payload)
+        path, method = scope["path"], scope["method"]
+        image = _IMAGE_ROUTE.match(path)
+        if image is not None and method in ("GET", "HEAD"):
+            await self._send_image(send, image.group("id"), int(image.group("n")))
+            return
+        if path.startswith("/api/"):
+            delay, fault = self.faults.next()
+            if delay:
+                await anyio.sleep(delay)
+            if fault is not None:
+                await _send(send, fault.status, fault.body, fault.content_type, fault.headers)
+                return
+        status, payload = self._route(method, path, body, scope)
+        await _send(send, status, json.dumps(payload).encode(), "application/json")
+
+    async def _send_image(self, send: Send, request_id: str, number: int) -> None:
+        job = self.simulator.jobs.get(request_id)
+        if job is None or job.final != "success" or number >= job.images:
+            await _send(send, 404, b'{"message": "Not Found"}', "application/json")
+            return
+        seed = int(job.meta.get("seed", 0)) + number
+        colour = (seed % 200 + 30, seed // 7 % 200 + 30, seed // 49 % 200 + 30)
+        await _send(send, 200, solid_png(64, 64, colour), "image/png")
 
     def _route(self, method: str, path: str, body: bytes, scope: Scope) -> tuple[int, Any]:
         for pattern, id_in in _FETCH_ROUTES:
@@ -117,18 +148,19 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _send_json(send: Send, status: int, payload: Any) -> None:
-    body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    raw_headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *((name.encode(), value.encode()) for name, value in headers),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -1,0 +1,149 @@
+"""Saving a result's images into a folder: safe names, atomic writes, complete files kept."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import httpx
+
+from ._errors import DownloadError
+from ._models import FetchResult
+
+__all__ = ["Downloaded", "Downloader", "file_name_for"]
+
+MAX_IMAGE_BYTES = 64 * 2**20
+"""A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
+
+_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm"})
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """What became of one result's images: the files saved (or already there), or the error."""
+
+    request_id: str
+    """The result's request id."""
+    paths: tuple[Path, ...]
+    """The files, in the order of `result.output`; complete files found are included."""
+    error: Exception | None = None
+    """Why not every image was saved, or None."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether every image of the result is on disk."""
+        return self.error is None
+
+
+def file_name_for(request_id: str, index: int, url: str) -> str:
+    """The file name an output image is saved under: `{id}-{index}{extension}`.
+
+    Built from the request id and position, never from the URL's path, so no URL can
+    name a file outside the folder, a hidden file, or a reserved device name; the
+    extension is kept only when it is a known image or video type.
+    """
+    safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name(request_id)
+    suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
+    return f"{safe_id}-{index}{suffix if suffix in _EXTENSIONS else '.bin'}"
+
+
+def _digest_name(text: str) -> str:
+    # A short, stable, filename-safe stand-in for an id that is not a plain one.
+    return "id-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Downloader:
+    """Downloads output images with one httpx client, a few at a time."""
+
+    def __init__(self, http_client: httpx.AsyncClient, *, concurrency: int = 8) -> None:
+        self._http = http_client
+        self._limiter = anyio.CapacityLimiter(concurrency)
+
+    def __repr__(self) -> str:
+        return f"Downloader(concurrency={self._limiter.total_tokens})"
+
+    async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
+        """Save every image of `result` into `directory`; return their paths.
+
+        Files already there are complete (they are only ever renamed into place) and
+        are not fetched again. Raises `DownloadError` for the first image that fails.
+        """
+        folder = Path(directory)
+        await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, url in enumerate(result.output):
+            target = folder / file_name_for(result.id, index, url)
+            paths.append(await self._save(result.id, url, target))
+        return paths
+
+    async def download_many(
+        self, results: Iterable[FetchResult], directory: str | os.PathLike[str]
+    ) -> list[Downloaded]:
+        """Save the images of many results, concurrently; one `Downloaded` per result, in order."""
+        ordered = list(results)
+        done: list[Downloaded | None] = [None] * len(ordered)
+
+        async def one(position: int, result: FetchResult) -> None:
+            try:
+                paths = await self.download(result, directory)
+            except (DownloadError, OSError) as exc:
+                done[position] = Downloaded(result.id, (), exc)
+            else:
+                done[position] = Downloaded(result.id, tuple(paths))
+
+        async with anyio.create_task_group() as tg:
+            for position, result in enumerate(ordered):
+                tg.start_soon(one, position, result)
+        return [outcome for outcome in done if outcome is not None]
+
+    async def _save(self, request_id: str, url: str, target: Path) -> Path:
+        if await anyio.Path(target).exists():
+            return target
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(
+                f"refusing to download {url!r}: only http(s) URLs are fetched",
+                url=url,
+                request_id=request_id,
+            )
+        partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
+        try:
+            async with self._limiter:
+                await self._stream_to(url, partial, request_id)
+            await partial.replace(target)  # atomic: a file under its final name is complete
+        finally:
+            await partial.unlink(missing_ok=True)
+        return target
+
+    async def _stream_to(self, url: str, partial: anyio.Path, request_id: str) -> None:
+        try:
+            async with self._http.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code != 200:
+                    raise DownloadError(
+                        f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
+                    )
+                written = 0
+                async with await partial.open("wb") as file:
+                    async for chunk in response.aiter_bytes():
+                        written += len(chunk)
+                        if written > MAX_IMAGE_BYTES:
+                            raise DownloadError(
+                                f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",
+                                url=url,
+                                request_id=request_id,
+                            )
+                        await file.write(chunk)
+        except httpx.HTTPError as exc:
+            raise DownloadError(
+                f"could not download {url} ({type(exc).__name__}: {exc})",
+                url=url,
+                request_id=request_id,
+            ) from None
