@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -14,8 +15,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     retry_if_result,
-    wait_exponential,
-    wait_random,
 )
 
 from ._clock import Clock
@@ -104,10 +103,16 @@ class _Schedule:
         self._policy = policy
         self._clock = clock
         self._deadline = deadline
-        # Jitter up to one initial step spreads a batch's polls without reordering the steps.
-        self._backoff = wait_exponential(
-            multiplier=policy.backoff_initial, max=policy.backoff_max
-        ) + wait_random(0, policy.backoff_initial)
+        self._streak = 0  # polls in a row with neither an eta nor success
+
+    def _backoff(self) -> float:
+        # Grows with the current streak, not with the poll count (tenacity's attempt
+        # number): one 503 late in a long wait is not the fifth failure of anything.
+        # Jitter up to one initial step spreads a batch's polls without reordering steps.
+        self._streak += 1
+        policy = self._policy
+        step = min(policy.backoff_initial * 2 ** (self._streak - 1), policy.backoff_max)
+        return float(step + random.uniform(0, policy.backoff_initial))  # noqa: S311 - jitter
 
     def delay(self, retry_state: RetryCallState) -> float:
         """The sleep before the next poll, clipped so the last poll starts before the deadline."""
@@ -134,8 +139,9 @@ class _Schedule:
         elif outcome is not None:
             eta = outcome.result().eta
             if eta is not None:
+                self._streak = 0
                 return self._policy.delay_after_eta(eta)
-        return float(self._backoff(retry_state))
+        return self._backoff()
 
 
 async def wait_until_finished(
