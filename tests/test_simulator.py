@@ -13,7 +13,7 @@ from modelslab_fetch import (
     GenerationFailedError,
     Status,
 )
-from modelslab_fetch.testing import Simulator, SimulatorApp
+from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, in_process_client
 from tests.conftest import API_KEY, FakeClock
 
 BASE = "http://127.0.0.1/api"
@@ -114,3 +114,58 @@ async def test_final_failures(final: str, simulator: Simulator, sim_client: Asyn
     with pytest.raises(GenerationFailedError):
         await sim_client.images.wait(rid)
     assert "Simulator(jobs=1" in repr(simulator)
+
+
+def test_fault_plans_are_deterministic_for_a_seed() -> None:
+    from modelslab_fetch.testing._faults import FaultPlan
+
+    faults = Faults(error_rate=0.2, edge_page_rate=0.2, rate_limit_every=7, rate_limit_burst=2)
+    plans = [FaultPlan(faults, seed=5), FaultPlan(faults, seed=5)]
+    runs = [[plan.next() for _ in range(50)] for plan in plans]
+    statuses = [[None if f is None else f.status for _, f in run] for run in runs]
+    assert statuses[0] == statuses[1]
+    assert {429, 500, 502, 503} & set(statuses[0])
+    assert statuses[0][6:8] == [429, 429]  # the 7th and 8th fetch: a burst of two
+
+
+async def test_the_sdk_survives_every_kind_of_fault(clock: FakeClock) -> None:
+    simulator = Simulator(seed=1, clock=clock.now)
+    faults = Faults(error_rate=0.15, edge_page_rate=0.15, rate_limit_every=9, retry_after=0.5)
+    app = SimulatorApp(simulator, faults=faults, seed=1)
+    ids = simulator.queue_many(40, ready_in=(0.5, 5))
+    async with in_process_client(app, clock=clock) as client:
+        outcomes = [o async for o in client.images.wait_many(ids)]
+    assert sorted(o.request_id for o in outcomes) == sorted(ids)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    assert set(app.faults.injected) >= {429, 500}
+    assert any(status in app.faults.injected for status in (520, 521, 522, 523, 524))
+
+
+async def test_images_are_valid_pngs_and_only_for_successes(simulator: Simulator) -> None:
+    import struct
+    import zlib
+
+    ok = simulator.queue(images=2)
+    failed = simulator.queue(final="failed")
+    transport = httpx.ASGITransport(app=SimulatorApp(simulator))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        png = (await http.get(f"/generations/{ok}-1.png")).content
+        assert (await http.get(f"/generations/{ok}-2.png")).status_code == 404
+        assert (await http.get(f"/generations/{failed}-0.png")).status_code == 404
+        assert (await http.get("/generations/nope-0.png")).status_code == 404
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (64, 64)
+    position = 8
+    kinds = []
+    while position < len(png):
+        (length,) = struct.unpack(">I", png[position : position + 4])
+        kind = png[position + 4 : position + 8]
+        data = png[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", png[position + 8 + length : position + 12 + length])
+        assert zlib.crc32(kind + data) & 0xFFFFFFFF == crc
+        kinds.append(kind)
+        position += 12 + length
+    assert kinds == [b"IHDR", b"IDAT", b"IEND"]
+    raw = zlib.decompress(b"".join([]) or png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8])
+    assert len(raw) == 64 * (1 + 64 * 3)

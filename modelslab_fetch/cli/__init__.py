@@ -11,6 +11,7 @@ import anyio
 
 from .._version import __version__
 from ._commands import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Streams,
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None, *, streams: Streams | None = None) -
     except UsageError as exc:
         streams.err.write(f"modelslab-fetch {args.command}: error: {exc}\n")
         return EXIT_USAGE
+    except OSError as exc:  # reading ids or writing results failed part way
+        streams.err.write(f"modelslab-fetch {args.command}: error: {exc}\n")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         output = getattr(args, "output", None)
         hint = (

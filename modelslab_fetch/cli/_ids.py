@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 __all__ = ["read_ids"]
 
@@ -23,7 +24,12 @@ def read_ids(arguments: list[str], ids_file: str | None) -> tuple[Iterable[str],
 
 
 def _lines(source: str) -> Iterator[str]:
+    # Opened now, read later: a missing file is reported before any work starts.
     stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")  # noqa: SIM115
+    return _stripped(stream)
+
+
+def _stripped(stream: TextIO) -> Iterator[str]:
     try:
         for line in stream:
             text = line.strip()

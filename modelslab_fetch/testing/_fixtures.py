@@ -1,14 +1,4 @@
-"""pytest fixtures to test your own code against the simulator (registered automatically).
-
-`modelslab_simulator` is a fresh `Simulator`; queue jobs on it. `modelslab_server`
-serves it on a free loopback port and points `MODELSLAB_BASE_URL` and
-`MODELSLAB_API_KEY` at it for the test, so code that builds its client from the
-environment talks to the simulator unchanged::
-
-    def test_my_collector(modelslab_server):
-        job = modelslab_server.simulator.queue(ready_in=0.5)
-        assert my_code.collect(job) == ["http://127.0.0.1:.../generations/...-0.png"]
-"""
+"""What the pytest fixtures build: a simulator, and that simulator served on loopback."""
 
 from __future__ import annotations
 
@@ -22,7 +12,7 @@ from ._asgi import SimulatorApp
 from ._server import simulator_server
 from ._simulator import Simulator
 
-__all__ = ["SimulatorServer", "modelslab_server", "modelslab_simulator"]
+__all__ = ["SIMULATOR_KEY", "SimulatorServer", "new_simulator", "serve_for_test"]
 
 SIMULATOR_KEY = "simulator-test-key"
 
@@ -41,19 +31,17 @@ class SimulatorServer:
     """The ASGI app, whose `faults` can be inspected."""
 
 
-@pytest.fixture
-def modelslab_simulator() -> Simulator:
+def new_simulator() -> Simulator:
     """A fresh simulator that accepts only `SIMULATOR_KEY`, seeded for repeatable runs."""
     return Simulator(api_key=SIMULATOR_KEY, seed=0)
 
 
-@pytest.fixture
-def modelslab_server(
-    modelslab_simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+def serve_for_test(
+    simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SimulatorServer]:
-    """The simulator on a free loopback port, with the environment pointing at it."""
-    app = SimulatorApp(modelslab_simulator)
+    """Serve `simulator` on a free loopback port, with the environment pointing at it."""
+    app = SimulatorApp(simulator)
     with simulator_server(app) as base_url:
         monkeypatch.setenv(BASE_URL_ENV, base_url)
         monkeypatch.setenv(API_KEY_ENV, SIMULATOR_KEY)
-        yield SimulatorServer(base_url, SIMULATOR_KEY, modelslab_simulator, app)
+        yield SimulatorServer(base_url, SIMULATOR_KEY, simulator, app)

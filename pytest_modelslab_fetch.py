@@ -1,0 +1,43 @@
+"""pytest fixtures to test your own code against the ModelsLab simulator (auto-registered).
+
+`modelslab_simulator` is a fresh `modelslab_fetch.testing.Simulator`; queue jobs on it.
+`modelslab_server` serves it on a free loopback port and points `MODELSLAB_BASE_URL`
+and `MODELSLAB_API_KEY` at it for the test, so code that builds its client from the
+environment talks to the simulator unchanged::
+
+    def test_my_collector(modelslab_server):
+        job = modelslab_server.simulator.queue(ready_in=0.5)
+        assert my_code.collect(job)[0].endswith(f"/generations/{job}-0.png")
+
+This module imports modelslab_fetch only when a fixture is used: pytest loads plugins
+before coverage tools start, and an early import would hide the package from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from modelslab_fetch.testing import Simulator
+    from modelslab_fetch.testing._fixtures import SimulatorServer
+
+
+@pytest.fixture
+def modelslab_simulator() -> Simulator:
+    """A fresh simulator that accepts only the key `modelslab_server` puts in the environment."""
+    from modelslab_fetch.testing._fixtures import new_simulator  # noqa: PLC0415 - see above
+
+    return new_simulator()
+
+
+@pytest.fixture
+def modelslab_server(
+    modelslab_simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SimulatorServer]:
+    """The simulator on a free loopback port, with the environment pointing at it."""
+    from modelslab_fetch.testing._fixtures import serve_for_test  # noqa: PLC0415 - see above
+
+    yield from serve_for_test(modelslab_simulator, monkeypatch)
