@@ -204,7 +204,7 @@ def test_resume_skips_final_ids_and_tolerates_a_cut_line(
     assert code == 0
     assert "3 already finished (skipped)" in err
     assert all(sim.jobs[rid].polls == 0 for rid in done_before)
-    finals = [r["request_id"] for r in lines_tolerant(results) if r.get("final")]
+    finals = [str(r["request_id"]) for r in lines_tolerant(results) if r.get("final")]
     assert sorted(finals) == sorted(ids)
 
 
