@@ -22,7 +22,18 @@ import aiohttp
 import httpcore
 import httpx
 
-__all__ = ["AiohttpBackend", "Backend", "HttpxBackend", "RawResponse", "httpx_is_patched"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "AiohttpBackend",
+    "Backend",
+    "HttpxBackend",
+    "RawResponse",
+    "httpx_is_patched",
+]
+
+MAX_RESPONSE_BYTES = 10 * 2**20
+"""The most of a response body read: a fetch answer is a few kB, so 10 MB is an attack or
+a misrouted download, and reading on would only exhaust memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,15 @@ class BackendConnectionError(Exception):
         super().__init__(detail)
 
 
+class BackendResponseTooLarge(Exception):
+    """A response body exceeded `MAX_RESPONSE_BYTES`; `head` is its start."""
+
+    def __init__(self, status_code: int, head: bytes) -> None:
+        self.status_code = status_code
+        self.head = head
+        super().__init__(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+
+
 class Backend(Protocol):
     """Sends one POST and returns the whole response, or raises a `Backend*` error."""
 
@@ -100,9 +120,19 @@ class HttpxBackend:
     ) -> RawResponse:
         """POST through httpx, mapping its exceptions onto the backend errors."""
         try:
-            response = await self._client.post(
-                url, content=content, headers=headers, timeout=timeout, follow_redirects=False
-            )
+            async with self._client.stream(
+                "POST",
+                url,
+                content=content,
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=False,
+            ) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise BackendResponseTooLarge(response.status_code, bytes(body[:512]))
         except httpx.TimeoutException as exc:
             raise BackendTimeout(_describe(exc)) from None
         except httpx.TransportError as exc:
@@ -110,7 +140,7 @@ class HttpxBackend:
         return RawResponse(
             response.status_code,
             response.headers,
-            response.content,
+            bytes(body),
             str(response.url),
             response.reason_phrase,
         )
@@ -154,7 +184,7 @@ class AiohttpBackend:
                 timeout=self._timeout_for(timeout),
                 proxy=self._proxy_for(url),
             ) as response:
-                body = await response.read()
+                body = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise BackendTimeout(_describe(exc) or "timed out") from None
         except aiohttp.ClientError as exc:
@@ -181,6 +211,18 @@ class AiohttpBackend:
         """Close the session and its connections."""
         if self._session is not None:
             await self._session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    length = response.content_length
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        return await response.read()  # the common case: one read of a known, small body
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(2**16):
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise BackendResponseTooLarge(response.status, bytes(body[:512]))
+    return bytes(body)
 
 
 def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:

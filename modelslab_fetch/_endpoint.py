@@ -74,7 +74,7 @@ class FetchEndpoint(Generic[R]):
         """Turn a decoded response body into a typed result, or raise our error for it."""
         try:
             result = self.result_model.from_body(body, request_id=request_id)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ResponseParseError(
                 f"the response is not a fetch result: {_first_problem(exc)}",
                 excerpt=excerpt_of(json.dumps(body, ensure_ascii=False).encode()),
@@ -93,7 +93,7 @@ class FetchEndpoint(Generic[R]):
         return result
 
 
-def _first_problem(error: ValueError) -> str:
+def _first_problem(error: Exception) -> str:
     if isinstance(error, pydantic.ValidationError):
         first = error.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"

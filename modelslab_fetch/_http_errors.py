@@ -53,7 +53,7 @@ def decode_response(
         return _status_error(raw, content, request_id=request_id, now=now)
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         kind = "an HTML page" if is_html(raw.headers, content) else "not JSON"
         return ResponseParseError(
             f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "

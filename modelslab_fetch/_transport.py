@@ -20,9 +20,11 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from ._backends import (
+    MAX_RESPONSE_BYTES,
     AiohttpBackend,
     Backend,
     BackendConnectionError,
+    BackendResponseTooLarge,
     BackendTimeout,
     HttpxBackend,
     RawResponse,
@@ -37,8 +39,9 @@ from ._errors import (
     ClientClosedError,
     ModelsLabError,
     RateLimitError,
+    ResponseParseError,
 )
-from ._http_errors import RETRYABLE_STATUS_CODES, decode_response, is_html
+from ._http_errors import RETRYABLE_STATUS_CODES, decode_response, excerpt_of, is_html
 from ._traffic import TrafficControl
 from ._version import __version__
 
@@ -219,6 +222,14 @@ class Transport:
                 f"could not talk to {url} ({self._redact_text(exc.detail)})",
                 request_id=request_id,
             )
+        except BackendResponseTooLarge as exc:
+            raise ResponseParseError(
+                f"HTTP {exc.status_code} response is larger than "
+                f"{MAX_RESPONSE_BYTES // 2**20} MB; refused (a fetch answer is a few kB)",
+                excerpt=excerpt_of(self._redact(exc.head)),
+                status_code=exc.status_code,
+                request_id=request_id,
+            ) from None
         else:
             return self._decode(raw, request_id=request_id)
         # Raised outside the handler on purpose: nothing of the failed request (whose body
@@ -227,11 +238,7 @@ class Transport:
 
     def _decode(self, raw: RawResponse, *, request_id: str | None) -> dict[str, Any]:
         logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
-        content = raw.content
-        if self._key_bytes in content:
-            # A misbehaving server or proxy may echo the request body back: the key must
-            # not reach results, errors or logs through that door.
-            content = content.replace(self._key_bytes, REDACTED)
+        content = self._redact(raw.content)
         decoded = decode_response(raw, content, request_id=request_id, now=time.time())
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
@@ -245,6 +252,13 @@ class Transport:
         pause = RATE_LIMIT_PAUSE if error.retry_after is None else error.retry_after
         if pause <= MAX_RETRY_AFTER and self._traffic.pause(pause):
             logger.warning("HTTP 429: pausing all requests of this client for %.2f s", pause)
+
+    def _redact(self, content: bytes) -> bytes:
+        # A misbehaving server or proxy may echo the request body back: the key must not
+        # reach results, errors or logs through that door.
+        if self._key_bytes in content:
+            return content.replace(self._key_bytes, REDACTED)
+        return content
 
     def _redact_text(self, text: str) -> str:
         return text.replace(self._key, REDACTED.decode())
