@@ -15,7 +15,13 @@ from typing import Any
 
 @dataclass
 class Reply:
-    """One scripted answer; `action` "reset" drops the connection, "hang" never answers."""
+    """One scripted answer.
+
+    `action`: "reply" (default); "reset" drops the connection before answering;
+    "reset-mid" sends the headers and part of the body, then resets; "truncated"
+    promises more body than it sends, then closes; "hang" never answers; "stream"
+    sends `body` (bytes) in chunks without a Content-Length.
+    """
 
     status: int = 200
     body: Any = None
@@ -80,13 +86,43 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        if reply.action in ("reset-mid", "truncated"):
+            self.send_response(reply.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload) + 1000))
+            self.end_headers()
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            if reply.action == "reset-mid":
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+            self.close_connection = True
+            return
+        if reply.action == "stream":
+            self.send_response(reply.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            try:
+                for start in range(0, len(payload), 2**16):
+                    chunk = payload[start : start + 2**16]
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client gave up reading, as it should past the cap
+                pass
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         headers = {"content-type": "application/json", **reply.headers}
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.wfile.write(payload)
+        except OSError:  # the client gave up reading (a body over its cap)
+            self.close_connection = True
 
 
 @contextmanager
