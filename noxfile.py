@@ -32,6 +32,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """20,000 ids through 5% faults of every kind; prints and rewrites docs/reliability.md."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "soak", "-s", "--no-cov", "tests/test_soak.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Check style and common bugs with ruff."""
     session.install("ruff>=0.6")

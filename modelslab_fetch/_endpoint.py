@@ -14,7 +14,7 @@ import pydantic
 
 from ._batch import Batch, ProgressCallback
 from ._clock import Clock
-from ._errors import AuthenticationError, ResponseParseError
+from ._errors import AuthenticationError, ClientClosedError, ResponseParseError
 from ._http_errors import excerpt_of
 from ._ids import RequestId, normalize_request_id
 from ._models import FetchResult, Status
@@ -169,6 +169,7 @@ class FetchResource(Generic[R]):
         is `ok` when the fetch answered, whatever the job's status. `on_progress` is
         called with a `Progress` after each outcome.
         """
+        self._refuse_if_closed()
         return Batch(
             ids,
             self._fetch_normalized,
@@ -196,6 +197,7 @@ class FetchResource(Generic[R]):
         in input order with `ordered=True`.
         """
         check_wait_timeout(timeout)
+        self._refuse_if_closed()
         return Batch(
             ids,
             lambda rid: self._wait_normalized(rid, timeout),
@@ -203,6 +205,10 @@ class FetchResource(Generic[R]):
             ordered=ordered,
             on_progress=on_progress,
         )
+
+    def _refuse_if_closed(self) -> None:
+        if self._transport.closed:
+            raise ClientClosedError("this client is closed; create a new one")
 
     async def _wait_normalized(self, rid: str, timeout: float | None) -> R:
         return await wait_until_finished(

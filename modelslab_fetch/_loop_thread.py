@@ -98,6 +98,11 @@ class LoopThread:
             portal.call(portal.stop, True)  # cancel whatever is still running
             thread.join()
 
+    def check_open(self) -> None:
+        """Raise `ClientClosedError` once `close()` has begun."""
+        if self._closed:
+            raise ClientClosedError(_CLOSED_MESSAGE)
+
     def _ensure_started(self) -> BlockingPortal:
         with self._lock:
             if self._closed:

@@ -112,6 +112,7 @@ class SyncFetchResource(Generic[R]):
         on_progress: ProgressCallback | None = None,
     ) -> SyncBatch[R]:
         """Fetch each id once, one `Outcome` per input id; see `FetchResource.fetch_many`."""
+        self._loop.check_open()
         batch = self._resource.fetch_many(
             ids, concurrency=concurrency, ordered=ordered, on_progress=on_progress
         )
@@ -127,6 +128,7 @@ class SyncFetchResource(Generic[R]):
         on_progress: ProgressCallback | None = None,
     ) -> SyncBatch[R]:
         """Wait for each id, one `Outcome` per input id; see `FetchResource.wait_many`."""
+        self._loop.check_open()
         batch = self._resource.wait_many(
             ids, concurrency=concurrency, timeout=timeout, ordered=ordered, on_progress=on_progress
         )

@@ -65,7 +65,10 @@ class SimulatorApp:
             delay, fault = self.faults.next()
             if delay:
                 await anyio.sleep(delay)
-            if fault is not None:
+            if fault is not None and fault.kind == "truncated":
+                await _send_cut_short(send, fault.body)
+                return
+            if fault is not None and fault.kind != "stall":  # a stall is just a long delay
                 await _send(send, fault.status, fault.body, fault.content_type, fault.headers)
                 return
         status, payload = self._route(method, path, body, scope)
@@ -162,6 +165,14 @@ async def _send(
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_cut_short(send: Send, body: bytes) -> None:
+    # Promise more than is sent: the server then drops the connection mid-body.
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    raise ConnectionAbortedError("simulated: connection lost mid-body")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -26,7 +26,13 @@ def _uvicorn() -> Any:
 
 def _config(app: SimulatorApp, host: str, port: int) -> Any:
     return _uvicorn().Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        # "critical": injected faults (bodies cut short on purpose) would log tracebacks.
+        app,
+        host=host,
+        port=port,
+        log_level="critical",
+        access_log=False,
+        lifespan="off",
     )
 
 

@@ -1,0 +1,163 @@
+"""Shutdown and cancellation: prompt, clean, and nothing left behind (checked)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from modelslab_fetch import AsyncModelsLab, ClientClosedError, ModelsLab
+from modelslab_fetch.testing._fixtures import SimulatorServer
+
+pytestmark = pytest.mark.integration
+
+
+def open_sockets() -> int:
+    fd_dir = Path("/proc/self/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+def loop_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("modelslab-fetch")]
+
+
+async def test_an_async_client_leaves_no_socket_or_task(modelslab_server: SimulatorServer) -> None:
+    ids = [modelslab_server.simulator.queue() for _ in range(50)]
+    before = open_sockets()
+    async with AsyncModelsLab() as client:
+        outcomes = [o async for o in client.images.wait_many(ids, concurrency=16)]
+        assert all(o.ok for o in outcomes)
+        assert open_sockets() > before  # connections were kept alive while in use
+    await asyncio.sleep(0)  # let the closed transports drop their sockets
+    assert open_sockets() <= before
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+def test_a_sync_client_leaves_no_thread_or_socket(modelslab_server: SimulatorServer) -> None:
+    ids = [modelslab_server.simulator.queue() for _ in range(20)]
+    before = open_sockets()
+    with ModelsLab() as client:
+        assert sum(o.ok for o in client.images.wait_many(ids)) == 20
+        assert loop_threads() == ["modelslab-fetch"]
+    assert loop_threads() == []
+    assert open_sockets() <= before
+
+
+def test_closing_from_another_thread_ends_a_sync_batch_cleanly(
+    modelslab_server: SimulatorServer,
+) -> None:
+    sim = modelslab_server.simulator
+    ids = [sim.queue() for _ in range(3)] + [sim.queue(ready_in=3600) for _ in range(3)]
+    client = ModelsLab()
+    seen: list[str] = []
+    raised: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            for outcome in client.images.wait_many(ids):
+                seen.append(outcome.request_id)
+        except BaseException as exc:
+            raised.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.close()
+    consumer.join(10)
+    assert not consumer.is_alive()
+    assert sorted(seen) == sorted(ids[:3])
+    assert len(raised) == 1 and isinstance(raised[0], ClientClosedError)
+    assert loop_threads() == []
+
+
+async def test_every_call_after_close_raises_a_clear_error() -> None:
+    client = AsyncModelsLab(api_key="k")
+    await client.aclose()
+    calls: list[Callable[[], object]] = [
+        lambda: client.images.wait_many([1]),
+        lambda: client.images.fetch_many([1]),
+        lambda: client.enterprise.super_resolution.wait_many([1]),
+    ]
+    for call in calls:
+        with pytest.raises(ClientClosedError, match="closed"):
+            call()
+    with pytest.raises(ClientClosedError):
+        await client.images.fetch(1)
+    with pytest.raises(ClientClosedError):
+        await client.download_many([], "unused")
+    sync = ModelsLab(api_key="k")
+    sync.close()
+    with pytest.raises(ClientClosedError):
+        sync.images.wait_many([1])
+    with pytest.raises(ClientClosedError):
+        sync.images.fetch(1)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, threading, time
+    from modelslab_fetch import ModelsLab
+
+    ids = sys.argv[1:]
+    done = 0
+    started = None
+    client = ModelsLab()
+    try:
+        for outcome in client.images.wait_many(ids):
+            done += 1
+            print("outcome", outcome.request_id, flush=True)
+    except KeyboardInterrupt:
+        started = time.monotonic()
+        print("interrupted after", done, flush=True)
+    finally:
+        client.close()
+    print("closed in %.2f s" % (time.monotonic() - started), flush=True)
+    print("threads", sorted(t.name for t in threading.enumerate()), flush=True)
+    """
+)
+
+
+def test_ctrl_c_during_a_sync_batch_returns_promptly_with_what_was_done(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ready = [sim.queue() for _ in range(4)]
+    never = [sim.queue(ready_in=3600) for _ in range(4)]
+    script = tmp_path / "consumer.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ}
+    with subprocess.Popen(
+        [sys.executable, str(script), *ready, *never],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        outcomes = [process.stdout.readline() for _ in range(4)]
+        assert all(line.startswith("outcome") for line in outcomes)
+        interrupted_at = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=15)
+        elapsed = time.monotonic() - interrupted_at
+    assert process.returncode == 0, errors
+    assert "interrupted after 4" in rest
+    assert "threads ['MainThread']" in rest
+    assert elapsed < 5
