@@ -250,11 +250,8 @@ class _Waiter(Generic[R]):
     def _log_next_poll(self, retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
-            logger.info(
-                "request %s: %s; polling again in %.2f s",
-                self._request_id,
-                outcome.exception(),
-                retry_state.upcoming_sleep,
+            logger.info(  # the error's text names the request already
+                "%s; polling again in %.2f s", outcome.exception(), retry_state.upcoming_sleep
             )
         else:
             logger.debug(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -121,3 +122,39 @@ def test_errors_survive_pickling_with_their_fields() -> None:
     clone = pickle.loads(pickle.dumps(error))
     assert type(clone) is APIStatusError
     assert (clone.status_code, clone.request_id, str(clone)) == (404, "9", "request 9: gone")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("key_given", ["right", "wrong"])
+def test_cli_runs_and_results_files_never_show_the_key(
+    key_given: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import io
+
+    from modelslab_fetch.cli import main
+    from modelslab_fetch.cli._commands import Streams
+    from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, simulator_server
+
+    caplog.set_level(logging.DEBUG)
+    simulator = Simulator(api_key=API_KEY, seed=2)
+    faults = Faults(error_rate=0.1, edge_page_rate=0.05, truncate_rate=0.05, retry_after=0.1)
+    app = SimulatorApp(simulator, faults=faults, seed=2)
+    ids = [simulator.queue(), simulator.queue(final="failed"), simulator.queue(ready_in=0.2)]
+    key = API_KEY if key_given == "right" else API_KEY + "-WRONG"
+    monkeypatch.setenv("MODELSLAB_API_KEY", key)
+    results = tmp_path / "results.jsonl"
+    out, err = io.StringIO(), io.StringIO()
+    with simulator_server(app) as base_url:
+        for argv in (
+            ["wait", *ids, "-o", str(results), "--verbose", "--download", str(tmp_path / "i")],
+            ["fetch", *ids, "--json", "--verbose"],
+            ["wait", *ids, "--json", "--verbose", "--timeout", "5"],
+        ):
+            main([*argv, "--base-url", base_url], streams=Streams(out=out, err=err))
+    texts = [out.getvalue(), err.getvalue(), results.read_text(), *log_texts(caplog)]
+    texts += [p.name for p in tmp_path.rglob("*")]
+    assert "request" in err.getvalue() or "succeeded" in err.getvalue()
+    assert all(API_KEY not in text for text in texts)
