@@ -62,3 +62,16 @@ def test_the_package_ships_its_type_marker() -> None:
 
 def test_version_is_exposed() -> None:
     assert modelslab_fetch.__version__.count(".") >= 2
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "modelslab_fetch", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == f"modelslab-fetch {modelslab_fetch.__version__}"

@@ -1,0 +1,99 @@
+"""The public API used as users use it, checked by `mypy --strict` (nox -s typecheck).
+
+Not a test to run: if the public types lose precision (an `Any` creeping into a result,
+a method becoming untyped), `assert_type` below fails the type check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from typing_extensions import assert_type
+
+from modelslab_fetch import (
+    AsyncModelsLab,
+    Batch,
+    Downloaded,
+    FetchResult,
+    GenerationFailedError,
+    ModelsLab,
+    ModelsLabError,
+    Outcome,
+    PollPolicy,
+    Progress,
+    Status,
+    SyncBatch,
+    WaitTimeoutError,
+)
+from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, in_process_client
+
+
+async def async_usage() -> None:
+    async with AsyncModelsLab(
+        api_key="key",
+        base_url="https://modelslab.com/api",
+        timeout=httpx.Timeout(10.0),
+        max_retries=2,
+        max_concurrency=16,
+        max_requests_per_second=10.0,
+        poll_policy=PollPolicy(min_interval=1.0),
+    ) as client:
+        result = await client.images.fetch(13443927)
+        assert_type(result, FetchResult)
+        assert_type(result.status, Status)
+        assert_type(result.id, str)
+        assert_type(result.output, list[str])
+        assert_type(result.eta, float | None)
+        assert_type(result.message, str | None)
+        waited = await client.enterprise.super_resolution.wait("12202888", timeout=None)
+        assert_type(waited, FetchResult)
+
+        batch = client.images.wait_many(["1", 2], concurrency=8, ordered=True)
+        assert_type(batch, Batch[FetchResult])
+        async with batch:
+            async for outcome in batch:
+                assert_type(outcome, Outcome[FetchResult])
+                assert_type(outcome.result, FetchResult | None)
+                assert_type(outcome.error, Exception | None)
+                assert_type(outcome.ok, bool)
+
+        def on_progress(progress: Progress) -> None:
+            assert_type(progress.done, int)
+            assert_type(progress.total, int | None)
+
+        async for fetched in client.images.fetch_many(range(3), on_progress=on_progress):
+            assert_type(fetched.index, int)
+
+        paths = await client.download(result, Path("images"))
+        assert_type(paths, list[Path])
+        many = await client.download_many([result], "images")
+        assert_type(many, list[Downloaded])
+
+    try:
+        pass
+    except GenerationFailedError as failed:
+        assert_type(failed.result, FetchResult)
+    except WaitTimeoutError as timed_out:
+        assert_type(timed_out.result, FetchResult | None)
+    except ModelsLabError as error:
+        assert_type(error.request_id, str | None)
+
+
+def sync_usage() -> None:
+    with ModelsLab() as client:
+        assert_type(client.images.wait("13443927"), FetchResult)
+        assert_type(client.enterprise.super_resolution.fetch(1), FetchResult)
+        batch = client.images.wait_many(["1"])
+        assert_type(batch, SyncBatch[FetchResult])
+        for outcome in batch:
+            assert_type(outcome, Outcome[FetchResult])
+
+
+async def simulator_usage() -> None:
+    simulator = Simulator(seed=1)
+    ids = simulator.queue_many(10, ready_in=(0.1, 1.0))
+    assert_type(ids, list[str])
+    app = SimulatorApp(simulator, faults=Faults(error_rate=0.1))
+    async with in_process_client(app) as client:
+        assert_type(client, AsyncModelsLab)
