@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
@@ -56,8 +58,6 @@ def build(session: nox.Session) -> None:
 
 
 def _dists() -> list[str]:
-    from pathlib import Path
-
     return [str(path) for path in sorted(Path("dist").iterdir())]
 
 
