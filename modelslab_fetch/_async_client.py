@@ -155,9 +155,11 @@ class AsyncModelsLab:
 
     async def aclose(self) -> None:
         """Close connections; further calls raise `ClientClosedError`. Safe to call twice."""
-        await self._transport.aclose()
-        if self._download_client is not None:
-            await self._download_client.aclose()
+        try:
+            await self._transport.aclose()
+        finally:
+            if self._download_client is not None:
+                await self._download_client.aclose()
 
     async def __aenter__(self) -> AsyncModelsLab:
         return self

@@ -22,6 +22,8 @@ import aiohttp
 import httpcore
 import httpx
 
+from ._config import is_loopback
+
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "AiohttpBackend",
@@ -34,6 +36,10 @@ __all__ = [
 MAX_RESPONSE_BYTES = 10 * 2**20
 """The most of a response body read: a fetch answer is a few kB, so 10 MB is an attack or
 a misrouted download, and reading on would only exhaust memory."""
+
+# The start of an oversize body kept for the error's excerpt: far longer than the excerpt
+# itself, so a key cut in two at this boundary lies beyond anything shown.
+_HEAD_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +138,16 @@ class HttpxBackend:
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_RESPONSE_BYTES:
-                        raise BackendResponseTooLarge(response.status_code, bytes(body[:512]))
+                        raise BackendResponseTooLarge(
+                            response.status_code, bytes(body[:_HEAD_BYTES])
+                        )
         except httpx.TimeoutException as exc:
             raise BackendTimeout(_describe(exc)) from None
-        except httpx.TransportError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            # Connection trouble, undecodable bodies (bad gzip), bad URLs: all "could not
+            # talk to the server". Never chained: httpx's errors hold the request body.
+            raise BackendConnectionError(_describe(exc)) from None
+        except RuntimeError as exc:  # your http_client was closed under us
             raise BackendConnectionError(_describe(exc)) from None
         return RawResponse(
             response.status_code,
@@ -202,8 +214,12 @@ class AiohttpBackend:
         origin = url[: url.find("/", url.find("//") + 2)]
         if origin not in self._proxies:
             parts = urllib.parse.urlsplit(url)
-            proxy = urllib.request.getproxies().get(parts.scheme)
-            bypass = proxy is None or urllib.request.proxy_bypass(parts.hostname or "")
+            proxies = urllib.request.getproxies()
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            host = parts.hostname or ""
+            # Plain http is allowed only to loopback on the grounds that nothing crosses
+            # the network: so loopback never goes through a proxy, whatever the env says.
+            bypass = proxy is None or is_loopback(host) or urllib.request.proxy_bypass(host)
             self._proxies[origin] = None if bypass else proxy
         return self._proxies[origin]
 
@@ -215,13 +231,16 @@ class AiohttpBackend:
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     length = response.content_length
-    if length is not None and length <= MAX_RESPONSE_BYTES:
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    if length is not None and length <= MAX_RESPONSE_BYTES and not encoded:
         return await response.read()  # the common case: one read of a known, small body
+    # Compressed (Content-Length counts the compressed bytes) or of unknown length: count
+    # what decompresses, so a gzip bomb stops at the cap too.
     body = bytearray()
     async for chunk in response.content.iter_chunked(2**16):
         body += chunk
         if len(body) > MAX_RESPONSE_BYTES:
-            raise BackendResponseTooLarge(response.status, bytes(body[:512]))
+            raise BackendResponseTooLarge(response.status, bytes(body[:_HEAD_BYTES]))
     return bytes(body)
 
 

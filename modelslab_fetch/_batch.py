@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import sys
 from collections import OrderedDict
 from collections.abc import (
@@ -112,6 +112,8 @@ class Batch(Generic[R]):
         self._total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
         self._succeeded = 0
         self._failed = 0
+        self._callback_error: Exception | None = None
+        self._interrupted = False
 
     def __repr__(self) -> str:
         state = "not started" if self._driver is None else "running"
@@ -124,6 +126,15 @@ class Batch(Generic[R]):
         return self
 
     async def __anext__(self) -> Outcome[R]:
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            self._abandon()
+            raise error
+        if self._interrupted:
+            raise RuntimeError(
+                "this batch stopped when a wait for its next outcome was cancelled; "
+                "ids it had read may be unanswered: start a new batch for them"
+            )
         if self._driver is None:
             # A task of its own, not a task group: an async iterator cannot hold a task
             # group open across its yields. Inside, the work is structured (anyio task
@@ -145,29 +156,35 @@ class Batch(Generic[R]):
         except BaseException:
             # Cancelled (or interrupted) while waiting: like an async generator, the
             # batch ends here, and its work stops now rather than whenever the
-            # iterator happens to be garbage-collected.
+            # iterator happens to be garbage-collected. Going on after that is an error,
+            # not a quiet end, since ids it had read would go unanswered.
+            self._interrupted = True
             self._abandon()
             raise
         self._delivered(outcome)
         return outcome
 
     def _delivered(self, outcome: Outcome[R]) -> None:
-        # Progress is counted where outcomes reach the consumer, so a failing callback
-        # raises right there, once, and `done` never runs ahead of what was handed over.
+        # Progress is counted where outcomes reach the consumer, so `done` never runs
+        # ahead of what was handed over. A failing callback must not cost the outcome
+        # in hand: its error is raised at the next step, and the batch stops there.
         if outcome.ok:
             self._succeeded += 1
         else:
             self._failed += 1
-        if self._on_progress is not None:
-            done = self._succeeded + self._failed
-            self._on_progress(
-                Progress(
-                    succeeded=self._succeeded,
-                    failed=self._failed,
-                    in_flight=self._engine.positions_read - done,
-                    total=self._total,
-                )
-            )
+        if self._on_progress is None or self._callback_error is not None:
+            return
+        done = self._succeeded + self._failed
+        progress = Progress(
+            succeeded=self._succeeded,
+            failed=self._failed,
+            in_flight=self._engine.positions_read - done,
+            total=self._total,
+        )
+        try:
+            self._on_progress(progress)
+        except Exception as exc:
+            self._callback_error = exc
 
     async def next_many(self, limit: int) -> list[Outcome[R]]:
         """Wait for the next outcome, then take up to `limit` that are ready; [] at the end."""
@@ -175,7 +192,7 @@ class Batch(Generic[R]):
             outcomes = [await self.__anext__()]
         except StopAsyncIteration:
             return []
-        while len(outcomes) < limit:
+        while len(outcomes) < limit and self._callback_error is None:
             try:
                 outcome = self._receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream):
@@ -191,9 +208,10 @@ class Batch(Generic[R]):
             self._engine.send.close()
         elif not driver.done():
             driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await driver
-        else:
+            # asyncio.wait, not `await driver`: the driver's cancellation must end here,
+            # while a cancellation of the task calling aclose() must go on through.
+            await asyncio.wait({driver})
+        if driver is not None:
             _mark_retrieved(driver)
         self._receive.close()
 
@@ -214,12 +232,17 @@ class Batch(Generic[R]):
 
     def _abandon(self) -> None:
         """Stop the work without waiting for it (for places that cannot await)."""
-        if self._driver is None:
+        driver = self._driver
+        if driver is None:
             self._engine.send.close()
-        elif not self._driver.done():
-            self._driver.cancel()
+        elif not driver.done():
+            loop = driver.get_loop()
+            if _running_loop() is loop:
+                driver.cancel()
+            elif not loop.is_closed():  # dropped in another thread: ask the loop's own
+                loop.call_soon_threadsafe(driver.cancel)
         else:
-            _mark_retrieved(self._driver)
+            _mark_retrieved(driver)
         self._receive.close()
 
     async def _raise_driver_failure(self) -> None:
@@ -348,9 +371,16 @@ class _Engine(Generic[R]):
         self.slots.release()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _mark_retrieved(task: asyncio.Task[None]) -> None:
     # A failure nobody iterated far enough to see is still not "never retrieved".
-    if not task.cancelled():
+    if task.done() and not task.cancelled():
         task.exception()
 
 
@@ -395,4 +425,12 @@ class _Source:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        # The batch consumed the input: a generator left suspended would keep whatever
+        # it holds (a file, a connection) open until garbage collection. Other
+        # iterables (a list, your open file) are yours to close.
         self._done = True
+        if inspect.isgenerator(self._sync):
+            self._sync.close()
+        if inspect.isasyncgen(self._async):
+            with anyio.CancelScope(shield=True):
+                await self._async.aclose()

@@ -106,7 +106,7 @@ def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
         raise ConfigurationError(f"base_url cannot carry a query or fragment: {text!r}")
     if url.userinfo:
         raise ConfigurationError("base_url cannot carry credentials; pass api_key=... instead")
-    if url.scheme == "http" and not _is_loopback(url.host):
+    if url.scheme == "http" and not is_loopback(url.host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r}: the API key travels in the request "
             "body and would cross the network unencrypted; use https:// "
@@ -115,7 +115,8 @@ def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
     return text.rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -51,7 +51,10 @@ def file_name_for(request_id: str, index: int, url: str) -> str:
     extension is kept only when it is a known image or video type.
     """
     safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name(request_id)
-    suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
+    try:
+        suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
+    except ValueError:  # a malformed URL: _save refuses it with a DownloadError
+        suffix = ""
     return f"{safe_id}-{index}{suffix if suffix in _EXTENSIONS else '.bin'}"
 
 
@@ -94,7 +97,7 @@ class Downloader:
         async def one(position: int, result: FetchResult) -> None:
             try:
                 paths = await self.download(result, directory)
-            except (DownloadError, OSError) as exc:
+            except Exception as exc:
                 done[position] = Downloaded(result.id, (), exc)
             else:
                 done[position] = Downloaded(result.id, tuple(paths))
@@ -102,12 +105,16 @@ class Downloader:
         async with anyio.create_task_group() as tg:
             for position, result in enumerate(ordered):
                 tg.start_soon(one, position, result)
+        assert all(outcome is not None for outcome in done)  # noqa: S101 - one per result
         return [outcome for outcome in done if outcome is not None]
 
     async def _save(self, request_id: str, url: str, target: Path) -> Path:
         if await anyio.Path(target).exists():
             return target
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError:  # e.g. a malformed IPv6 host
+            scheme = ""
         if scheme not in ("http", "https"):
             raise DownloadError(
                 f"refusing to download {url!r}: only http(s) URLs are fetched",
@@ -141,7 +148,7 @@ class Downloader:
                                 request_id=request_id,
                             )
                         await file.write(chunk)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             raise DownloadError(
                 f"could not download {url} ({type(exc).__name__}: {exc})",
                 url=url,

@@ -14,7 +14,12 @@ import pydantic
 
 from ._batch import Batch, ProgressCallback
 from ._clock import Clock
-from ._errors import AuthenticationError, ClientClosedError, ResponseParseError
+from ._errors import (
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    ResponseParseError,
+)
 from ._http_errors import excerpt_of
 from ._ids import RequestId, normalize_request_id
 from ._models import FetchResult, Status
@@ -59,8 +64,12 @@ class FetchEndpoint(Generic[R]):
     """The pydantic model a response body is parsed into."""
 
     def __post_init__(self) -> None:
-        if (self.id_field is None) == ("{id}" not in self.path_template):
-            raise ValueError("put the request id in the path ({id}) or in id_field, not both")
+        in_path = "{id}" in self.path_template
+        if in_path == (self.id_field is not None):
+            raise ConfigurationError(
+                "a fetch endpoint takes the request id in its path ({id}) or in id_field: "
+                + ("not both" if in_path else "give one of them")
+            )
 
     def path(self, request_id: str) -> str:
         """The request path for `request_id`."""
@@ -77,7 +86,7 @@ class FetchEndpoint(Generic[R]):
         except (ValueError, RecursionError) as exc:
             raise ResponseParseError(
                 f"the response is not a fetch result: {_first_problem(exc)}",
-                excerpt=excerpt_of(json.dumps(body, ensure_ascii=False).encode()),
+                excerpt=_excerpt_of_body(body),
                 request_id=request_id,
             ) from exc
         if result.status in (Status.ERROR, Status.FAILED) and _KEY_REJECTED.search(
@@ -93,6 +102,13 @@ class FetchEndpoint(Generic[R]):
         return result
 
 
+def _excerpt_of_body(body: dict[str, Any]) -> str:
+    try:
+        return excerpt_of(json.dumps(body, ensure_ascii=False).encode())
+    except (ValueError, RecursionError):  # nested past Python's stack, or NaN-like oddities
+        return "<a JSON object nested too deeply to show>"
+
+
 def _first_problem(error: Exception) -> str:
     if isinstance(error, pydantic.ValidationError):
         first = error.errors(include_url=False, include_input=False)[0]
@@ -104,8 +120,9 @@ def _first_problem(error: Exception) -> str:
 def _log_unknown_status_once(raw_status: str) -> None:
     if raw_status in _unknown_statuses_logged:
         return
-    if len(_unknown_statuses_logged) < _UNKNOWN_STATUS_LOG_LIMIT:
-        _unknown_statuses_logged.add(raw_status)
+    if len(_unknown_statuses_logged) >= _UNKNOWN_STATUS_LOG_LIMIT:
+        return  # a server inventing statuses endlessly: enough has been said
+    _unknown_statuses_logged.add(raw_status)
     logger.warning(
         "unknown status %r from ModelsLab, treated as not finished yet", raw_status[:100]
     )
@@ -147,7 +164,8 @@ class FetchResource(Generic[R]):
         """Poll the job `request_id` until it finishes; return the success result.
 
         Polls are spaced by the server's `eta` (see `PollPolicy`); transient failures
-        (network, overload, rate limits) are polled through until the deadline. Raises
+        (network, overload, rate limits asking for at most 60 s) are polled through until
+        the deadline. Raises
         `GenerationFailedError` if the job ends `failed` or `error`, and `WaitTimeoutError`
         (carrying the last result) when `timeout` seconds pass first; `None` waits without
         a deadline.

@@ -37,6 +37,10 @@ def normalize_request_id(value: object) -> str:
     if isinstance(value, int):
         if value < 0:
             raise InvalidRequestIdError(f"a request id cannot be negative, got {value}")
+        if value.bit_length() > 3 * MAX_REQUEST_ID_LENGTH:  # before str(), which has limits
+            raise InvalidRequestIdError(
+                f"a request id is at most {MAX_REQUEST_ID_LENGTH} characters; this int is longer"
+            )
         return str(value)
     text = value.strip()
     if not text:

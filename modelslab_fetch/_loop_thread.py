@@ -53,8 +53,9 @@ class LoopThread:
     def run(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Run `func(*args)` on the private loop and return its result, blocking meanwhile.
 
-        If the calling thread is interrupted (Ctrl-C), the task is cancelled before the
-        interruption propagates. Raises `ClientClosedError` once `close()` has begun.
+        If the calling thread is interrupted (Ctrl-C), the task's cancellation is
+        requested before the interruption propagates. Raises `ClientClosedError` once
+        `close()` has begun.
         """
         portal = self._ensure_started()
         if threading.current_thread() is self._thread:
@@ -81,6 +82,10 @@ class LoopThread:
 
         Safe to call more than once and from any thread but the loop's own.
         """
+        if threading.current_thread() is self._thread:
+            # From the loop itself (a finalizer run there): joining would deadlock.
+            # Leave the daemon thread to end with the process.
+            return
         with self._lock:
             if self._closed:
                 return
@@ -97,6 +102,19 @@ class LoopThread:
         finally:
             portal.call(portal.stop, True)  # cancel whatever is still running
             thread.join()
+
+    def spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Start `func(*args)` on the loop and return at once, if the loop runs.
+
+        For places that must not block, such as a finalizer; errors are not reported.
+        """
+        portal = self._portal
+        if portal is None or self._closed or threading.current_thread() is self._thread:
+            return
+        try:
+            portal.start_task_soon(func, *args)
+        except RuntimeError:  # the portal stopped meanwhile: nothing is left to stop
+            return
 
     def check_open(self) -> None:
         """Raise `ClientClosedError` once `close()` has begun."""

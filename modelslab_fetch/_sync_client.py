@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Iterable, Iterator
 from pathlib import Path
@@ -76,9 +76,11 @@ class SyncBatch(Iterator[Outcome[R]], Generic[R]):
         self.close()
 
     def __del__(self) -> None:
-        # A `for` loop left with `break` drops the iterator: stop the work it started.
-        with contextlib.suppress(Exception):  # nothing to report to at collection time
-            self.close()
+        # A `for` loop left with `break` drops the iterator: stop the work it started,
+        # without blocking whatever thread the garbage collector runs in.
+        if not getattr(self, "_finished", True):
+            self._finished = True
+            self._loop.spawn(self._batch.aclose)
 
 
 class SyncFetchResource(Generic[R]):
@@ -180,6 +182,9 @@ class ModelsLab:
             clock=clock,
         )
         self._loop = LoopThread()
+        # A client never closed would keep its thread, loop and connections for the life
+        # of the process: close them when it is collected (or at exit) instead.
+        self._finalizer = weakref.finalize(self, self._loop.close, self._async.aclose)
         self.images = SyncFetchResource(self._async.images, self._loop)
         """`POST /v6/images/fetch`: fetch or wait for queued images."""
         self.enterprise = Enterprise(
@@ -227,7 +232,7 @@ class ModelsLab:
 
     def close(self) -> None:
         """Cancel calls in flight, close connections and stop the loop thread. Idempotent."""
-        self._loop.close(self._async.aclose)
+        self._finalizer()
 
     def __enter__(self) -> ModelsLab:
         return self

@@ -145,11 +145,19 @@ class Transport:
     async def aclose(self) -> None:
         """Close connections this transport opened; an `http_client` you passed stays open."""
         self._closed = True
-        for backend in (self._fast_backend, self._fallback_backend):
-            if backend is not None:
-                await backend.aclose()
+        fast, fallback = self._fast_backend, self._fallback_backend
+        try:
+            if fast is not None:
+                await fast.aclose()
+        finally:
+            if fallback is not None:
+                await fallback.aclose()
 
-    def _backend(self) -> Backend:
+    def _backend(self, request_id: str | None) -> Backend:
+        if self._closed:  # a retry still under way when the client closed
+            raise ClientClosedError(
+                "this client is closed; create a new one", request_id=request_id
+            )
         if self._given_backend is not None:
             return self._given_backend
         if httpx_is_patched():
@@ -211,7 +219,8 @@ class Transport:
         failure: APIConnectionError
         try:
             async with self._traffic:
-                raw = await self._backend().post(url, content, _HEADERS, self._config.timeout)
+                backend = self._backend(request_id)
+                raw = await backend.post(url, content, _HEADERS, self._config.timeout)
         except BackendTimeout as exc:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._redact_text(exc.detail)})",

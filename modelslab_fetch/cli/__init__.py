@@ -9,6 +9,10 @@ from collections.abc import Sequence
 
 import anyio
 
+from .._errors import ModelsLabError
+
+if sys.version_info < (3, 11):  # pragma: no cover - the builtin arrived in 3.11
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 from .._version import __version__
 from ._commands import (
     EXIT_FAILED,
@@ -35,13 +39,13 @@ def main(argv: Sequence[str] | None = None, *, streams: Streams | None = None) -
         return int(exit_.code or 0)
     _route_logs(streams, verbose=getattr(args, "verbose", False))
     try:
-        if args.command in ("demo", "simulate"):
-            return int(args.run(args, streams))
-        return int(anyio.run(args.run, args, streams))
+        return _run(args, streams)
     except UsageError as exc:
         streams.err.write(f"modelslab-fetch {args.command}: error: {exc}\n")
         return EXIT_USAGE
-    except OSError as exc:  # reading ids or writing results failed part way
+    except (OSError, UnicodeError, ModelsLabError) as exc:
+        # Reading ids or writing results failed part way, or the server refused the key:
+        # the results file holds what was done.
         streams.err.write(f"modelslab-fetch {args.command}: error: {exc}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -118,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate-limit-every", type=int, default=0, help="a 429 burst every N")
     simulate.set_defaults(run=run_simulate)
     return parser
+
+
+def _run(args: argparse.Namespace, streams: Streams) -> int:
+    try:
+        if args.command in ("demo", "simulate"):
+            return int(args.run(args, streams))
+        return int(anyio.run(args.run, args, streams))
+    except BaseExceptionGroup as group:
+        # Task groups wrap what their bodies raised, nested ones more than once; a sole
+        # error is shown as itself.
+        sole: BaseException = group
+        while isinstance(sole, BaseExceptionGroup) and len(sole.exceptions) == 1:
+            sole = sole.exceptions[0]
+        if sole is group:
+            raise
+        raise sole from None
 
 
 def _route_logs(streams: Streams, *, verbose: bool) -> None:

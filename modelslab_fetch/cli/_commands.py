@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,7 +17,7 @@ import anyio
 from .._async_client import AsyncModelsLab
 from .._config import API_KEY_ENV
 from .._downloads import Downloaded
-from .._errors import ConfigurationError, ModelsLabError
+from .._errors import AuthenticationError, ConfigurationError, ModelsLabError
 from .._models import FetchResult, Status
 from ._ids import read_ids
 from ._progress import ProgressView, choose_mode
@@ -77,8 +77,8 @@ def make_client(args: argparse.Namespace, **options: Any) -> AsyncModelsLab:
     if getattr(args, "api_key_file", None):
         try:
             api_key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read --api-key-file: {exc.strerror}") from None
+        except (OSError, UnicodeError) as exc:
+            raise UsageError(f"cannot read --api-key-file: {exc}") from None
     elif not os.environ.get(API_KEY_ENV):
         raise UsageError(
             f"no API key: set {API_KEY_ENV} (or pass --api-key-file FILE); "
@@ -86,13 +86,13 @@ def make_client(args: argparse.Namespace, **options: Any) -> AsyncModelsLab:
         )
     try:
         return AsyncModelsLab(api_key=api_key, base_url=args.base_url, **options)
-    except ConfigurationError as exc:
+    except (ConfigurationError, AuthenticationError) as exc:
         raise UsageError(exc.message) from None
 
 
 async def collect(
     client: AsyncModelsLab,
-    ids: Iterable[str],
+    ids: Iterable[str] | AsyncIterator[str],
     *,
     total: int | None,
     streams: Streams,
@@ -113,7 +113,7 @@ async def collect(
             paths = await client.download(result, download_dir)
         except ModelsLabError as exc:
             summary.download_failures.append(f"{result.id}: {exc.message}")
-        except OSError as exc:
+        except Exception as exc:
             summary.download_failures.append(f"{result.id}: {exc}")
         else:
             summary.images += len(paths)
@@ -225,7 +225,7 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
     return EXIT_OK if summary.all_ok else EXIT_FAILED
 
 
-def _ids_from(args: argparse.Namespace) -> tuple[Iterable[str], int | None]:
+def _ids_from(args: argparse.Namespace) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
     if not args.ids and not args.ids_file:
         raise UsageError("give request ids as arguments, with --ids-file FILE, or - for stdin")
     if args.ids and args.ids_file:
@@ -234,6 +234,8 @@ def _ids_from(args: argparse.Namespace) -> tuple[Iterable[str], int | None]:
         return read_ids(args.ids, args.ids_file)
     except OSError as exc:
         raise UsageError(f"cannot read --ids-file: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass
@@ -242,20 +244,27 @@ class _Counter:
 
 
 def _without(
-    ids: Iterable[str], finished: set[str], total: int | None, skipped: _Counter
-) -> tuple[Iterable[str], int | None]:
+    ids: Iterable[str] | AsyncIterator[str],
+    finished: set[str],
+    total: int | None,
+    skipped: _Counter,
+) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
     """`ids` less those in `finished`, counted in `skipped` (lazily, for a lazy input)."""
 
-    def remaining() -> Iterable[str]:
-        for request_id in ids:
-            if request_id.strip() in finished:
-                skipped.count += 1
-                continue
-            yield request_id
+    def keep(request_id: str) -> bool:
+        if request_id.strip() in finished:
+            skipped.count += 1
+            return False
+        return True
 
-    if total is None:
+    async def remaining() -> AsyncIterator[str]:
+        async for request_id in ids:  # type: ignore[union-attr]
+            if keep(request_id):
+                yield request_id
+
+    if isinstance(ids, AsyncIterator):
         return remaining(), None
-    kept = list(remaining())
+    kept = [request_id for request_id in ids if keep(request_id)]
     return kept, len(kept)
 
 

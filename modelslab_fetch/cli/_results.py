@@ -41,7 +41,10 @@ def record_result(record: dict[str, Any]) -> FetchResult | None:
         return None
     request_id = str(record.get("request_id"))
     body = {"status": "success", "id": request_id, "output": record["output"]}
-    return FetchResult.from_body(body, request_id=request_id)
+    try:
+        return FetchResult.from_body(body, request_id=request_id)
+    except ValueError:  # a hand-edited or corrupt line: nothing to download from it
+        return None
 
 
 class ResultsFile:
