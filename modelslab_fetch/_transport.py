@@ -121,7 +121,10 @@ class Transport:
         self._fast_backend: AiohttpBackend | None = None
         self._fallback_backend: HttpxBackend | None = None
         self._key = config.api_key.get_secret_value()
-        self._key_bytes = self._key.encode()
+        # The key as it may come back: raw, or JSON-escaped by a server that escapes "/"
+        # (PHP's default). Both are redacted from whatever the server sends.
+        forms = {self._key, json.dumps(self._key)[1:-1], self._key.replace("/", "\\/")}
+        self._key_forms = tuple(sorted((form.encode() for form in forms), key=len, reverse=True))
         self._closed = False
 
     def __repr__(self) -> str:
@@ -248,6 +251,8 @@ class Transport:
     def _decode(self, raw: RawResponse, *, request_id: str | None) -> dict[str, Any]:
         logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
         content = self._redact(raw.content)
+        if any(self._key in value for value in raw.headers.values()):
+            raw = self._redacted_headers(raw)
         decoded = decode_response(raw, content, request_id=request_id, now=time.time())
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
@@ -265,9 +270,17 @@ class Transport:
     def _redact(self, content: bytes) -> bytes:
         # A misbehaving server or proxy may echo the request body back: the key must not
         # reach results, errors or logs through that door.
-        if self._key_bytes in content:
-            return content.replace(self._key_bytes, REDACTED)
+        for form in self._key_forms:
+            if form in content:
+                content = content.replace(form, REDACTED)
         return content
+
+    def _redacted_headers(self, raw: RawResponse) -> RawResponse:
+        # Headers reach errors too (a Location in a redirect's message, the response).
+        headers = httpx.Headers(
+            [(name, self._redact_text(value)) for name, value in raw.headers.items()]
+        )
+        return RawResponse(raw.status_code, headers, raw.content, raw.url, raw.reason)
 
     def _redact_text(self, text: str) -> str:
         return text.replace(self._key, REDACTED.decode())

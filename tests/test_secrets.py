@@ -158,3 +158,25 @@ def test_cli_runs_and_results_files_never_show_the_key(
     texts += [p.name for p in tmp_path.rglob("*")]
     assert "request" in err.getvalue() or "succeeded" in err.getvalue()
     assert all(API_KEY not in text for text in texts)
+
+
+async def test_an_echo_in_headers_or_json_escaped_is_redacted(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    key = "sk/with/slashes-" + API_KEY
+    escaped = key.replace("/", "\\/")
+    router.post(IMAGES_URL).respond(
+        302, headers={"Location": f"https://evil.example/?k={key}", "X-Echo": key}
+    )
+    async with AsyncModelsLab(api_key=key, clock=clock) as client:
+        with pytest.raises(ModelsLabError) as caught:
+            await client.images.fetch(1)
+        assert key not in str(caught.value)
+        response = caught.value.response  # type: ignore[attr-defined]
+        assert all(key not in value for value in response.headers.values())
+        router.post(IMAGES_URL).respond(
+            200, content=('{"status": "success", "echo": "' + escaped + '"}').encode()
+        )
+        result = await client.images.fetch(1)
+    assert key not in repr(result.raw)
+    assert escaped not in result.model_dump_json()
