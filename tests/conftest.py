@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import httpx
 import pytest
 import respx
 
@@ -40,6 +41,12 @@ class FakeClock:
             self.sleeps.append(seconds)
         await anyio.lowlevel.checkpoint()
         self.time = max(self.time, wake)
+
+
+async def never_answer(request: httpx.Request) -> httpx.Response:
+    """A respx side effect for a server that takes the request and never answers."""
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture

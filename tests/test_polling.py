@@ -22,7 +22,7 @@ from modelslab_fetch import (
     Status,
     WaitTimeoutError,
 )
-from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
+from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, never_answer
 
 
 def processing(eta: Any = None, **extra: Any) -> httpx.Response:
@@ -233,11 +233,7 @@ async def test_bad_timeouts_are_refused_before_polling(
 async def test_a_hung_poll_is_cut_off_at_the_deadline(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
-    async def hang(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    router.post(IMAGES_URL).mock(side_effect=hang)
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
     with anyio.fail_after(5):  # a safety net: the SDK's own deadline must fire long before
         with pytest.raises(WaitTimeoutError) as caught:
             await client.images.wait(7, timeout=0.05)

@@ -31,7 +31,7 @@ from modelslab_fetch._backends import AiohttpBackend
 from modelslab_fetch._ids import normalize_request_id
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
-from tests.conftest import API_KEY, IMAGES_URL, FakeClock
+from tests.conftest import API_KEY, IMAGES_URL, FakeClock, never_answer
 
 
 def ok(request: httpx.Request) -> httpx.Response:
@@ -118,11 +118,7 @@ async def test_a_failing_progress_callback_loses_no_outcome(
 async def test_going_on_after_a_cancelled_wait_is_an_error_not_a_quiet_end(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
-    async def hang(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    router.post(IMAGES_URL).mock(side_effect=hang)
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
     batch = client.images.wait_many(["1", "2"])
     with anyio.move_on_after(0.05):
         await batch.__anext__()
@@ -133,11 +129,7 @@ async def test_going_on_after_a_cancelled_wait_is_an_error_not_a_quiet_end(
 async def test_aclose_lets_a_cancellation_of_its_caller_through(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
-    async def hang(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    router.post(IMAGES_URL).mock(side_effect=hang)
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
     batch = client.images.wait_many(["1"])
     with anyio.move_on_after(0.05):
         await batch.__anext__()
