@@ -21,17 +21,24 @@ from ._config import (
 from ._downloads import Downloaded
 from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, FetchEndpoint, FetchResource
 from ._errors import (
+    AccountError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BadRequestError,
+    CertificateVerificationError,
     ClientClosedError,
     ConfigurationError,
     DownloadError,
     GenerationFailedError,
+    HostNotFoundError,
+    InsufficientCreditsError,
     InvalidRequestIdError,
     ModelsLabError,
+    PermissionDeniedError,
     RateLimitError,
+    RequestNotFoundError,
     ResponseParseError,
     WaitTimeoutError,
 )
@@ -42,6 +49,13 @@ from ._sync_client import Enterprise, ModelsLab, SyncBatch, SyncFetchResource
 from ._version import __version__
 
 __all__ = [
+    "RequestNotFoundError",
+    "PermissionDeniedError",
+    "InsufficientCreditsError",
+    "HostNotFoundError",
+    "CertificateVerificationError",
+    "BadRequestError",
+    "AccountError",
     "API_KEY_ENV",
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",

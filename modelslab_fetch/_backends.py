@@ -88,6 +88,14 @@ class BackendConnectionError(Exception):
         super().__init__(detail)
 
 
+class BackendCertificateError(BackendConnectionError):
+    """The server's TLS certificate failed verification; `detail` carries the complaint."""
+
+
+class BackendUnknownHost(BackendConnectionError):
+    """DNS says the host does not exist (not a temporary failure)."""
+
+
 class BackendResponseTooLarge(Exception):
     """A response body exceeded `MAX_RESPONSE_BYTES`; `head` is its start."""
 

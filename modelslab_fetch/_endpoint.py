@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+import anyio
 import pydantic
 
 from ._batch import Batch, ProgressCallback
 from ._clock import Clock
 from ._errors import (
-    AuthenticationError,
+    AccountError,
     ClientClosedError,
     ConfigurationError,
     ResponseParseError,
 )
 from ._http_errors import excerpt_of
 from ._ids import RequestId, normalize_request_id
-from ._models import FetchResult, Status
+from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout, wait_until_finished
 from ._transport import Transport
 
-__all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "FetchEndpoint", "FetchResource"]
+__all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "FetchEndpoint", "FetchResource"]
 
 DEFAULT_WAIT_MANY_CONCURRENCY = 1024
 """How many ids `wait_many` waits on at once by default. Waiting ids mostly sleep between
@@ -35,13 +35,6 @@ polls, so this can be far above the client's `max_concurrency`, which caps real 
 logger = logging.getLogger("modelslab_fetch")
 
 R = TypeVar("R", bound=FetchResult)
-
-# ModelsLab reports a bad key as HTTP 200 {"status": "error", "message": "Invalid Api Key"}.
-_KEY_REJECTED = re.compile(
-    r"(invalid|missing|wrong|expired|incorrect|no)\s+api[\s_-]*key"
-    r"|api[\s_-]*key\s+(is\s+)?(invalid|missing|required|not\s+valid|not\s+found|expired)",
-    re.IGNORECASE,
-)
 
 _unknown_statuses_logged: set[str] = set()
 _UNKNOWN_STATUS_LOG_LIMIT = 64
@@ -80,23 +73,24 @@ class FetchEndpoint(Generic[R]):
         return {} if self.id_field is None else {self.id_field: request_id}
 
     def parse(self, body: dict[str, Any], *, request_id: str) -> R:
-        """Turn a decoded response body into a typed result, or raise our error for it."""
+        """Turn a decoded response body into a typed result.
+
+        Which bodies are errors was decided by the transport (`_http_errors`); here a body
+        whose `status` is readable always becomes a result. Raises `ResponseParseError`
+        only for a body with no readable `status`.
+        """
         try:
             result = self.result_model.from_body(body, request_id=request_id)
         except (ValueError, RecursionError) as exc:
-            raise ResponseParseError(
+            error = ResponseParseError(
                 f"the response is not a fetch result: {_first_problem(exc)}",
                 excerpt=_excerpt_of_body(body),
                 request_id=request_id,
-            ) from exc
-        if result.status in (Status.ERROR, Status.FAILED) and _KEY_REJECTED.search(
-            result.message or ""
-        ):
-            raise AuthenticationError(
-                f"the server rejected the API key ({result.message!r}); check api_key= "
-                "or MODELSLAB_API_KEY",
-                request_id=request_id,
             )
+        else:
+            error = None
+        if error is not None:
+            raise error
         if result.raw_status.strip().lower() != result.status.value:
             _log_unknown_status_once(result.raw_status)
         return result
@@ -190,7 +184,7 @@ class FetchResource(Generic[R]):
         self._refuse_if_closed()
         return Batch(
             ids,
-            self._fetch_normalized,
+            AccountStop().guard(self._fetch_normalized),
             concurrency=self._transport.max_concurrency if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -218,7 +212,7 @@ class FetchResource(Generic[R]):
         self._refuse_if_closed()
         return Batch(
             ids,
-            lambda rid: self._wait_normalized(rid, timeout),
+            AccountStop().guard(lambda rid: self._wait_normalized(rid, timeout)),
             concurrency=DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -244,3 +238,48 @@ class FetchResource(Generic[R]):
             self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid, retry=retry
         )
         return self._endpoint.parse(body, request_id=rid)
+
+
+class AccountStop:
+    """Stops one batch from sending once the server refuses the account itself.
+
+    A wrong key, no credits or a plan that forbids the call is the same answer for every
+    id: learning it 100,000 times costs 100,000 requests. The first `AccountError` cancels
+    the batch's other work (requests waiting for a slot are never sent) and every id not
+    yet answered gets an outcome carrying that same error, named for its own id.
+    """
+
+    def __init__(self) -> None:
+        self.error: AccountError | None = None
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def __repr__(self) -> str:
+        return f"AccountStop(stopped={self.error is not None})"
+
+    def guard(self, work: Callable[[str], Awaitable[R]]) -> Callable[[str], Awaitable[R]]:
+        """`work`, made to stop (and to stop the others) at the first account error."""
+
+        async def guarded(request_id: str) -> R:
+            if self.error is not None:
+                raise self.error.for_request(request_id)
+            with anyio.CancelScope() as scope:
+                self._scopes.add(scope)
+                try:
+                    return await work(request_id)
+                except AccountError as exc:
+                    self._stop(exc)
+                    raise
+                finally:
+                    self._scopes.discard(scope)
+            # Only reached when _stop cancelled this work on another id's account error.
+            assert self.error is not None  # noqa: S101 - set before any cancellation
+            raise self.error.for_request(request_id)
+
+        return guarded
+
+    def _stop(self, error: AccountError) -> None:
+        if self.error is None:
+            self.error = error
+            logger.warning("%s; no further requests are sent for this batch", error)
+        for scope in list(self._scopes):
+            scope.cancel()

@@ -2,27 +2,39 @@
 
 ```
 ModelsLabError
-├── ConfigurationError       (also ValueError)
-├── InvalidRequestIdError    (also ValueError)
-├── ClientClosedError        (also RuntimeError)
-├── AuthenticationError
+├── ConfigurationError            (also ValueError)
+├── InvalidRequestIdError         (also ValueError)
+├── ClientClosedError             (also RuntimeError)
+├── AccountError                  the account, not the request: stop sending
+│   ├── AuthenticationError
+│   ├── InsufficientCreditsError  (also APIStatusError)
+│   └── PermissionDeniedError     (also APIStatusError)
 ├── APIConnectionError
-│   └── APITimeoutError
+│   ├── APITimeoutError
+│   ├── CertificateVerificationError
+│   └── HostNotFoundError
 ├── APIStatusError
-│   └── RateLimitError
+│   ├── BadRequestError
+│   ├── RequestNotFoundError
+│   ├── RateLimitError
+│   ├── InsufficientCreditsError
+│   └── PermissionDeniedError
 ├── ResponseParseError
 ├── GenerationFailedError
-├── WaitTimeoutError         (also TimeoutError)
+├── WaitTimeoutError              (also TimeoutError)
 └── DownloadError
 ```
 
-No error text ever contains the API key: messages are built from request ids, status
-codes and short, redacted excerpts of what the server sent.
+Which (HTTP status, body) becomes which error is decided in one place, the table in
+`_http_errors.py`; which errors are worth asking again is decided in one place too,
+`is_transient` there. No error text ever contains the API key: messages are built from
+request ids, status codes and short, redacted excerpts of what the server sent.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import copy
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -33,17 +45,26 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AccountError",
     "AuthenticationError",
+    "BadRequestError",
+    "CertificateVerificationError",
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
     "GenerationFailedError",
+    "HostNotFoundError",
+    "InsufficientCreditsError",
     "InvalidRequestIdError",
     "ModelsLabError",
+    "PermissionDeniedError",
     "RateLimitError",
+    "RequestNotFoundError",
     "ResponseParseError",
     "WaitTimeoutError",
 ]
+
+_E = TypeVar("_E", bound="ModelsLabError")
 
 
 class ModelsLabError(Exception):
@@ -51,7 +72,7 @@ class ModelsLabError(Exception):
 
     Attributes:
         message: What went wrong and, where it helps, what to do about it.
-        request_id: The ModelsLab request id concerned, or None when there is none.
+        request_id: The ModelsLab request id concerned (the one you asked about), or None.
 
     """
 
@@ -64,6 +85,14 @@ class ModelsLabError(Exception):
         if self.request_id is None:
             return self.message
         return f"request {self.request_id}: {self.message}"
+
+    def for_request(self: _E, request_id: str) -> _E:
+        """A copy of this error about `request_id` instead (same class, same response)."""
+        twin = copy.copy(self)
+        twin.request_id = request_id
+        Exception.__init__(twin, twin._text())
+        twin.__traceback__ = None
+        return twin
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors defeat Exception's default pickling; errors cross
@@ -90,25 +119,13 @@ class ClientClosedError(ModelsLabError, RuntimeError):
     """Raised when a client is used after `close()`/`aclose()` or its `with` block ended."""
 
 
-class AuthenticationError(ModelsLabError):
-    """Raised when the API key is missing, or the server rejects it (401/403 or an error body).
+class AccountError(ModelsLabError):
+    """Base of the errors about the account rather than the request: key, credits, plan.
 
-    Attributes:
-        status_code: The HTTP status of the rejecting response, or None when no request was made.
-        response: The rejecting response (its request carries no body), or None.
-
+    Asking again, or asking about another id, cannot help until the account is fixed, so
+    nothing retries them and a batch that meets one stops sending: each of its remaining
+    ids gets an outcome carrying the same error.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        request_id: str | None = None,
-        response: httpx.Response | None = None,
-    ) -> None:
-        self.response = response
-        self.status_code = None if response is None else response.status_code
-        super().__init__(message, request_id=request_id)
 
 
 class APIConnectionError(ModelsLabError):
@@ -116,16 +133,35 @@ class APIConnectionError(ModelsLabError):
 
 
 class APITimeoutError(APIConnectionError):
-    """Raised when a request timed out (connect, read, write or pool), after retries."""
+    """Raised when a request timed out (connect, read, write, pool or the whole exchange)."""
+
+
+class CertificateVerificationError(APIConnectionError):
+    """Raised at once (never retried) when the server's TLS certificate fails verification.
+
+    The message carries the certificate's complaint. Behind a TLS-inspecting proxy, point
+    `SSL_CERT_FILE` at your company's CA bundle, or pass your own `http_client`.
+    """
+
+
+class HostNotFoundError(APIConnectionError):
+    """Raised at once (never retried) when DNS says the host in `base_url` does not exist.
+
+    A temporary DNS failure is an ordinary, retried `APIConnectionError` instead.
+    """
 
 
 class APIStatusError(ModelsLabError):
-    """Raised for a non-2xx HTTP response that is not an authentication or rate-limit error.
+    """Raised for an error answer from the API that no more specific class describes.
+
+    That is a non-2xx HTTP status (redirects included), or a request-level error body.
+    The subclasses below name the answers ModelsLab documents.
 
     Attributes:
-        status_code: The HTTP status code.
-        response: The response (its request carries no body, so no key).
-        retry_after: Seconds the server asked us to wait (`Retry-After`), or None.
+        status_code: The HTTP status code (200 for an error reported in a 200 body).
+        response: The response, redacted (its request carries no body, so no key).
+        body: The decoded JSON body, redacted, or None when it was not JSON.
+        retry_after: Seconds the server asked us to wait, or None.
 
     """
 
@@ -136,19 +172,78 @@ class APIStatusError(ModelsLabError):
         response: httpx.Response,
         request_id: str | None = None,
         retry_after: float | None = None,
+        body: object = None,
     ) -> None:
         self.response = response
         self.status_code = response.status_code
         self.retry_after = retry_after
+        self.body = body
         super().__init__(message, request_id=request_id)
 
 
+class BadRequestError(APIStatusError):
+    """Raised when the server says the request itself is malformed (HTTP 400/422, or a 200
+    body such as `Invalid API Request`, `Model id not found` or a validation object)."""
+
+
+class RequestNotFoundError(APIStatusError):
+    """Raised when the server does not know the id (HTTP 404, or the 200 body
+    `{"status": "failed", "message": "Request not found"}`): a wrong id, one of another
+    account, or one no longer kept. It is not a failed generation."""
+
+
 class RateLimitError(APIStatusError):
-    """Raised on HTTP 429 once retries are used up, or when `Retry-After` asks for too long."""
+    """Raised when the server says to slow down, once retries are spent.
+
+    Whatever form it took: HTTP 429 (with `Retry-After`, `X-RateLimit-Reset`, a body
+    `retry_after`, or nothing), or the 200 body `"Rate limit exceeded"` of older
+    endpoints. `retry_after` holds the wait the server stated, if it stated one.
+    `wait()` and `wait_many()` never raise it: they poll through rate limits.
+    """
+
+
+class AuthenticationError(AccountError):
+    """Raised when the API key is missing, or the server rejects it (HTTP 401, or a body
+    such as `Invalid Api Key`).
+
+    Not an `APIStatusError`: it is also raised before any request, when no key is given.
+
+    Attributes:
+        status_code: The HTTP status of the rejecting response, or None when no request was made.
+        response: The rejecting response (redacted), or None.
+        body: The decoded JSON body, redacted, or None.
+
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        response: httpx.Response | None = None,
+        body: object = None,
+    ) -> None:
+        self.response = response
+        self.status_code = None if response is None else response.status_code
+        self.body = body
+        super().__init__(message, request_id=request_id)
+
+
+class InsufficientCreditsError(APIStatusError, AccountError):
+    """Raised when the account has no credits left (HTTP 402, or an `Insufficient credits`
+    body). Add credits, then ask again: the jobs are not lost."""
+
+
+class PermissionDeniedError(APIStatusError, AccountError):
+    """Raised when the plan does not allow the call (HTTP 403 that is not about the key,
+    e.g. `This feature requires a premium subscription`)."""
 
 
 class ResponseParseError(ModelsLabError):
-    """Raised when a response is not JSON or not the shape of a fetch result.
+    """Raised when a response is not JSON, or is JSON with no readable `status`.
+
+    A body whose `status` is readable is always a result: odd optional fields never
+    make it unreadable.
 
     Attributes:
         excerpt: The start of what the server sent (redacted), to help diagnose it.
@@ -173,19 +268,19 @@ class ResponseParseError(ModelsLabError):
 
 
 class GenerationFailedError(ModelsLabError):
-    """Raised by `wait()` when the job ended with status `failed` or `error`.
+    """Raised by `wait()` when the job really ended with status `failed` or `error`.
 
     Attributes:
         result: The final fetch result, as the server sent it.
 
     """
 
-    def __init__(self, result: FetchResult) -> None:
+    def __init__(self, result: FetchResult, *, request_id: str | None = None) -> None:
         self.result = result
         reason = result.message or "no reason given by the server"
         super().__init__(
             f"generation ended with status {result.status.value!r}: {reason}",
-            request_id=result.id,
+            request_id=request_id if request_id is not None else (result.id or None),
         )
 
 
@@ -210,10 +305,10 @@ class WaitTimeoutError(ModelsLabError, TimeoutError):
 
 
 class DownloadError(ModelsLabError):
-    """Raised when an output image cannot be saved: a refused URL, an HTTP error, a size cap.
+    """Raised when an output file cannot be saved: a refused URL, an HTTP error, a size cap.
 
     Attributes:
-        url: The image URL concerned.
+        url: The output URL concerned.
 
     """
 

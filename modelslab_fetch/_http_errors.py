@@ -1,28 +1,215 @@
-"""Turning one HTTP response into either a decoded JSON object or one of our errors."""
+"""The one place that decides what an answer means: a result body, or which of our errors.
+
+Two decisions live here and nowhere else:
+
+- `ERROR_TABLE`: which (HTTP status, body message) is which error. ModelsLab reports
+  errors both ways, with HTTP statuses (newer endpoints) and as HTTP 200 bodies with
+  `"status": "error"` (older ones), so every rule is about the status *and* the words.
+- `is_transient`: which errors are worth asking again, on evidence: network trouble,
+  timeouts, overload and rate limits are; everything the server said about the request
+  or the account, certificate failures and hosts that do not exist are not.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._backends import RawResponse
 from ._errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
+    BadRequestError,
+    CertificateVerificationError,
+    HostNotFoundError,
+    InsufficientCreditsError,
     ModelsLabError,
+    PermissionDeniedError,
     RateLimitError,
+    RequestNotFoundError,
     ResponseParseError,
 )
-from ._retry_after import parse_retry_after
+from ._retry_after import stated_wait
 
-__all__ = ["RETRYABLE_STATUS_CODES", "decode_response", "excerpt_of"]
+__all__ = [
+    "ERROR_TABLE",
+    "RETRYABLE_STATUS_CODES",
+    "ErrorRule",
+    "decode_response",
+    "excerpt_of",
+    "is_transient",
+]
 
 # Statuses that mean "the server or an edge proxy is busy, try again": the common
 # gateway codes plus Cloudflare's 520-524, which ModelsLab's edge sends as HTML pages.
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 EXCERPT_CHARS = 200
+
+# Body statuses that can carry an error about the request rather than a job's state.
+_ERROR_BODY = frozenset({"error"})
+_ERROR_OR_FAILED_BODY = frozenset({"error", "failed"})
+_CLIENT_ERRORS = frozenset(range(400, 500))
+
+_KEY_WORDS = (
+    r"(invalid|missing|wrong|expired|revoked|incorrect|no)\s+api[\s_-]*key"
+    r"|api[\s_-]*key\s+(is\s+)?(invalid|missing|required|not\s+valid|not\s+found|expired|revoked)"
+    r"|unauthenticated|unauthori[sz]ed"
+)
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """One row of the error table: when it applies, which error, and what to tell the user.
+
+    A rule applies to an HTTP status in `statuses` (an error body sent with HTTP 2xx
+    counts as 200, if its `status` is in `body_statuses`) whose message matches `words`
+    (None: any message, or none).
+    """
+
+    error: type[APIStatusError] | type[AuthenticationError]
+    statuses: frozenset[int]
+    words: re.Pattern[str] | None
+    advice: str
+    body_statuses: frozenset[str] = _ERROR_BODY
+
+    def matches(self, status: int, body_status: str | None, message: str) -> bool:
+        """Whether this rule describes the answer."""
+        if status not in self.statuses:
+            return False
+        if status < 300 and body_status not in self.body_statuses:
+            return False
+        return self.words is None or self.words.search(message) is not None
+
+
+def _rule(
+    error: type[APIStatusError] | type[AuthenticationError],
+    statuses: frozenset[int] | set[int],
+    words: str | None,
+    advice: str,
+    body_statuses: frozenset[str] = _ERROR_BODY,
+) -> ErrorRule:
+    pattern = None if words is None else re.compile(words, re.IGNORECASE)
+    return ErrorRule(error, frozenset(statuses), pattern, advice, body_statuses)
+
+
+_BODY_OR_4XX = frozenset({200}) | _CLIENT_ERRORS
+
+ERROR_TABLE: tuple[ErrorRule, ...] = (
+    # What the words say comes first: the same words arrive with different statuses.
+    _rule(
+        RateLimitError,
+        _BODY_OR_4XX,
+        r"rate[\s_-]*limit|too many (requests|attempts)|queued requests allowed",
+        "the server asks to slow down; lower max_concurrency or max_requests_per_second, "
+        "or try again later",
+        _ERROR_OR_FAILED_BODY,
+    ),
+    _rule(
+        AuthenticationError,
+        _BODY_OR_4XX,
+        _KEY_WORDS,
+        "the server rejected the API key; check api_key= or MODELSLAB_API_KEY "
+        "(a key that is revoked or expired must be replaced)",
+        _ERROR_OR_FAILED_BODY,
+    ),
+    _rule(
+        InsufficientCreditsError,
+        _BODY_OR_4XX,
+        r"insufficient (credit|balance|fund)|not enough (credit|balance)|out of credit"
+        r"|add more credits|no credits?\b|credits? (exhausted|expired)",
+        "no credits left on this ModelsLab account; add credits in your ModelsLab "
+        "dashboard, then ask again (the queued jobs are kept)",
+        _ERROR_OR_FAILED_BODY,
+    ),
+    _rule(
+        PermissionDeniedError,
+        _BODY_OR_4XX,
+        r"premium|subscription|upgrade your plan|not (available|allowed|included) (on|in|for) "
+        r"your plan|plan does not",
+        "this account's plan does not allow this call; upgrade the plan in your ModelsLab "
+        "dashboard",
+    ),
+    _rule(
+        RequestNotFoundError,
+        _BODY_OR_4XX,
+        r"request\s*(id\s*)?not\s*found|no (such )?request|invalid request[\s_-]*id"
+        r"|request[\s_-]*id (is )?(invalid|unknown)",
+        "ModelsLab does not know this id: check that it is the `id` a generation request "
+        "of this account returned; ids are not kept forever (outputs about 24 hours)",
+        _ERROR_OR_FAILED_BODY,
+    ),
+    _rule(
+        BadRequestError,
+        _BODY_OR_4XX,
+        r"invalid api request|model[\s_-]*id not found|\bis required\b|\brequired\b.*\bfield\b"
+        r"|validation|invalid (json|parameter|value|input)",
+        "the server refused the request as malformed",
+    ),
+    # Then what the status says, when the words were not recognised.
+    _rule(
+        RateLimitError,
+        {429},
+        None,
+        "the server asks to slow down; lower max_concurrency or max_requests_per_second, "
+        "or try again later",
+    ),
+    _rule(
+        AuthenticationError,
+        {401},
+        None,
+        "the server rejected the API key; check api_key= or MODELSLAB_API_KEY",
+    ),
+    _rule(
+        InsufficientCreditsError,
+        {402},
+        None,
+        "no credits left on this ModelsLab account; add credits in your ModelsLab "
+        "dashboard, then ask again (the queued jobs are kept)",
+    ),
+    _rule(
+        PermissionDeniedError,
+        {403},
+        None,
+        "the server refused this call for this account (HTTP 403, not a key problem); "
+        "check the plan in your ModelsLab dashboard",
+    ),
+    _rule(
+        RequestNotFoundError,
+        {404, 410},
+        None,
+        "not found: either ModelsLab does not know this id, or base_url / the endpoint "
+        "path is wrong",
+    ),
+    _rule(BadRequestError, {400, 422}, None, "the server refused the request as malformed"),
+)
+"""Read top to bottom; the first rule that matches an answer decides its error. An answer
+no rule matches is an `APIStatusError` (non-2xx) or a result (2xx)."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` is worth asking again later: the one rule, written once.
+
+    Transient: connection resets and refusals, timeouts, temporary DNS failures, HTTP
+    408, 429 and other rate limits, 5xx and HTML edge pages. Not transient: certificate
+    failures, hosts that do not exist, every other 4xx, request- and account-level
+    errors, unreadable 2xx answers.
+    """
+    if isinstance(error, CertificateVerificationError | HostNotFoundError):
+        return False
+    if isinstance(error, APIConnectionError | RateLimitError):
+        return True
+    if type(error) is not APIStatusError:  # the named subclasses are all permanent
+        return False
+    if error.status_code in RETRYABLE_STATUS_CODES:
+        return True
+    # Other 5xx (501 Not Implemented, 505, Cloudflare's 530) say the request can never
+    # work, unless an edge proxy answered with its HTML overload page.
+    return error.status_code >= 500 and is_html(error.response.headers, error.response.content)
 
 
 def excerpt_of(content: bytes) -> str:
@@ -46,15 +233,16 @@ def decode_response(
     """Return the JSON object a 2xx response carries, or the error the response stands for.
 
     `content` is the body, already redacted; `now` (epoch seconds) dates `Retry-After`.
-    The caller decides whether an error is worth retrying (see `is_transient`).
+    `request_id` is the id the caller asked about, named by every error (never the
+    body's own `id`). The caller decides whether an error is worth retrying
+    (`is_transient`).
     """
     status = raw.status_code
+    body, parse_error = _json_object(content)
     if status >= 300:
-        return _status_error(raw, content, request_id=request_id, now=now)
-    try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
-        kind = "an HTML page" if is_html(raw.headers, content) else "not JSON"
+        return _status_error(raw, content, body, request_id=request_id, now=now)
+    if parse_error is not None:
+        kind = "an HTML page" if is_html(raw.headers, content) else parse_error
         return ResponseParseError(
             f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "
             "(is base_url right?)",
@@ -62,52 +250,123 @@ def decode_response(
             status_code=status,
             request_id=request_id,
         )
-    if not isinstance(body, dict):
-        return ResponseParseError(
-            f"expected a JSON object, got {type(body).__name__}",
-            excerpt=excerpt_of(content),
-            status_code=status,
-            request_id=request_id,
-        )
+    assert body is not None  # noqa: S101 - no parse error means an object
+    body_status = body.get("status")
+    if isinstance(body_status, str) and body_status.strip().lower() in _ERROR_OR_FAILED_BODY:
+        rule = _rule_for(200, body_status.strip().lower(), _message_of(body))
+        if rule is not None:
+            return _error_from(rule, raw, content, body, request_id=request_id, now=now)
     return body
 
 
+def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        value = json.loads(content)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+        return None, "not JSON"
+    if not isinstance(value, dict):
+        return None, f"JSON but not an object (expected a JSON object, got {type(value).__name__})"
+    return value, None
+
+
+def _message_of(body: Mapping[str, Any] | None) -> str:
+    """The server's words, wherever it put them, as one text to match rules against."""
+    if body is None:
+        return ""
+    parts = []
+    for name in ("message", "messege", "error", "errors", "detail"):
+        value = body.get(name)
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, Mapping | list):
+            if isinstance(value, Mapping) and name in ("message", "messege", "errors"):
+                parts.append("validation " + _compact(value))
+            else:
+                parts.append(_compact(value))
+    return " | ".join(parts)[:2000]
+
+
+def _compact(value: object) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)[:1000]
+    except (ValueError, TypeError, RecursionError):
+        return ""
+
+
+def _rule_for(status: int, body_status: str | None, message: str) -> ErrorRule | None:
+    for rule in ERROR_TABLE:
+        if rule.matches(status, body_status, message):
+            return rule
+    return None
+
+
 def _status_error(
-    raw: RawResponse, content: bytes, *, request_id: str | None, now: float
+    raw: RawResponse,
+    content: bytes,
+    body: dict[str, Any] | None,
+    *,
+    request_id: str | None,
+    now: float,
 ) -> ModelsLabError:
     status = raw.status_code
-    response = raw.to_httpx(content)  # for users: the response, minus our request's body
     if status < 400:
         location = raw.headers.get("location", "<no Location header>")
         return APIStatusError(
             f"HTTP {status} redirect to {location!r} was not followed, because the request "
             "body carries the API key; point base_url at the final address",
-            response=response,
+            response=raw.to_httpx(content),
             request_id=request_id,
+            body=body,
         )
-    if status in (401, 403):
-        return AuthenticationError(
-            f"HTTP {status}: the server rejected the API key; check api_key= or MODELSLAB_API_KEY",
-            response=response,
-            request_id=request_id,
-        )
-    retry_after = parse_retry_after(raw.headers.get("retry-after"), now=now)
+    body_status = body.get("status") if body is not None else None
+    rule = _rule_for(
+        status, body_status if isinstance(body_status, str) else None, _message_of(body)
+    )
+    if rule is not None:
+        return _error_from(rule, raw, content, body, request_id=request_id, now=now)
+    response = raw.to_httpx(content)
     detail = (
         "an HTML error page from an edge proxy"
         if is_html(raw.headers, content)
         else repr(excerpt_of(content))
     )
-    if status == 429:
-        wait = "" if retry_after is None else f"; the server asked to wait {retry_after:g} s"
-        return RateLimitError(
-            f"HTTP 429 rate limited{wait}; lower concurrency or try again later",
-            response=response,
-            request_id=request_id,
-            retry_after=retry_after,
-        )
     return APIStatusError(
         f"HTTP {status} {response.reason_phrase}: {detail}",
         response=response,
         request_id=request_id,
+        retry_after=stated_wait(raw.headers, body, now=now),
+        body=body,
+    )
+
+
+def _error_from(
+    rule: ErrorRule,
+    raw: RawResponse,
+    content: bytes,
+    body: dict[str, Any] | None,
+    *,
+    request_id: str | None,
+    now: float,
+) -> ModelsLabError:
+    response = raw.to_httpx(content)
+    said = _message_of(body) or excerpt_of(content)
+    where = f"HTTP {raw.status_code}" + (" error body" if raw.status_code < 300 else "")
+    if rule.error is AuthenticationError:
+        return AuthenticationError(
+            f"{rule.advice} ({where}: {said[:EXCERPT_CHARS]!r})",
+            request_id=request_id,
+            response=response,
+            body=body,
+        )
+    retry_after = stated_wait(raw.headers, body, now=now)
+    waiting = ""
+    if rule.error is RateLimitError and retry_after is not None:
+        waiting = f"; the server asked to wait {retry_after:g} s"
+    error_class: type[APIStatusError] = rule.error  # type: ignore[assignment]
+    return error_class(
+        f"{rule.advice}{waiting} ({where}: {said[:EXCERPT_CHARS]!r})",
+        response=response,
+        request_id=request_id,
         retry_after=retry_after,
+        body=body,
     )

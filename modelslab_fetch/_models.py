@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -13,12 +15,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     field_validator,
 )
 
 __all__ = ["FetchResult", "Status"]
 
 _Result = TypeVar("_Result", bound="FetchResult")
+
+logger = logging.getLogger("modelslab_fetch")
+
+_odd_fields_logged: set[str] = set()
+_ODD_FIELD_LOG_LIMIT = 64
 
 
 class Status(str, Enum):
@@ -57,12 +65,47 @@ def _finite_float_or_none(value: object) -> float | None:
 
 
 def _url_list(value: object) -> object:
-    # A lone URL and "nothing yet" (null, "") both turn up where a list is documented.
+    """Every shape ModelsLab sends where a list of URLs is documented, as that list.
+
+    Seen: a list, a lone URL string, `null` or `""` for "nothing yet", and an object keyed
+    by position (`{"0": "https://..."}`). Entries that are not text are dropped.
+    """
     if value is None or value == "":
         return []
     if isinstance(value, str):
         return [value]
-    return value
+    if isinstance(value, Mapping):
+        value = [item for _, item in sorted(value.items(), key=_position_key)]
+    if isinstance(value, list | tuple):
+        return [item.strip() for item in value if isinstance(item, str) and item.strip()]
+    return value  # anything else fails validation, and the field is dropped
+
+
+def _position_key(item: tuple[object, object]) -> tuple[int, str]:
+    key = str(item[0])
+    return (int(key), "") if key.isdigit() else (1 << 62, key)
+
+
+def _usable_id(value: object) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _log_odd_field_once(name: str, problem: str) -> None:
+    if name in _odd_fields_logged or len(_odd_fields_logged) >= _ODD_FIELD_LOG_LIMIT:
+        return
+    _odd_fields_logged.add(name)
+    logger.debug(
+        "field %r of a fetch response has an unusable shape (%s); it is left out of the "
+        "typed result and kept in .raw",
+        name[:100],
+        problem,
+    )
 
 
 class FetchResult(BaseModel):
@@ -130,19 +173,44 @@ class FetchResult(BaseModel):
 
     @classmethod
     def from_body(cls: type[_Result], body: dict[str, Any], *, request_id: str) -> _Result:
-        """Build a result from a decoded response body; `request_id` fills a missing `id`.
+        """Build a result from a decoded response body; `request_id` is the id asked about.
 
-        Raises `ValueError` (`pydantic.ValidationError` included) for a body of the wrong shape.
+        Lenient wherever a field is only optional: an unusable `id` (missing, `""`) becomes
+        `request_id`, and any other optional field of an unusable shape is left out of its
+        typed attribute (kept in `raw`, logged once at DEBUG). Raises `ValueError` only when
+        the body has no readable `status`.
         """
-        fields = dict(body)
         status = body.get("status")
-        fields["raw_status"] = status if isinstance(status, str) else ""
-        fields.setdefault("id", request_id)
-        if fields["id"] is None:
+        if not isinstance(status, str):
+            # An empty or unknown word still reads (as processing); no word at all cannot.
+            raise ValueError(f"status: missing or unreadable (got {_shape_of(status)})")
+        fields = dict(body)
+        fields["raw_status"] = status
+        if not _usable_id(fields.get("id")):
             fields["id"] = request_id
-        result = cls.model_validate(fields)
-        result._raw = body
-        return result
+        # Each pass drops the fields that failed; `status` and `id` cannot fail by now, so
+        # this ends within one pass per field.
+        for _ in range(len(fields) + 1):
+            try:
+                result = cls.model_validate(fields)
+            except ValidationError as exc:
+                odd = {
+                    str(error["loc"][0]): error["msg"]
+                    for error in exc.errors(include_url=False, include_input=False)
+                    if error["loc"]
+                }
+                odd.pop("status", None)
+                if not odd:
+                    raise
+                for name, problem in odd.items():
+                    fields.pop(name, None)
+                    _log_odd_field_once(name, problem)
+                if "id" in odd:
+                    fields["id"] = request_id
+            else:
+                result._raw = body
+                return result
+        raise ValueError("the response fields could not be read")  # pragma: no cover
 
     @field_validator("status", mode="before")
     @classmethod
@@ -159,6 +227,8 @@ class FetchResult(BaseModel):
             return str(value)
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
+        if isinstance(value, str):
+            return value.strip()
         return value
 
     @field_validator("eta", "generation_time", mode="before")
@@ -197,3 +267,7 @@ class FetchResult(BaseModel):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
         return value
+
+
+def _shape_of(value: object) -> str:
+    return "none" if value is None else f"a {type(value).__name__}"

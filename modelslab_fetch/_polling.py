@@ -175,7 +175,7 @@ async def wait_until_finished(
             await clock.sleep(max(waiter.deadline - clock.now(), 0.0))
         raise timed_out
     if not result.succeeded:
-        raise GenerationFailedError(result)
+        raise GenerationFailedError(result, request_id=request_id)
     return result
 
 

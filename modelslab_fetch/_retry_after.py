@@ -1,16 +1,55 @@
-"""Reading the `Retry-After` header, in either of its two forms (RFC 9110 section 10.2.3)."""
+"""The one place that turns a wait the server stated into seconds, whatever form it took.
+
+ModelsLab states a wait in four ways (see the wire notes): a `Retry-After` header
+(seconds or an HTTP date, RFC 9110 section 10.2.3), an `X-RateLimit-Reset` header (an
+epoch time, as ModelsLab's own CLI reads it), a `retry_after` field in the JSON body (the
+documented queue-limit answer), or words in the body (`"please wait for 30 seconds"`).
+"""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 
-__all__ = ["parse_retry_after"]
+__all__ = ["parse_rate_limit_reset", "parse_retry_after", "stated_wait"]
+
+# An epoch time in seconds is above this (2001); a number below it is a delay in seconds.
+_EPOCH_SECONDS_FROM = 1e9
+# An epoch time in milliseconds is above this.
+_EPOCH_MILLISECONDS_FROM = 1e12
+
+_WAIT_IN_WORDS = re.compile(
+    r"(?:wait|retry|try again)\D{0,20}?(\d+(?:\.\d+)?)\s*(s\b|sec|second|minute|min\b)",
+    re.IGNORECASE,
+)
+_BODY_WAIT_FIELDS = ("retry_after", "retryAfter", "retry-after")
+_BODY_TEXT_FIELDS = ("tips", "tip", "message", "messege", "error")
+
+
+def stated_wait(
+    headers: Mapping[str, str], body: object, *, now: float
+) -> float | None:
+    """Seconds the server asked us to wait, from whichever form it used, or None.
+
+    The most explicit form wins: `Retry-After`, then the body's `retry_after`, then
+    `X-RateLimit-Reset`, then a wait stated in words. `now` is epoch seconds.
+    """
+    for seconds in (
+        parse_retry_after(headers.get("retry-after"), now=now),
+        _wait_field(body),
+        parse_rate_limit_reset(headers.get("x-ratelimit-reset"), now=now),
+        _wait_in_words(body),
+    ):
+        if seconds is not None:
+            return seconds
+    return None
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Return the seconds to wait that `value` asks for, or None if it says nothing usable.
+    """Return the seconds to wait that a `Retry-After` value asks for, or None.
 
     `value` is either delay-seconds (`"120"`; fractions are tolerated) or an HTTP date
     (`"Wed, 21 Oct 2026 07:28:00 GMT"`), measured against `now` (seconds since the epoch).
@@ -21,13 +60,69 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     text = value.strip()
     if not text:
         return None
-    try:
-        seconds = float(text)
-    except ValueError:
+    seconds = _seconds(text)
+    if seconds is None:
         return _seconds_until_http_date(text, now=now)
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
     return seconds
+
+
+def parse_rate_limit_reset(value: str | None, *, now: float) -> float | None:
+    """Return the seconds until an `X-RateLimit-Reset` time, or None.
+
+    An epoch time (seconds, or milliseconds) is measured against `now`; a small number
+    is taken as a delay in seconds, which some servers send under the same name.
+    """
+    if value is None:
+        return None
+    number = _seconds(value.strip())
+    if number is None:
+        return None
+    if number >= _EPOCH_MILLISECONDS_FROM:
+        return max(number / 1000 - now, 0.0)
+    if number >= _EPOCH_SECONDS_FROM:
+        return max(number - now, 0.0)
+    return number
+
+
+def _seconds(text: object) -> float | None:
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, str):
+        try:
+            number = float(text.strip())
+        except ValueError:
+            return None
+    elif isinstance(text, int | float):
+        number = float(text)
+    else:
+        return None
+    if not math.isfinite(number) or number < 0:
+        return None
+    return number
+
+
+def _wait_field(body: object) -> float | None:
+    if not isinstance(body, Mapping):
+        return None
+    for name in _BODY_WAIT_FIELDS:
+        seconds = _seconds(body.get(name))
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def _wait_in_words(body: object) -> float | None:
+    if not isinstance(body, Mapping):
+        return None
+    for name in _BODY_TEXT_FIELDS:
+        text = body.get(name)
+        if not isinstance(text, str):
+            continue
+        found = _WAIT_IN_WORDS.search(text[:1000])
+        if found is not None:
+            seconds = float(found.group(1))
+            return seconds * 60 if found.group(2).lower().startswith("min") else seconds
+    return None
 
 
 def _seconds_until_http_date(text: str, *, now: float) -> float | None:

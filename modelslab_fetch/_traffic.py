@@ -32,6 +32,11 @@ class TrafficControl:
         """Requests admitted and not yet finished."""
         return int(self._limiter.borrowed_tokens)
 
+    @property
+    def paused(self) -> bool:
+        """Whether a pause is holding requests back right now."""
+        return self._paused_until > self._clock.now()
+
     def pause(self, seconds: float) -> bool:
         """Hold back every request of the client for `seconds` from now.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,9 +24,11 @@ from ._backends import (
     MAX_RESPONSE_BYTES,
     AiohttpBackend,
     Backend,
+    BackendCertificateError,
     BackendConnectionError,
     BackendResponseTooLarge,
     BackendTimeout,
+    BackendUnknownHost,
     HttpxBackend,
     RawResponse,
     httpx_is_patched,
@@ -34,45 +37,42 @@ from ._clock import Clock
 from ._config import ClientConfig
 from ._errors import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
+    CertificateVerificationError,
     ClientClosedError,
+    HostNotFoundError,
     ModelsLabError,
     RateLimitError,
     ResponseParseError,
 )
-from ._http_errors import RETRYABLE_STATUS_CODES, decode_response, excerpt_of, is_html
+from ._http_errors import decode_response, excerpt_of, is_transient
 from ._traffic import TrafficControl
 from ._version import __version__
 
-__all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient"]
+__all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient", "retried_by_fetch"]
 
 logger = logging.getLogger("modelslab_fetch")
 
 MAX_RETRY_AFTER = 60.0
-"""A `Retry-After` longer than this is not slept through: the error is raised at once."""
+"""A stated wait longer than this is not slept through by `fetch()`: the error is raised
+at once. (`wait()` polls through any rate limit, within its deadline.)"""
 
 RATE_LIMIT_PAUSE = 1.0
-"""How long a 429 without `Retry-After` pauses the client's traffic."""
+"""The first client-wide pause after a rate limit that states no wait; it doubles with
+each rate limit in a row (with jitter), up to `MAX_RATE_LIMIT_PAUSE`."""
+
+MAX_RATE_LIMIT_PAUSE = 30.0
+"""The longest pause taken on our own guess (ModelsLab's documented queue waits are ~30 s)."""
 
 REDACTED = b"***"
 
 
-def is_transient(error: BaseException) -> bool:
-    """Whether `error` is worth trying again: network trouble, overload, or rate limiting.
-
-    A `Retry-After` longer than `MAX_RETRY_AFTER` is not: the caller hears about it now
-    rather than a minute later.
-    """
-    if isinstance(error, APIConnectionError):
-        return True
-    if not isinstance(error, APIStatusError):
+def retried_by_fetch(error: BaseException) -> bool:
+    """Whether `fetch()`'s own retries take `error` on: transient, and no long stated wait."""
+    if not is_transient(error):
         return False
-    if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
-        return False
-    if error.status_code in RETRYABLE_STATUS_CODES:
-        return True
-    return error.status_code >= 500 and is_html(error.response.headers, error.response.content)
+    retry_after = getattr(error, "retry_after", None)
+    return retry_after is None or retry_after <= MAX_RETRY_AFTER
 
 
 class _wait_retry_after_or_backoff(wait_base):
@@ -126,6 +126,7 @@ class Transport:
         forms = {self._key, json.dumps(self._key)[1:-1], self._key.replace("/", "\\/")}
         self._key_forms = tuple(sorted((form.encode() for form in forms), key=len, reverse=True))
         self._closed = False
+        self._rate_limits_in_a_row = 0
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._config.base_url!r})"
@@ -196,7 +197,7 @@ class Transport:
         try:
             return await self._post_once(url, content, request_id=request_id)
         except ModelsLabError as error:
-            if not (retry and self._config.max_retries and is_transient(error)):
+            if not (retry and self._config.max_retries and retried_by_fetch(error)):
                 raise
             first_failure = error
         # The first attempt ran outside tenacity (most succeed, and tenacity costs CPU on
@@ -204,7 +205,7 @@ class Transport:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._config.max_retries + 1),
             wait=_wait_retry_after_or_backoff(),
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(retried_by_fetch),
             sleep=self._clock.sleep,
             before_sleep=_log_retry,
             reraise=True,
@@ -227,6 +228,20 @@ class Transport:
         except BackendTimeout as exc:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._redact_text(exc.detail)})",
+                request_id=request_id,
+            )
+        except BackendCertificateError as exc:
+            failure = CertificateVerificationError(
+                f"the TLS certificate of {url} failed verification "
+                f"({self._redact_text(exc.detail)}); not retried. Behind a TLS-inspecting "
+                "proxy, set SSL_CERT_FILE to your company's CA bundle before creating the "
+                "client, or pass your own http_client",
+                request_id=request_id,
+            )
+        except BackendUnknownHost as exc:
+            failure = HostNotFoundError(
+                f"the host of {url} does not exist ({self._redact_text(exc.detail)}); "
+                "not retried: check base_url or MODELSLAB_BASE_URL",
                 request_id=request_id,
             )
         except BackendConnectionError as exc:
@@ -256,16 +271,28 @@ class Transport:
         decoded = decode_response(raw, content, request_id=request_id, now=time.time())
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
+        else:
+            self._rate_limits_in_a_row = 0
         if isinstance(decoded, ModelsLabError):
             raise decoded
         return decoded
 
     def _pause_for(self, error: RateLimitError) -> None:
-        # One 429 pauses the whole client, so the other requests in flight do not each
-        # run into the limit and back off on their own.
-        pause = RATE_LIMIT_PAUSE if error.retry_after is None else error.retry_after
+        # One rate limit pauses the whole client, so the other requests in flight do not
+        # each run into the limit and back off on their own. The server's stated wait is
+        # taken as is. Without one, each new pause doubles (with jitter, so clients
+        # sharing an account do not come back in step); the answers to requests sent
+        # before the pause began are part of the same rate limit, not a new one.
+        if error.retry_after is not None:
+            pause = error.retry_after
+        elif self._traffic.paused:
+            return
+        else:
+            step = RATE_LIMIT_PAUSE * 2.0 ** min(self._rate_limits_in_a_row, 16)
+            pause = min(step, MAX_RATE_LIMIT_PAUSE) * random.uniform(1.0, 1.25)  # noqa: S311
+            self._rate_limits_in_a_row += 1
         if pause <= MAX_RETRY_AFTER and self._traffic.pause(pause):
-            logger.warning("HTTP 429: pausing all requests of this client for %.2f s", pause)
+            logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
 
     def _redact(self, content: bytes) -> bytes:
         # A misbehaving server or proxy may echo the request body back: the key must not

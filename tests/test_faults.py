@@ -110,10 +110,10 @@ FAILED_CLEARLY: dict[str, tuple[Reply, type[ModelsLabError], str]] = {
     ),
     "JSON list": (Reply(200, [1, 2]), ResponseParseError, "JSON object"),
     "status a number": (Reply(200, {"status": 1}), ResponseParseError, "status"),
-    "output numbers": (
-        Reply(200, {"status": "success", "output": [1]}),
+    "status missing": (
+        Reply(200, {"output": ["https://a/0.png"]}),
         ResponseParseError,
-        "output",
+        "status",
     ),
     "404": (Reply(404, {"message": "nope"}), APIStatusError, "404"),
     "persistent 502": (html(502), APIStatusError, "502"),

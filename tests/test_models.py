@@ -174,10 +174,6 @@ def test_numeric_scalars_in_text_fields_become_text() -> None:
         {"status": None},
         {"status": 1},
         {"status": ["success"]},
-        {"status": "success", "output": [1, 2]},
-        {"status": "success", "output": {"url": "x"}},
-        {"status": "success", "id": {"n": 1}},
-        {"status": "success", "meta": "not an object"},
     ],
 )
 def test_wrong_shapes_raise_value_errors(body: dict[str, Any]) -> None:
@@ -189,3 +185,65 @@ def test_results_are_immutable() -> None:
     result = parse(SUCCESS)
     with pytest.raises(ValueError):  # noqa: PT011 - pydantic's frozen-instance ValidationError
         result.status = Status.ERROR  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("value", "urls"),
+    [
+        (["https://a/0.png", "https://a/1.png"], ["https://a/0.png", "https://a/1.png"]),
+        ("https://a/0.png", ["https://a/0.png"]),
+        (None, []),
+        ("", []),
+        ({"0": "https://a/0.png"}, ["https://a/0.png"]),
+        ({"1": "https://a/1.png", "0": "https://a/0.png"}, ["https://a/0.png", "https://a/1.png"]),
+        ({"10": "https://a/10.png", "2": "https://a/2.png"}, ["https://a/2.png", "https://a/10.png"]),
+        ([1, "https://a/0.png", None, ""], ["https://a/0.png"]),
+    ],
+)
+@pytest.mark.parametrize("field", ["output", "proxy_links", "future_links"])
+def test_every_shape_of_a_url_list_reads_as_a_list(field: str, value: object, urls: list[str]) -> None:
+    result = parse({"status": "success", field: value})
+    assert getattr(result, field) == urls
+    assert result.raw[field] == value  # the body as sent is kept
+
+
+@pytest.mark.parametrize("body_id", ["", None, "  ", {"n": 1}, [1], True])
+def test_an_unusable_id_becomes_the_id_asked_about(body_id: object) -> None:
+    result = FetchResult.from_body({"status": "failed", "id": body_id}, request_id="777")
+    assert result.id == "777"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("meta", "not an object"),
+        ("nsfw_content_detected", "perhaps"),
+        ("generationTime", {"s": 1}),
+        ("tip", ["a", "b"]),
+        ("webhook_status", {"x": 1}),
+        ("fetch_result", ["x"]),
+        ("output", 12),
+        ("proxy_links", True),
+    ],
+)
+def test_an_odd_optional_field_is_dropped_and_kept_in_raw(
+    field: str, value: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="modelslab_fetch")
+    result = parse({"status": "success", "id": 5, "output": ["https://a/0.png"], field: value})
+    assert result.succeeded
+    assert result.raw[field] == value
+    dumped = result.model_dump()
+    assert field not in dumped or dumped[field] in (None, [], ["https://a/0.png"])
+
+
+def test_a_success_with_proxy_links_keyed_by_position_is_readable() -> None:
+    # The shape the current flux docs show.
+    body = {
+        "status": "success",
+        "id": 13443927,
+        "output": ["https://pub.example/0.png"],
+        "proxy_links": {"0": "https://proxy.example/0.png"},
+    }
+    result = parse(body)
+    assert result.proxy_links == ["https://proxy.example/0.png"]

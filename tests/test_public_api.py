@@ -32,8 +32,34 @@ def test_the_error_hierarchy_is_one_tree() -> None:
     errors = [
         getattr(modelslab_fetch, name) for name in modelslab_fetch.__all__ if name.endswith("Error")
     ]
-    assert len(errors) == 13
+    assert len(errors) == 20
     assert all(issubclass(error, modelslab_fetch.ModelsLabError) for error in errors)
+    # Each class says when it is raised (the docs' error table is built on that).
+    bases = {"ModelsLabError", "AccountError"}
+    assert all("Raised" in (e.__doc__ or "") for e in errors if e.__name__ not in bases)
+
+
+def test_the_error_names_of_the_wire_taxonomy_are_exported() -> None:
+    from modelslab_fetch import (
+        AccountError,
+        APIStatusError,
+        AuthenticationError,
+        BadRequestError,
+        GenerationFailedError,
+        InsufficientCreditsError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestNotFoundError,
+    )
+
+    for error in (BadRequestError, RequestNotFoundError, RateLimitError):
+        assert issubclass(error, APIStatusError)
+    for error in (InsufficientCreditsError, PermissionDeniedError):
+        assert issubclass(error, APIStatusError)
+        assert issubclass(error, AccountError)
+    assert issubclass(AuthenticationError, AccountError)
+    assert not issubclass(RequestNotFoundError, GenerationFailedError)
+    assert not issubclass(PermissionDeniedError, AuthenticationError)
 
 
 def test_sync_client_mirrors_the_async_surface() -> None:

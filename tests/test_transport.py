@@ -16,9 +16,11 @@ from modelslab_fetch import (
     APITimeoutError,
     AsyncModelsLab,
     AuthenticationError,
+    BadRequestError,
     ClientClosedError,
     ModelsLabError,
     RateLimitError,
+    RequestNotFoundError,
     ResponseParseError,
     Status,
 )
@@ -68,8 +70,8 @@ async def test_base_url_paths_are_appended(clock: FakeClock, router: respx.MockR
     assert route.called
 
 
-@pytest.mark.parametrize("status", [401, 403])
-async def test_401_and_403_are_authentication_errors_without_retry(
+@pytest.mark.parametrize("status", [401])
+async def test_401_is_an_authentication_error_without_retry(
     status: int, client: AsyncModelsLab, router: respx.MockRouter, clock: FakeClock
 ) -> None:
     route = router.post(IMAGES_URL).respond(status, json={"message": "nope"})
@@ -90,16 +92,18 @@ async def test_an_invalid_key_body_with_http_200_is_an_authentication_error(
     router.post(IMAGES_URL).respond(200, json={"status": "error", "message": message})
     with pytest.raises(AuthenticationError, match="rejected the API key") as caught:
         await client.images.fetch(1)
-    assert caught.value.status_code is None
+    assert caught.value.status_code == 200  # the response it came in is kept
+    assert caught.value.response is not None
 
 
 async def test_other_error_bodies_are_results_not_exceptions(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
-    router.post(IMAGES_URL).respond(json={"status": "error", "message": "Request not found"})
+    said = "Something went wrong while generating"
+    router.post(IMAGES_URL).respond(json={"status": "error", "message": said})
     result = await client.images.fetch(1)
     assert result.status is Status.ERROR
-    assert result.message == "Request not found"
+    assert result.message == said
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524])
@@ -140,14 +144,28 @@ async def test_exhausted_retries_raise_the_last_status_error(
     assert all(0 < pause <= 8.5 for pause in clock.sleeps)
 
 
-@pytest.mark.parametrize("status", [400, 404, 405, 409, 422, 501, 530])
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, BadRequestError),
+        (404, RequestNotFoundError),
+        (405, APIStatusError),
+        (409, APIStatusError),
+        (422, BadRequestError),
+        (501, APIStatusError),
+        (530, APIStatusError),
+    ],
+)
 async def test_other_statuses_are_not_retried(
-    status: int, client: AsyncModelsLab, router: respx.MockRouter
+    status: int,
+    error_class: type[APIStatusError],
+    client: AsyncModelsLab,
+    router: respx.MockRouter,
 ) -> None:
     route = router.post(IMAGES_URL).respond(status, json={"message": "no such thing"})
     with pytest.raises(APIStatusError) as caught:
         await client.images.fetch(1)
-    assert type(caught.value) is APIStatusError
+    assert type(caught.value) is error_class
     assert caught.value.status_code == status
     assert "no such thing" in str(caught.value)
     assert route.call_count == 1

@@ -7,7 +7,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .._batch import Outcome
-from .._errors import GenerationFailedError, InvalidRequestIdError
+from .._errors import (
+    BadRequestError,
+    GenerationFailedError,
+    InvalidRequestIdError,
+    RequestNotFoundError,
+)
 from .._ids import normalize_request_id
 from .._models import FetchResult
 
@@ -28,17 +33,23 @@ def outcome_record(outcome: Outcome[FetchResult]) -> dict[str, Any]:
         if outcome.error is None
         else {"type": type(outcome.error).__name__, "message": str(outcome.error)}
     )
-    # Success and a failed generation are final; a timeout or a network error is not.
+    # Success, a failed generation and an id the server does not know (or refuses as
+    # malformed) are final; a timeout, a network error, a rate limit or an account
+    # problem (fixed by adding credits, say) is not: --resume asks again.
     record["final"] = outcome.ok or isinstance(
-        outcome.error, GenerationFailedError | InvalidRequestIdError
+        outcome.error,
+        GenerationFailedError | InvalidRequestIdError | RequestNotFoundError | BadRequestError,
     )
     return record
 
 
 def record_result(record: dict[str, Any]) -> FetchResult | None:
     """The success result a results line describes, for downloading; None otherwise."""
-    if not record.get("ok") or not record.get("output"):
+    output = record.get("output")
+    if not record.get("ok") or not output or not isinstance(output, list):
         return None
+    if not all(isinstance(url, str) and url for url in output):
+        return None  # a hand-edited or corrupt line: nothing to download from it
     request_id = str(record.get("request_id"))
     body = {"status": "success", "id": request_id, "output": record["output"]}
     try:
