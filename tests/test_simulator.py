@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -17,6 +18,14 @@ from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, in_process_
 from tests.conftest import API_KEY, FakeClock
 
 BASE = "http://127.0.0.1/api"
+
+
+@asynccontextmanager
+async def wire(app: SimulatorApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client into `app`: what the simulator sends, byte for byte."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        yield http
 
 
 @pytest.fixture
@@ -77,9 +86,19 @@ async def test_wrong_key_is_an_http_200_invalid_key_body(
 async def test_unknown_ids_are_not_found_unless_auto_ready(
     simulator: Simulator, sim_client: AsyncModelsLab
 ) -> None:
-    result = await sim_client.images.fetch(424242)
-    assert result.status is Status.ERROR
-    assert result.message == "Request not found"
+    # As ModelsLab answers an id it does not know: a `failed` status, though no
+    # generation failed, with an empty id and output.
+    async with wire(SimulatorApp(simulator)) as http:
+        answer = await http.post("/api/v6/images/fetch", json={"key": "k", "request_id": 424242})
+        by_path = await http.post("/api/v1/enterprise/super_resolution/fetch/9", json={"key": "k"})
+    for response in (answer, by_path):
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "failed",
+            "id": "",
+            "message": "Request not found",
+            "output": "",
+        }
     simulator.auto_ready = True
     assert (await sim_client.images.fetch(424242)).succeeded
 
