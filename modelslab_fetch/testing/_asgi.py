@@ -38,7 +38,8 @@ class SimulatorApp:
     reshapes their answers, when `Faults.odd_shape_rate` asks for it).
     Control routes, for benchmarks and demos: `POST /_simulator/jobs`
     `{"count", "ready_in": [lo, hi], "failure_rate"}` queues jobs and returns their ids
-    and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job.
+    and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job;
+    `GET /_simulator/faults` returns the faults injected so far, by kind and by HTTP status.
     """
 
     def __init__(
@@ -96,6 +97,11 @@ class SimulatorApp:
             return 200, self._queue_jobs(json.loads(body or b"{}"))
         if path == "/_simulator/stats" and method == "GET":
             return 200, self._stats()
+        if path == "/_simulator/faults" and method == "GET":
+            return 200, {
+                "kinds": dict(self.faults.kinds),
+                "injected": {str(status): n for status, n in self.faults.injected.items()},
+            }
         return 404, {"message": "Not Found"}
 
     def _fetch(self, path_id: str | None, body: bytes, fetch_url: str) -> tuple[int, Any]:
