@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +19,14 @@ from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, in_process_
 from tests.conftest import API_KEY, FakeClock
 
 BASE = "http://127.0.0.1/api"
+
+
+@asynccontextmanager
+async def wire(app: SimulatorApp) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client into `app`: what the simulator sends, byte for byte."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        yield http
 
 
 @pytest.fixture
@@ -77,9 +87,19 @@ async def test_wrong_key_is_an_http_200_invalid_key_body(
 async def test_unknown_ids_are_not_found_unless_auto_ready(
     simulator: Simulator, sim_client: AsyncModelsLab
 ) -> None:
-    result = await sim_client.images.fetch(424242)
-    assert result.status is Status.ERROR
-    assert result.message == "Request not found"
+    # As ModelsLab answers an id it does not know: a `failed` status, though no
+    # generation failed, with an empty id and output.
+    async with wire(SimulatorApp(simulator)) as http:
+        answer = await http.post("/api/v6/images/fetch", json={"key": "k", "request_id": 424242})
+        by_path = await http.post("/api/v1/enterprise/super_resolution/fetch/9", json={"key": "k"})
+    for response in (answer, by_path):
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "failed",
+            "id": "",
+            "message": "Request not found",
+            "output": "",
+        }
     simulator.auto_ready = True
     assert (await sim_client.images.fetch(424242)).succeeded
 
@@ -169,3 +189,397 @@ async def test_images_are_valid_pngs_and_only_for_successes(simulator: Simulator
     assert kinds == [b"IHDR", b"IDAT", b"IEND"]
     raw = zlib.decompress(b"".join([]) or png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8])
     assert len(raw) == 64 * (1 + 64 * 3)
+
+
+# ModelsLab's own ways of saying no, and its odd shapes: the wire form of each.
+
+QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
+
+
+async def fetch_once(app: SimulatorApp, request_id: str = "1") -> httpx.Response:
+    async with wire(app) as http:
+        return await http.post("/api/v6/images/fetch", json={"key": "k", "request_id": request_id})
+
+
+async def test_a_queue_limit_429_names_its_wait_in_the_body_only(simulator: Simulator) -> None:
+    app = SimulatorApp(simulator, faults=Faults(queue_limit_rate=1.0, queue_limit_wait=2))
+    response = await fetch_once(app)
+    assert response.status_code == 429
+    assert response.headers["content-type"] == "application/json"
+    assert "retry-after" not in response.headers
+    assert "x-ratelimit-reset" not in response.headers
+    assert response.json() == {"status": "error", "message": QUEUE_LIMIT_MESSAGE, "retry_after": 2}
+    assert response.content.endswith(b'"retry_after": 2}')  # an integer, as documented
+    assert app.faults.kinds == {"queue limit": 1}
+    assert app.faults.injected == {429: 1}
+    assert simulator.polls() == {}  # the fetch never reached the queue
+
+
+async def test_a_queue_limit_names_the_plans_queue_size_and_fractional_waits(
+    simulator: Simulator,
+) -> None:
+    faults = Faults(queue_limit_rate=1.0, queue_limit=15, queue_limit_wait=0.25)
+    body = (await fetch_once(SimulatorApp(simulator, faults=faults))).json()
+    assert body["message"] == "Rate limit exceeded. Maximum 15 queued requests allowed."
+    assert body["retry_after"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("wait_in", "in_body", "in_header"),
+    [("reset_header", False, True), ("both", True, True)],
+)
+async def test_a_queue_limit_can_name_its_wait_as_an_x_ratelimit_reset_epoch(
+    wait_in: str, in_body: bool, in_header: bool, simulator: Simulator
+) -> None:
+    import math
+    import time
+
+    faults = Faults(queue_limit_rate=1.0, queue_limit_wait=30, queue_limit_wait_in=wait_in)  # type: ignore[arg-type]
+    before = time.time()
+    response = await fetch_once(SimulatorApp(simulator, faults=faults))
+    after = time.time()
+    assert response.status_code == 429
+    assert "retry-after" not in response.headers
+    reset = int(response.headers["x-ratelimit-reset"])
+    # An absolute epoch second, rounded up so the reset never comes before the wait.
+    assert math.ceil(before + 30) <= reset <= math.ceil(after + 30)
+    assert ("retry_after" in response.json()) is in_body
+    assert response.json()["message"] == QUEUE_LIMIT_MESSAGE
+
+
+def test_mixed_queue_limits_use_every_form_in_a_repeatable_order() -> None:
+    from modelslab_fetch.testing._faults import FaultPlan
+
+    faults = Faults(queue_limit_rate=1.0, queue_limit_wait_in="mixed")
+
+    def forms(seed: int) -> list[tuple[bool, bool]]:
+        plan = FaultPlan(faults, seed=seed)
+        seen = []
+        for _ in range(40):
+            _, fault = plan.next()
+            assert fault is not None and fault.status == 429
+            assert all(name != "retry-after" for name, _ in fault.headers)
+            seen.append((b"retry_after" in fault.body, bool(fault.headers)))
+        return seen
+
+    assert forms(4) == forms(4)
+    assert forms(4) != forms(5)
+    assert set(forms(4)) == {(True, False), (False, True), (True, True)}
+
+
+async def test_the_spam_filter_answers_http_200_with_tips_and_sometimes_messege(
+    simulator: Simulator,
+) -> None:
+    app = SimulatorApp(simulator, faults=Faults(spam_filter_rate=1.0, spam_filter_wait=30), seed=2)
+    async with wire(app) as http:
+        responses = [
+            await http.post("/api/v6/images/fetch", json={"key": "k", "request_id": "1"})
+            for _ in range(30)
+        ]
+    spellings = set()
+    for response in responses:
+        assert response.status_code == 200
+        assert "retry-after" not in response.headers
+        body = response.json()
+        (spelling,) = set(body) - {"status", "tips"}
+        spellings.add(spelling)
+        assert body == {
+            "status": "error",
+            spelling: "Rate limit exceeded",
+            "tips": "Rate limit exceeded, please wait for 30 seconds and try again",
+        }
+    assert spellings == {"message", "messege"}
+    assert app.faults.kinds == {"spam filter": 30}
+    assert app.faults.injected == {200: 30}
+
+
+@pytest.mark.parametrize(
+    ("account_error", "status", "body", "kind"),
+    [
+        (
+            "no_credits",
+            402,
+            {
+                "status": "error",
+                "message": "Insufficient credits. Please add more credits to continue.",
+            },
+            "no credits",
+        ),
+        (
+            "plan",
+            403,
+            {"status": "error", "message": "This feature requires a premium subscription"},
+            "plan",
+        ),
+        ("bad_key", 401, {"status": "error", "message": "Invalid API key"}, "bad key"),
+        (
+            "bad_key_legacy",
+            200,
+            {"status": "error", "message": "Invalid Api Key"},
+            "bad key (HTTP 200)",
+        ),
+    ],
+)
+async def test_account_errors_refuse_every_fetch_after_the_first_n(
+    account_error: str, status: int, body: dict[str, str], kind: str, simulator: Simulator
+) -> None:
+    rid = simulator.queue(ready_in=5.0)
+    faults = Faults(account_error=account_error, account_error_after=2)  # type: ignore[arg-type]
+    app = SimulatorApp(simulator, faults=faults)
+    async with wire(app) as http:
+        responses = [
+            await http.post(f"/api/v6/images/fetch/{rid}", json={"key": "k"}) for _ in range(5)
+        ]
+        # Only the fetch routes are refused: the control API and the images still work.
+        queued = await http.post("/_simulator/jobs", json={"count": 1, "ready_in": [0, 0]})
+        assert queued.status_code == 200
+        assert (await http.get("/_simulator/stats")).json()[rid]["polls"] == 2
+    assert [r.json()["status"] for r in responses[:2]] == ["processing", "processing"]
+    for response in responses[2:]:
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == body
+    assert app.faults.kinds == {kind: 3}
+
+
+async def test_a_wrong_key_can_be_refused_with_the_documented_401(clock: FakeClock) -> None:
+    simulator = Simulator(api_key="right", invalid_key_status=401, clock=clock.now)
+    rid = simulator.queue()
+    async with wire(SimulatorApp(simulator)) as http:
+        wrong = await http.post(f"/api/v6/images/fetch/{rid}", json={"key": "wrong"})
+        right = await http.post(f"/api/v6/images/fetch/{rid}", json={"key": "right"})
+    assert wrong.status_code == 401
+    assert wrong.json() == {"status": "error", "message": "Invalid API key"}
+    assert right.json()["status"] == "success"
+    assert Simulator(api_key="right").answer("1", "wrong") == (
+        200,
+        {"status": "error", "message": "Invalid Api Key"},
+    )
+    with pytest.raises(ValueError, match="200 or 401"):
+        Simulator(invalid_key_status=403)  # type: ignore[arg-type]
+
+
+def test_new_faults_are_deterministic_for_a_seed_and_near_their_rates() -> None:
+    from modelslab_fetch.testing._faults import FaultPlan
+
+    faults = Faults(queue_limit_rate=0.2, spam_filter_rate=0.1, error_rate=0.1)
+
+    def kinds(seed: int) -> list[str | None]:
+        plan = FaultPlan(faults, seed=seed)
+        return [None if f is None else f.kind for _, f in (plan.next() for _ in range(1000))]
+
+    first = kinds(11)
+    assert first == kinds(11)
+    assert first != kinds(12)
+    assert 150 <= first.count("queue limit") <= 250
+    assert 60 <= first.count("spam filter") <= 140
+    assert 60 <= first.count("5xx") <= 140
+
+
+def test_odd_shapes_leave_which_fetch_meets_which_fault_unchanged() -> None:
+    from modelslab_fetch.testing._faults import FaultPlan
+
+    base = Faults(error_rate=0.3, queue_limit_rate=0.2)
+    plain = FaultPlan(base, seed=3)
+    shaped = FaultPlan(Faults(error_rate=0.3, queue_limit_rate=0.2, odd_shape_rate=1.0), seed=3)
+    body = {"status": "processing", "id": 7, "output": [], "eta": 3.0, "future_links": ["u"]}
+    for _ in range(50):
+        shaped.reshape(body)
+    assert [plain.next() for _ in range(50)] == [shaped.next() for _ in range(50)]
+
+
+async def odd_answers(seed: int, clock: FakeClock) -> tuple[list[dict[str, Any]], SimulatorApp]:
+    simulator = Simulator(seed=seed, clock=clock.now)
+    app = SimulatorApp(simulator, faults=Faults(odd_shape_rate=1.0), seed=seed)
+    ids = [simulator.queue(ready_in=1.0, images=1 + n % 2) for n in range(20)]
+    ids += [simulator.queue(final="failed") for _ in range(5)]
+    answers = []
+    async with wire(app) as http:
+        for moment in (0, 2):  # everyone processing, then everyone finished
+            clock.time += moment
+            for rid in ids:
+                response = await http.post(f"/api/v6/images/fetch/{rid}", json={"key": "k"})
+                assert response.status_code == 200
+                answers.append(response.json())
+    return answers, app
+
+
+async def test_odd_shapes_vary_every_real_answer_and_stay_valid(clock: FakeClock) -> None:
+    answers, app = await odd_answers(6, clock)
+    assert app.faults.kinds == {"odd shape": len(answers)}
+    seen: set[str] = set()
+    async with wire(app) as http:
+        for body in answers:
+            status = body["status"]
+            assert status in ("success", "processing", "failed")
+            if status == "processing":
+                assert body["output"] in ([], "")
+                assert body["future_links"] is None or isinstance(body["future_links"], list)
+                assert float(body["eta"]) >= 0
+                assert str(body["id"]).isdigit()
+                seen.add("processing output ''" if body["output"] == "" else "")
+                seen.add("future_links null" if body["future_links"] is None else "")
+                seen.add("eta text" if isinstance(body["eta"], str) else "")
+            elif status == "failed":
+                assert body["id"] == "" or str(body["id"]).isdigit()
+                assert body["output"] in ([], "")
+                seen.add("failed id ''" if body["id"] == "" else "")
+            else:
+                output, proxies = body["output"], body["proxy_links"]
+                urls = [output] if isinstance(output, str) else output
+                if isinstance(output, str):
+                    seen.add("one URL output")
+                if isinstance(proxies, dict):
+                    seen.add("indexed proxy_links")
+                    assert list(proxies) == [str(n) for n in range(len(proxies))]
+                    urls += list(proxies.values())
+                elif proxies is None:
+                    seen.add("proxy_links null")
+                # Whatever the shape, every URL is one the simulator serves.
+                for url in urls:
+                    image = await http.get(httpx.URL(url).path)
+                    assert image.status_code == 200
+                    assert image.content.startswith(b"\x89PNG")
+            if isinstance(body["id"], str) and body["id"].isdigit():
+                seen.add("numeric string id")
+            if "tip_1" in body:
+                assert isinstance(body["webhook_status"], str)
+                assert body["fetch_result"].endswith("/api/v6/images/fetch/" + str(body["id"])) or (
+                    body["id"] == ""
+                )
+                seen.add("extra fields")
+    assert seen - {""} == {
+        "processing output ''",
+        "future_links null",
+        "eta text",
+        "failed id ''",
+        "one URL output",
+        "indexed proxy_links",
+        "proxy_links null",
+        "numeric string id",
+        "extra fields",
+    }
+
+
+async def test_odd_shapes_are_deterministic_for_a_seed() -> None:
+    first, _ = await odd_answers(9, FakeClock())
+    again, _ = await odd_answers(9, FakeClock())
+    other, _ = await odd_answers(10, FakeClock())
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"queue_limit_rate": 1.5}, "queue_limit_rate is a share of fetches, from 0 to 1"),
+        ({"odd_shape_rate": -0.1}, "odd_shape_rate is a share"),
+        ({"spam_filter_wait": -1}, "spam_filter_wait cannot be negative"),
+        ({"account_error": "broke"}, "account_error must be one of"),
+        ({"queue_limit_wait_in": "footer"}, "queue_limit_wait_in must be one of"),
+    ],
+)
+def test_faults_refuse_impossible_settings(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Faults(**changes)
+
+
+# The same faults from the command line.
+
+
+def simulate_args(*argv: str) -> Any:
+    from modelslab_fetch.cli import _parser
+
+    return _parser().parse_args(["simulate", *argv])
+
+
+def test_simulate_options_become_faults() -> None:
+    from modelslab_fetch.cli._demo import simulate_faults
+
+    faults = simulate_faults(
+        simulate_args(
+            "--queue-limit-rate=0.1",
+            "--queue-limit-wait=3",
+            "--queue-limit-wait-in=reset-header",
+            "--spam-filter-rate=0.2",
+            "--account-error=no-credits",
+            "--account-error-after=4",
+            "--odd-shapes",
+        )
+    )
+    assert (faults.queue_limit_rate, faults.queue_limit_wait) == (0.1, 3.0)
+    assert faults.queue_limit_wait_in == "reset_header"
+    assert faults.spam_filter_rate == 0.2
+    assert (faults.account_error, faults.account_error_after) == ("no_credits", 4)
+    assert faults.odd_shape_rate == 1.0
+    default = simulate_faults(simulate_args())
+    assert default == Faults()
+    assert simulate_faults(simulate_args("--odd-shapes", "0.3")).odd_shape_rate == 0.3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--queue-limit-rate", "1.5"], "--queue-limit-rate is a share of fetches from 0 to 1"),
+        (["--spam-filter-rate", "-0.1"], "--spam-filter-rate is a share"),
+        (["--odd-shapes", "2"], "--odd-shapes is a share"),
+        (["--error-rate", "0.6", "--queue-limit-rate", "0.6"], "add up to 1.2"),
+        (["--queue-limit-wait", "-1"], "--queue-limit-wait cannot be negative"),
+        (["--account-error-after", "-3"], "--account-error-after cannot be negative"),
+    ],
+)
+def test_simulate_refuses_impossible_options_before_serving(argv: list[str], message: str) -> None:
+    import io
+
+    from modelslab_fetch.cli import main
+    from modelslab_fetch.cli._commands import Streams
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["simulate", *argv], streams=Streams(out=out, err=err)) == 2
+    assert message in err.getvalue()
+    assert err.getvalue().startswith("modelslab-fetch simulate: error: ")
+    assert out.getvalue() == ""
+
+
+def test_simulate_serves_the_new_faults_on_loopback() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.local_server import free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "modelslab_fetch", "simulate", "--port", str(port)]
+    argv += ["--jobs", "1", "--account-error", "no-credits", "--account-error-after", "1"]
+    argv += ["--odd-shapes", "--seed", "4"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as process:
+        try:
+            assert process.stdout is not None
+            rid = process.stdout.readline().strip()
+            url = f"http://127.0.0.1:{port}/api/v6/images/fetch/{rid}"
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    first = httpx.post(url, json={"key": "k"}, timeout=5)
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "the simulator did not start"
+                    time.sleep(0.05)
+            second = httpx.post(url, json={"key": "k"}, timeout=5)
+            faults = httpx.get(f"http://127.0.0.1:{port}/_simulator/faults", timeout=5).json()
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(10)
+    assert first.status_code == 200
+    assert first.json()["status"] == "processing"
+    assert second.status_code == 402
+    assert second.json() == {
+        "status": "error",
+        "message": "Insufficient credits. Please add more credits to continue.",
+    }
+    assert faults == {"kinds": {"odd shape": 1, "no credits": 1}, "injected": {"402": 1}}

@@ -24,7 +24,7 @@ from ._commands import (
     run_fetch,
     run_wait,
 )
-from ._demo import run_demo, run_simulate
+from ._demo import add_simulate_options, run_demo, run_simulate
 
 __all__ = ["main"]
 
@@ -111,15 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=run_demo)
 
     simulate = commands.add_parser("simulate", help="serve a ModelsLab simulator on loopback")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8787)
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--jobs", type=int, default=0, help="queue N jobs and print their ids")
-    simulate.add_argument("--accept-key", default=None, help="the only key accepted")
-    simulate.add_argument("--latency", type=float, default=0.0, help="max seconds per answer")
-    simulate.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
-    simulate.add_argument("--edge-rate", type=float, default=0.0, help="share of HTML edge pages")
-    simulate.add_argument("--rate-limit-every", type=int, default=0, help="a 429 burst every N")
+    add_simulate_options(simulate)
     simulate.set_defaults(run=run_simulate)
     return parser
 

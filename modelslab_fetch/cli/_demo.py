@@ -12,11 +12,11 @@ import anyio
 
 from .._async_client import AsyncModelsLab
 from ..testing import Faults, Simulator, SimulatorApp, run_simulator, simulator_server
-from ._commands import EXIT_FAILED, EXIT_OK, Streams, collect
+from ._commands import EXIT_FAILED, EXIT_OK, Streams, UsageError, collect
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile
 
-__all__ = ["run_demo", "run_simulate"]
+__all__ = ["add_simulate_options", "run_demo", "run_simulate", "simulate_faults"]
 
 DEMO_KEY = "demo-key-not-secret"
 DEMO_FAULTS = Faults(
@@ -91,14 +91,75 @@ def run_demo(args: argparse.Namespace, streams: Streams) -> int:
     return EXIT_OK if accounted and as_simulated else EXIT_FAILED
 
 
+def add_simulate_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `modelslab-fetch simulate` (read back by `simulate_faults`)."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=0, help="queue N jobs and print their ids")
+    parser.add_argument("--accept-key", default=None, help="the only key accepted")
+    parser.add_argument("--latency", type=float, default=0.0, help="max seconds per answer")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
+    parser.add_argument("--edge-rate", type=float, default=0.0, help="share of HTML edge pages")
+    parser.add_argument("--rate-limit-every", type=int, default=0, help="a 429 burst every N")
+    parser.add_argument(
+        "--queue-limit-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help='share of ModelsLab\'s queue-limit 429s ("retry_after" in the body, no header)',
+    )
+    parser.add_argument(
+        "--queue-limit-wait", type=float, default=1.0, metavar="SECONDS", help="wait they ask for"
+    )
+    parser.add_argument(
+        "--queue-limit-wait-in",
+        choices=("body", "reset-header", "both", "mixed"),
+        default="body",
+        help="where a queue-limit 429 names the wait (reset-header: X-RateLimit-Reset)",
+    )
+    parser.add_argument(
+        "--spam-filter-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help='share of the older spam filter\'s HTTP 200 "Rate limit exceeded" answers',
+    )
+    parser.add_argument(
+        "--account-error",
+        choices=("no-credits", "plan", "bad-key", "bad-key-legacy"),
+        help="refuse fetches: 402 no credits, 403 plan, 401 bad key, or HTTP 200 bad key",
+    )
+    parser.add_argument(
+        "--account-error-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer the first N fetches normally before --account-error",
+    )
+    parser.add_argument(
+        "--key-error-status",
+        type=int,
+        choices=(200, 401),
+        default=200,
+        help="how a key other than --accept-key is refused (default 200, the older form)",
+    )
+    parser.add_argument(
+        "--odd-shapes",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="SHARE",
+        help="share of answers in odd but valid shapes (alone: all of them)",
+    )
+
+
 def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
     """Serve the simulator on loopback until interrupted."""
-    simulator = Simulator(api_key=args.accept_key, seed=args.seed)
-    faults = Faults(
-        latency=(0.0, args.latency),
-        error_rate=args.error_rate,
-        edge_page_rate=args.edge_rate,
-        rate_limit_every=args.rate_limit_every,
+    faults = simulate_faults(args)
+    simulator = Simulator(
+        api_key=args.accept_key, seed=args.seed, invalid_key_status=args.key_error_status
     )
     app = SimulatorApp(simulator, faults=faults, seed=args.seed)
     ids = (
@@ -112,6 +173,11 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
         f"  queue jobs: POST http://{args.host}:{args.port}/_simulator/jobs "
         '{"count": 10, "ready_in": [1, 8]}\n'
     )
+    if faults.account_error is not None:
+        streams.err.write(
+            f"  refusing every fetch after the first {faults.account_error_after} "
+            f"({args.account_error})\n"
+        )
     if ids:
         streams.out.write("\n".join(ids) + "\n")
         streams.out.flush()
@@ -120,3 +186,50 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C by itself
         run_simulator(app, host=args.host, port=args.port)
     return EXIT_OK
+
+
+_SHARES = {
+    "--error-rate": "error_rate",
+    "--edge-rate": "edge_rate",
+    "--queue-limit-rate": "queue_limit_rate",
+    "--spam-filter-rate": "spam_filter_rate",
+    "--odd-shapes": "odd_shapes",
+}
+
+
+def simulate_faults(args: argparse.Namespace) -> Faults:
+    """The `Faults` the `simulate` options ask for; `UsageError` says which option is wrong."""
+    for option, name in _SHARES.items():
+        share = getattr(args, name)
+        if not 0.0 <= share <= 1.0:
+            raise UsageError(
+                f"{option} is a share of fetches from 0 to 1 (0.05 is 5%), not {share:g}"
+            )
+    # Each fetch meets at most one fault, so shares beyond a whole would silently shrink.
+    total = args.error_rate + args.edge_rate + args.queue_limit_rate + args.spam_filter_rate
+    if total > 1.0:
+        raise UsageError(
+            f"--error-rate, --edge-rate, --queue-limit-rate and --spam-filter-rate add up to "
+            f"{total:g}; each fetch meets at most one fault, so together they can be at most 1"
+        )
+    for option, value in (
+        ("--latency", args.latency),
+        ("--queue-limit-wait", args.queue_limit_wait),
+        ("--rate-limit-every", args.rate_limit_every),
+        ("--account-error-after", args.account_error_after),
+    ):
+        if value < 0:
+            raise UsageError(f"{option} cannot be negative ({value:g}); use 0 for none")
+    return Faults(
+        latency=(0.0, args.latency),
+        error_rate=args.error_rate,
+        edge_page_rate=args.edge_rate,
+        rate_limit_every=args.rate_limit_every,
+        queue_limit_rate=args.queue_limit_rate,
+        queue_limit_wait=args.queue_limit_wait,
+        queue_limit_wait_in=args.queue_limit_wait_in.replace("-", "_"),
+        spam_filter_rate=args.spam_filter_rate,
+        account_error=None if args.account_error is None else args.account_error.replace("-", "_"),
+        account_error_after=args.account_error_after,
+        odd_shape_rate=args.odd_shapes,
+    )

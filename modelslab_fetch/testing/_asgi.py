@@ -34,10 +34,12 @@ class SimulatorApp:
     """Serves a `Simulator` over HTTP (any ASGI server, or `httpx.ASGITransport`).
 
     Besides the fetch routes, it serves each job's images as real PNGs at its output
-    URLs (`GET /generations/{id}-{n}.png`), and injects `faults` into fetches.
+    URLs (`GET /generations/{id}-{n}.png`), and injects `faults` into fetches (and
+    reshapes their answers, when `Faults.odd_shape_rate` asks for it).
     Control routes, for benchmarks and demos: `POST /_simulator/jobs`
     `{"count", "ready_in": [lo, hi], "failure_rate"}` queues jobs and returns their ids
-    and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job.
+    and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job;
+    `GET /_simulator/faults` returns the faults injected so far, by kind and by HTTP status.
     """
 
     def __init__(
@@ -95,6 +97,11 @@ class SimulatorApp:
             return 200, self._queue_jobs(json.loads(body or b"{}"))
         if path == "/_simulator/stats" and method == "GET":
             return 200, self._stats()
+        if path == "/_simulator/faults" and method == "GET":
+            return 200, {
+                "kinds": dict(self.faults.kinds),
+                "injected": {str(status): n for status, n in self.faults.injected.items()},
+            }
         return 404, {"message": "Not Found"}
 
     def _fetch(self, path_id: str | None, body: bytes, fetch_url: str) -> tuple[int, Any]:
@@ -107,7 +114,10 @@ class SimulatorApp:
         request_id = path_id if path_id is not None else data.get("request_id")
         if request_id is None:
             return 200, {"status": "error", "message": {"request_id": ["required"]}}
-        return 200, self.simulator.fetch(str(request_id), data.get("key"), fetch_url=fetch_url)
+        status, answer = self.simulator.answer(
+            str(request_id), data.get("key"), fetch_url=fetch_url
+        )
+        return status, self.faults.reshape(answer, fetch_url=fetch_url)
 
     def _queue_jobs(self, spec: dict[str, Any]) -> dict[str, Any]:
         low, high = spec.get("ready_in", (1.0, 8.0))

@@ -15,6 +15,12 @@ __all__ = ["SimulatedJob", "Simulator"]
 FinalStatus = Literal["success", "failed", "error"]
 
 INVALID_KEY_BODY = {"status": "error", "message": "Invalid Api Key"}
+"""The older endpoints' answer to a bad key, with HTTP 200."""
+INVALID_KEY_401_BODY = {"status": "error", "message": "Invalid API key"}
+"""The documented answer to a missing, invalid, revoked or expired key, with HTTP 401."""
+NOT_FOUND_BODY = {"status": "failed", "id": "", "message": "Request not found", "output": ""}
+"""The answer to an id the server does not know (or no longer keeps): `failed`, with
+HTTP 200, though no generation failed."""
 
 
 @dataclass
@@ -48,6 +54,9 @@ class Simulator:
         eta_error: The largest relative error of a reported `eta` (0.4 is ±40%).
         auto_ready: Answer ids never queued as finished successes instead of
             "Request not found" (for throughput runs over arbitrary ids).
+        invalid_key_status: How a key other than `api_key` is refused: 200, the older
+            endpoints' `{"status": "error", "message": "Invalid Api Key"}`, or 401, the
+            documented `{"status": "error", "message": "Invalid API key"}`.
         image_base_url: Where output image URLs point.
         clock: Monotonic seconds; `time.monotonic` by default.
 
@@ -60,12 +69,16 @@ class Simulator:
         seed: int = 0,
         eta_error: float = 0.4,
         auto_ready: bool = False,
+        invalid_key_status: Literal[200, 401] = 200,
         image_base_url: str = "http://127.0.0.1/generations",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_key = api_key
         self.eta_error = eta_error
         self.auto_ready = auto_ready
+        if invalid_key_status not in (200, 401):
+            raise ValueError(f"invalid_key_status must be 200 or 401, not {invalid_key_status!r}")
+        self.invalid_key_status = invalid_key_status
         self.image_base_url = image_base_url.rstrip("/")
         self.clock = clock
         self._random = random.Random(seed)  # noqa: S311 - simulation, not cryptography
@@ -118,14 +131,25 @@ class Simulator:
 
     def fetch(self, request_id: str, key: object, *, fetch_url: str = "") -> dict[str, Any]:
         """The body ModelsLab sends for a fetch of `request_id` with `key`."""
+        return self.answer(request_id, key, fetch_url=fetch_url)[1]
+
+    def answer(
+        self, request_id: str, key: object, *, fetch_url: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and body ModelsLab sends for a fetch of `request_id` with `key`."""
         if not self._key_accepted(key):
-            return dict(INVALID_KEY_BODY)
+            if self.invalid_key_status == 401:
+                return 401, dict(INVALID_KEY_401_BODY)
+            return 200, dict(INVALID_KEY_BODY)
+        return 200, self._answer(request_id, fetch_url)
+
+    def _answer(self, request_id: str, fetch_url: str) -> dict[str, Any]:
         now = self.clock()
         with self._lock:
             job = self._jobs.get(request_id)
             if job is None:
                 if not self.auto_ready:
-                    return {"status": "error", "message": "Request not found", "id": request_id}
+                    return dict(NOT_FOUND_BODY)
                 job = self._jobs[request_id] = SimulatedJob(request_id, now)
             job.polls += 1
             if now < job.ready_at:
