@@ -79,6 +79,7 @@ class FetchEndpoint(Generic[R]):
         whose `status` is readable always becomes a result. Raises `ResponseParseError`
         only for a body with no readable `status`.
         """
+        error: ResponseParseError | None = None
         try:
             result = self.result_model.from_body(body, request_id=request_id)
         except (ValueError, RecursionError) as exc:
@@ -87,9 +88,7 @@ class FetchEndpoint(Generic[R]):
                 excerpt=_excerpt_of_body(body),
                 request_id=request_id,
             )
-        else:
-            error = None
-        if error is not None:
+        if error is not None:  # raised outside the handler: no __context__ to carry
             raise error
         if result.raw_status.strip().lower() != result.status.value:
             _log_unknown_status_once(result.raw_status)

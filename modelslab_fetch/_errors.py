@@ -182,14 +182,20 @@ class APIStatusError(ModelsLabError):
 
 
 class BadRequestError(APIStatusError):
-    """Raised when the server says the request itself is malformed (HTTP 400/422, or a 200
-    body such as `Invalid API Request`, `Model id not found` or a validation object)."""
+    """Raised when the server says the request itself is malformed.
+
+    That is HTTP 400/422, or a 200 body such as `Invalid API Request`, `Model id not
+    found` or a validation object (`{"prompt": ["The prompt field is required."]}`).
+    """
 
 
 class RequestNotFoundError(APIStatusError):
-    """Raised when the server does not know the id (HTTP 404, or the 200 body
-    `{"status": "failed", "message": "Request not found"}`): a wrong id, one of another
-    account, or one no longer kept. It is not a failed generation."""
+    """Raised when the server does not know the id asked about.
+
+    That is HTTP 404, or the 200 body `{"status": "failed", "message": "Request not
+    found"}`: a wrong id, one of another account, or one no longer kept. It is not a
+    failed generation, and `wait()` raises it at once.
+    """
 
 
 class RateLimitError(APIStatusError):
@@ -203,10 +209,10 @@ class RateLimitError(APIStatusError):
 
 
 class AuthenticationError(AccountError):
-    """Raised when the API key is missing, or the server rejects it (HTTP 401, or a body
-    such as `Invalid Api Key`).
+    """Raised when the API key is missing, or the server rejects it.
 
-    Not an `APIStatusError`: it is also raised before any request, when no key is given.
+    That is no key at all (before any request), HTTP 401, or a body such as
+    `Invalid Api Key`. Not an `APIStatusError`, since it can come without a response.
 
     Attributes:
         status_code: The HTTP status of the rejecting response, or None when no request was made.
@@ -230,13 +236,19 @@ class AuthenticationError(AccountError):
 
 
 class InsufficientCreditsError(APIStatusError, AccountError):
-    """Raised when the account has no credits left (HTTP 402, or an `Insufficient credits`
-    body). Add credits, then ask again: the jobs are not lost."""
+    """Raised when the account has no credits left.
+
+    That is HTTP 402, or an `Insufficient credits` body. Add credits, then ask again:
+    the queued jobs are not lost.
+    """
 
 
 class PermissionDeniedError(APIStatusError, AccountError):
-    """Raised when the plan does not allow the call (HTTP 403 that is not about the key,
-    e.g. `This feature requires a premium subscription`)."""
+    """Raised when the account's plan does not allow the call.
+
+    That is an HTTP 403 that is not about the key, e.g. `This feature requires a premium
+    subscription`.
+    """
 
 
 class ResponseParseError(ModelsLabError):

@@ -183,7 +183,9 @@ class FetchResult(BaseModel):
         status = body.get("status")
         if not isinstance(status, str):
             # An empty or unknown word still reads (as processing); no word at all cannot.
-            raise ValueError(f"status: missing or unreadable (got {_shape_of(status)})")
+            raise ValueError(  # noqa: TRY004 - from_body promises ValueError for any bad body
+                f"status: missing or unreadable (got {_shape_of(status)})"
+            )
         fields = dict(body)
         fields["raw_status"] = status
         if not _usable_id(fields.get("id")):

@@ -29,9 +29,7 @@ _BODY_WAIT_FIELDS = ("retry_after", "retryAfter", "retry-after")
 _BODY_TEXT_FIELDS = ("tips", "tip", "message", "messege", "error")
 
 
-def stated_wait(
-    headers: Mapping[str, str], body: object, *, now: float
-) -> float | None:
+def stated_wait(headers: Mapping[str, str], body: object, *, now: float) -> float | None:
     """Seconds the server asked us to wait, from whichever form it used, or None.
 
     The most explicit form wins: `Retry-After`, then the body's `retry_after`, then

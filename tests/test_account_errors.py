@@ -25,14 +25,28 @@ from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.local_server import Reply, scripted_server
 
 REFUSALS = {
-    "bad key (200)": (httpx.Response(200, json={"status": "error", "message": "Invalid Api Key"}), AuthenticationError),
-    "bad key (401)": (httpx.Response(401, json={"status": "error", "message": "Invalid API key"}), AuthenticationError),
+    "bad key (200)": (
+        httpx.Response(200, json={"status": "error", "message": "Invalid Api Key"}),
+        AuthenticationError,
+    ),
+    "bad key (401)": (
+        httpx.Response(401, json={"status": "error", "message": "Invalid API key"}),
+        AuthenticationError,
+    ),
     "no credits": (
-        httpx.Response(402, json={"status": "error", "message": "Insufficient credits. Please add more credits to continue."}),
+        httpx.Response(
+            402,
+            json={
+                "status": "error",
+                "message": "Insufficient credits. Please add more credits to continue.",
+            },
+        ),
         InsufficientCreditsError,
     ),
     "plan": (
-        httpx.Response(403, json={"status": "error", "message": "This feature requires a premium subscription"}),
+        httpx.Response(
+            403, json={"status": "error", "message": "This feature requires a premium subscription"}
+        ),
         PermissionDeniedError,
     ),
 }
@@ -58,13 +72,16 @@ async def test_a_batch_stops_sending_at_the_first_account_error(
     assert route.call_count <= client.max_concurrency
     assert sorted(outcome.request_id for outcome in outcomes) == sorted(IDS)
     for outcome in outcomes:
+        assert isinstance(outcome.error, AccountError)
         assert type(outcome.error) is error_class
         assert outcome.error.request_id == outcome.request_id  # named for its own id
     assert Counter(str(outcome.error) for outcome in outcomes).most_common(1)[0][1] == 1
 
 
 async def test_other_errors_do_not_stop_a_batch(clock: FakeClock, router: respx.MockRouter) -> None:
-    route = router.post(IMAGES_URL).respond(200, json={"status": "failed", "message": "Request not found"})
+    route = router.post(IMAGES_URL).respond(
+        200, json={"status": "failed", "message": "Request not found"}
+    )
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_concurrency=4) as client:
         outcomes = [outcome async for outcome in client.images.fetch_many(IDS[:20])]
     assert route.call_count == 20

@@ -49,10 +49,18 @@ ROWS: dict[str, tuple[int, dict[str, Any], type[ModelsLabError], bool]] = {
         False,
     ),
     "422 validation": (422, {"message": "The given data was invalid."}, BadRequestError, False),
-    "401 invalid key": (401, {"status": "error", "message": "Invalid API key"}, AuthenticationError, False),
+    "401 invalid key": (
+        401,
+        {"status": "error", "message": "Invalid API key"},
+        AuthenticationError,
+        False,
+    ),
     "402 no credits": (
         402,
-        {"status": "error", "message": "Insufficient credits. Please add more credits to continue."},
+        {
+            "status": "error",
+            "message": "Insufficient credits. Please add more credits to continue.",
+        },
         InsufficientCreditsError,
         False,
     ),
@@ -74,16 +82,36 @@ ROWS: dict[str, tuple[int, dict[str, Any], type[ModelsLabError], bool]] = {
         RateLimitError,
         True,
     ),
-    "500": (500, {"status": "error", "message": "Internal server error. Please try again."}, APIStatusError, True),
+    "500": (
+        500,
+        {"status": "error", "message": "Internal server error. Please try again."},
+        APIStatusError,
+        True,
+    ),
     "503": (
         503,
         {"status": "error", "message": "Service temporarily unavailable. Please try again later."},
         APIStatusError,
         True,
     ),
-    "200 Invalid Api Key": (200, {"status": "error", "message": "Invalid Api Key"}, AuthenticationError, False),
-    "200 Invalid API Request": (200, {"status": "error", "message": "Invalid API Request"}, BadRequestError, False),
-    "200 Model id not found": (200, {"status": "error", "message": "Model id not found"}, BadRequestError, False),
+    "200 Invalid Api Key": (
+        200,
+        {"status": "error", "message": "Invalid Api Key"},
+        AuthenticationError,
+        False,
+    ),
+    "200 Invalid API Request": (
+        200,
+        {"status": "error", "message": "Invalid API Request"},
+        BadRequestError,
+        False,
+    ),
+    "200 Model id not found": (
+        200,
+        {"status": "error", "message": "Model id not found"},
+        BadRequestError,
+        False,
+    ),
     "200 validation object": (
         200,
         {"status": "error", "message": {"prompt": ["The prompt field is required."]}},
@@ -92,7 +120,10 @@ ROWS: dict[str, tuple[int, dict[str, Any], type[ModelsLabError], bool]] = {
     ),
     "200 insufficient credits": (
         200,
-        {"status": "error", "message": "Insufficient credits. Please add more credits to continue."},
+        {
+            "status": "error",
+            "message": "Insufficient credits. Please add more credits to continue.",
+        },
         InsufficientCreditsError,
         False,
     ),

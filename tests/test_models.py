@@ -196,12 +196,17 @@ def test_results_are_immutable() -> None:
         ("", []),
         ({"0": "https://a/0.png"}, ["https://a/0.png"]),
         ({"1": "https://a/1.png", "0": "https://a/0.png"}, ["https://a/0.png", "https://a/1.png"]),
-        ({"10": "https://a/10.png", "2": "https://a/2.png"}, ["https://a/2.png", "https://a/10.png"]),
+        (
+            {"10": "https://a/10.png", "2": "https://a/2.png"},
+            ["https://a/2.png", "https://a/10.png"],
+        ),
         ([1, "https://a/0.png", None, ""], ["https://a/0.png"]),
     ],
 )
 @pytest.mark.parametrize("field", ["output", "proxy_links", "future_links"])
-def test_every_shape_of_a_url_list_reads_as_a_list(field: str, value: object, urls: list[str]) -> None:
+def test_every_shape_of_a_url_list_reads_as_a_list(
+    field: str, value: object, urls: list[str]
+) -> None:
     result = parse({"status": "success", field: value})
     assert getattr(result, field) == urls
     assert result.raw[field] == value  # the body as sent is kept

@@ -52,11 +52,11 @@ def test_the_error_names_of_the_wire_taxonomy_are_exported() -> None:
         RequestNotFoundError,
     )
 
-    for error in (BadRequestError, RequestNotFoundError, RateLimitError):
-        assert issubclass(error, APIStatusError)
-    for error in (InsufficientCreditsError, PermissionDeniedError):
-        assert issubclass(error, APIStatusError)
-        assert issubclass(error, AccountError)
+    for status_error in (BadRequestError, RequestNotFoundError, RateLimitError):
+        assert issubclass(status_error, APIStatusError)
+    for account_error in (InsufficientCreditsError, PermissionDeniedError):
+        assert issubclass(account_error, APIStatusError)
+        assert issubclass(account_error, AccountError)
     assert issubclass(AuthenticationError, AccountError)
     assert not issubclass(RequestNotFoundError, GenerationFailedError)
     assert not issubclass(PermissionDeniedError, AuthenticationError)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-
 import anyio
 import httpx
 import pytest
@@ -44,10 +43,14 @@ def stated(form: str, seconds: int) -> httpx.Response:
     if form == "body retry_after":
         return httpx.Response(429, json={**QUEUE_LIMIT, "retry_after": seconds})
     if form == "Retry-After seconds":
-        return httpx.Response(429, json={"message": "Too Many Requests"}, headers={"Retry-After": str(seconds)})
+        return httpx.Response(
+            429, json={"message": "Too Many Requests"}, headers={"Retry-After": str(seconds)}
+        )
     if form == "X-RateLimit-Reset":
         reset = str(int(time.time()) + seconds)
-        return httpx.Response(429, json={"message": "Too Many Requests"}, headers={"X-RateLimit-Reset": reset})
+        return httpx.Response(
+            429, json={"message": "Too Many Requests"}, headers={"X-RateLimit-Reset": reset}
+        )
     assert form == "200 spam filter"
     tips = f"please wait for {seconds} seconds and try again"
     return httpx.Response(200, json={**SPAM_FILTER, "tips": tips})
@@ -136,10 +139,12 @@ async def test_a_burst_of_rate_limits_answered_together_pauses_once(
         return httpx.Response(429) if answered <= 8 else httpx.Response(200, json=OK)
 
     router.post(IMAGES_URL).side_effect = busy
-    async with AsyncModelsLab(api_key="k", clock=clock, max_retries=1) as client:
-        async with anyio.create_task_group() as tg:
-            for rid in range(8):
-                tg.start_soon(client.images.fetch, rid)
+    async with (
+        AsyncModelsLab(api_key="k", clock=clock, max_retries=1) as client,
+        anyio.create_task_group() as tg,
+    ):
+        for rid in range(8):
+            tg.start_soon(client.images.fetch, rid)
     assert clock.elapsed <= RATE_LIMIT_PAUSE * 1.25 + 0.01
 
 
@@ -184,7 +189,8 @@ async def test_wait_many_polls_through_rate_limits(
     form: str, client: AsyncModelsLab, router: respx.MockRouter, clock: FakeClock
 ) -> None:
     answers: dict[str, list[httpx.Response]] = {
-        str(rid): [stated(form, 30), httpx.Response(200, json={**OK, "id": rid})] for rid in range(20)
+        str(rid): [stated(form, 30), httpx.Response(200, json={**OK, "id": rid})]
+        for rid in range(20)
     }
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -216,5 +222,3 @@ async def test_the_pause_is_client_wide(clock: FakeClock, router: respx.MockRout
         await client.images.fetch(2)
     assert seen[1] - seen[0] >= 30
     assert seen[2] - seen[0] >= 30
-
-

@@ -8,13 +8,13 @@ demand), which runs in-process through `httpx.ASGITransport` (no socket, see
 
 from ._asgi import SimulatorApp
 from ._client import in_process_client
-from ._faults import AccountError, Faults, QueueLimitWait
+from ._faults import AccountRefusal, Faults, QueueLimitWait
 from ._png import solid_png
 from ._server import run_simulator, simulator_server
 from ._simulator import SimulatedJob, Simulator
 
 __all__ = [
-    "AccountError",
+    "AccountRefusal",
     "Faults",
     "QueueLimitWait",
     "SimulatedJob",

@@ -19,9 +19,9 @@ from typing import Any, Literal, get_args
 
 from ._simulator import INVALID_KEY_401_BODY, INVALID_KEY_BODY
 
-__all__ = ["AccountError", "FaultPlan", "Faults", "InjectedFault", "QueueLimitWait"]
+__all__ = ["AccountRefusal", "FaultPlan", "Faults", "InjectedFault", "QueueLimitWait"]
 
-AccountError = Literal["no_credits", "plan", "bad_key", "bad_key_legacy"]
+AccountRefusal = Literal["no_credits", "plan", "bad_key", "bad_key_legacy"]
 """An account-level refusal: no credit (402), the plan (403), a bad key (401, or the
 legacy HTTP 200 "Invalid Api Key" body)."""
 
@@ -83,7 +83,7 @@ class Faults:
             field spelt `messege`.
         spam_filter_wait: The whole seconds the spam filter's `tips` names (N above).
         account_error: Refuse every fetch after the first `account_error_after` as the
-            account's state makes ModelsLab refuse it (see `AccountError`); None: never.
+            account's state makes ModelsLab refuse it (see `AccountRefusal`); None: never.
         account_error_after: How many fetches are answered normally first.
         odd_shape_rate: Share of real answers (processing, success, failed) given odd
             but valid shapes: `output` as one URL string or `""`, `proxy_links` as
@@ -112,7 +112,7 @@ class Faults:
     queue_limit_wait_in: QueueLimitWait = "body"
     spam_filter_rate: float = 0.0
     spam_filter_wait: int = 1
-    account_error: AccountError | None = None
+    account_error: AccountRefusal | None = None
     account_error_after: int = 0
     odd_shape_rate: float = 0.0
 
