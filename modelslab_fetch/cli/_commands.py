@@ -17,11 +17,12 @@ import anyio
 from .._async_client import AsyncModelsLab
 from .._config import API_KEY_ENV
 from .._downloads import Downloaded
-from .._errors import AuthenticationError, ConfigurationError, ModelsLabError
+from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
 from .._models import FetchResult, Status
 from ._ids import read_ids
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile, outcome_record, record_result
+from ._words import account_stop_message, in_plain_words
 
 __all__ = [
     "EXIT_FAILED",
@@ -56,11 +57,13 @@ class Summary:
     images: int = 0
     download_failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    stopped_by: AccountError | None = None
+    """The account-level error that stopped the run early, if one did."""
 
     @property
     def all_ok(self) -> bool:
         """Whether every id succeeded and every image was saved."""
-        return self.failed == 0 and not self.download_failures
+        return self.failed == 0 and not self.download_failures and self.stopped_by is None
 
 
 @dataclass
@@ -141,6 +144,11 @@ async def collect(
             )
             async with batch:
                 async for outcome in batch:
+                    if isinstance(outcome.error, AccountError):
+                        # The same answer awaits every other id: stop here, once, and
+                        # record nothing (these ids are not final; --resume asks again).
+                        summary.stopped_by = outcome.error
+                        break
                     record = outcome_record(outcome)
                     if results is not None:
                         results.append(record)
@@ -165,7 +173,7 @@ def _print_record(out: TextIO, record: dict[str, Any], *, as_json: bool) -> None
     else:
         detail = " ".join(record["output"]) or record["message"] or ""
         if record["error"] is not None:
-            detail = record["error"]["message"]
+            detail = record["error"]["words"]
         out.write(f"{record['request_id']}\t{record['status'] or 'error'}\t{detail}\n")
     out.flush()
 
@@ -222,6 +230,9 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
     summary.skipped = skipped.count
     if not args.quiet:
         print_summary(streams, summary, results=results)
+    if summary.stopped_by is not None:
+        message = account_stop_message(summary.stopped_by, results=args.output)
+        streams.err.write(f"modelslab-fetch wait: {message}\n")
     return EXIT_OK if summary.all_ok else EXIT_FAILED
 
 
@@ -274,6 +285,10 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     bad = 0
     async with make_client(args) as client:
         async for outcome in client.images.fetch_many(ids, ordered=True):
+            if isinstance(outcome.error, AccountError):
+                message = account_stop_message(outcome.error, results=None)
+                streams.err.write(f"modelslab-fetch fetch: {message}\n")
+                return EXIT_FAILED
             record = outcome_record(outcome)
             _print_record(streams.out, record, as_json=args.json)
             finished_badly = outcome.result is not None and outcome.result.status in (
@@ -301,6 +316,10 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:
         if not args.from_results:
             ids, _total = _ids_from(args)
             async for outcome in client.images.fetch_many(ids):
+                if isinstance(outcome.error, AccountError):
+                    message = account_stop_message(outcome.error, results=None)
+                    streams.err.write(f"modelslab-fetch download: {message}\n")
+                    return EXIT_FAILED
                 if outcome.result is not None and outcome.result.succeeded:
                     results.append(outcome.result)
                 else:

@@ -15,6 +15,7 @@ from .._errors import (
 )
 from .._ids import normalize_request_id
 from .._models import FetchResult
+from ._words import in_plain_words
 
 __all__ = ["ResultsFile", "outcome_record", "record_result"]
 
@@ -31,7 +32,11 @@ def outcome_record(outcome: Outcome[FetchResult]) -> dict[str, Any]:
     record["error"] = (
         None
         if outcome.error is None
-        else {"type": type(outcome.error).__name__, "message": str(outcome.error)}
+        else {
+            "type": type(outcome.error).__name__,
+            "message": str(outcome.error),
+            "words": in_plain_words(outcome.error),
+        }
     )
     # Success, a failed generation and an id the server does not know (or refuses as
     # malformed) are final; a timeout, a network error, a rate limit or an account

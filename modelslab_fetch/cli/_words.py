@@ -1,0 +1,58 @@
+"""What an error means to a person at the command line, and what to do next."""
+
+from __future__ import annotations
+
+from .._errors import (
+    AccountError,
+    AuthenticationError,
+    CertificateVerificationError,
+    HostNotFoundError,
+    InsufficientCreditsError,
+    ModelsLabError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestNotFoundError,
+)
+
+__all__ = ["account_stop_message", "in_plain_words"]
+
+
+def in_plain_words(error: BaseException) -> str:
+    """One line about `error` in the command's terms (no Python, no parameter names)."""
+    if isinstance(error, AuthenticationError):
+        return "ModelsLab rejected the API key: check MODELSLAB_API_KEY (or --api-key-file)"
+    if isinstance(error, InsufficientCreditsError):
+        return "no credits left on this ModelsLab account: add credits in your ModelsLab dashboard"
+    if isinstance(error, PermissionDeniedError):
+        return (
+            "this ModelsLab account's plan does not allow this call: upgrade the plan in "
+            "your ModelsLab dashboard"
+        )
+    if isinstance(error, RateLimitError):
+        wait = "" if error.retry_after is None else f" (it asked to wait {error.retry_after:g} s)"
+        return f"ModelsLab is rate limiting this account{wait}: try again later"
+    if isinstance(error, RequestNotFoundError):
+        return (
+            "ModelsLab does not know this id: check it is the id returned when the job was "
+            "queued with this key (ids are not kept forever)"
+        )
+    if isinstance(error, CertificateVerificationError):
+        return (
+            "cannot verify the server's TLS certificate: if your network inspects TLS, set "
+            f"SSL_CERT_FILE to your company's CA bundle ({error.message})"
+        )
+    if isinstance(error, HostNotFoundError):
+        return "the server's host name does not exist: check --base-url or MODELSLAB_BASE_URL"
+    if isinstance(error, ModelsLabError):
+        return error.message
+    return str(error)
+
+
+def account_stop_message(error: AccountError, *, results: str | None) -> str:
+    """Why a run stopped early, and how to pick it up again once the account is fixed."""
+    again = (
+        f"then run the same command with --resume (results so far are in {results})"
+        if results
+        else "then run the same command again"
+    )
+    return f"stopped: {in_plain_words(error)}; {again}. No further requests were sent."

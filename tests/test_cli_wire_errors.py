@@ -1,0 +1,90 @@
+"""The command meets ModelsLab's account, rate-limit and not-found answers as a person would.
+
+Run as users run it: `modelslab-fetch` in a subprocess, against the simulator on loopback,
+asserting exit status, what it says and what it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, simulator_server
+
+pytestmark = pytest.mark.integration
+
+KEY = "cli-wire-errors-key"
+
+
+def serve(faults: Faults) -> Iterator[tuple[str, Simulator, SimulatorApp]]:
+    simulator = Simulator(api_key=KEY, seed=1)
+    app = SimulatorApp(simulator, faults=faults, seed=1)
+    with simulator_server(app) as base_url:
+        yield base_url, simulator, app
+
+
+def command(base_url: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODELSLAB_API_KEY": KEY, "MODELSLAB_BASE_URL": base_url}
+    return subprocess.run(
+        [sys.executable, "-m", "modelslab_fetch", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("refusal", "words"),
+    [
+        ("no_credits", "no credits left on this ModelsLab account"),
+        ("plan", "plan does not allow"),
+        ("bad_key", "rejected the API key"),
+    ],
+)
+def test_wait_stops_at_an_account_refusal_with_one_message(
+    refusal: str, words: str, tmp_path: Path
+) -> None:
+    for base_url, simulator, app in serve(Faults(account_error=refusal)):  # type: ignore[arg-type]
+        ids = simulator.queue_many(60, ready_in=(0.0, 0.1))
+        results = tmp_path / "r.jsonl"
+        done = command(base_url, "wait", *ids, "-o", str(results), "--concurrency", "8")
+        sent = sum(app.faults.kinds.values())
+    assert done.returncode == 1
+    assert done.stderr.count(words) == 1, done.stderr
+    assert "--resume" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sent <= 32  # the client's max_concurrency, not one request per id
+    assert not results.exists() or results.read_text() == ""  # nothing recorded as final
+
+
+def test_fetch_names_an_unknown_id_in_plain_words() -> None:
+    for base_url, _simulator, _app in serve(Faults()):
+        done = command(base_url, "fetch", "987654")
+    assert done.returncode == 1
+    assert "987654" in done.stdout
+    assert "ModelsLab does not know this id" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_wait_polls_through_rate_limits_to_success(tmp_path: Path) -> None:
+    faults = Faults(
+        queue_limit_rate=0.2, queue_limit_wait=0.05, spam_filter_rate=0.2, spam_filter_wait=0
+    )
+    for base_url, simulator, app in serve(faults):
+        ids = simulator.queue_many(20, ready_in=(0.0, 0.3))
+        results = tmp_path / "r.jsonl"
+        done = command(base_url, "wait", *ids, "-o", str(results))
+        kinds = dict(app.faults.kinds)
+    assert done.returncode == 0, done.stderr
+    assert kinds.get("queue limit", 0) + kinds.get("spam filter", 0) > 0
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == 20
+    assert all(record["ok"] for record in records)
