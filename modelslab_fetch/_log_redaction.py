@@ -51,6 +51,10 @@ class KeyRedactingFilter(logging.Filter):
         if redacted != message:
             # Formatted once here, so neither msg nor args hold the key any more.
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            # Formatters cache the traceback text in exc_text: filling it here means the
+            # redacted text is what every handler prints.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             for redactor in redactors:
                 record.exc_text = redactor.text(record.exc_text)

@@ -517,12 +517,13 @@ def test_a_long_key_is_redacted_in_every_form() -> None:
 
 
 def test_a_non_ascii_key_is_redacted_in_its_escaped_forms() -> None:
-    key = "clé-ключ-🔑-0123456789"
+    key = "clé ключ-🔑-0123456789"
     redactor = Redactor(key)
     for spelling in (
         key,
         json.dumps(key)[1:-1],
         urllib.parse.quote(key),
+        urllib.parse.quote_plus(key),
         repr(key.encode())[2:-1],
     ):
         assert redactor.text(f"<{spelling}>") == "<***>", spelling
@@ -551,3 +552,50 @@ def test_the_log_filter_is_installed_once_per_logger_and_covers_every_live_key(
     gc.collect()
     logging.getLogger("httpx").warning("gone %s", "another-key-0123456789-abcdef")
     assert logs.lines[-2].endswith("gone another-key-0123456789-abcdef"), "held weakly"
+
+
+def test_the_log_filter_redacts_tracebacks_and_leaves_malformed_records_alone(
+    logs: Capture,
+) -> None:
+    client = AsyncModelsLab(api_key=KEY)
+    logger = logging.getLogger("httpcore.connection")
+    try:
+        raise RuntimeError(f"echo {KEY}")
+    except RuntimeError:
+        logger.warning("failed", exc_info=True)
+    assert "RuntimeError: echo ***" in logs.lines[0]
+    record = logging.LogRecord("httpx", logging.WARNING, __file__, 1, "%d", ("x",), None)
+    assert KeyRedactingFilter().filter(record)  # kept, untouched: the handler reports it
+    assert (record.msg, record.args) == ("%d", ("x",))
+    assert leaks(logs.lines) == []
+    del client
+
+
+async def test_the_proxy_check_reads_the_mounts_if_httpx_internals_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def moved(self: httpx.AsyncClient, url: httpx.URL) -> None:
+        raise AttributeError("_transport_for_url is gone")
+
+    monkeypatch.setattr(httpx.AsyncClient, "_transport_for_url", moved)
+    async with httpx.AsyncClient(proxy="http://127.0.0.1:9", trust_env=False) as proxied:
+        with pytest.raises(ConfigurationError):
+            AsyncModelsLab(api_key=KEY, base_url="http://127.0.0.1:8/api", http_client=proxied)
+    async with httpx.AsyncClient(trust_env=False) as direct:
+        AsyncModelsLab(api_key=KEY, base_url="http://127.0.0.1:8/api", http_client=direct)
+
+
+@pytest.mark.parametrize("echo", ["reason-400", "escaped-400", "hang"])
+def test_the_blocking_client_reveals_the_key_nowhere_either(
+    echo: str, echo_server: EchoServer, logs: Capture
+) -> None:
+    from modelslab_fetch import ModelsLab
+
+    echo_server.echo = echo
+    base_url = f"http://127.0.0.1:{echo_server.port}/api"
+    with (
+        ModelsLab(api_key=KEY, base_url=base_url, timeout=0.5, max_retries=0) as client,
+        pytest.raises(ModelsLabError) as caught,
+    ):
+        client.images.fetch("1")
+    assert leaks(chain_texts(caught.value) + logs.lines) == []
