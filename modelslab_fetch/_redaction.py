@@ -74,9 +74,10 @@ class Redactor:
     __slots__ = (
         "__weakref__",
         "_bytes_pattern",
-        "_introducers",
         "_key",
+        "_key_bytes",
         "_long",
+        "_space",
         "_text_pattern",
     )
 
@@ -99,33 +100,44 @@ class Redactor:
                     rf"(?<=(?<![A-Za-z0-9])(?i:key)=){form}{end}",
                 ]
             )
-        # What text must contain for any form to be there: the key itself, or the start of
-        # an escape (every escaped form of a character starts with one of these).
-        self._introducers = ("\\", "%", "&#") + (("+",) if " " in key else ())
+        self._key_bytes = key.encode()
+        self._space = " " in key  # quote_plus spells a space "+"
         self._text_pattern = re.compile(pattern)
         self._bytes_pattern = re.compile(pattern.encode())
 
     def __repr__(self) -> str:
         return "Redactor(<key hidden>)"
 
-    def _may_contain(self, data: str | bytes) -> bool:
-        # Text with neither the key nor any escape in it cannot hold the key in any form:
-        # it skips the (slower) regex, which is the common case.
-        if isinstance(data, bytes):
-            return self._key.encode() in data or any(
-                start.encode() in data for start in self._introducers
-            )
-        return self._key in data or any(start in data for start in self._introducers)
+    # Text with neither the key nor the start of an escape in it cannot hold the key in any
+    # form: it skips the (slower) regex. Spelled out, not any(...): this runs on every
+    # string of every response.
+    def _may_contain_text(self, data: str) -> bool:
+        return (
+            self._key in data
+            or "\\" in data
+            or "%" in data
+            or "&#" in data
+            or (self._space and "+" in data)
+        )
 
-    def bytes(self, data: bytes) -> bytes:
+    def _may_contain_bytes(self, data: builtins.bytes) -> bool:
+        return (
+            self._key_bytes in data
+            or b"\\" in data
+            or b"%" in data
+            or b"&#" in data
+            or (self._space and b"+" in data)
+        )
+
+    def bytes(self, data: builtins.bytes) -> builtins.bytes:
         """`data` with every occurrence of the key, in any form, replaced by `***`."""
-        if not self._may_contain(data):
+        if not self._may_contain_bytes(data):
             return data
         return self._bytes_pattern.sub(REDACTED.encode(), data)
 
     def text(self, data: str) -> str:
         """`data` with every occurrence of the key, in any form, replaced by `***`."""
-        if not self._may_contain(data):
+        if not self._may_contain_text(data):
             return data
         return self._text_pattern.sub(REDACTED, data)
 
@@ -134,12 +146,25 @@ class Redactor:
         return self._json(value)  # type: ignore[no-any-return]
 
     def _json(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self._json(name): self._json(item) for name, item in value.items()}
-        if isinstance(value, list):
-            return [self._json(item) for item in value]
+        # Containers are copied only where something changed: most answers hold no key.
+        kind = type(value)
+        if kind is str:
+            return (
+                self._text_pattern.sub(REDACTED, value) if self._may_contain_text(value) else value
+            )
+        if kind is dict:
+            pairs = [(self._json(name), self._json(item)) for name, item in value.items()]
+            if all(
+                new[0] is old[0] and new[1] is old[1]
+                for new, old in zip(pairs, value.items(), strict=True)
+            ):
+                return value
+            return dict(pairs)
+        if kind is list:
+            items = [self._json(item) for item in value]
+            if all(new is old for new, old in zip(items, value, strict=True)):
+                return value
+            return items
         return value
 
     def headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:

@@ -511,6 +511,8 @@ def test_a_long_key_is_redacted_in_every_form() -> None:
         assert redactor.json({spelling: [spelling]}) == {"***": ["***"]}
     clean = httpx.Headers({"content-type": "application/json"})
     assert redactor.headers(clean) is clean
+    answer = {"status": "success", "output": ["https://x/a.png?x=%20"], "tip": "20% off"}
+    assert redactor.json(answer) is answer  # nothing to redact: not even copied
     assert KEY not in repr(redactor) and KEY not in repr(redactor.secret(KEY.encode()))
     with pytest.raises(TypeError):
         pickle.dumps(redactor.secret(KEY.encode()))
