@@ -363,7 +363,7 @@ async def test_a_reason_phrase_echo_is_redacted_in_the_error(
     with pytest.raises(APIStatusError) as caught:
         await client.images.fetch("1")
     assert caught.value.response.reason_phrase == '{"request_id": "1", "key": "***"}'
-    assert '"key": "***"' in str(caught.value)
+    assert leaks([str(caught.value)]) == []  # whether or not the message quotes the phrase
 
 
 def test_cli_results_and_verbose_logs_never_show_an_echoed_key(
