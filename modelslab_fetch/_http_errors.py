@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,18 +227,31 @@ def is_html(headers: Mapping[str, str], content: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html"))
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
 def decode_response(
-    raw: RawResponse, content: bytes, *, request_id: str | None, now: float
+    raw: RawResponse,
+    content: bytes,
+    *,
+    request_id: str | None,
+    now: float,
+    clean: Callable[[Any], Any] = _unchanged,
 ) -> dict[str, Any] | ModelsLabError:
     """Return the JSON object a 2xx response carries, or the error the response stands for.
 
-    `content` is the body, already redacted; `now` (epoch seconds) dates `Retry-After`.
+    `content` is the body, already redacted as bytes; `clean` redacts the decoded JSON
+    before anything reads it (an escape may spell the key in a way no byte-level match
+    saw). `now` (epoch seconds) dates `Retry-After`.
     `request_id` is the id the caller asked about, named by every error (never the
     body's own `id`). The caller decides whether an error is worth retrying
     (`is_transient`).
     """
     status = raw.status_code
     body, parse_error = _json_object(content)
+    if body is not None:
+        body = dict(clean(body))
     if status >= 300:
         return _status_error(raw, content, body, request_id=request_id, now=now)
     if parse_error is not None:

@@ -46,6 +46,10 @@ from ._errors import (
     ResponseParseError,
 )
 from ._http_errors import decode_response, excerpt_of, is_transient
+from ._log_redaction import install as install_log_redaction
+from ._log_redaction import register as register_for_log_redaction
+from ._proxy_guard import refuse_cleartext_proxy
+from ._redaction import Redactor, SecretBody
 from ._traffic import TrafficControl
 from ._version import __version__
 
@@ -63,8 +67,6 @@ each rate limit in a row (with jitter), up to `MAX_RATE_LIMIT_PAUSE`."""
 
 MAX_RATE_LIMIT_PAUSE = 30.0
 """The longest pause taken on our own guess (ModelsLab's documented queue waits are ~30 s)."""
-
-REDACTED = b"***"
 
 
 def retried_by_fetch(error: BaseException) -> bool:
@@ -108,6 +110,8 @@ class Transport:
         clock: Clock,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        if http_client is not None:
+            refuse_cleartext_proxy(http_client, config.base_url)
         self._config = config
         self._clock = clock
         self._traffic = TrafficControl(
@@ -121,10 +125,11 @@ class Transport:
         self._fast_backend: AiohttpBackend | None = None
         self._fallback_backend: HttpxBackend | None = None
         self._key = config.api_key.get_secret_value()
-        # The key as it may come back: raw, or JSON-escaped by a server that escapes "/"
-        # (PHP's default). Both are redacted from whatever the server sends.
-        forms = {self._key, json.dumps(self._key)[1:-1], self._key.replace("/", "\\/")}
-        self._key_forms = tuple(sorted((form.encode() for form in forms), key=len, reverse=True))
+        # Every form the key may come back in (raw, JSON- or URL-escaped...) is redacted
+        # from whatever the server sends, and from httpx's and httpcore's log records.
+        self._redactor = Redactor(self._key)
+        register_for_log_redaction(self._redactor)
+        install_log_redaction()
         self._closed = False
         self._rate_limits_in_a_row = 0
 
@@ -166,8 +171,10 @@ class Transport:
             return self._given_backend
         if httpx_is_patched():
             if self._fallback_backend is None:
+                # No environment proxies: the key must not cross one in clear text, and
+                # the default backend never proxies loopback either.
                 self._fallback_backend = HttpxBackend(
-                    httpx.AsyncClient(timeout=self._config.timeout), owned=True
+                    httpx.AsyncClient(timeout=self._config.timeout, trust_env=False), owned=True
                 )
             return self._fallback_backend
         if self._fast_backend is None:
@@ -193,7 +200,8 @@ class Transport:
                 "this client is closed; create a new one", request_id=request_id
             )
         url = self._config.base_url + path
-        content = json.dumps({**body, "key": self._key}).encode()
+        # Wrapped, so that no traceback's locals (as error trackers record them) show it.
+        content = self._redactor.secret(json.dumps({**body, "key": self._key}).encode())
         try:
             return await self._post_once(url, content, request_id=request_id)
         except ModelsLabError as error:
@@ -218,13 +226,17 @@ class Transport:
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
     async def _post_once(
-        self, url: str, content: bytes, *, request_id: str | None
+        self, url: str, content: SecretBody, *, request_id: str | None
     ) -> dict[str, Any]:
-        failure: APIConnectionError
+        failure: ModelsLabError
         try:
             async with self._traffic:
                 backend = self._backend(request_id)
-                raw = await backend.post(url, content, _HEADERS, self._config.timeout)
+                # Redacted before it is bound to any name: the unredacted response never
+                # sits in a local of a frame an error's traceback shows.
+                raw = self._redacted(
+                    await backend.post(url, content.unwrap(), _HEADERS, self._config.timeout)
+                )
         except BackendTimeout as exc:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._redact_text(exc.detail)})",
@@ -250,25 +262,31 @@ class Transport:
                 request_id=request_id,
             )
         except BackendResponseTooLarge as exc:
-            raise ResponseParseError(
+            failure = ResponseParseError(
                 f"HTTP {exc.status_code} response is larger than "
                 f"{MAX_RESPONSE_BYTES // 2**20} MB; refused (a fetch answer is a few kB)",
-                excerpt=excerpt_of(self._redact(exc.head)),
+                excerpt=excerpt_of(self._redactor.bytes(exc.head)),
                 status_code=exc.status_code,
                 request_id=request_id,
-            ) from None
+            )
         else:
             return self._decode(raw, request_id=request_id)
-        # Raised outside the handler on purpose: nothing of the failed request (whose body
-        # holds the key) may ride along as __context__.
+        # Raised outside the handlers on purpose: nothing of the failed request (whose body
+        # holds the key) or of the unredacted response may ride along as __context__.
         raise failure
 
     def _decode(self, raw: RawResponse, *, request_id: str | None) -> dict[str, Any]:
+        # `raw` is already redacted (see `_redacted`): body, headers and reason phrase.
         logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
-        content = self._redact(raw.content)
-        if any(self._key in value for value in raw.headers.values()):
-            raw = self._redacted_headers(raw)
-        decoded = decode_response(raw, content, request_id=request_id, now=time.time())
+        decoded = decode_response(
+            raw,
+            raw.content,
+            request_id=request_id,
+            now=time.time(),
+            # Redacted again once decoded: JSON may spell the key in escapes no byte-level
+            # match anticipated; decoded, every string holds it plainly.
+            clean=self._redactor.json,
+        )
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
         else:
@@ -294,23 +312,21 @@ class Transport:
         if pause <= MAX_RETRY_AFTER and self._traffic.pause(pause):
             logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
 
-    def _redact(self, content: bytes) -> bytes:
-        # A misbehaving server or proxy may echo the request body back: the key must not
-        # reach results, errors or logs through that door.
-        for form in self._key_forms:
-            if form in content:
-                content = content.replace(form, REDACTED)
-        return content
-
-    def _redacted_headers(self, raw: RawResponse) -> RawResponse:
-        # Headers reach errors too (a Location in a redirect's message, the response).
-        headers = httpx.Headers(
-            [(name, self._redact_text(value)) for name, value in raw.headers.items()]
+    def _redacted(self, raw: RawResponse) -> RawResponse:
+        # A misbehaving server or proxy may echo the request body back, in the body, a
+        # header or the reason phrase (`HTTP/1.1 400 {"key": ...}`): the key must not reach
+        # results, errors or logs through any of those doors.
+        redact = self._redactor
+        return RawResponse(
+            raw.status_code,
+            redact.headers(raw.headers),
+            redact.bytes(raw.content),
+            raw.url,
+            redact.text(raw.reason),
         )
-        return RawResponse(raw.status_code, headers, raw.content, raw.url, raw.reason)
 
     def _redact_text(self, text: str) -> str:
-        return text.replace(self._key, REDACTED.decode())
+        return self._redactor.text(text)
 
 
 _HEADERS = {"content-type": "application/json", "user-agent": f"modelslab-fetch/{__version__}"}

@@ -22,7 +22,7 @@ from .._models import FetchResult, Status
 from ._ids import read_ids
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile, outcome_record, record_result
-from ._words import account_stop_message, in_plain_words
+from ._words import account_stop_message
 
 __all__ = [
     "EXIT_FAILED",

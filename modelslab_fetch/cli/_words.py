@@ -17,7 +17,7 @@ from .._errors import (
 __all__ = ["account_stop_message", "in_plain_words"]
 
 
-def in_plain_words(error: BaseException) -> str:
+def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer per error class
     """One line about `error` in the command's terms (no Python, no parameter names)."""
     if isinstance(error, AuthenticationError):
         return "ModelsLab rejected the API key: check MODELSLAB_API_KEY (or --api-key-file)"
