@@ -340,22 +340,25 @@ async def bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
 def _connection_error(error: BaseException) -> BackendConnectionError:
     """The `BackendConnectionError` (or its certificate / unknown host kind) for `error`."""
     for link in _chain(error):
-        if isinstance(link, ssl.SSLCertVerificationError):
-            complaint = link.verify_message or link.reason or str(link)
+        # aiohttp's certificate error is itself an SSLCertVerificationError (with none of
+        # its fields set): the complaint is on the one it wraps.
+        complaint = _certificate_complaint(getattr(link, "certificate_error", link))
+        if complaint is not None:
             return BackendCertificateError(
-                f"the server's TLS certificate failed verification: {complaint}"
-            )
-        certificate_error = getattr(link, "certificate_error", None)
-        if isinstance(certificate_error, ssl.SSLCertVerificationError):
-            complaint = certificate_error.verify_message or str(certificate_error)
-            return BackendCertificateError(
-                f"the server's TLS certificate failed verification: {complaint}"
+                f"the server's TLS certificate failed verification: {complaint}; if the "
+                "server is yours, make your http_client trust its CA (httpx's verify=)"
             )
         if _is_no_such_name(link):
             return BackendUnknownHost(
                 f"the host name does not exist (DNS): {_describe(error)}; check the URL"
             )
     return BackendConnectionError(_describe(error))
+
+
+def _certificate_complaint(error: object) -> str | None:
+    if not isinstance(error, ssl.SSLCertVerificationError):
+        return None
+    return getattr(error, "verify_message", None) or str(error)
 
 
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
