@@ -332,8 +332,8 @@ async def bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
         if not scope.cancel_called:
             raise
     raise BackendTimeout(
-        f"the whole exchange exceeded {deadline:g} s (the largest value of `timeout`); "
-        "the server answered too slowly or not at all"
+        f"the whole exchange exceeded {deadline:g} s, the largest value of `timeout`: the "
+        "server answered too slowly or not at all; raise `timeout` if it is only slow"
     )
 
 

@@ -9,7 +9,8 @@ conftest) with `from tests.hostile_servers import hostile, tls_ca, recording_pro
 Fixtures:
     hostile: `hostile(behaviour, tls=False) -> HostileServer`, started now, stopped at
         teardown. With `tls=True` it speaks TLS with a certificate for 127.0.0.1 and
-        localhost issued by the `tls_ca` fixture's CA.
+        localhost issued by the `tls_ca` fixture's CA, serving the CA in the chain (a
+        client that does not trust it sees a self-signed certificate in the chain).
     tls_ca: the test's own `trustme.CA`. `tls_client_context(tls_ca)` is an
         `ssl.SSLContext` trusting it (pass it as httpx's `verify=`); the default trust
         store does not, so a plain client meets a certificate failure.
@@ -35,9 +36,11 @@ import asyncio
 import contextlib
 import ssl
 import struct
+import tempfile
 import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -340,7 +343,15 @@ def hostile(tls_ca: trustme.CA) -> Iterator[Callable[..., HostileServer]]:
         context = None
         if tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+            leaf = tls_ca.issue_cert("127.0.0.1", "localhost")
+            # The chain ends in the CA itself, as a self-signed setup serves it, so an
+            # untrusting client says "self-signed certificate in certificate chain".
+            chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder, "chain.pem")
+                path.write_bytes(chain + tls_ca.cert_pem.bytes())
+                with leaf.private_key_pem.tempfile() as key:
+                    context.load_cert_chain(path, key)
         server = HostileServer(behaviour, ssl_context=context).start()
         servers.append(server)
         return server
