@@ -17,6 +17,7 @@ import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -289,20 +290,15 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
-class _decoding_errors:
-    """Turns the decoder's errors into the backend's: too large, or a broken body."""
-
-    def __init__(self, status_code: int) -> None:
-        self._status_code = status_code
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
-        if isinstance(error, DecodedTooLarge):
-            raise BackendResponseTooLarge(self._status_code, error.head[:_HEAD_BYTES]) from None
-        if isinstance(error, DecodingError):
-            raise BackendConnectionError(f"DecodingError: {error}") from None
+@contextmanager
+def _decoding_errors(status_code: int) -> Iterator[None]:
+    """Turn the decoder's errors into the backend's: too large, or a broken body."""
+    try:
+        yield
+    except DecodedTooLarge as exc:
+        raise BackendResponseTooLarge(status_code, exc.head[:_HEAD_BYTES]) from None
+    except DecodingError as exc:
+        raise BackendConnectionError(f"DecodingError: {exc}") from None
 
 
 def overall_deadline(timeout: httpx.Timeout) -> float | None:

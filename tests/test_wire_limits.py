@@ -188,6 +188,24 @@ async def test_downloads_follow_redirects_themselves(hostile: Hostile, tmp_path:
     assert paths[0].read_bytes() == b"PNG!"
 
 
+async def test_endless_redirects_are_a_download_error(hostile: Hostile, tmp_path: Path) -> None:
+    loop = hostile(raw(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n"))
+    async with httpx.AsyncClient(timeout=5) as http:
+        with pytest.raises(DownloadError, match="more than 20 redirects"):
+            await Downloader(http).download(result(loop.url("/a.png")), tmp_path)
+    assert len(loop.requests) == 21
+
+
+async def test_a_corrupt_image_encoding_is_a_download_error(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    server = hostile(answer(body=b"not gzip", headers={"Content-Encoding": "gzip"}))
+    async with httpx.AsyncClient(timeout=5) as http:
+        with pytest.raises(DownloadError, match="not valid gzip"):
+            await Downloader(http).download(result(server.url("/a.png")), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- decoded-size caps ------------------------------------------------------------------
 
 
