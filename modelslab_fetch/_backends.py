@@ -12,26 +12,39 @@ so that your mocks see every request.
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiohttp
+import anyio
 import httpcore
 import httpx
 
 from ._config import is_loopback
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "AiohttpBackend",
     "Backend",
+    "BackendCertificateError",
+    "BackendConnectionError",
+    "BackendResponseTooLarge",
+    "BackendTimeout",
+    "BackendUnknownHost",
     "HttpxBackend",
     "RawResponse",
     "httpx_is_patched",
+    "overall_deadline",
 ]
+
+_T = TypeVar("_T")
 
 MAX_RESPONSE_BYTES = 10 * 2**20
 """The most of a response body read: a fetch answer is a few kB, so 10 MB is an attack or
@@ -89,11 +102,15 @@ class BackendConnectionError(Exception):
 
 
 class BackendCertificateError(BackendConnectionError):
-    """The server's TLS certificate failed verification; `detail` carries the complaint."""
+    """The server's TLS certificate failed verification; `detail` carries the complaint.
+
+    Retrying cannot help: the same certificate comes back until someone fixes it (or the
+    `verify` setting of your `http_client`).
+    """
 
 
 class BackendUnknownHost(BackendConnectionError):
-    """DNS says the host does not exist (not a temporary failure)."""
+    """DNS says the host name does not exist (not a temporary resolver failure)."""
 
 
 class BackendResponseTooLarge(Exception):
@@ -133,28 +150,38 @@ class HttpxBackend:
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
     ) -> RawResponse:
         """POST through httpx, mapping its exceptions onto the backend errors."""
+        return await bounded(self._post(url, content, headers, timeout), timeout)
+
+    async def _post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
         try:
             async with self._client.stream(
                 "POST",
                 url,
                 content=content,
-                headers=headers,
+                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
                 timeout=timeout,
                 follow_redirects=False,
             ) as response:
+                # Raw bytes, decoded here with a bound: httpx would inflate each chunk
+                # in one unbounded call (see _decoding).
                 body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise BackendResponseTooLarge(
-                            response.status_code, bytes(body[:_HEAD_BYTES])
-                        )
+                with _decoding_errors(response.status_code):
+                    decoder = BodyDecoder(
+                        response.headers.get("content-encoding"), MAX_RESPONSE_BYTES
+                    )
+                    async for chunk in response.aiter_raw():
+                        for piece in decoder.feed(chunk):
+                            body += piece
+                    for piece in decoder.finish():
+                        body += piece
         except httpx.TimeoutException as exc:
             raise BackendTimeout(_describe(exc)) from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            # Connection trouble, undecodable bodies (bad gzip), bad URLs: all "could not
-            # talk to the server". Never chained: httpx's errors hold the request body.
-            raise BackendConnectionError(_describe(exc)) from None
+            # Connection trouble, bad URLs: all "could not talk to the server". Never
+            # chained: httpx's errors hold the request body.
+            raise _connection_error(exc) from None
         except RuntimeError as exc:  # your http_client was closed under us
             raise BackendConnectionError(_describe(exc)) from None
         return RawResponse(
@@ -187,6 +214,11 @@ class AiohttpBackend:
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
     ) -> RawResponse:
         """POST through aiohttp, mapping its exceptions onto the backend errors."""
+        return await bounded(self._post(url, content, headers, timeout), timeout)
+
+    async def _post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession(
@@ -194,12 +226,15 @@ class AiohttpBackend:
                 # aiohttp's trust_env looks proxies up in a worker thread on every
                 # request; _proxy_for does it once per host instead.
                 trust_env=False,
+                # Decoded by _read_capped with a bound: aiohttp would inflate each chunk
+                # in one unbounded call (see _decoding).
+                auto_decompress=False,
             )
         try:
             async with session.post(
                 url,
                 data=content,
-                headers=headers,
+                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
                 allow_redirects=False,
                 timeout=self._timeout_for(timeout),
                 proxy=self._proxy_for(url),
@@ -208,7 +243,7 @@ class AiohttpBackend:
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise BackendTimeout(_describe(exc) or "timed out") from None
         except aiohttp.ClientError as exc:
-            raise BackendConnectionError(_describe(exc)) from None
+            raise _connection_error(exc) from None
         return RawResponse(response.status, response.headers, body, url, response.reason or "")
 
     def _timeout_for(self, timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
@@ -239,17 +274,112 @@ class AiohttpBackend:
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     length = response.content_length
-    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-    if length is not None and length <= MAX_RESPONSE_BYTES and not encoded:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if length is not None and length <= MAX_RESPONSE_BYTES and encoding == "identity":
         return await response.read()  # the common case: one read of a known, small body
     # Compressed (Content-Length counts the compressed bytes) or of unknown length: count
-    # what decompresses, so a gzip bomb stops at the cap too.
+    # what decodes, so a gzip bomb stops at the cap too.
     body = bytearray()
-    async for chunk in response.content.iter_chunked(2**16):
-        body += chunk
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise BackendResponseTooLarge(response.status, bytes(body[:_HEAD_BYTES]))
+    with _decoding_errors(response.status):
+        decoder = BodyDecoder(encoding, MAX_RESPONSE_BYTES)
+        async for chunk in response.content.iter_chunked(2**16):
+            for piece in decoder.feed(chunk):
+                body += piece
+        for piece in decoder.finish():
+            body += piece
     return bytes(body)
+
+
+@contextmanager
+def _decoding_errors(status_code: int) -> Iterator[None]:
+    """Turn the decoder's errors into the backend's: too large, or a broken body."""
+    try:
+        yield
+    except DecodedTooLarge as exc:
+        raise BackendResponseTooLarge(status_code, exc.head[:_HEAD_BYTES]) from None
+    except DecodingError as exc:
+        raise BackendConnectionError(f"DecodingError: {exc}") from None
+
+
+def overall_deadline(timeout: httpx.Timeout) -> float | None:
+    """The most one attempt may take, connect to last byte: the largest finite of `timeout`.
+
+    httpx's and aiohttp's limits apply to each socket operation, so a server that sends
+    one byte a second never trips them; this bound covers the exchange as a whole.
+    `httpx.Timeout(None)` has no finite value and means no bound.
+    """
+    values = [
+        value
+        for value in (timeout.connect, timeout.read, timeout.write, timeout.pool)
+        if value is not None
+    ]
+    return max(values) if values else None
+
+
+async def bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
+    """Await `exchange`, raising `BackendTimeout` if it outlives `overall_deadline(timeout)`."""
+    deadline = overall_deadline(timeout)
+    scope = anyio.move_on_after(deadline if deadline is not None else float("inf"))
+    try:
+        with scope:
+            return await exchange
+    except BackendConnectionError:
+        # Cancelled mid-read, a client library may report a broken connection instead.
+        if not scope.cancel_called:
+            raise
+    raise BackendTimeout(
+        f"the whole exchange exceeded {deadline:g} s, the largest value of `timeout`: the "
+        "server answered too slowly or not at all; raise `timeout` if it is only slow"
+    )
+
+
+def _connection_error(error: BaseException) -> BackendConnectionError:
+    """The `BackendConnectionError` (or its certificate / unknown host kind) for `error`."""
+    for link in _chain(error):
+        # aiohttp's certificate error is itself an SSLCertVerificationError (with none of
+        # its fields set): the complaint is on the one it wraps.
+        complaint = _certificate_complaint(getattr(link, "certificate_error", link))
+        if complaint is not None:
+            return BackendCertificateError(
+                f"the server's TLS certificate failed verification: {complaint}; if the "
+                "server is yours, make your http_client trust its CA (httpx's verify=)"
+            )
+        if _is_no_such_name(link):
+            return BackendUnknownHost(
+                f"the host name does not exist (DNS): {_describe(error)}; check the URL"
+            )
+    return BackendConnectionError(_describe(error))
+
+
+def _certificate_complaint(error: object) -> str | None:
+    if not isinstance(error, ssl.SSLCertVerificationError):
+        return None
+    return getattr(error, "verify_message", None) or str(error)
+
+
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _is_no_such_name(error: BaseException) -> bool:
+    if isinstance(error, socket.gaierror):
+        return error.errno in _NO_SUCH_NAME
+    # aiohttp's DNS error carries the resolver's errno on a plain OSError.
+    os_error = getattr(error, "os_error", None)
+    dns_error = getattr(aiohttp, "ClientConnectorDNSError", ())
+    return (
+        isinstance(error, dns_error)
+        and isinstance(os_error, OSError)
+        and os_error.errno in _NO_SUCH_NAME
+    )
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:

@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import httpx
 
+from ._backends import overall_deadline
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError
 from ._errors import DownloadError
 from ._models import FetchResult
 
@@ -21,6 +23,11 @@ __all__ = ["Downloaded", "Downloader", "file_name_for"]
 
 MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
+
+FILE_TIME_LIMIT = 300.0
+"""The default for `Downloader(file_time_limit=...)`: the most one image may take, in seconds."""
+
+_MAX_REDIRECTS = 20  # as httpx's own default
 
 _EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm"})
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -64,11 +71,24 @@ def _digest_name(text: str) -> str:
 
 
 class Downloader:
-    """Downloads output images with one httpx client, a few at a time."""
+    """Downloads output images with one httpx client, a few at a time.
 
-    def __init__(self, http_client: httpx.AsyncClient, *, concurrency: int = 8) -> None:
+    Each image must arrive whole within the client's timeout (its largest value, bounding
+    the download from connect to last byte, as for API calls) and within
+    `file_time_limit` seconds (None: no limit of its own), and decode to at most
+    `MAX_IMAGE_BYTES`, however the server encodes it.
+    """
+
+    def __init__(
+        self,
+        http_client: httpx.AsyncClient,
+        *,
+        concurrency: int = 8,
+        file_time_limit: float | None = FILE_TIME_LIMIT,
+    ) -> None:
         self._http = http_client
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._file_time_limit = file_time_limit
 
     def __repr__(self) -> str:
         return f"Downloader(concurrency={self._limiter.total_tokens})"
@@ -131,26 +151,74 @@ class Downloader:
         return target
 
     async def _stream_to(self, url: str, partial: anyio.Path, request_id: str) -> None:
+        limit, why = self._time_limit()
+        with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
+            await self._fetch_to(url, partial, request_id)
+        if scope.cancelled_caught:
+            raise DownloadError(
+                f"could not download {url} within {limit:g} s ({why}); the server sent it "
+                "too slowly or not at all",
+                url=url,
+                request_id=request_id,
+            )
+
+    def _time_limit(self) -> tuple[float | None, str]:
+        attempt = overall_deadline(self._http.timeout)
+        own = self._file_time_limit
+        if own is not None and (attempt is None or own < attempt):
+            return own, "the per-file limit, Downloader(file_time_limit=...)"
+        return attempt, "the client's timeout, for the whole download"
+
+    async def _fetch_to(self, url: str, partial: anyio.Path, request_id: str) -> None:
         try:
-            async with self._http.stream("GET", url, follow_redirects=True) as response:
-                if response.status_code != 200:
-                    raise DownloadError(
-                        f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
-                    )
-                written = 0
-                async with await partial.open("wb") as file:
-                    async for chunk in response.aiter_bytes():
-                        written += len(chunk)
-                        if written > MAX_IMAGE_BYTES:
-                            raise DownloadError(
-                                f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",
-                                url=url,
-                                request_id=request_id,
-                            )
-                        await file.write(chunk)
+            request = self._http.build_request(
+                "GET", url, headers={"accept-encoding": ACCEPT_ENCODING}
+            )
+            for _ in range(_MAX_REDIRECTS + 1):
+                # Redirects are followed here, not by httpx: httpx reads (and inflates,
+                # without a bound) the body of every redirect it follows.
+                response = await self._http.send(request, stream=True)
+                try:
+                    if response.next_request is None:
+                        await self._write(url, response, partial, request_id)
+                        return
+                    request = response.next_request
+                finally:
+                    await response.aclose()
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             raise DownloadError(
                 f"could not download {url} ({type(exc).__name__}: {exc})",
                 url=url,
                 request_id=request_id,
+            ) from None
+        raise DownloadError(
+            f"could not download {url}: more than {_MAX_REDIRECTS} redirects",
+            url=url,
+            request_id=request_id,
+        )
+
+    async def _write(
+        self, url: str, response: httpx.Response, partial: anyio.Path, request_id: str
+    ) -> None:
+        if response.status_code != 200:
+            raise DownloadError(
+                f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
+            )
+        try:
+            decoder = BodyDecoder(response.headers.get("content-encoding"), MAX_IMAGE_BYTES)
+            async with await partial.open("wb") as file:
+                async for chunk in response.aiter_raw():
+                    for piece in decoder.feed(chunk):
+                        await file.write(piece)
+                for piece in decoder.finish():
+                    await file.write(piece)
+        except DecodedTooLarge:
+            raise DownloadError(
+                f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",
+                url=url,
+                request_id=request_id,
+            ) from None
+        except DecodingError as exc:
+            raise DownloadError(
+                f"could not download {url} ({exc})", url=url, request_id=request_id
             ) from None

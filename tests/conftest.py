@@ -11,6 +11,9 @@ import respx
 
 from modelslab_fetch import AsyncModelsLab, PollPolicy
 
+# The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module.
+pytest_plugins = ["tests.hostile_servers"]
+
 API_KEY = "sk-test-7f3a9c1e-THE-SECRET-KEY"
 BASE_URL = "https://modelslab.com/api"
 IMAGES_URL = f"{BASE_URL}/v6/images/fetch"

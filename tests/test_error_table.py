@@ -8,7 +8,9 @@ on both HTTP backends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,10 +19,14 @@ import respx
 
 from modelslab_fetch import (
     AccountError,
+    APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     AsyncModelsLab,
     AuthenticationError,
     BadRequestError,
+    CertificateVerificationError,
+    HostNotFoundError,
     InsufficientCreditsError,
     ModelsLabError,
     PermissionDeniedError,
@@ -30,6 +36,7 @@ from modelslab_fetch import (
 )
 from modelslab_fetch._http_errors import ERROR_TABLE, is_transient
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
+from tests.hostile_servers import HostileServer, answer
 from tests.local_server import Reply, ScriptedServer, scripted_server
 
 ASKED = "13443927"
@@ -246,3 +253,40 @@ async def test_each_documented_answer_over_real_sockets(
         await socket_client.images.fetch(ASKED)
     assert type(caught.value) is error_class
     assert caught.value.request_id == ASKED
+
+
+# Permanent versus transient, on evidence ----------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
+async def test_an_untrusted_certificate_is_raised_at_once_with_its_complaint(
+    backend: str, hostile: Callable[..., HostileServer]
+) -> None:
+    server = hostile(answer(body=b'{"status": "success", "output": []}'), tls=True)
+    started = time.monotonic()
+    async with (
+        httpx.AsyncClient() as http_client,
+        AsyncModelsLab(
+            api_key=API_KEY,
+            base_url=server.base_url,
+            http_client=http_client if backend == "httpx" else None,
+        ) as client,
+    ):
+        with pytest.raises(CertificateVerificationError) as caught:
+            await client.images.wait(ASKED, timeout=600)
+    # Not polled through: the poll schedule would ask again after a second or more, for
+    # the whole 10-minute deadline. (The handshake fails before the harness counts it.)
+    assert time.monotonic() - started < 5
+    assert server.requests == []
+    assert re.search(r"certificate", str(caught.value))
+    assert "SSL_CERT_FILE" in str(caught.value)
+    assert isinstance(caught.value, APIConnectionError)
+    assert not is_transient(caught.value)
+
+
+def test_temporary_connection_trouble_is_transient_and_a_missing_host_is_not() -> None:
+    assert is_transient(APIConnectionError("connection refused"))
+    assert is_transient(APITimeoutError("read timed out"))
+    assert not is_transient(HostNotFoundError("no such host"))
+    assert not is_transient(CertificateVerificationError("self-signed"))
