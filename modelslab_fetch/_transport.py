@@ -42,6 +42,7 @@ from ._errors import (
     ResponseParseError,
 )
 from ._http_errors import RETRYABLE_STATUS_CODES, decode_response, excerpt_of, is_html
+from ._per_loop import LoopCheck, PerLoop
 from ._traffic import TrafficControl
 from ._version import __version__
 
@@ -118,8 +119,10 @@ class Transport:
         self._given_backend = (
             None if http_client is None else HttpxBackend(http_client, owned=False)
         )
-        self._fast_backend: AiohttpBackend | None = None
-        self._fallback_backend: HttpxBackend | None = None
+        self._given_loop = LoopCheck()
+        # Connections belong to one event loop: one backend per loop (see _per_loop).
+        self._fast_backends = PerLoop(self._new_fast_backend, _close_backend)
+        self._fallback_backends = PerLoop(self._new_fallback_backend, _close_backend)
         self._key = config.api_key.get_secret_value()
         # The key as it may come back: raw, or JSON-escaped by a server that escapes "/"
         # (PHP's default). Both are redacted from whatever the server sends.
@@ -148,13 +151,10 @@ class Transport:
     async def aclose(self) -> None:
         """Close connections this transport opened; an `http_client` you passed stays open."""
         self._closed = True
-        fast, fallback = self._fast_backend, self._fallback_backend
         try:
-            if fast is not None:
-                await fast.aclose()
+            await self._fast_backends.aclose()
         finally:
-            if fallback is not None:
-                await fallback.aclose()
+            await self._fallback_backends.aclose()
 
     def _backend(self, request_id: str | None) -> Backend:
         if self._closed:  # a retry still under way when the client closed
@@ -162,16 +162,17 @@ class Transport:
                 "this client is closed; create a new one", request_id=request_id
             )
         if self._given_backend is not None:
+            self._given_loop.check()
             return self._given_backend
         if httpx_is_patched():
-            if self._fallback_backend is None:
-                self._fallback_backend = HttpxBackend(
-                    httpx.AsyncClient(timeout=self._config.timeout), owned=True
-                )
-            return self._fallback_backend
-        if self._fast_backend is None:
-            self._fast_backend = AiohttpBackend(max_connections=self._config.max_concurrency)
-        return self._fast_backend
+            return self._fallback_backends.get()
+        return self._fast_backends.get()
+
+    def _new_fast_backend(self) -> Backend:
+        return AiohttpBackend(max_connections=self._config.max_concurrency)
+
+    def _new_fallback_backend(self) -> Backend:
+        return HttpxBackend(httpx.AsyncClient(timeout=self._config.timeout), owned=True)
 
     async def post_json(
         self,
@@ -287,6 +288,10 @@ class Transport:
 
 
 _HEADERS = {"content-type": "application/json", "user-agent": f"modelslab-fetch/{__version__}"}
+
+
+async def _close_backend(backend: Backend) -> None:
+    await backend.aclose()
 
 
 def _log_retry(retry_state: RetryCallState) -> None:
