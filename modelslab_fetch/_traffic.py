@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from types import TracebackType
 
 import anyio
 
 from ._clock import Clock
+from ._per_loop import leave_behind
 
 __all__ = ["TrafficControl"]
 
@@ -26,6 +28,7 @@ class TrafficControl:
         self._next_start = -math.inf
         self._paused_until = -math.inf
         self._clock = clock
+        self._pid = os.getpid()
 
     @property
     def in_flight(self) -> int:
@@ -45,6 +48,14 @@ class TrafficControl:
         return True
 
     async def __aenter__(self) -> None:
+        if self._pid != os.getpid():
+            # A forked child: slots held by requests the parent had in flight at the fork
+            # would never come back (those requests are not in the child), and the
+            # child would wait for them forever. It starts with every slot free, and
+            # leaves the old limiter (holding the parent's tasks) alone.
+            leave_behind(self._limiter)
+            self._limiter = anyio.CapacityLimiter(self._limiter.total_tokens)
+            self._pid = os.getpid()
         try:  # the common case needs no trip through the event loop
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:

@@ -25,6 +25,8 @@ from modelslab_fetch import AsyncModelsLab, ConfigurationError, ModelsLab
 from modelslab_fetch._per_loop import _left_behind
 from modelslab_fetch.testing._fixtures import SimulatorServer
 
+from .local_server import Reply, scripted_server
+
 pytestmark = pytest.mark.integration
 
 needs_fork = pytest.mark.skipif(
@@ -121,6 +123,60 @@ def test_a_sync_client_works_in_a_forked_child_and_in_the_parent(
     assert done.stdout.splitlines() == ["child ok", "parent ok"]
     assert_clean(done, "parent ok")
     assert modelslab_server.simulator.polls(ids) == {request_id: 1 for request_id in ids}
+
+
+IN_FLIGHT_FORK_SCRIPT = """
+    import os
+    import sys
+    import threading
+    import time
+
+    from modelslab_fetch import APITimeoutError, ModelsLab
+
+    base_url = sys.argv[1]
+    client = ModelsLab(api_key="k", base_url=base_url, max_concurrency=1, timeout=2, max_retries=0)
+    raised = []
+
+
+    def slow():
+        try:
+            client.images.fetch("slow")
+        except APITimeoutError as error:
+            raised.append(error)
+
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.5)  # the only request slot is now taken by a request that hangs
+    pid = os.fork()
+    if pid == 0:
+        started = time.monotonic()
+        assert client.images.fetch("fast").status == "success"
+        assert time.monotonic() - started < 1.5, "the child waited for the parent's request"
+        print("child ok", flush=True)
+        sys.exit(0)
+    thread.join(10)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            raise SystemExit("the child did not exit within 10 s")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(done[1]) == 0, done
+    assert len(raised) == 1
+    client.close()
+    print("parent ok")
+"""
+
+
+@needs_fork
+def test_a_fork_while_another_thread_has_a_call_in_flight(tmp_path: Path) -> None:
+    with scripted_server() as server:
+        server.script("slow", Reply(action="hang"))
+        server.script("fast", Reply(body={"status": "success", "id": 2, "output": []}))
+        done = run_script(tmp_path, IN_FLIGHT_FORK_SCRIPT, server.base_url)
+    assert done.stdout.splitlines() == ["child ok", "parent ok"], done.stderr
+    assert_clean(done, "parent ok")
 
 
 MULTIPROCESSING_SCRIPT = """
