@@ -192,7 +192,7 @@ class LoopThread:
 _instances: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
     for loop_thread in list(_instances):
         loop_thread.after_fork()
 

@@ -169,7 +169,7 @@ class LoopCheck:
 _instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
     for per_loop in list(_instances):
         per_loop.after_fork()
 

@@ -343,6 +343,7 @@ def test_one_client_across_two_loops_in_process(
 
     asyncio.run(fetch_and_save("one"))
     assert not client._transport._fast_backends._bindings  # closed as its loop ended
+    assert repr(client._transport._fast_backends) == "PerLoop(0 loop(s))"
     asyncio.run(fetch_and_save("two"))
     asyncio.run(client.aclose())
     assert (tmp_path / "two").is_dir()
@@ -392,6 +393,7 @@ def test_your_http_client_from_two_live_loops_raises_a_clear_error(
     first = asyncio.new_event_loop()
     try:
         first.run_until_complete(client.images.fetch(request_id))
+        assert repr(client._transport._given_loop) == "LoopCheck(bound=True)"
         with pytest.raises(ConfigurationError, match=r"another event loop \(still open\)"):
             asyncio.run(client.images.fetch(request_id))
         first.run_until_complete(http_client.aclose())
