@@ -17,6 +17,7 @@ from ._endpoints.images import IMAGES
 from ._endpoints.super_resolution import SUPER_RESOLUTION
 from ._errors import ClientClosedError
 from ._models import FetchResult
+from ._per_loop import PerLoop
 from ._polling import PollPolicy
 from ._transport import Transport
 
@@ -83,8 +84,8 @@ class AsyncModelsLab:
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
         self._transport = Transport(self._config, clock=clock, http_client=http_client)
         self._http_client = http_client
-        self._download_client: httpx.AsyncClient | None = None
-        self._downloader: Downloader | None = None
+        # An httpx client's connections belong to one event loop: one downloader per loop.
+        self._downloaders = PerLoop(self._new_downloader, _close_downloader)
 
         def resource(endpoint: FetchEndpoint[FetchResult]) -> FetchResource[FetchResult]:
             return FetchResource(endpoint, self._transport, poll_policy=poll_policy, clock=clock)
@@ -146,20 +147,21 @@ class AsyncModelsLab:
     def _get_downloader(self) -> Downloader:
         if self._transport.closed:
             raise ClientClosedError("this client is closed; create a new one")
-        if self._downloader is None:
-            if self._http_client is None:
-                # Images come from a CDN, not the API: plain GETs, no key, redirects fine.
-                self._download_client = httpx.AsyncClient(timeout=self._config.timeout)
-            self._downloader = Downloader(self._http_client or self._download_client)  # type: ignore[arg-type]
-        return self._downloader
+        return self._downloaders.get()[0]
+
+    def _new_downloader(self) -> tuple[Downloader, httpx.AsyncClient | None]:
+        if self._http_client is not None:
+            return Downloader(self._http_client), None
+        # Images come from a CDN, not the API: plain GETs, no key, redirects fine.
+        owned = httpx.AsyncClient(timeout=self._config.timeout)
+        return Downloader(owned), owned
 
     async def aclose(self) -> None:
         """Close connections; further calls raise `ClientClosedError`. Safe to call twice."""
         try:
             await self._transport.aclose()
         finally:
-            if self._download_client is not None:
-                await self._download_client.aclose()
+            await self._downloaders.aclose()
 
     async def __aenter__(self) -> AsyncModelsLab:
         return self
@@ -171,3 +173,9 @@ class AsyncModelsLab:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:
+    owned = downloader[1]
+    if owned is not None:  # an http_client you passed stays open: it is yours
+        await owned.aclose()

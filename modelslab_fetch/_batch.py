@@ -238,9 +238,9 @@ class Batch(Generic[R]):
         elif not driver.done():
             loop = driver.get_loop()
             if _running_loop() is loop:
-                driver.cancel()
+                _stop_unread(driver)
             elif not loop.is_closed():  # dropped in another thread: ask the loop's own
-                loop.call_soon_threadsafe(driver.cancel)
+                loop.call_soon_threadsafe(_stop_unread, driver)
         else:
             _mark_retrieved(driver)
         self._receive.close()
@@ -364,10 +364,17 @@ class _Engine(Generic[R]):
                 self.next_index += 1
 
     async def emit(self, outcome: Outcome[R]) -> None:
-        try:  # anyio's send() always yields to the loop first; skip that when there is room
-            self.send.send_nowait(outcome)
-        except anyio.WouldBlock:
-            await self.send.send(outcome)
+        try:
+            try:  # anyio's send() always yields to the loop first; skip that when there is room
+                self.send.send_nowait(outcome)
+            except anyio.WouldBlock:
+                await self.send.send(outcome)
+        except anyio.BrokenResourceError:
+            # The consumer is gone (the batch was dropped after a `break`, and a worker
+            # ran before the driver's cancellation reached it): stop all work quietly,
+            # rather than end the driver with an error nobody will ever look at.
+            self.task_group.cancel_scope.cancel()
+            return
         self.slots.release()
 
 
@@ -376,6 +383,13 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _stop_unread(driver: asyncio.Task[None]) -> None:
+    # Whatever the driver ends with now has no one left to read it: that is not an
+    # unretrieved exception ("Task exception was never retrieved" in the log).
+    driver.add_done_callback(_mark_retrieved)
+    driver.cancel()
 
 
 def _mark_retrieved(task: asyncio.Task[None]) -> None:

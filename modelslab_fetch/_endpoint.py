@@ -24,6 +24,7 @@ from ._http_errors import excerpt_of
 from ._ids import RequestId, normalize_request_id
 from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout, wait_until_finished
+from ._traffic import last_check_before_sending
 from ._transport import Transport
 
 __all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "FetchEndpoint", "FetchResource"]
@@ -261,14 +262,23 @@ class AccountStop:
         async def guarded(request_id: str) -> R:
             if self.error is not None:
                 raise self.error.for_request(request_id)
+
+            def refuse_once_stopped() -> None:
+                if self.error is not None:
+                    raise self.error.for_request(request_id)
+
             with anyio.CancelScope() as scope:
                 self._scopes.add(scope)
+                # Cancellation reaches a request waiting for a slot; this check reaches
+                # one granted its slot in the same instant, before it is sent.
+                token = last_check_before_sending.set(refuse_once_stopped)
                 try:
                     return await work(request_id)
                 except AccountError as exc:
                     self._stop(exc)
                     raise
                 finally:
+                    last_check_before_sending.reset(token)
                     self._scopes.discard(scope)
             # Only reached when _stop cancelled this work on another id's account error.
             assert self.error is not None  # noqa: S101 - set before any cancellation

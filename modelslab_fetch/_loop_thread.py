@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -11,6 +13,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ._errors import ClientClosedError
+from ._per_loop import leave_behind
 
 __all__ = ["LoopThread"]
 
@@ -26,6 +29,10 @@ class LoopThread:
     cannot hang interpreter exit; `close()` stops and joins it. Callers may be any
     threads, including ones running an event loop of their own (Jupyter, an async web
     handler calling legacy code): they block, the private loop does the work.
+
+    After `os.fork()` the child has no such thread (only the forking thread survives a
+    fork), so the child starts a loop thread of its own on first use; the parent's loop
+    and everything on it are left behind untouched (see `_per_loop`).
     """
 
     def __init__(self, name: str = "modelslab-fetch") -> None:
@@ -35,6 +42,8 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._in_flight: set[concurrent.futures.Future[object]] = set()
+        self._pid = os.getpid()
+        _instances.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._portal else "not started"
@@ -82,6 +91,8 @@ class LoopThread:
 
         Safe to call more than once and from any thread but the loop's own.
         """
+        if self._pid != os.getpid():  # the loop thread is the parent's: not ours to stop
+            self.after_fork()
         if threading.current_thread() is self._thread:
             # From the loop itself (a finalizer run there): joining would deadlock.
             # Leave the daemon thread to end with the process.
@@ -108,6 +119,8 @@ class LoopThread:
 
         For places that must not block, such as a finalizer; errors are not reported.
         """
+        if self._pid != os.getpid():
+            self.after_fork()
         portal = self._portal
         if portal is None or self._closed or threading.current_thread() is self._thread:
             return
@@ -121,7 +134,25 @@ class LoopThread:
         if self._closed:
             raise ClientClosedError(_CLOSED_MESSAGE)
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's loop thread, which does not exist here.
+
+        A lock held by another thread of the parent at the fork would stay held forever
+        in the child: the child takes a new one. The portal (and through it the parent's
+        loop) is kept alive, untouched: stopping it would wait forever for a thread that
+        is not there, and its finalizers would close the parent's connections.
+        """
+        self._lock = threading.Lock()
+        if self._portal is not None:
+            leave_behind(self._portal, self._thread, self._in_flight)
+        self._portal = None
+        self._thread = None
+        self._in_flight = set()
+        self._pid = os.getpid()
+
     def _ensure_started(self) -> BlockingPortal:
+        if self._pid != os.getpid():  # a fork the at-fork hook did not see (a C extension)
+            self.after_fork()
         with self._lock:
             if self._closed:
                 raise ClientClosedError(_CLOSED_MESSAGE)
@@ -156,3 +187,14 @@ class LoopThread:
     def _untrack(self, future: concurrent.futures.Future[T]) -> None:
         with self._lock:
             self._in_flight.discard(future)
+
+
+_instances: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
+    for loop_thread in list(_instances):
+        loop_thread.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
 
 import anyio
 
 from ._clock import Clock
+from ._per_loop import leave_behind
 
-__all__ = ["TrafficControl"]
+__all__ = ["TrafficControl", "last_check_before_sending"]
+
+last_check_before_sending: ContextVar[Callable[[], None] | None] = ContextVar(
+    "modelslab_fetch_last_check_before_sending", default=None
+)
+"""A check the caller's context runs once a request is admitted, right before it is sent;
+raising refuses the request. A batch that meets an account-level error uses it, because
+a request granted its slot in the same instant would otherwise still be sent before its
+cancellation arrives."""
 
 
 class TrafficControl:
@@ -26,6 +38,7 @@ class TrafficControl:
         self._next_start = -math.inf
         self._paused_until = -math.inf
         self._clock = clock
+        self._pid = os.getpid()
 
     @property
     def in_flight(self) -> int:
@@ -50,12 +63,23 @@ class TrafficControl:
         return True
 
     async def __aenter__(self) -> None:
+        if self._pid != os.getpid():
+            # A forked child: slots held by requests the parent had in flight at the fork
+            # would never come back (those requests are not in the child), and the
+            # child would wait for them forever. It starts with every slot free, and
+            # leaves the old limiter (holding the parent's tasks) alone.
+            leave_behind(self._limiter)
+            self._limiter = anyio.CapacityLimiter(self._limiter.total_tokens)
+            self._pid = os.getpid()
         try:  # the common case needs no trip through the event loop
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:
             await self._limiter.acquire()
         try:
             await self._wait_for_turn()
+            check = last_check_before_sending.get()
+            if check is not None:
+                check()
         except BaseException:
             self._limiter.release()
             raise

@@ -48,6 +48,7 @@ from ._errors import (
 from ._http_errors import decode_response, excerpt_of, is_transient
 from ._log_redaction import install as install_log_redaction
 from ._log_redaction import register as register_for_log_redaction
+from ._per_loop import LoopCheck, PerLoop
 from ._proxy_guard import refuse_cleartext_proxy
 from ._redaction import Redactor, SecretBody
 from ._traffic import TrafficControl
@@ -122,8 +123,10 @@ class Transport:
         self._given_backend = (
             None if http_client is None else HttpxBackend(http_client, owned=False)
         )
-        self._fast_backend: AiohttpBackend | None = None
-        self._fallback_backend: HttpxBackend | None = None
+        self._given_loop = LoopCheck()
+        # Connections belong to one event loop: one backend per loop (see _per_loop).
+        self._fast_backends = PerLoop(self._new_fast_backend, _close_backend)
+        self._fallback_backends = PerLoop(self._new_fallback_backend, _close_backend)
         self._key = config.api_key.get_secret_value()
         # Every form the key may come back in (raw, JSON- or URL-escaped...) is redacted
         # from whatever the server sends, and from httpx's and httpcore's log records.
@@ -154,13 +157,10 @@ class Transport:
     async def aclose(self) -> None:
         """Close connections this transport opened; an `http_client` you passed stays open."""
         self._closed = True
-        fast, fallback = self._fast_backend, self._fallback_backend
         try:
-            if fast is not None:
-                await fast.aclose()
+            await self._fast_backends.aclose()
         finally:
-            if fallback is not None:
-                await fallback.aclose()
+            await self._fallback_backends.aclose()
 
     def _backend(self, request_id: str | None) -> Backend:
         if self._closed:  # a retry still under way when the client closed
@@ -168,18 +168,21 @@ class Transport:
                 "this client is closed; create a new one", request_id=request_id
             )
         if self._given_backend is not None:
+            self._given_loop.check()
             return self._given_backend
         if httpx_is_patched():
-            if self._fallback_backend is None:
-                # No environment proxies: the key must not cross one in clear text, and
-                # the default backend never proxies loopback either.
-                self._fallback_backend = HttpxBackend(
-                    httpx.AsyncClient(timeout=self._config.timeout, trust_env=False), owned=True
-                )
-            return self._fallback_backend
-        if self._fast_backend is None:
-            self._fast_backend = AiohttpBackend(max_connections=self._config.max_concurrency)
-        return self._fast_backend
+            return self._fallback_backends.get()
+        return self._fast_backends.get()
+
+    def _new_fast_backend(self) -> Backend:
+        return AiohttpBackend(max_connections=self._config.max_concurrency)
+
+    def _new_fallback_backend(self) -> Backend:
+        # No environment proxies: the key must not cross one in clear text, and the
+        # default backend never proxies loopback either.
+        return HttpxBackend(
+            httpx.AsyncClient(timeout=self._config.timeout, trust_env=False), owned=True
+        )
 
     async def post_json(
         self,
@@ -330,6 +333,10 @@ class Transport:
 
 
 _HEADERS = {"content-type": "application/json", "user-agent": f"modelslab-fetch/{__version__}"}
+
+
+async def _close_backend(backend: Backend) -> None:
+    await backend.aclose()
 
 
 def _log_retry(retry_state: RetryCallState) -> None:
