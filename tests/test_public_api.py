@@ -101,3 +101,15 @@ def test_python_dash_m_runs_the_command() -> None:
         check=True,
     )
     assert done.stdout.strip() == f"modelslab-fetch {modelslab_fetch.__version__}"
+
+
+def test_every_error_class_is_documented_in_the_readme_and_docs() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    errors_page = (root / "docs" / "errors.md").read_text(encoding="utf-8")
+    for name in modelslab_fetch.__all__:
+        if name.endswith("Error") and name != "ModelsLabError":
+            assert f"| `{name}`" in readme, name
+            assert f"| `{name}`" in errors_page, name
