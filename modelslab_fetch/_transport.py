@@ -22,7 +22,6 @@ from tenacity.wait import wait_base
 
 from ._backends import (
     MAX_RESPONSE_BYTES,
-    AiohttpBackend,
     Backend,
     BackendCertificateError,
     BackendConnectionError,
@@ -175,6 +174,10 @@ class Transport:
         return self._fast_backends.get()
 
     def _new_fast_backend(self) -> Backend:
+        # Imported here, on the first request: `import modelslab_fetch` stays free of
+        # aiohttp's import cost for programs that never send, or send through httpx.
+        from ._aiohttp_backend import AiohttpBackend  # noqa: PLC0415
+
         return AiohttpBackend(max_connections=self._config.max_concurrency)
 
     def _new_fallback_backend(self) -> Backend:
