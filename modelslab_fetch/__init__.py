@@ -43,10 +43,14 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._ids import RequestId
+from ._logging import LOG_ENV, setup_logging_from_env
 from ._models import FetchResult, Status
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
+from ._retry_policy import DEFAULT_RETRY_STATUSES, RetryPolicy
 from ._sync_client import Enterprise, ModelsLab, SyncBatch, SyncFetchResource
 from ._version import __version__
+
+setup_logging_from_env()
 
 __all__ = [
     "API_KEY_ENV",
@@ -54,8 +58,10 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RETRY_STATUSES",
     "DEFAULT_WAIT_MANY_CONCURRENCY",
     "DEFAULT_WAIT_TIMEOUT",
+    "LOG_ENV",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -90,6 +96,7 @@ __all__ = [
     "RequestId",
     "RequestNotFoundError",
     "ResponseParseError",
+    "RetryPolicy",
     "Status",
     "SyncBatch",
     "SyncFetchResource",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -15,10 +15,12 @@ from ._downloads import Downloaded, Downloader
 from ._endpoint import FetchEndpoint, FetchResource
 from ._endpoints.images import IMAGES
 from ._endpoints.super_resolution import SUPER_RESOLUTION
-from ._errors import ClientClosedError
+from ._errors import ClientClosedError, ConfigurationError
 from ._models import FetchResult
 from ._per_loop import PerLoop
 from ._polling import PollPolicy
+from ._retry_policy import RetryPolicy
+from ._tls import CertTypes, VerifyTypes
 from ._transport import Transport
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
@@ -56,6 +58,18 @@ class AsyncModelsLab:
             not closed by this client. Redirects are never followed either way.
         poll_policy: How `wait()` spaces its polls; see `PollPolicy`.
         clock: The time source for polling and retry sleeps; replace it in tests.
+        verify: TLS verification for API calls and downloads alike: True (certifi's CA
+            bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set before the client is
+            created), a CA bundle path, an `ssl.SSLContext`, or False (test servers only).
+        cert: A client certificate: a file, `(certfile, keyfile)` or
+            `(certfile, keyfile, password)`.
+        proxy: A proxy for API calls and downloads: `http://`, `https://` or
+            `socks5://` (SOCKS needs `modelslab-fetch[socks]`). Without it, the
+            environment's `HTTPS_PROXY`/`NO_PROXY` are honoured. A plain-http loopback
+            `base_url` never goes through a proxy.
+        trust_env: False ignores the environment's proxies and `SSL_CERT_FILE`.
+        default_headers: Headers sent with every request (API calls and downloads).
+        retry_policy: How `fetch()` retries transient failures; see `RetryPolicy`.
 
     """
 
@@ -71,6 +85,12 @@ class AsyncModelsLab:
         http_client: httpx.AsyncClient | None = None,
         poll_policy: PollPolicy | None = None,
         clock: Clock | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
+        default_headers: Mapping[str, str] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self._config = ClientConfig.resolve(
             api_key=api_key,
@@ -79,7 +99,19 @@ class AsyncModelsLab:
             max_retries=max_retries,
             max_concurrency=max_concurrency,
             max_requests_per_second=max_requests_per_second,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            trust_env=trust_env,
+            default_headers=default_headers,
+            retry_policy=retry_policy,
         )
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                "http_client must be an httpx.AsyncClient (the SDK is async inside, the "
+                f"blocking ModelsLab too); got {type(http_client).__name__}: create an "
+                "httpx.AsyncClient with the same settings instead"
+            )
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
         self._transport = Transport(self._config, clock=clock, http_client=http_client)
@@ -152,8 +184,21 @@ class AsyncModelsLab:
     def _new_downloader(self) -> tuple[Downloader, httpx.AsyncClient | None]:
         if self._http_client is not None:
             return Downloader(self._http_client), None
-        # Images come from a CDN, not the API: plain GETs, no key, redirects fine.
-        owned = httpx.AsyncClient(timeout=self._config.timeout)
+        # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
+        # fine; the same TLS context and headers as the API calls.
+        config = self._config
+        try:
+            owned = httpx.AsyncClient(
+                timeout=config.timeout,
+                verify=config.tls(),
+                proxy=config.proxy,
+                trust_env=config.trust_env,
+                headers=dict(config.default_headers),
+            )
+        except ImportError as exc:  # a socks:// proxy without socksio installed
+            raise ConfigurationError(
+                f"proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
+            ) from None
         return Downloader(owned), owned
 
     async def aclose(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -22,6 +22,8 @@ from ._ids import RequestId
 from ._loop_thread import LoopThread
 from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
+from ._retry_policy import RetryPolicy
+from ._tls import CertTypes, VerifyTypes
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 
@@ -169,6 +171,12 @@ class ModelsLab:
         http_client: httpx.AsyncClient | None = None,
         poll_policy: PollPolicy | None = None,
         clock: Clock | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
+        default_headers: Mapping[str, str] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self._async = AsyncModelsLab(
             api_key=api_key,
@@ -180,6 +188,12 @@ class ModelsLab:
             http_client=http_client,
             poll_policy=poll_policy,
             clock=clock,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            trust_env=trust_env,
+            default_headers=default_headers,
+            retry_policy=retry_policy,
         )
         self._loop = LoopThread()
         # A client never closed would keep its thread, loop and connections for the life
