@@ -3,45 +3,40 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
+from ._batch import RECENT_OUTCOMES_KEPT, Batch, ProgressCallback
 from ._clock import Clock, EventLoopClock
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
 from ._downloads import Downloaded, Downloader
-from ._endpoint import FetchEndpoint, FetchResource
-from ._endpoints.images import IMAGES
-from ._endpoints.super_resolution import SUPER_RESOLUTION
-from ._errors import ClientClosedError, ConfigurationError
-from ._models import FetchResult
+from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, FetchEndpoint, FetchResource
+from ._endpoints._surface import AsyncSurface
+from ._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
+from ._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
+from ._models import FetchResult, Status
 from ._per_loop import PerLoop
-from ._polling import PollPolicy
+from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
 from ._retry_policy import RetryPolicy
+from ._routing import Queued, QueuedItems, body_of, resolve
 from ._tls import CertTypes, VerifyTypes
 from ._transport import Transport
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
 
 
-class AsyncEnterprise:
-    """ModelsLab's enterprise endpoints (`client.enterprise`)."""
-
-    def __init__(self, *, super_resolution: FetchResource[FetchResult]) -> None:
-        self.super_resolution = super_resolution
-        """`POST /v1/enterprise/super_resolution/fetch/{id}`: fetch or wait for upscaled images."""
-
-    def __repr__(self) -> str:
-        return "AsyncEnterprise(super_resolution)"
-
-
-class AsyncModelsLab:
+class AsyncModelsLab(ClientEndpoints, AsyncSurface):
     """The asynchronous ModelsLab fetch client.
 
     Use it as `async with AsyncModelsLab() as client:` (or call `aclose()`), then
-    `await client.images.wait(request_id)`.
+    `await client.images.wait(request_id)`, `await client.video.wait(request_id)`, or
+    `await client.wait_for(response)` with what a generation request returned. Every
+    endpoint (`images`, `video`, `voice`, `three_d`, `v7.images`, `enterprise.flux`, ...)
+    offers `fetch`, `wait`, `fetch_many` and `wait_many`; see `docs/endpoints.md`.
 
     Args:
         api_key: Your ModelsLab API key; defaults to `$MODELSLAB_API_KEY`.
@@ -119,13 +114,18 @@ class AsyncModelsLab:
         # An httpx client's connections belong to one event loop: one downloader per loop.
         self._downloaders = PerLoop(self._new_downloader, _close_downloader)
 
-        def resource(endpoint: FetchEndpoint[FetchResult]) -> FetchResource[FetchResult]:
-            return FetchResource(endpoint, self._transport, poll_policy=poll_policy, clock=clock)
+        resources: dict[FetchEndpoint[Any], FetchResource[Any]] = {}
 
-        self.images = resource(IMAGES)
-        """`POST /v6/images/fetch`: fetch or wait for queued images."""
-        self.enterprise = AsyncEnterprise(super_resolution=resource(SUPER_RESOLUTION))
-        """The enterprise endpoints."""
+        def resource(endpoint: FetchEndpoint[Any]) -> FetchResource[Any]:
+            # One resource per row, made when first read: the rows are the table's.
+            found = resources.get(endpoint)
+            if found is None:
+                found = resources[endpoint] = FetchResource(
+                    endpoint, self._transport, poll_policy=poll_policy, clock=clock
+                )
+            return found
+
+        self._bind(resource)
 
     @property
     def base_url(self) -> str:
@@ -159,6 +159,86 @@ class AsyncModelsLab:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    async def wait_for(
+        self,
+        queued: Queued,
+        *,
+        endpoint: str | FetchEndpoint[Any] | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> FetchResult:
+        """Wait for the job a generation request queued; return its success result.
+
+        `queued` is what the generation request returned: the decoded JSON object, or a
+        `FetchResult`. Its endpoint and id come from its `fetch_result` URL (which must
+        lie below this client's `base_url`: it is matched against the endpoint table,
+        never contacted as given), or from `endpoint=` (a name such as `"video"` or
+        `"enterprise.three_d"`, or a `FetchEndpoint`). An already successful `queued` is
+        returned at once, with no request; otherwise the first poll waits for its `eta`.
+        The result is the endpoint family's type (`VoiceResult`, `ThreeDResult`, ...).
+        Raises `ForeignFetchURLError` (nothing sent), `ConfigurationError`,
+        `GenerationFailedError`, `WaitTimeoutError`, and what `wait()` raises.
+        """
+        check_wait_timeout(timeout)
+        body = body_of(queued)
+        try:
+            route = resolve(body, base_url=self.base_url, table=self._table(), endpoint=endpoint)
+        except (ConfigurationError, InvalidRequestIdError):
+            if _says_success(body):  # nothing to fetch: keep it, wherever it came from
+                return FetchResult.from_body(body, request_id=str(body.get("id") or ""))
+            raise
+        resource = self._resource_for(route.endpoint)
+        first = route.endpoint.parse(body, request_id=route.request_id)
+        result: FetchResult = await resource._wait_from(route.request_id, first, timeout)
+        return result
+
+    def wait_for_many(
+        self,
+        queued_items: Iterable[Queued] | AsyncIterable[Queued],
+        *,
+        endpoint: str | FetchEndpoint[Any] | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> Batch[FetchResult]:
+        """`wait_for` for many generation responses: one `Outcome` per input, lazily.
+
+        Each input is routed as by `wait_for`, each to its own endpoint; an input that
+        cannot be (a foreign `fetch_result`, no id) gets an outcome with that error and
+        sends nothing. Bounded and lazy as `wait_many`, and stopped the same way by an
+        account-level error. An outcome's `request_id` is the job's id, written
+        `name:id` only if the same id came just before from another endpoint.
+        """
+        check_wait_timeout(timeout)
+        if self._transport.closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        width = DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency
+        items = QueuedItems(
+            queued_items,
+            base_url=self.base_url,
+            table=self._table(),
+            endpoint=endpoint,
+            remembered=RECENT_OUTCOMES_KEPT + (width if isinstance(width, int) else 0),
+        )
+
+        async def work(key: str) -> FetchResult:
+            route, body = items.take(key)
+            first = route.endpoint.parse(body, request_id=route.request_id)
+            resource = self._resource_for(route.endpoint)
+            result: FetchResult = await resource._wait_from(route.request_id, first, timeout)
+            return result
+
+        return Batch(
+            items.keys(),
+            AccountStop().guard(work),
+            concurrency=width,
+            ordered=ordered,
+            on_progress=on_progress,
+        )
+
+    def _table(self) -> dict[str, FetchEndpoint[Any]]:
+        return endpoint_table(type(self))
 
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory` (created if needed); return their paths.
@@ -218,6 +298,11 @@ class AsyncModelsLab:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _says_success(body: dict[str, Any]) -> bool:
+    status = body.get("status")
+    return isinstance(status, str) and status.strip().lower() == Status.SUCCESS.value
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:

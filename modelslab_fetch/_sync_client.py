@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -17,12 +17,15 @@ from ._batch import Batch, Outcome, ProgressCallback
 from ._clock import Clock
 from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._downloads import Downloaded
-from ._endpoint import FetchResource
+from ._endpoint import FetchEndpoint, FetchResource
+from ._endpoints._surface import SyncSurface
+from ._endpoints.table import ClientEndpoints, Enterprise
 from ._ids import RequestId
 from ._loop_thread import LoopThread
 from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._retry_policy import RetryPolicy
+from ._routing import Queued
 from ._tls import CertTypes, VerifyTypes
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
@@ -139,18 +142,7 @@ class SyncFetchResource(Generic[R]):
         return SyncBatch(batch, self._loop)
 
 
-class Enterprise:
-    """ModelsLab's enterprise endpoints (`client.enterprise`), blocking."""
-
-    def __init__(self, *, super_resolution: SyncFetchResource[FetchResult]) -> None:
-        self.super_resolution = super_resolution
-        """`POST /v1/enterprise/super_resolution/fetch/{id}`: fetch or wait for upscaled images."""
-
-    def __repr__(self) -> str:
-        return "Enterprise(super_resolution)"
-
-
-class ModelsLab:
+class ModelsLab(ClientEndpoints, SyncSurface):
     """The blocking ModelsLab fetch client, for scripts, notebooks and legacy code.
 
     It takes the same options as `AsyncModelsLab` and offers the same calls, returning
@@ -199,12 +191,18 @@ class ModelsLab:
         # A client never closed would keep its thread, loop and connections for the life
         # of the process: close them when it is collected (or at exit) instead.
         self._finalizer = weakref.finalize(self, self._loop.close, self._async.aclose)
-        self.images = SyncFetchResource(self._async.images, self._loop)
-        """`POST /v6/images/fetch`: fetch or wait for queued images."""
-        self.enterprise = Enterprise(
-            super_resolution=SyncFetchResource(self._async.enterprise.super_resolution, self._loop)
-        )
-        """The enterprise endpoints."""
+        resources: dict[FetchEndpoint[Any], SyncFetchResource[Any]] = {}
+
+        def resource(endpoint: FetchEndpoint[Any]) -> SyncFetchResource[Any]:
+            # The blocking twin of the async client's resource for the same row.
+            found = resources.get(endpoint)
+            if found is None:
+                found = resources[endpoint] = SyncFetchResource(
+                    self._async._resource_for(endpoint), self._loop
+                )
+            return found
+
+        self._bind(resource)
 
     @property
     def base_url(self) -> str:
@@ -233,6 +231,42 @@ class ModelsLab:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
+
+    def wait_for(
+        self,
+        queued: Queued,
+        *,
+        endpoint: str | FetchEndpoint[Any] | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> FetchResult:
+        """Wait for the job a generation request queued; see `AsyncModelsLab.wait_for`."""
+
+        async def wait_for() -> FetchResult:
+            return await self._async.wait_for(queued, endpoint=endpoint, timeout=timeout)
+
+        return self._loop.run(wait_for)
+
+    def wait_for_many(
+        self,
+        queued_items: Iterable[Queued] | AsyncIterable[Queued],
+        *,
+        endpoint: str | FetchEndpoint[Any] | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> SyncBatch[FetchResult]:
+        """`wait_for` for many responses, one `Outcome` each; see `AsyncModelsLab.wait_for_many`."""
+        self._loop.check_open()
+        batch = self._async.wait_for_many(
+            queued_items,
+            endpoint=endpoint,
+            concurrency=concurrency,
+            timeout=timeout,
+            ordered=ordered,
+            on_progress=on_progress,
+        )
+        return SyncBatch(batch, self._loop)
 
     def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory`; see `AsyncModelsLab.download`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from modelslab_fetch import APIConnectionError, FetchResult, PollPolicy, Status, WaitTimeoutError
@@ -12,7 +14,7 @@ from tests.conftest import FakeClock
 AT_ETA = PollPolicy(eta_factor=1.0, eta_offset=0.0, min_interval=0.5)
 
 
-def answers(*bodies: dict[str, object] | Exception):
+def answers(*bodies: dict[str, object] | Exception) -> Callable[[], Awaitable[FetchResult]]:
     queue = list(bodies)
 
     async def poll() -> FetchResult:
