@@ -51,6 +51,7 @@ from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
 from ._retry_policy import DEFAULT_RETRY_STATUSES, RetryPolicy
 from ._routing import ForeignFetchURLError
 from ._sync_client import Enterprise, ModelsLab, SyncBatch, SyncFetchResource
+from ._updates import PollUpdate
 from ._version import __version__
 
 setup_logging_from_env()
@@ -97,6 +98,7 @@ __all__ = [
     "Outcome",
     "PermissionDeniedError",
     "PollPolicy",
+    "PollUpdate",
     "Progress",
     "RateLimitError",
     "RequestId",

@@ -12,7 +12,14 @@ import httpx
 
 from ._batch import RECENT_OUTCOMES_KEPT, Batch, ProgressCallback
 from ._clock import Clock, EventLoopClock
-from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ._config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    ClientConfig,
+    NotGiven,
+)
 from ._downloads import Downloaded, Downloader
 from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, FetchEndpoint, FetchResource
 from ._endpoints._surface import AsyncSurface
@@ -25,6 +32,7 @@ from ._retry_policy import RetryPolicy
 from ._routing import Queued, QueuedItems, body_of, resolve
 from ._tls import CertTypes, VerifyTypes
 from ._transport import Transport
+from ._updates import UpdateCallback
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
 
@@ -109,11 +117,24 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             )
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
-        self._transport = Transport(self._config, clock=clock, http_client=http_client)
-        self._http_client = http_client
+        transport = Transport(self._config, clock=clock, http_client=http_client)
         # An httpx client's connections belong to one event loop: one downloader per loop.
-        self._downloaders = PerLoop(self._new_downloader, _close_downloader)
+        downloaders = PerLoop(self._new_downloader, _close_downloader)
+        self._wire(transport, downloaders, http_client, poll_policy, clock)
 
+    def _wire(
+        self,
+        transport: Transport,
+        downloaders: PerLoop[tuple[Downloader, httpx.AsyncClient | None]],
+        http_client: httpx.AsyncClient | None,
+        poll_policy: PollPolicy,
+        clock: Clock,
+    ) -> None:
+        self._transport = transport
+        self._downloaders = downloaders
+        self._http_client = http_client
+        self._poll_policy = poll_policy
+        self._clock = clock
         resources: dict[FetchEndpoint[Any], FetchResource[Any]] = {}
 
         def resource(endpoint: FetchEndpoint[Any]) -> FetchResource[Any]:
@@ -126,6 +147,44 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             return found
 
         self._bind(resource)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        poll_policy: PollPolicy | NotGiven = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
+    ) -> AsyncModelsLab:
+        """A client with other settings, sharing this one's connections and limits.
+
+        `client.with_options(timeout=5, max_retries=0).images.fetch(id)`: the copy uses
+        the same connections and the same client-wide limits (`max_concurrency`, the
+        request rate, rate-limit pauses), so it costs nothing to make per call; this
+        client is unchanged. Closing either closes both. Arguments left out keep this
+        client's setting; each is checked as at construction.
+        """
+        if not isinstance(poll_policy, NotGiven | PollPolicy):
+            raise ConfigurationError(
+                f"poll_policy must be a PollPolicy; got {type(poll_policy).__name__}"
+            )
+        config = self._config.with_changes(
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            retry_policy=retry_policy,
+        )
+        twin = object.__new__(type(self))
+        twin._config = config
+        twin._wire(
+            self._transport.with_config(config),
+            self._downloaders,
+            self._http_client,
+            self._poll_policy if isinstance(poll_policy, NotGiven) else poll_policy,
+            self._clock,
+        )
+        return twin
 
     @property
     def base_url(self) -> str:
@@ -166,6 +225,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         *,
         endpoint: str | FetchEndpoint[Any] | None = None,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        on_update: UpdateCallback | None = None,
     ) -> FetchResult:
         """Wait for the job a generation request queued; return its success result.
 
@@ -176,6 +236,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         `"enterprise.three_d"`, or a `FetchEndpoint`). An already successful `queued` is
         returned at once, with no request; otherwise the first poll waits for its `eta`.
         The result is the endpoint family's type (`VoiceResult`, `ThreeDResult`, ...).
+        `on_update` hears of every poll as for `wait()` (the response counts as poll 1).
         Raises `ForeignFetchURLError` (nothing sent), `ConfigurationError`,
         `GenerationFailedError`, `WaitTimeoutError`, and what `wait()` raises.
         """
@@ -189,7 +250,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             raise
         resource = self._resource_for(route.endpoint)
         first = route.endpoint.parse(body, request_id=route.request_id)
-        result: FetchResult = await resource._wait_from(route.request_id, first, timeout)
+        result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
         return result
 
     def wait_for_many(
@@ -201,6 +262,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
+        on_update: UpdateCallback | None = None,
     ) -> Batch[FetchResult]:
         """`wait_for` for many generation responses: one `Outcome` per input, lazily.
 
@@ -226,7 +288,9 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             route, body = items.take(key)
             first = route.endpoint.parse(body, request_id=route.request_id)
             resource = self._resource_for(route.endpoint)
-            result: FetchResult = await resource._wait_from(route.request_id, first, timeout)
+            result: FetchResult = await resource._wait_from(
+                route.request_id, first, timeout, on_update
+            )
             return result
 
         return Batch(

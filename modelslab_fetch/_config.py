@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
@@ -23,8 +24,23 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
     "ClientConfig",
 ]
+
+
+class NotGiven:
+    """The type of `NOT_GIVEN`: "leave this setting as it is" (None can be a setting)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN = NotGiven()
+"""The default of `with_options` arguments: keep the client's own setting."""
 
 API_KEY_ENV = "MODELSLAB_API_KEY"
 BASE_URL_ENV = "MODELSLAB_BASE_URL"
@@ -63,6 +79,30 @@ class ClientConfig:
         """How many times `fetch()` retries: the retry policy's count, else `max_retries`."""
         policy = self.retry_policy.max_retries
         return self.max_retries if policy is None else policy
+
+    def with_changes(
+        self,
+        *,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven | None = NOT_GIVEN,
+    ) -> ClientConfig:
+        """A copy with the given settings changed, checked as at construction."""
+        changes: dict[str, object] = {}
+        if not isinstance(timeout, NotGiven):
+            changes["timeout"] = _resolve_timeout(timeout)
+        if not isinstance(max_retries, NotGiven):
+            changes["max_retries"] = _resolve_max_retries(max_retries)
+        if not isinstance(default_headers, NotGiven):
+            changes["default_headers"] = _resolve_headers(default_headers)
+        if not isinstance(retry_policy, NotGiven):
+            if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+                raise ConfigurationError(
+                    f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
+                )
+            changes["retry_policy"] = retry_policy if retry_policy is not None else RetryPolicy()
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def tls(self) -> ssl.SSLContext:
         """The TLS context for every connection this client makes."""

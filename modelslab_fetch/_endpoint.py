@@ -27,6 +27,7 @@ from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout, wait_until_finished
 from ._traffic import last_check_before_sending
 from ._transport import Transport
+from ._updates import UpdateCallback
 
 if TYPE_CHECKING:
     from ._endpoints._surface import AsyncSurface, SyncSurface
@@ -193,18 +194,23 @@ class FetchResource(Generic[R]):
         return await self._fetch_normalized(rid)
 
     async def wait(
-        self, request_id: RequestId, *, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self,
+        request_id: RequestId,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        on_update: UpdateCallback | None = None,
     ) -> R:
         """Poll the job `request_id` until it finishes; return the success result.
 
         Polls are spaced by the server's `eta` (see `PollPolicy`); transient failures
-        (network, overload, rate limits asking for at most 60 s) are polled through until
-        the deadline. Raises
-        `GenerationFailedError` if the job ends `failed` or `error`, and `WaitTimeoutError`
-        (carrying the last result) when `timeout` seconds pass first; `None` waits without
-        a deadline.
+        (network, overload, every rate limit) are polled through until the deadline.
+        Raises `GenerationFailedError` if the job ends `failed` or `error`, and
+        `WaitTimeoutError` (carrying the last result) when `timeout` seconds pass first;
+        `None` waits without a deadline. `on_update` is called after every poll with a
+        `PollUpdate` (status, `eta`, polls so far, next poll), e.g. to show "queued,
+        about 20 s left"; an exception it raises ends the wait.
         """
-        return await self._wait_normalized(normalize_request_id(request_id), timeout)
+        return await self._wait_normalized(normalize_request_id(request_id), timeout, on_update)
 
     def fetch_many(
         self,
@@ -238,6 +244,7 @@ class FetchResource(Generic[R]):
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
+        on_update: UpdateCallback | None = None,
     ) -> Batch[R]:
         """Wait for each id to finish; an async iterator of one `Outcome` per input id.
 
@@ -246,13 +253,14 @@ class FetchResource(Generic[R]):
         are waited on at once (default 1024: they mostly sleep; the client's
         `max_concurrency` caps the requests). Read the ids lazily from any iterable or
         async iterable; duplicates are asked for once. Outcomes come as they finish, or
-        in input order with `ordered=True`.
+        in input order with `ordered=True`. `on_progress` hears of each outcome
+        (`Progress`), `on_update` of each poll of each id (`PollUpdate`).
         """
         check_wait_timeout(timeout)
         self._refuse_if_closed()
         return Batch(
             ids,
-            AccountStop().guard(lambda rid: self._wait_normalized(rid, timeout)),
+            AccountStop().guard(lambda rid: self._wait_normalized(rid, timeout, on_update)),
             concurrency=DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -262,7 +270,9 @@ class FetchResource(Generic[R]):
         if self._transport.closed:
             raise ClientClosedError("this client is closed; create a new one")
 
-    async def _wait_normalized(self, rid: str, timeout: float | None) -> R:
+    async def _wait_normalized(
+        self, rid: str, timeout: float | None, on_update: UpdateCallback | None = None
+    ) -> R:
         return await wait_until_finished(
             # The poll schedule retries transient failures itself, within the deadline;
             # transport retries would sleep on their own schedule, blind to it.
@@ -271,9 +281,13 @@ class FetchResource(Generic[R]):
             timeout=timeout,
             policy=self._poll_policy,
             clock=self._clock,
+            on_update=on_update,
+            transient=self._transport.is_transient,
         )
 
-    async def _wait_from(self, rid: str, first: R, timeout: float | None) -> R:
+    async def _wait_from(
+        self, rid: str, first: R, timeout: float | None, on_update: UpdateCallback | None = None
+    ) -> R:
         """Wait as `wait()` does, taking `first` (a generation response) as the first poll.
 
         No request is sent for it: a finished `first` is returned (or raised) at once,
@@ -287,7 +301,13 @@ class FetchResource(Generic[R]):
             return await self._fetch_normalized(rid, retry=False)
 
         return await wait_until_finished(
-            poll, request_id=rid, timeout=timeout, policy=self._poll_policy, clock=self._clock
+            poll,
+            request_id=rid,
+            timeout=timeout,
+            policy=self._poll_policy,
+            clock=self._clock,
+            on_update=on_update,
+            transient=self._transport.is_transient,
         )
 
     async def _fetch_normalized(self, rid: str, *, retry: bool = True) -> R:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -138,21 +139,32 @@ class Transport:
         self._redactor = Redactor(self._key)
         register_for_log_redaction(self._redactor)
         install_log_redaction()
-        self._closed = False
+        # Shared with every `with_config` twin: closing one closes them all.
+        self._shared = _Shared()
         self._rate_limits_in_a_row = 0
-        # Yours first (a user-agent of your own, a header your proxy wants), then ours:
-        # the body is always JSON.
-        self._headers = {
-            "user-agent": USER_AGENT,
-            **dict(config.default_headers),
-            "content-type": "application/json",
-        }
+        self._headers = _headers_for(config)
         # SOCKS proxies go through httpx (with socksio), which speaks them; aiohttp does
         # not without another dependency.
         self._via_httpx = _is_socks(self._api_proxy(config))
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._config.base_url!r})"
+
+    def with_config(self, config: ClientConfig) -> Transport:
+        """A twin with other settings (timeout, retries, headers) sharing everything else.
+
+        The twin uses the same connections, the same client-wide limits (concurrency,
+        rate, rate-limit pauses) and the same closed state: closing either closes both.
+        """
+        twin = copy.copy(self)
+        twin._config = config
+        twin._headers = _headers_for(config)
+        return twin
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether `error` is worth asking again, under this client's `RetryPolicy`."""
+        policy = self._config.retry_policy
+        return is_transient(error, statuses=policy.statuses, edge_pages=policy.retry_edge_pages)
 
     @property
     def max_concurrency(self) -> int:
@@ -167,18 +179,18 @@ class Transport:
     @property
     def closed(self) -> bool:
         """Whether `aclose()` has been called."""
-        return self._closed
+        return self._shared.closed
 
     async def aclose(self) -> None:
         """Close connections this transport opened; an `http_client` you passed stays open."""
-        self._closed = True
+        self._shared.closed = True
         try:
             await self._fast_backends.aclose()
         finally:
             await self._fallback_backends.aclose()
 
     def _backend(self, request_id: str | None) -> Backend:
-        if self._closed:  # a retry still under way when the client closed
+        if self._shared.closed:  # a retry still under way when the client closed
             raise ClientClosedError(
                 "this client is closed; create a new one", request_id=request_id
             )
@@ -253,7 +265,7 @@ class Transport:
         `max_retries` times, unless `retry` is false: a caller with a schedule and a
         deadline of its own (polling) retries on that schedule instead.
         """
-        if self._closed:
+        if self._shared.closed:
             raise ClientClosedError(
                 "this client is closed; create a new one", request_id=request_id
             )
@@ -404,6 +416,26 @@ def _log_retry(retry_state: RetryCallState) -> None:
         retry_state.attempt_number,
         error,
     )
+
+
+class _Shared:
+    """What a transport and its `with_config` twins share besides connections and limits."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"_Shared(closed={self.closed})"
+
+
+def _headers_for(config: ClientConfig) -> dict[str, str]:
+    # Yours first (a user-agent of your own, a header your proxy wants), then ours: the
+    # body is always JSON.
+    return {
+        "user-agent": USER_AGENT,
+        **dict(config.default_headers),
+        "content-type": "application/json",
+    }
 
 
 def _is_socks(proxy: str | None) -> bool:

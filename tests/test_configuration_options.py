@@ -9,6 +9,8 @@ by the server, `MODELSLAB_LOG` in a subprocess, the retry policy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import ssl
@@ -18,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import respx
@@ -31,6 +34,7 @@ from modelslab_fetch import (
     FetchResult,
     ModelsLab,
     RetryPolicy,
+    Status,
 )
 from modelslab_fetch._config import ClientConfig
 from modelslab_fetch._transport import Transport
@@ -211,17 +215,23 @@ class TunnellingProxy:
             return
         self.connects.append(target.decode())
         reader, writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        await peer.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        try:
+            await peer.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            while chunk := await source.read(2**16):
-                sink.write(chunk)
-                await sink.drain()
-            sink.close()
+            async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+                while chunk := await source.read(2**16):
+                    sink.write(chunk)
+                    await sink.drain()
+                sink.close()
 
-        await asyncio.gather(
-            pipe(peer.reader, writer), pipe(reader, peer.writer), return_exceptions=True
-        )
+            await asyncio.gather(
+                pipe(peer.reader, writer), pipe(reader, peer.writer), return_exceptions=True
+            )
+        finally:
+            # Also when the harness cancels the tunnel at teardown: no socket left open.
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
     @property
     def url(self) -> str:
@@ -413,3 +423,139 @@ def test_modelslab_log_turns_logging_on_without_code(
     for words in absent:
         assert words not in done.stderr
     assert API_KEY not in done.stderr
+
+
+# with_options -------------------------------------------------------------------------
+
+
+async def test_with_options_changes_settings_and_shares_connections_and_limits(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    in_flight, most = 0, 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json={"status": "success", "output": ["https://a/0.png"]})
+
+    router.post(IMAGES_URL).side_effect = slow
+    async with AsyncModelsLab(
+        api_key=API_KEY, clock=clock, max_concurrency=2, timeout=30
+    ) as client:
+        quick = client.with_options(timeout=5, max_retries=0, default_headers={"X-Call": "quick"})
+        assert (quick.timeout.read, quick.max_retries) == (5, 0)
+        assert (client.timeout.read, client.max_retries) == (30, 3)  # unchanged
+        assert quick._transport._shared is client._transport._shared
+        async with anyio.create_task_group() as tasks:
+            for n in range(6):
+                tasks.start_soon((client if n % 2 else quick).images.fetch, n)
+        assert most <= 2  # one cap for both
+        sent = [call.request.headers.get("x-call") for call in router.calls]
+        assert sent.count("quick") == 3 and sent.count(None) == 3
+    assert quick.closed  # closing one closes both
+
+
+async def test_with_options_shares_rate_limit_pauses(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    route = router.post(IMAGES_URL)
+    route.side_effect = [
+        httpx.Response(429, json={"message": "Rate limit exceeded", "retry_after": 20}),
+        httpx.Response(200, json={"status": "success"}),
+        httpx.Response(200, json={"status": "success"}),
+    ]
+    async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
+        with pytest.raises(Exception, match="20 s"):
+            await client.with_options(max_retries=0).images.fetch(1)
+        await client.images.fetch(2)  # waits out the pause the twin met
+    assert clock.elapsed >= 20
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"timeout": -1}, "timeout"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"poll_policy": 3}, "PollPolicy"),
+    ],
+)
+def test_with_options_checks_its_arguments(options: dict[str, object], words: str) -> None:
+    client = AsyncModelsLab(api_key=API_KEY)
+    with pytest.raises(ConfigurationError, match=words):
+        client.with_options(**options)  # type: ignore[arg-type]
+
+
+def test_the_blocking_with_options_shares_the_loop_thread() -> None:
+    simulator = Simulator(api_key=API_KEY)
+    with simulator_server(SimulatorApp(simulator)) as base_url:
+        client = ModelsLab(api_key=API_KEY, base_url=base_url)
+        twin = client.with_options(timeout=3)
+        job = simulator.queue()
+        assert twin.images.fetch(job).succeeded
+        assert client.images.fetch(job).succeeded
+        assert twin._loop is client._loop
+        del client
+        gc.collect()  # the twin keeps the original, and so the loop thread, alive
+        assert twin.images.fetch(job).succeeded
+        twin.close()
+        assert twin._loop.closed
+
+
+# on_update on the clients -------------------------------------------------------------
+
+
+def test_on_update_reports_every_poll_of_a_blocking_wait() -> None:
+    updates: list[tuple[object, ...]] = []
+    simulator = Simulator(api_key=API_KEY, eta_error=0.0)
+    with simulator_server(SimulatorApp(simulator)) as base_url:
+        job = simulator.queue(ready_in=0.6)
+        with ModelsLab(api_key=API_KEY, base_url=base_url) as client:
+            result = client.images.wait(
+                job, on_update=lambda u: updates.append((u.polls, u.status, u.next_poll_in))
+            )
+    assert result.succeeded
+    assert updates[0][:2] == (1, Status.PROCESSING) and updates[0][2] is not None
+    assert updates[-1] == (len(updates), Status.SUCCESS, None)
+
+
+async def test_on_update_reaches_wait_many_and_wait_for(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    route = router.post(f"{IMAGES_URL}/44")
+    route.respond(200, json={"status": "success", "id": 44, "output": ["https://a/0.png"]})
+    router.post(IMAGES_URL).respond(200, json={"status": "success", "output": ["https://a/0.png"]})
+    seen: list[str] = []
+    async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
+        async for _ in client.images.wait_many(
+            ["1", "2"], on_update=lambda u: seen.append(u.request_id)
+        ):
+            pass
+        queued = {"status": "processing", "id": 44, "eta": 3, "fetch_result": f"{IMAGES_URL}/44"}
+        await client.wait_for(
+            queued, on_update=lambda u: seen.append(f"for:{u.request_id}:{u.polls}")
+        )
+    assert sorted(seen[:2]) == ["1", "2"]
+    assert seen[2:] == ["for:44:1", "for:44:2"]
+
+
+# One httpx.AsyncClient, several blocking clients --------------------------------------
+
+
+def test_several_blocking_clients_can_share_one_httpx_async_client() -> None:
+    simulator = Simulator(api_key=API_KEY)
+    with simulator_server(SimulatorApp(simulator)) as base_url:
+        http_client = httpx.AsyncClient()
+        first = ModelsLab(api_key=API_KEY, base_url=base_url, http_client=http_client)
+        second = ModelsLab(api_key=API_KEY, base_url=base_url, http_client=http_client)
+        job = simulator.queue()
+        assert first.images.fetch(job).succeeded
+        assert second.images.fetch(job).succeeded
+        first.close()
+        assert second.images.fetch(job).succeeded  # still running for the other client
+        second.close()
+        third = ModelsLab(api_key=API_KEY, base_url=base_url, http_client=http_client)
+        assert third.images.fetch(job).succeeded
+        third.close()
