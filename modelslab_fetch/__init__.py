@@ -9,7 +9,7 @@ The layers, bottom up:
 """
 
 from ._async_client import AsyncEnterprise, AsyncModelsLab
-from ._batch import Batch, Outcome, Progress
+from ._batch import Batch, Failure, Outcome, Progress, Success
 from ._clock import Clock, EventLoopClock
 from ._config import (
     API_KEY_ENV,
@@ -85,6 +85,7 @@ __all__ = [
     "Downloaded",
     "Enterprise",
     "EventLoopClock",
+    "Failure",
     "FetchEndpoint",
     "FetchResource",
     "FetchResult",
@@ -106,6 +107,7 @@ __all__ = [
     "ResponseParseError",
     "RetryPolicy",
     "Status",
+    "Success",
     "SyncBatch",
     "SyncFetchResource",
     "ThreeDResult",

@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -73,6 +73,9 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         trust_env: False ignores the environment's proxies and `SSL_CERT_FILE`.
         default_headers: Headers sent with every request (API calls and downloads).
         retry_policy: How `fetch()` retries transient failures; see `RetryPolicy`.
+        http_backend: Which HTTP library carries API calls: "auto" (aiohttp under
+            asyncio, httpx under trio, through a SOCKS proxy, or under respx), "aiohttp"
+            or "httpx". Decided once, on the first request. Ignored with `http_client=`.
 
     """
 
@@ -94,6 +97,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         trust_env: bool = True,
         default_headers: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
+        http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
     ) -> None:
         self._config = ClientConfig.resolve(
             api_key=api_key,
@@ -108,6 +112,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             trust_env=trust_env,
             default_headers=default_headers,
             retry_policy=retry_policy,
+            http_backend=http_backend,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import sys
 from collections import OrderedDict
@@ -16,7 +15,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 import anyio.abc
@@ -29,7 +28,15 @@ from ._models import FetchResult
 if sys.version_info < (3, 11):  # pragma: no cover - the builtin arrived in 3.11
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["RECENT_OUTCOMES_KEPT", "Batch", "Outcome", "Progress"]
+__all__ = [
+    "RECENT_OUTCOMES_KEPT",
+    "Batch",
+    "Failure",
+    "Outcome",
+    "Progress",
+    "Success",
+    "outcome_of",
+]
 
 R = TypeVar("R", bound=FetchResult)
 
@@ -37,23 +44,85 @@ RECENT_OUTCOMES_KEPT = 4096
 """How many finished ids a batch remembers, so a repeat of one is answered without a request."""
 
 
-@dataclass(frozen=True, slots=True)
 class Outcome(Generic[R]):
-    """What became of one input id of a batch: a result, or the error that stopped it."""
+    """What became of one input id of a batch: a `Success` or a `Failure`.
+
+    Both carry `request_id`, `index`, `result`, `error` and `ok`. A batch yields
+    `Success[R] | Failure[R]`, so `if outcome.ok:` narrows `outcome.result` to the
+    result type (and `outcome.error` to an `Exception` otherwise) for a type checker.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @property
+        def request_id(self) -> str:
+            """The id as normalised (always text); for a malformed id, its text as given."""
+
+        @property
+        def index(self) -> int:
+            """The id's position in the input, counting from 0."""
+
+        @property
+        def result(self) -> R | None:
+            """The typed result, or None if `error` is set."""
+
+        @property
+        def error(self) -> Exception | None:
+            """Why there is no result: any `ModelsLabError` (`GenerationFailedError`, ...)."""
+
+        @property
+        def ok(self) -> bool:
+            """Whether there is a result and no error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Success(Outcome[R]):
+    """An input id that has its result."""
+
+    request_id: str
+    """The id as normalised (always text)."""
+    index: int
+    """The id's position in the input, counting from 0."""
+    result: R
+    """The typed result."""
+    error: None = None
+    """Always None."""
+
+    @property
+    def ok(self) -> Literal[True]:
+        """Always True."""
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Failure(Outcome[R]):
+    """An input id that has no result, and the error that says why."""
 
     request_id: str
     """The id as normalised (always text); for a malformed id, its text as given."""
     index: int
     """The id's position in the input, counting from 0."""
-    result: R | None
-    """The typed result, or None if `error` is set."""
-    error: Exception | None
+    error: Exception
     """Why there is no result: any `ModelsLabError` (`GenerationFailedError`, ...)."""
+    result: None = None
+    """Always None."""
 
     @property
-    def ok(self) -> bool:
-        """Whether there is a result and no error."""
-        return self.error is None
+    def ok(self) -> Literal[False]:
+        """Always False."""
+        return False
+
+
+def outcome_of(
+    request_id: str, index: int, result: R | None, error: Exception | None
+) -> Success[R] | Failure[R]:
+    """The `Success` (no error) or the `Failure` for one input position."""
+    if error is None:
+        assert result is not None  # noqa: S101 - work returns a result or raises
+        return Success(request_id, index, result)
+    return Failure(request_id, index, error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +176,8 @@ class Batch(Generic[R]):
             ids, work, concurrency=check_concurrency(concurrency), ordered=ordered
         )
         self._receive = self._engine.receive
-        self._driver: asyncio.Task[None] | None = None
+        self._driver = _Driver(self._engine)
+        self._task_group: anyio.abc.TaskGroup | None = None
         self._on_progress = on_progress
         self._total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
         self._succeeded = 0
@@ -116,16 +186,16 @@ class Batch(Generic[R]):
         self._interrupted = False
 
     def __repr__(self) -> str:
-        state = "not started" if self._driver is None else "running"
-        if self._driver is not None and self._driver.done():
-            state = "finished"
         engine = self._engine
-        return f"Batch(concurrency={engine.concurrency}, ordered={engine.ordered}, {state})"
+        return (
+            f"Batch(concurrency={engine.concurrency}, ordered={engine.ordered}, "
+            f"{self._driver.state})"
+        )
 
     def __aiter__(self) -> Batch[R]:
         return self
 
-    async def __anext__(self) -> Outcome[R]:
+    async def __anext__(self) -> Success[R] | Failure[R]:
         if self._callback_error is not None:
             error, self._callback_error = self._callback_error, None
             self._abandon()
@@ -135,13 +205,8 @@ class Batch(Generic[R]):
                 "this batch stopped when a wait for its next outcome was cancelled; "
                 "ids it had read may be unanswered: start a new batch for them"
             )
-        if self._driver is None:
-            # A task of its own, not a task group: an async iterator cannot hold a task
-            # group open across its yields. Inside, the work is structured (anyio task
-            # group), and the driver is always cancelled on aclose(), at the end of an
-            # `async with`, or when this iterator is dropped (the task holds only the
-            # engine, never this handle, so dropping it is seen at once).
-            self._driver = asyncio.get_running_loop().create_task(self._engine.drive())
+        if not self._driver.started:
+            self._driver.start_detached()
         try:
             try:  # anyio's receive() always yields to the loop first; skip that when ready
                 outcome = self._receive.receive_nowait()
@@ -149,7 +214,7 @@ class Batch(Generic[R]):
                 outcome = await self._receive.receive()
         except anyio.EndOfStream:
             self._receive.close()
-            await self._raise_driver_failure()
+            await self._driver.raise_failure()
             raise StopAsyncIteration from None
         except anyio.ClosedResourceError:  # aclose() came first
             raise StopAsyncIteration from None
@@ -186,8 +251,13 @@ class Batch(Generic[R]):
         except Exception as exc:
             self._callback_error = exc
 
-    async def next_many(self, limit: int) -> list[Outcome[R]]:
-        """Wait for the next outcome, then take up to `limit` that are ready; [] at the end."""
+    async def next_many(self, limit: int) -> list[Success[R] | Failure[R]]:
+        """Wait for the next outcome, then take up to `limit` in all that are ready now.
+
+        Returns [] at the end. For consumers that handle outcomes in groups (a database
+        write per group, a thread hand-off per group: the blocking `SyncBatch` uses it so
+        that outcomes cross to your thread a few hundred at a time).
+        """
         try:
             outcomes = [await self.__anext__()]
         except StopAsyncIteration:
@@ -203,19 +273,21 @@ class Batch(Generic[R]):
 
     async def aclose(self) -> None:
         """Stop all work of the batch and wait until it has stopped. Safe to call twice."""
-        driver = self._driver
-        if driver is None:
+        if not self._driver.started:
             self._engine.send.close()
-        elif not driver.done():
-            driver.cancel()
-            # asyncio.wait, not `await driver`: the driver's cancellation must end here,
-            # while a cancellation of the task calling aclose() must go on through.
-            await asyncio.wait({driver})
-        if driver is not None:
-            _mark_retrieved(driver)
+        else:
+            await self._driver.stop()
         self._receive.close()
 
     async def __aenter__(self) -> Batch[R]:
+        # The structured form: the work runs in a task group this batch owns, for as
+        # long as the `async with` block. It is the only form on trio, where nothing
+        # may run outside a task group.
+        if self._driver.started:
+            raise RuntimeError("enter `async with batch:` before iterating it, not after")
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._driver.start_in(self._task_group)
         return self
 
     async def __aexit__(
@@ -224,7 +296,12 @@ class Batch(Generic[R]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            task_group, self._task_group = self._task_group, None
+            if task_group is not None:
+                await task_group.__aexit__(exc_type, exc, tb)
 
     def __del__(self) -> None:
         if hasattr(self, "_driver"):  # else __init__ failed and nothing was started
@@ -232,31 +309,126 @@ class Batch(Generic[R]):
 
     def _abandon(self) -> None:
         """Stop the work without waiting for it (for places that cannot await)."""
-        driver = self._driver
-        if driver is None:
+        if not self._driver.started:
             self._engine.send.close()
-        elif not driver.done():
-            loop = driver.get_loop()
-            if _running_loop() is loop:
-                _stop_unread(driver)
-            elif not loop.is_closed():  # dropped in another thread: ask the loop's own
-                loop.call_soon_threadsafe(_stop_unread, driver)
         else:
-            _mark_retrieved(driver)
+            self._driver.stop_soon()
         self._receive.close()
 
-    async def _raise_driver_failure(self) -> None:
-        assert self._driver is not None  # noqa: S101 - the stream ends only after a start
-        if self._driver.cancelled():
-            return
+
+class _Driver:
+    """Runs a batch's engine, in a task group the batch owns or detached, and stops it.
+
+    Whatever the engine raises (a bug in the input iterable or a callback: the work
+    itself never raises, its errors are outcomes) is kept here, to be raised where the
+    consumer reads the end of the outcomes, never left for the event loop to log.
+    """
+
+    def __init__(self, engine: _Engine[Any]) -> None:
+        self._engine = engine
+        self._scope: anyio.CancelScope | None = None
+        self._finished: anyio.Event | None = None
+        self._detached: Any = None
+        self._failure: BaseException | None = None
+        self._stop_requested = False
+
+    def __repr__(self) -> str:
+        return f"_Driver({self.state})"
+
+    @property
+    def started(self) -> bool:
+        """Whether the engine has been started."""
+        return self._finished is not None
+
+    @property
+    def state(self) -> str:
+        """One of: not started, running, finished."""
+        if self._finished is None:
+            return "not started"
+        return "finished" if self._finished.is_set() else "running"
+
+    def start_in(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run the engine in `task_group` (the structured form)."""
+        self._finished = anyio.Event()
+        task_group.start_soon(self._run)
+
+    def start_detached(self) -> None:
+        """Run the engine in a task of its own, outside any task group.
+
+        An async iterator cannot hold a task group open across its yields; an event loop
+        that can start a task detached from any group (asyncio's) lets a bare `async for`
+        work all the same. The task holds only the engine, never the batch, so dropping
+        the batch is seen at once, and it is always stopped by aclose(), the end of an
+        `async with`, or the batch being dropped.
+        """
+        create_task = getattr(anyio.lowlevel.current_token().native_token, "create_task", None)
+        if create_task is None:
+            raise RuntimeError(
+                "on this event loop (trio) a batch's work needs a task group it owns: use "
+                "`async with client.images.wait_many(ids) as outcomes: async for outcome "
+                "in outcomes: ...` (the same for fetch_many and wait_for_many)"
+            )
+        self._finished = anyio.Event()
+        self._detached = create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._finished is not None  # noqa: S101 - set by whoever started it
         try:
-            await self._driver
-        except BaseExceptionGroup as group:
-            # Our own work never raises (errors become outcomes): what is left is a bug
-            # in the input iterable or the progress callback; show it as it was raised.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+            with anyio.CancelScope() as self._scope:
+                if self._stop_requested:  # stopped before it had begun
+                    self._scope.cancel()
+                await self._engine.drive()
+        except Exception as exc:
+            self._failure = exc
+        finally:
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Cancel the engine's work and wait until it has stopped."""
+        self.stop_soon()
+        assert self._finished is not None  # noqa: S101 - only called once started
+        # Not shielded: the work is told to stop either way, and a cancellation of the
+        # caller must go on through rather than wait here.
+        await self._finished.wait()
+
+    def stop_soon(self) -> None:
+        """Cancel the engine's work without waiting (for places that cannot await)."""
+        # A task cancelled before its first step never runs its `finally`: so the run is
+        # asked to stop, and stops itself, whether it has begun or not.
+        self._stop_requested = True
+        if _on_the_loop_of(self._detached):
+            self._cancel()
+        else:  # dropped in another thread: ask the loop's own thread to cancel
+            loop = self._detached.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def raise_failure(self) -> None:
+        """Raise what the engine failed with, once it has finished; nothing if it did not."""
+        assert self._finished is not None  # noqa: S101 - the outcomes end only once started
+        await self._finished.wait()
+        failure = self._failure
+        if isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
+            # Our own work never raises: what is left is a bug in the input iterable or
+            # the progress callback; show it as it was raised.
+            raise failure.exceptions[0] from None
+        if failure is not None:
+            raise failure
+
+
+def _on_the_loop_of(task: Any) -> bool:
+    """Whether we run on `task`'s event loop now (True for the task-group form)."""
+    if task is None:
+        return True
+    try:
+        current = anyio.lowlevel.current_token().native_token
+    except RuntimeError:  # no event loop in this thread: a garbage collector's call
+        return False
+    return bool(current is task.get_loop())
 
 
 class _Engine(Generic[R]):
@@ -275,17 +447,19 @@ class _Engine(Generic[R]):
         self.concurrency = concurrency
         self.ordered = ordered
         self.positions_read = 0
-        self.send: MemoryObjectSendStream[Outcome[R]]
-        self.receive: MemoryObjectReceiveStream[Outcome[R]]
+        self.send: MemoryObjectSendStream[Success[R] | Failure[R]]
+        self.receive: MemoryObjectReceiveStream[Success[R] | Failure[R]]
         # Buffered up to `concurrency`, so finished work rarely waits for the consumer's
         # turn on the event loop; still bounded, as the slots are.
-        self.send, self.receive = anyio.create_memory_object_stream[Outcome[R]](concurrency)
+        self.send, self.receive = anyio.create_memory_object_stream[Success[R] | Failure[R]](
+            concurrency
+        )
         # One slot per input position, from reading it until its outcome is taken: this
         # bounds work in flight, outcomes held for ordering, and how far input is read.
         self.slots = anyio.Semaphore(concurrency)
         self.waiting: dict[str, list[int]] = {}
         self.recent: OrderedDict[str, tuple[R | None, Exception | None]] = OrderedDict()
-        self.held: dict[int, Outcome[R]] = {}
+        self.held: dict[int, Success[R] | Failure[R]] = {}
         self.next_index = 0
         self.emit_lock = anyio.Lock()
         self.task_group: anyio.abc.TaskGroup
@@ -331,14 +505,14 @@ class _Engine(Generic[R]):
         try:
             request_id = normalize_request_id(raw)
         except ValueError as exc:
-            await self.deliver(Outcome(_text_of(raw), position, None, exc))
+            await self.deliver(Failure(_text_of(raw), position, exc))
             return
         if request_id in self.waiting:  # a repeat of an id in progress: answer it with that
             self.waiting[request_id].append(position)
             return
         if request_id in self.recent:
             self.recent.move_to_end(request_id)
-            await self.deliver(Outcome(request_id, position, *self.recent[request_id]))
+            await self.deliver(outcome_of(request_id, position, *self.recent[request_id]))
             return
         self.waiting[request_id] = [position]
         result: R | None = None
@@ -351,9 +525,9 @@ class _Engine(Generic[R]):
         if len(self.recent) > RECENT_OUTCOMES_KEPT:
             self.recent.popitem(last=False)
         for waiting_position in self.waiting.pop(request_id):
-            await self.deliver(Outcome(request_id, waiting_position, result, error))
+            await self.deliver(outcome_of(request_id, waiting_position, result, error))
 
-    async def deliver(self, outcome: Outcome[R]) -> None:
+    async def deliver(self, outcome: Success[R] | Failure[R]) -> None:
         if not self.ordered:
             await self.emit(outcome)
             return
@@ -363,7 +537,7 @@ class _Engine(Generic[R]):
                 await self.emit(self.held.pop(self.next_index))
                 self.next_index += 1
 
-    async def emit(self, outcome: Outcome[R]) -> None:
+    async def emit(self, outcome: Success[R] | Failure[R]) -> None:
         try:
             try:  # anyio's send() always yields to the loop first; skip that when there is room
                 self.send.send_nowait(outcome)
@@ -376,26 +550,6 @@ class _Engine(Generic[R]):
             self.task_group.cancel_scope.cancel()
             return
         self.slots.release()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _stop_unread(driver: asyncio.Task[None]) -> None:
-    # Whatever the driver ends with now has no one left to read it: that is not an
-    # unretrieved exception ("Task exception was never retrieved" in the log).
-    driver.add_done_callback(_mark_retrieved)
-    driver.cancel()
-
-
-def _mark_retrieved(task: asyncio.Task[None]) -> None:
-    # A failure nobody iterated far enough to see is still not "never retrieved".
-    if task.done() and not task.cancelled():
-        task.exception()
 
 
 def _text_of(raw: object) -> str:

@@ -73,6 +73,8 @@ class ClientConfig:
     """Headers sent with every request (API calls and downloads)."""
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     """How `fetch()` retries transient failures."""
+    http_backend: str = "auto"
+    """"auto", "aiohttp" or "httpx": which HTTP library carries API calls."""
 
     @property
     def retries(self) -> int:
@@ -133,6 +135,7 @@ class ClientConfig:
         trust_env: bool = True,
         default_headers: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
+        http_backend: str = "auto",
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`.
@@ -159,6 +162,7 @@ class ClientConfig:
             trust_env=trust_env,
             default_headers=_resolve_headers(default_headers),
             retry_policy=retry_policy if retry_policy is not None else RetryPolicy(),
+            http_backend=_resolve_http_backend(http_backend),
         )
 
 
@@ -302,3 +306,15 @@ def _resolve_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str]
             raise ConfigurationError(f"default_headers: {name!r} holds a line break or NUL")
         resolved.append((name.strip(), value))
     return tuple(resolved)
+
+
+HTTP_BACKENDS = ("auto", "aiohttp", "httpx")
+
+
+def _resolve_http_backend(http_backend: str) -> str:
+    if http_backend not in HTTP_BACKENDS:
+        raise ConfigurationError(
+            f"http_backend must be one of {', '.join(map(repr, HTTP_BACKENDS))}; "
+            f"got {http_backend!r}"
+        )
+    return http_backend

@@ -9,12 +9,12 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
 from ._async_client import AsyncModelsLab
-from ._batch import Batch, Outcome, ProgressCallback
+from ._batch import Batch, Failure, ProgressCallback, Success
 from ._clock import Clock
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -43,7 +43,7 @@ R = TypeVar("R", bound=FetchResult)
 _OUTCOMES_PER_HANDOFF = 256
 
 
-class SyncBatch(Iterator[Outcome[R]], Generic[R]):
+class SyncBatch(Iterator[Success[R] | Failure[R]], Generic[R]):
     """The blocking twin of `Batch`: iterate it for one `Outcome` per input id.
 
     Outcomes stream from the client's loop thread as they are ready (a few hundred per
@@ -54,13 +54,13 @@ class SyncBatch(Iterator[Outcome[R]], Generic[R]):
     def __init__(self, batch: Batch[R], loop: LoopThread) -> None:
         self._batch = batch
         self._loop = loop
-        self._ready: deque[Outcome[R]] = deque()
+        self._ready: deque[Success[R] | Failure[R]] = deque()
         self._finished = False
 
     def __repr__(self) -> str:
         return f"Sync{self._batch!r}"
 
-    def __next__(self) -> Outcome[R]:
+    def __next__(self) -> Success[R] | Failure[R]:
         if not self._ready and not self._finished:
             self._ready.extend(self._loop.run(self._batch.next_many, _OUTCOMES_PER_HANDOFF))
             self._finished = not self._ready
@@ -192,6 +192,7 @@ class ModelsLab(ClientEndpoints, SyncSurface):
         trust_env: bool = True,
         default_headers: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
+        http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
     ) -> None:
         self._async = AsyncModelsLab(
             api_key=api_key,
@@ -209,6 +210,7 @@ class ModelsLab(ClientEndpoints, SyncSurface):
             trust_env=trust_env,
             default_headers=default_headers,
             retry_policy=retry_policy,
+            http_backend=http_backend,
         )
         # An httpx.AsyncClient's connections belong to one event loop: blocking clients
         # given the same one share one loop thread, so it works across all of them.

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import sniffio
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -131,8 +132,9 @@ class Transport:
         )
         self._given_loop = LoopCheck()
         # Connections belong to one event loop: one backend per loop (see _per_loop).
-        self._fast_backends = PerLoop(self._new_fast_backend, _close_backend)
-        self._fallback_backends = PerLoop(self._new_fallback_backend, _close_backend)
+        self._aiohttp_backends = PerLoop(self._new_aiohttp_backend, _close_backend)
+        self._httpx_backends = PerLoop(self._new_httpx_backend, _close_backend)
+        self._kind: str | None = None  # "aiohttp" or "httpx", once chosen
         self._key = config.api_key.get_secret_value()
         # Every form the key may come back in (raw, JSON- or URL-escaped...) is redacted
         # from whatever the server sends, and from httpx's and httpcore's log records.
@@ -185,9 +187,9 @@ class Transport:
         """Close connections this transport opened; an `http_client` you passed stays open."""
         self._shared.closed = True
         try:
-            await self._fast_backends.aclose()
+            await self._aiohttp_backends.aclose()
         finally:
-            await self._fallback_backends.aclose()
+            await self._httpx_backends.aclose()
 
     def _backend(self, request_id: str | None) -> Backend:
         if self._shared.closed:  # a retry still under way when the client closed
@@ -197,11 +199,36 @@ class Transport:
         if self._given_backend is not None:
             self._given_loop.check()
             return self._given_backend
-        if self._via_httpx or httpx_is_patched():
-            return self._fallback_backends.get()
-        return self._fast_backends.get()
+        if self._kind is None:
+            self._kind = self._choose_backend()
+        if self._kind == "httpx":
+            return self._httpx_backends.get()
+        return self._aiohttp_backends.get()
 
-    def _new_fast_backend(self) -> Backend:
+    def _choose_backend(self) -> str:
+        """Which backend this client uses, decided once, on its first request.
+
+        Only then is the running async library known. `http_backend="auto"` (the
+        default) picks aiohttp, the cheapest per request (see docs/performance.md),
+        where it can run, and httpx where it cannot or should not: under trio (aiohttp
+        needs asyncio), through a SOCKS proxy (httpx speaks it), and when respx has
+        patched httpx (its mocks see only httpx's requests).
+        """
+        wanted = self._config.http_backend
+        on_trio = sniffio.current_async_library() == "trio"
+        if wanted == "aiohttp" and on_trio:
+            raise ConfigurationError(
+                "http_backend='aiohttp' cannot run under trio (aiohttp needs the asyncio "
+                "event loop): leave http_backend='auto', which uses httpx under trio, or "
+                "pass http_backend='httpx'"
+            )
+        if wanted != "auto":
+            return wanted
+        if on_trio or self._via_httpx or httpx_is_patched():
+            return "httpx"
+        return "aiohttp"
+
+    def _new_aiohttp_backend(self) -> Backend:
         # Imported here, on the first request: `import modelslab_fetch` stays free of
         # aiohttp's import cost for programs that never send, or send through httpx.
         from ._aiohttp_backend import AiohttpBackend  # noqa: PLC0415
@@ -214,7 +241,7 @@ class Transport:
             trust_env=config.trust_env,
         )
 
-    def _new_fallback_backend(self) -> Backend:
+    def _new_httpx_backend(self) -> Backend:
         config = self._config
         proxy = self._api_proxy(config)
         try:

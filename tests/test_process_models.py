@@ -342,8 +342,8 @@ def test_one_client_across_two_loops_in_process(
         await client.download(result, tmp_path / folder)
 
     asyncio.run(fetch_and_save("one"))
-    assert not client._transport._fast_backends._bindings  # closed as its loop ended
-    assert repr(client._transport._fast_backends) == "PerLoop(0 loop(s))"
+    assert not client._transport._aiohttp_backends._bindings  # closed as its loop ended
+    assert repr(client._transport._aiohttp_backends) == "PerLoop(0 loop(s))"
     asyncio.run(fetch_and_save("two"))
     asyncio.run(client.aclose())
     assert (tmp_path / "two").is_dir()

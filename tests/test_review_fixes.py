@@ -77,7 +77,7 @@ async def test_closing_during_a_retry_opens_nothing_new(
     router.post(IMAGES_URL).mock(side_effect=close_then_fail)
     with pytest.raises(ClientClosedError):
         await client.images.fetch(1)
-    assert not client._transport._fallback_backends._bindings  # closed, none opened since
+    assert not client._transport._httpx_backends._bindings  # closed, none opened since
     assert client._transport.closed
 
 

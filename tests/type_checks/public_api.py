@@ -15,6 +15,7 @@ from modelslab_fetch import (
     AsyncModelsLab,
     Batch,
     Downloaded,
+    Failure,
     FetchResult,
     GenerationFailedError,
     ModelsLab,
@@ -23,6 +24,7 @@ from modelslab_fetch import (
     PollPolicy,
     Progress,
     Status,
+    Success,
     SyncBatch,
     ThreeDResult,
     VoiceResult,
@@ -55,10 +57,17 @@ async def async_usage() -> None:
         assert_type(batch, Batch[FetchResult])
         async with batch:
             async for outcome in batch:
-                assert_type(outcome, Outcome[FetchResult])
+                assert_type(outcome, Success[FetchResult] | Failure[FetchResult])
                 assert_type(outcome.result, FetchResult | None)
                 assert_type(outcome.error, Exception | None)
-                assert_type(outcome.ok, bool)
+                as_base: Outcome[FetchResult] = outcome  # still an Outcome
+                assert_type(as_base.ok, bool)
+                if outcome.ok:  # narrows: a success has its result
+                    assert_type(outcome.result, FetchResult)
+                    assert_type(outcome.error, None)
+                else:
+                    assert_type(outcome.error, Exception)
+                    assert_type(outcome.result, None)
 
         def on_progress(progress: Progress) -> None:
             assert_type(progress.done, int)
@@ -89,7 +98,9 @@ def sync_usage() -> None:
         batch = client.images.wait_many(["1"])
         assert_type(batch, SyncBatch[FetchResult])
         for outcome in batch:
-            assert_type(outcome, Outcome[FetchResult])
+            assert_type(outcome, Success[FetchResult] | Failure[FetchResult])
+            if outcome.ok:
+                assert_type(outcome.result, FetchResult)
 
 
 async def simulator_usage() -> None:
@@ -117,4 +128,4 @@ async def endpoint_usage(generation_response: dict[str, object]) -> None:
         assert_type(sync_client.enterprise.three_d.wait_many(["3"]), SyncBatch[ThreeDResult])
         assert_type(sync_client.wait_for(generation_response, endpoint="video"), FetchResult)
         for outcome in sync_client.wait_for_many([generation_response]):
-            assert_type(outcome, Outcome[FetchResult])
+            assert_type(outcome, Success[FetchResult] | Failure[FetchResult])
