@@ -9,7 +9,7 @@ The layers, bottom up:
 """
 
 from ._async_client import AsyncEnterprise, AsyncModelsLab
-from ._batch import Batch, Failure, Outcome, Progress, Success
+from ._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
 from ._clock import Clock, EventLoopClock
 from ._config import (
     API_KEY_ENV,
@@ -19,7 +19,12 @@ from ._config import (
     DEFAULT_MAX_RETRIES,
 )
 from ._downloads import Downloaded
-from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, FetchEndpoint, FetchResource
+from ._endpoint import (
+    DEFAULT_WAIT_MANY_CONCURRENCY,
+    AsyncFetchResource,
+    FetchEndpoint,
+    FetchResource,
+)
 from ._endpoints.results import ThreeDResult, VoiceResult
 from ._endpoints.table import V7, AsyncV7, endpoint_table
 from ._errors import (
@@ -71,7 +76,9 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AccountError",
+    "AsyncBatch",
     "AsyncEnterprise",
+    "AsyncFetchResource",
     "AsyncModelsLab",
     "AsyncV7",
     "AuthenticationError",

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import httpx
 
-from ._batch import RECENT_OUTCOMES_KEPT, Batch, ProgressCallback
+from ._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
 from ._clock import Clock, EventLoopClock
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -21,7 +21,7 @@ from ._config import (
     NotGiven,
 )
 from ._downloads import Downloaded, Downloader
-from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, FetchEndpoint, FetchResource
+from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import AsyncSurface
 from ._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from ._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
@@ -140,13 +140,13 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         self._http_client = http_client
         self._poll_policy = poll_policy
         self._clock = clock
-        resources: dict[FetchEndpoint[Any], FetchResource[Any]] = {}
+        resources: dict[FetchEndpoint[Any], AsyncFetchResource[Any]] = {}
 
-        def resource(endpoint: FetchEndpoint[Any]) -> FetchResource[Any]:
+        def resource(endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
             # One resource per row, made when first read: the rows are the table's.
             found = resources.get(endpoint)
             if found is None:
-                found = resources[endpoint] = FetchResource(
+                found = resources[endpoint] = AsyncFetchResource(
                     endpoint, self._transport, poll_policy=poll_policy, clock=clock
                 )
             return found
@@ -268,7 +268,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
         on_update: UpdateCallback | None = None,
-    ) -> Batch[FetchResult]:
+    ) -> AsyncBatch[FetchResult]:
         """`wait_for` for many generation responses: one `Outcome` per input, lazily.
 
         Each input is routed as by `wait_for`, each to its own endpoint; an input that
@@ -298,7 +298,7 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             )
             return result
 
-        return Batch(
+        return AsyncBatch(
             items.keys(),
             AccountStop().guard(work),
             concurrency=width,

@@ -30,6 +30,7 @@ if sys.version_info < (3, 11):  # pragma: no cover - the builtin arrived in 3.11
 
 __all__ = [
     "RECENT_OUTCOMES_KEPT",
+    "AsyncBatch",
     "Batch",
     "Failure",
     "Outcome",
@@ -154,7 +155,7 @@ def check_concurrency(concurrency: int) -> int:
     return concurrency
 
 
-class Batch(Generic[R]):
+class AsyncBatch(Generic[R]):
     """An async iterator of one `Outcome` per input id, `concurrency` ids worked on at once.
 
     Input is read lazily, only as fast as outcomes are consumed, so an endless generator
@@ -172,11 +173,11 @@ class Batch(Generic[R]):
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> None:
-        self._engine = _Engine(
+        self._work = _BatchWork(
             ids, work, concurrency=check_concurrency(concurrency), ordered=ordered
         )
-        self._receive = self._engine.receive
-        self._driver = _Driver(self._engine)
+        self._receive = self._work.receive
+        self._driver = _Driver(self._work)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._on_progress = on_progress
         self._total = len(ids) if hasattr(ids, "__len__") else None  # type: ignore[arg-type]
@@ -186,13 +187,11 @@ class Batch(Generic[R]):
         self._interrupted = False
 
     def __repr__(self) -> str:
-        engine = self._engine
-        return (
-            f"Batch(concurrency={engine.concurrency}, ordered={engine.ordered}, "
-            f"{self._driver.state})"
-        )
+        work = self._work
+        state = self._driver.state
+        return f"AsyncBatch(concurrency={work.concurrency}, ordered={work.ordered}, {state})"
 
-    def __aiter__(self) -> Batch[R]:
+    def __aiter__(self) -> AsyncBatch[R]:
         return self
 
     async def __anext__(self) -> Success[R] | Failure[R]:
@@ -243,7 +242,7 @@ class Batch(Generic[R]):
         progress = Progress(
             succeeded=self._succeeded,
             failed=self._failed,
-            in_flight=self._engine.positions_read - done,
+            in_flight=self._work.positions_read - done,
             total=self._total,
         )
         try:
@@ -274,12 +273,12 @@ class Batch(Generic[R]):
     async def aclose(self) -> None:
         """Stop all work of the batch and wait until it has stopped. Safe to call twice."""
         if not self._driver.started:
-            self._engine.send.close()
+            self._work.send.close()
         else:
             await self._driver.stop()
         self._receive.close()
 
-    async def __aenter__(self) -> Batch[R]:
+    async def __aenter__(self) -> AsyncBatch[R]:
         # The structured form: the work runs in a task group this batch owns, for as
         # long as the `async with` block. It is the only form on trio, where nothing
         # may run outside a task group.
@@ -310,22 +309,22 @@ class Batch(Generic[R]):
     def _abandon(self) -> None:
         """Stop the work without waiting for it (for places that cannot await)."""
         if not self._driver.started:
-            self._engine.send.close()
+            self._work.send.close()
         else:
             self._driver.stop_soon()
         self._receive.close()
 
 
 class _Driver:
-    """Runs a batch's engine, in a task group the batch owns or detached, and stops it.
+    """Runs a batch's work, in a task group the batch owns or detached, and stops it.
 
-    Whatever the engine raises (a bug in the input iterable or a callback: the work
+    Whatever the work raises (a bug in the input iterable or a callback: the work
     itself never raises, its errors are outcomes) is kept here, to be raised where the
     consumer reads the end of the outcomes, never left for the event loop to log.
     """
 
-    def __init__(self, engine: _Engine[Any]) -> None:
-        self._engine = engine
+    def __init__(self, work: _BatchWork[Any]) -> None:
+        self._work = work
         self._scope: anyio.CancelScope | None = None
         self._finished: anyio.Event | None = None
         self._detached: Any = None
@@ -337,7 +336,7 @@ class _Driver:
 
     @property
     def started(self) -> bool:
-        """Whether the engine has been started."""
+        """Whether the work has been started."""
         return self._finished is not None
 
     @property
@@ -348,16 +347,16 @@ class _Driver:
         return "finished" if self._finished.is_set() else "running"
 
     def start_in(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Run the engine in `task_group` (the structured form)."""
+        """Run the work in `task_group` (the structured form)."""
         self._finished = anyio.Event()
         task_group.start_soon(self._run)
 
     def start_detached(self) -> None:
-        """Run the engine in a task of its own, outside any task group.
+        """Run the work in a task of its own, outside any task group.
 
         An async iterator cannot hold a task group open across its yields; an event loop
         that can start a task detached from any group (asyncio's) lets a bare `async for`
-        work all the same. The task holds only the engine, never the batch, so dropping
+        work all the same. The task holds only the work, never the batch, so dropping
         the batch is seen at once, and it is always stopped by aclose(), the end of an
         `async with`, or the batch being dropped.
         """
@@ -377,14 +376,14 @@ class _Driver:
             with anyio.CancelScope() as self._scope:
                 if self._stop_requested:  # stopped before it had begun
                     self._scope.cancel()
-                await self._engine.drive()
+                await self._work.drive()
         except Exception as exc:
             self._failure = exc
         finally:
             self._finished.set()
 
     async def stop(self) -> None:
-        """Cancel the engine's work and wait until it has stopped."""
+        """Cancel the work's work and wait until it has stopped."""
         self.stop_soon()
         assert self._finished is not None  # noqa: S101 - only called once started
         # Not shielded: the work is told to stop either way, and a cancellation of the
@@ -392,7 +391,7 @@ class _Driver:
         await self._finished.wait()
 
     def stop_soon(self) -> None:
-        """Cancel the engine's work without waiting (for places that cannot await)."""
+        """Cancel the work's work without waiting (for places that cannot await)."""
         # A task cancelled before its first step never runs its `finally`: so the run is
         # asked to stop, and stops itself, whether it has begun or not.
         self._stop_requested = True
@@ -408,7 +407,7 @@ class _Driver:
             self._scope.cancel()
 
     async def raise_failure(self) -> None:
-        """Raise what the engine failed with, once it has finished; nothing if it did not."""
+        """Raise what the work failed with, once it has finished; nothing if it did not."""
         assert self._finished is not None  # noqa: S101 - the outcomes end only once started
         await self._finished.wait()
         failure = self._failure
@@ -431,8 +430,8 @@ def _on_the_loop_of(task: Any) -> bool:
     return bool(current is task.get_loop())
 
 
-class _Engine(Generic[R]):
-    """The state and tasks behind one `Batch`: reads ids, runs work, delivers outcomes."""
+class _BatchWork(Generic[R]):
+    """The state and tasks behind one `AsyncBatch`: reads ids, runs work, delivers outcomes."""
 
     def __init__(
         self,
@@ -497,11 +496,11 @@ class _Engine(Generic[R]):
             if self.busy == self.workers and self.workers < self.concurrency:
                 self.start_worker(source)
             try:
-                await self.take(position, raw)
+                await self.answer_position(position, raw)
             finally:
                 self.busy -= 1
 
-    async def take(self, position: int, raw: object) -> None:
+    async def answer_position(self, position: int, raw: object) -> None:
         try:
             request_id = normalize_request_id(raw)
         except ValueError as exc:
@@ -529,15 +528,17 @@ class _Engine(Generic[R]):
 
     async def deliver(self, outcome: Success[R] | Failure[R]) -> None:
         if not self.ordered:
-            await self.emit(outcome)
+            await self.hand_over_and_free_slot(outcome)
             return
         self.held[outcome.index] = outcome
         async with self.emit_lock:
             while self.next_index in self.held:
-                await self.emit(self.held.pop(self.next_index))
+                await self.hand_over_and_free_slot(self.held.pop(self.next_index))
                 self.next_index += 1
 
-    async def emit(self, outcome: Success[R] | Failure[R]) -> None:
+    async def hand_over_and_free_slot(self, outcome: Success[R] | Failure[R]) -> None:
+        # Handing an outcome over ends its position's life in the batch: the slot taken
+        # when the id was read is free again, and the next id can be read.
         try:
             try:  # anyio's send() always yields to the loop first; skip that when there is room
                 self.send.send_nowait(outcome)
@@ -602,3 +603,7 @@ class _Source:
         if inspect.isasyncgen(self._async):
             with anyio.CancelScope(shield=True):
                 await self._async.aclose()
+
+
+Batch = AsyncBatch
+"""The former name of `AsyncBatch`, kept so that existing imports work."""

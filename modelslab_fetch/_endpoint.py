@@ -13,7 +13,7 @@ from urllib.parse import quote
 import anyio
 import pydantic
 
-from ._batch import Batch, ProgressCallback
+from ._batch import AsyncBatch, ProgressCallback
 from ._clock import Clock
 from ._errors import (
     AccountError,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._endpoints._surface import AsyncSurface, SyncSurface
     from ._sync_client import SyncFetchResource
 
-__all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "FetchEndpoint", "FetchResource"]
+__all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "AsyncFetchResource", "FetchEndpoint"]
 
 DEFAULT_WAIT_MANY_CONCURRENCY = 1024
 """How many ids `wait_many` waits on at once by default. Waiting ids mostly sleep between
@@ -72,7 +72,9 @@ class FetchEndpoint(Generic[R]):
     @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> FetchEndpoint[R]: ...
     @overload
-    def __get__(self, obj: AsyncSurface, owner: type[Any] | None = None) -> FetchResource[R]: ...
+    def __get__(
+        self, obj: AsyncSurface, owner: type[Any] | None = None
+    ) -> AsyncFetchResource[R]: ...
     @overload
     def __get__(self, obj: SyncSurface, owner: type[Any] | None = None) -> SyncFetchResource[R]: ...
     def __get__(self, obj: object, owner: type[Any] | None = None) -> object:
@@ -158,7 +160,7 @@ def _log_unknown_status_once(raw_status: str) -> None:
     )
 
 
-class FetchResource(Generic[R]):
+class AsyncFetchResource(Generic[R]):
     """The calls one fetch endpoint offers: `fetch` once, or `wait` until finished."""
 
     def __init__(
@@ -191,7 +193,7 @@ class FetchResource(Generic[R]):
         `ResponseParseError` when the exchange fails.
         """
         rid = normalize_request_id(request_id)
-        return await self._fetch_normalized(rid)
+        return await self._fetch_checked_id(rid)
 
     async def wait(
         self,
@@ -210,7 +212,7 @@ class FetchResource(Generic[R]):
         `PollUpdate` (status, `eta`, polls so far, next poll), e.g. to show "queued,
         about 20 s left"; an exception it raises ends the wait.
         """
-        return await self._wait_normalized(normalize_request_id(request_id), timeout, on_update)
+        return await self._wait_checked_id(normalize_request_id(request_id), timeout, on_update)
 
     def fetch_many(
         self,
@@ -219,7 +221,7 @@ class FetchResource(Generic[R]):
         concurrency: int | None = None,
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
-    ) -> Batch[R]:
+    ) -> AsyncBatch[R]:
         """Fetch each id once; an async iterator of one `Outcome` per input id.
 
         `concurrency` ids are fetched at once (default: the client's `max_concurrency`).
@@ -228,9 +230,9 @@ class FetchResource(Generic[R]):
         called with a `Progress` after each outcome.
         """
         self._refuse_if_closed()
-        return Batch(
+        return AsyncBatch(
             ids,
-            AccountStop().guard(self._fetch_normalized),
+            AccountStop().guard(self._fetch_checked_id),
             concurrency=self._transport.max_concurrency if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -245,7 +247,7 @@ class FetchResource(Generic[R]):
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
         on_update: UpdateCallback | None = None,
-    ) -> Batch[R]:
+    ) -> AsyncBatch[R]:
         """Wait for each id to finish; an async iterator of one `Outcome` per input id.
 
         Each id is waited on as by `wait()`, its `timeout` counted from when its
@@ -258,9 +260,9 @@ class FetchResource(Generic[R]):
         """
         check_wait_timeout(timeout)
         self._refuse_if_closed()
-        return Batch(
+        return AsyncBatch(
             ids,
-            AccountStop().guard(lambda rid: self._wait_normalized(rid, timeout, on_update)),
+            AccountStop().guard(lambda rid: self._wait_checked_id(rid, timeout, on_update)),
             concurrency=DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -270,13 +272,13 @@ class FetchResource(Generic[R]):
         if self._transport.closed:
             raise ClientClosedError("this client is closed; create a new one")
 
-    async def _wait_normalized(
+    async def _wait_checked_id(
         self, rid: str, timeout: float | None, on_update: UpdateCallback | None = None
     ) -> R:
         return await wait_until_finished(
             # The poll schedule retries transient failures itself, within the deadline;
             # transport retries would sleep on their own schedule, blind to it.
-            lambda: self._fetch_normalized(rid, retry=False),
+            lambda: self._fetch_checked_id(rid, retry=False),
             request_id=rid,
             timeout=timeout,
             policy=self._poll_policy,
@@ -298,7 +300,7 @@ class FetchResource(Generic[R]):
         async def poll() -> R:
             if given:
                 return given.pop()
-            return await self._fetch_normalized(rid, retry=False)
+            return await self._fetch_checked_id(rid, retry=False)
 
         return await wait_until_finished(
             poll,
@@ -310,7 +312,7 @@ class FetchResource(Generic[R]):
             transient=self._transport.is_transient,
         )
 
-    async def _fetch_normalized(self, rid: str, *, retry: bool = True) -> R:
+    async def _fetch_checked_id(self, rid: str, *, retry: bool = True) -> R:
         body = await self._transport.post_json(
             self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid, retry=retry
         )
@@ -369,3 +371,7 @@ class AccountStop:
             logger.warning("%s; no further requests are sent for this batch", error)
         for scope in list(self._scopes):
             scope.cancel()
+
+
+FetchResource = AsyncFetchResource
+"""The former name of `AsyncFetchResource`, kept so that existing imports work."""

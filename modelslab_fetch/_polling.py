@@ -20,7 +20,9 @@ from tenacity import (
 from ._clock import Clock
 from ._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
 from ._models import FetchResult
+from ._retry_after import stated_delay
 from ._transport import is_transient
+from ._try_first import try_first_then_retry
 from ._updates import PollUpdate, UpdateCallback
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT", "PollPolicy", "wait_until_finished"]
@@ -134,8 +136,8 @@ class _Schedule:
     def _wanted_delay(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         if outcome is not None and outcome.failed:
-            retry_after = getattr(outcome.exception(), "retry_after", None)
-            if isinstance(retry_after, float):
+            retry_after = stated_delay(outcome.exception())
+            if retry_after is not None:
                 return max(retry_after, self._policy.min_interval)
         elif outcome is not None:
             eta = outcome.result().eta
@@ -189,6 +191,10 @@ async def wait_until_finished(
     if timed_out is not None:
         waiter.report(timed_out, next_poll_in=None)
         if waiter.deadline is not None:
+            # The last poll starts `final_poll_lead` early, so that its answer can still
+            # count; once it says "not finished", the error waits for the deadline
+            # itself. `timeout=600` then means "gave up at 600 s" to every caller, and a
+            # batch's timed-out ids end at their deadlines, not half a second before.
             await clock.sleep(max(waiter.deadline - clock.now(), 0.0))
         raise timed_out
     waiter.report(result, next_poll_in=None)
@@ -221,41 +227,29 @@ class _Waiter(Generic[R]):
         self._started = clock.now()
         self.deadline = None if timeout is None else self._started + timeout
         self._last: R | None = None
-        self._replay: list[R | Exception] = []
         self._polls = 0
 
     async def poll_until_finished(self) -> R:
-        # Most jobs asked about are already finished: poll once before paying for
-        # tenacity, and hand it that first outcome only when there is more to do.
-        try:
-            first = await self._poll_and_remember()
-        except Exception as exc:
-            if not self._transient(exc):
-                raise
-            self._replay.append(exc)
-        else:
-            if first.finished:
-                return first
-            self._replay.append(first)
         schedule = _Schedule(self._policy, self._clock, self.deadline)
-        retrying = AsyncRetrying(
-            retry=retry_if_result(_unfinished) | retry_if_exception(self._transient),
-            wait=schedule.delay,
-            stop=schedule.past_last_poll,
-            sleep=self._clock.sleep,
-            before_sleep=self._log_next_poll,
-            retry_error_callback=self._give_up,
-            reraise=True,
+
+        def retrying() -> AsyncRetrying:
+            return AsyncRetrying(
+                retry=retry_if_result(_unfinished) | retry_if_exception(self._transient),
+                wait=schedule.delay,
+                stop=schedule.past_last_poll,
+                sleep=self._clock.sleep,
+                before_sleep=self._log_next_poll,
+                retry_error_callback=self._give_up,
+                reraise=True,
+            )
+
+        # Most jobs asked about are already finished: the first poll runs before
+        # tenacity is paid for (see _try_first).
+        return await try_first_then_retry(
+            self._poll_and_remember, retrying, retried=self._transient, again=_unfinished
         )
-        result: R = await retrying(self._poll_and_remember)
-        return result
 
     async def _poll_and_remember(self) -> R:
-        if self._replay:  # the first poll, made before tenacity took over
-            first = self._replay.pop()
-            if isinstance(first, Exception):
-                raise first
-            return first
         self._polls += 1
         self._last = await self._poll()
         return self._last

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 
 from ._numbers import finite_number
 
-__all__ = ["parse_rate_limit_reset", "parse_retry_after", "stated_wait"]
+__all__ = ["parse_rate_limit_reset", "parse_retry_after", "stated_delay", "stated_wait"]
 
 # An epoch time in seconds is above this (2001); a number below it is a delay in seconds.
 _EPOCH_SECONDS_FROM = 1e9
@@ -45,6 +45,16 @@ def stated_wait(headers: Mapping[str, str], body: object, *, now: float) -> floa
         if seconds is not None:
             return seconds
     return None
+
+
+def stated_delay(error: BaseException | None) -> float | None:
+    """The wait an error's answer stated (read by `stated_wait` when it was raised), or None.
+
+    Both schedules that wait between attempts, `fetch()`'s retries and `wait()`'s polls,
+    ask this one function, so a stated wait means the same to both.
+    """
+    seconds = getattr(error, "retry_after", None)
+    return seconds if isinstance(seconds, float) else None
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 import httpx
 
 from ._async_client import AsyncModelsLab
-from ._batch import Batch, Failure, ProgressCallback, Success
+from ._batch import AsyncBatch, Failure, ProgressCallback, Success
 from ._clock import Clock
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -24,7 +24,7 @@ from ._config import (
     NotGiven,
 )
 from ._downloads import Downloaded
-from ._endpoint import FetchEndpoint, FetchResource
+from ._endpoint import AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import SyncSurface
 from ._endpoints.table import ClientEndpoints, Enterprise
 from ._ids import RequestId
@@ -51,14 +51,14 @@ class SyncBatch(Iterator[Success[R] | Failure[R]], Generic[R]):
     do not read. Leaving the loop early, `close()` or the end of a `with` block stops it.
     """
 
-    def __init__(self, batch: Batch[R], loop: LoopThread) -> None:
+    def __init__(self, batch: AsyncBatch[R], loop: LoopThread) -> None:
         self._batch = batch
         self._loop = loop
         self._ready: deque[Success[R] | Failure[R]] = deque()
         self._finished = False
 
     def __repr__(self) -> str:
-        return f"Sync{self._batch!r}"
+        return "Sync" + repr(self._batch).removeprefix("Async")
 
     def __next__(self) -> Success[R] | Failure[R]:
         if not self._ready and not self._finished:
@@ -97,17 +97,17 @@ class SyncBatch(Iterator[Success[R] | Failure[R]], Generic[R]):
 
 
 class SyncFetchResource(Generic[R]):
-    """The blocking twin of `FetchResource`: the same calls, run on the client's loop thread."""
+    """The blocking twin of `AsyncFetchResource`: the same calls, on the client's loop thread."""
 
-    def __init__(self, resource: FetchResource[R], loop: LoopThread) -> None:
+    def __init__(self, resource: AsyncFetchResource[R], loop: LoopThread) -> None:
         self._resource = resource
         self._loop = loop
 
     def __repr__(self) -> str:
-        return f"Sync{self._resource!r}"
+        return "Sync" + repr(self._resource).removeprefix("Async")
 
     def fetch(self, request_id: RequestId) -> R:
-        """Ask once where the job stands; see `FetchResource.fetch`."""
+        """Ask once where the job stands; see `AsyncFetchResource.fetch`."""
         return self._loop.run(self._resource.fetch, request_id)
 
     def wait(
@@ -117,7 +117,7 @@ class SyncFetchResource(Generic[R]):
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         on_update: UpdateCallback | None = None,
     ) -> R:
-        """Poll the job until it finishes; see `FetchResource.wait`.
+        """Poll the job until it finishes; see `AsyncFetchResource.wait`.
 
         `on_update` is called on the client's loop thread.
         """
@@ -135,7 +135,7 @@ class SyncFetchResource(Generic[R]):
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> SyncBatch[R]:
-        """Fetch each id once, one `Outcome` per input id; see `FetchResource.fetch_many`."""
+        """Fetch each id once, one `Outcome` per input id; see `AsyncFetchResource.fetch_many`."""
         self._loop.check_open()
         batch = self._resource.fetch_many(
             ids, concurrency=concurrency, ordered=ordered, on_progress=on_progress
@@ -152,7 +152,7 @@ class SyncFetchResource(Generic[R]):
         on_progress: ProgressCallback | None = None,
         on_update: UpdateCallback | None = None,
     ) -> SyncBatch[R]:
-        """Wait for each id, one `Outcome` per input id; see `FetchResource.wait_many`."""
+        """Wait for each id, one `Outcome` per input id; see `AsyncFetchResource.wait_many`."""
         self._loop.check_open()
         batch = self._resource.wait_many(
             ids,

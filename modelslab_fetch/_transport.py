@@ -52,8 +52,10 @@ from ._log_redaction import register as register_for_log_redaction
 from ._per_loop import LoopCheck, PerLoop
 from ._proxy_guard import refuse_cleartext_proxy
 from ._redaction import Redactor, SecretBody
+from ._retry_after import stated_delay
 from ._retry_policy import RetryPolicy
 from ._traffic import TrafficControl
+from ._try_first import try_first_then_retry
 from ._version import __version__
 
 __all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient", "retried_by_fetch"]
@@ -95,8 +97,8 @@ class _wait_stated_or_backoff(wait_base):
         error = None if outcome is None else outcome.exception()
         if isinstance(error, RateLimitError):
             return 0.0  # the client-wide pause (TrafficControl) does the waiting
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(retry_after, float):
+        retry_after = stated_delay(error)
+        if retry_after is not None:
             return retry_after
         jitter = random.uniform(0, self._policy.jitter)  # noqa: S311 - jitter, not crypto
         return self._policy.backoff(retry_state.attempt_number) + jitter
@@ -299,29 +301,24 @@ class Transport:
         url = self._config.base_url + path
         # Wrapped, so that no traceback's locals (as error trackers record them) show it.
         content = self._redactor.secret(json.dumps({**body, "key": self._key}).encode())
-        try:
-            return await self._post_once(url, content, request_id=request_id)
-        except ModelsLabError as error:
-            policy = self._config.retry_policy
-            if not (retry and self._config.retries and retried_by_fetch(error, policy)):
-                raise
-            first_failure = error
-        # The first attempt ran outside tenacity (most succeed, and tenacity costs CPU on
-        # every call); tenacity takes over from its failure, replayed as attempt one.
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._config.retries + 1),
-            wait=_wait_stated_or_backoff(policy),
-            retry=retry_if_exception(lambda error: retried_by_fetch(error, policy)),
-            sleep=self._clock.sleep,
-            before_sleep=_log_retry,
-            reraise=True,
+        policy = self._config.retry_policy
+        retries = self._config.retries if retry else 0
+
+        def retrying() -> AsyncRetrying:
+            return AsyncRetrying(
+                stop=stop_after_attempt(retries + 1),
+                wait=_wait_stated_or_backoff(policy),
+                retry=retry_if_exception(lambda error: retried_by_fetch(error, policy)),
+                sleep=self._clock.sleep,
+                before_sleep=_log_retry,
+                reraise=True,
+            )
+
+        return await try_first_then_retry(
+            lambda: self._post_once(url, content, request_id=request_id),
+            retrying,
+            retried=lambda error: bool(retries) and retried_by_fetch(error, policy),
         )
-        async for attempt in retrying:
-            with attempt:
-                if attempt.retry_state.attempt_number == 1:
-                    raise first_failure
-                return await self._post_once(url, content, request_id=request_id)
-        raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
     async def _post_once(
         self, url: str, content: SecretBody, *, request_id: str | None

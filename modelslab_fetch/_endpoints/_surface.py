@@ -1,7 +1,7 @@
 """What a namespace of endpoint rows becomes on a client: async resources, or blocking ones.
 
 A row (`FetchEndpoint`) and a group of rows (`Group`) are descriptors: read on an
-`AsyncSurface` they give `FetchResource`s, on a `SyncSurface` `SyncFetchResource`s, and
+`AsyncSurface` they give `AsyncFetchResource`s, on a `SyncSurface` `SyncFetchResource`s, and
 mypy follows the same overloads, so `client.video.wait(...)` is typed on both clients.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from .._endpoint import FetchEndpoint
 
 if TYPE_CHECKING:
-    from .._endpoint import FetchResource
+    from .._endpoint import AsyncFetchResource
     from .._sync_client import SyncFetchResource
 
 __all__ = ["AsyncSurface", "Group", "SyncSurface", "rows_of"]
@@ -45,10 +45,10 @@ class _Surface:
 
 
 class AsyncSurface(_Surface):
-    """Endpoint rows read on an async client are `FetchResource`s."""
+    """Endpoint rows read on an async client are `AsyncFetchResource`s."""
 
-    def _resource_for(self, endpoint: FetchEndpoint[Any]) -> FetchResource[Any]:
-        resource: FetchResource[Any] = self._make(endpoint)
+    def _resource_for(self, endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
+        resource: AsyncFetchResource[Any] = self._make(endpoint)
         return resource
 
 

@@ -1,7 +1,7 @@
 """Every ModelsLab fetch endpoint, declared once: one class attribute per endpoint.
 
 The rows below are the only declaration of an endpoint. Read on `AsyncModelsLab` a row
-is a `FetchResource`, on `ModelsLab` a `SyncFetchResource` (rows are descriptors, see
+is a `AsyncFetchResource`, on `ModelsLab` a `SyncFetchResource` (rows are descriptors, see
 `_surface.py`), so both clients offer the same calls, typed for mypy, by construction.
 `endpoint_table()` collects the rows by their dotted attribute names; the simulator's
 routes, the CLI's `--endpoint` choices, `wait_for`'s routing and the docs' endpoint
@@ -76,7 +76,7 @@ class EnterpriseEndpoints:
 
 
 class AsyncV7(V7Endpoints, AsyncSurface):
-    """`client.v7` on `AsyncModelsLab`: each attribute a `FetchResource`."""
+    """`client.v7` on `AsyncModelsLab`: each attribute a `AsyncFetchResource`."""
 
 
 class V7(V7Endpoints, SyncSurface):
@@ -84,7 +84,7 @@ class V7(V7Endpoints, SyncSurface):
 
 
 class AsyncEnterprise(EnterpriseEndpoints, AsyncSurface):
-    """`client.enterprise` on `AsyncModelsLab`: each attribute a `FetchResource`."""
+    """`client.enterprise` on `AsyncModelsLab`: each attribute a `AsyncFetchResource`."""
 
 
 class Enterprise(EnterpriseEndpoints, SyncSurface):

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, Protocol
 
 from .._async_client import AsyncModelsLab
-from .._batch import Batch, ProgressCallback
-from .._endpoint import FetchResource
+from .._batch import AsyncBatch, ProgressCallback
+from .._endpoint import AsyncFetchResource
 from .._endpoints.table import endpoint_table
 from .._ids import normalize_request_id
 from .._models import FetchResult
@@ -20,12 +20,12 @@ ENDPOINT_NAMES = tuple(endpoint_table())
 """The `--endpoint` choices: every endpoint of the table, by its attribute name."""
 
 
-def resource_named(client: AsyncModelsLab, name: str) -> FetchResource[Any]:
+def resource_named(client: AsyncModelsLab, name: str) -> AsyncFetchResource[Any]:
     """`client.video`, `client.enterprise.three_d`, ... for the table name `name`."""
     found: Any = client
     for part in name.split("."):
         found = getattr(found, part)
-    resource: FetchResource[Any] = found
+    resource: AsyncFetchResource[Any] = found
     return resource
 
 
@@ -84,13 +84,13 @@ def start_waiting(
     concurrency: int | None,
     timeout: float | None,
     on_progress: ProgressCallback,
-) -> Batch[FetchResult]:
+) -> AsyncBatch[FetchResult]:
     """The batch `wait` works through: ids on `endpoint`, or responses each on its own."""
     if from_responses:
         return client.wait_for_many(
             items, concurrency=concurrency, timeout=timeout, on_progress=on_progress
         )
-    batch: Batch[FetchResult] = resource_named(client, endpoint).wait_many(
+    batch: AsyncBatch[FetchResult] = resource_named(client, endpoint).wait_many(
         items, concurrency=concurrency, timeout=timeout, on_progress=on_progress
     )
     return batch
