@@ -103,7 +103,7 @@ def main() -> None:
                     strategies[f"slack={slack} reach={reach} narrow={narrow}"] = learning(
                         slack=slack, reach=reach, narrow_slack=narrow, learnt_slack=0.03
                     )
-    print(f"| strategy | error | ready in | polls/job | median s | p95 s | max s |")
+    print("| strategy | error | ready in | polls/job | median s | p95 s | max s |")
     print("|---|---|---|---:|---:|---:|---:|")
     for model, ready_in in cases:
         for name, strategy in strategies.items():

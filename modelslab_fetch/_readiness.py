@@ -148,6 +148,8 @@ class ReadinessEstimate:
             wanted = lo + self.narrow_slack
         else:
             wanted = lo + self.slack
+        # Within the band the job is ready by the late edge: no reason to poll later.
+        wanted = min(wanted, hi)
         return min(max(wanted, now + self.min_interval), now + self.max_interval)
 
     def _confirmed(self) -> bool:
