@@ -332,4 +332,5 @@ async def test_the_default_schedule_keeps_the_deadline(
     *spaced, clipped, to_deadline = clock.sleeps
     assert all(PollPolicy().min_interval <= pause for pause in spaced)
     assert sum(spaced) + clipped == pytest.approx(12.0 - PollPolicy().final_poll_lead)
+    assert to_deadline == pytest.approx(PollPolicy().final_poll_lead)
     assert route.call_count == len(spaced) + 2
