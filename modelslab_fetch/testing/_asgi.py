@@ -37,7 +37,8 @@ class SimulatorApp:
     URLs (`GET /generations/{id}-{n}.png`), and injects `faults` into fetches (and
     reshapes their answers, when `Faults.odd_shape_rate` asks for it).
     Control routes, for benchmarks and demos: `POST /_simulator/jobs`
-    `{"count", "ready_in": [lo, hi], "failure_rate"}` queues jobs and returns their ids
+    `{"count", "ready_in": [lo, hi], "failure_rate", "eta_error_model"}` queues jobs
+    (`eta_error_model`, optional: `"per_answer"` or `"per_job"`) and returns their ids
     and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job;
     `GET /_simulator/faults` returns the faults injected so far, by kind and by HTTP status.
     """
@@ -125,6 +126,7 @@ class SimulatorApp:
             int(spec.get("count", 1)),
             ready_in=(float(low), float(high)),
             failure_rate=float(spec.get("failure_rate", 0.0)),
+            eta_error_model=spec.get("eta_error_model"),
         )
         offset = time.time() - self.simulator.clock()
         jobs = self.simulator.jobs
