@@ -97,12 +97,10 @@ def main() -> None:
     strategies = dict(STRATEGIES)
     if args.grid:
         strategies["interval only"] = learning(learn=False)
-        for slack in (0.5, 0.6):
+        strategies["two answers trusted (no reach)"] = learning(reach=float("inf"))
+        for slack in (0.5, 0.6, 0.7):
             for reach in (0.6, 0.8, 1.0):
-                for narrow in (0.1, 0.2, 0.3):
-                    strategies[f"slack={slack} reach={reach} narrow={narrow}"] = learning(
-                        slack=slack, reach=reach, narrow_slack=narrow, learnt_slack=0.03
-                    )
+                strategies[f"slack={slack} reach={reach}"] = learning(slack=slack, reach=reach)
     print("| strategy | error | ready in | polls/job | median s | p95 s | max s |")
     print("|---|---|---|---:|---:|---:|---:|")
     for model, ready_in in cases:

@@ -107,6 +107,9 @@ class ReadinessEstimate:
                 self._contradicted()
                 self._etas.clear()
             self._etas.append(new)
+            # Older answers only ever narrow the interval less as the job nears its end;
+            # dropping them keeps a wait of hours from growing without bound.
+            del self._etas[:-_KEPT]
         while self._etas and self._not_before > self._bounds(self._etas)[1]:
             # Still processing after the late edge: the estimates are worse than assumed.
             self._contradicted()
@@ -175,6 +178,8 @@ class ReadinessEstimate:
         self.absolute = self.absolute * self.widen + 0.05
 
 
+_KEPT = 16
+"""How many `eta` answers are remembered."""
 _COLLINEAR = 0.05
 """Seconds a third `eta` may miss the line through two before it (two roundings)."""
 _MAX_BAND = 0.95

@@ -171,3 +171,13 @@ def test_repr_names_the_band_and_interval() -> None:
     estimate = ReadinessEstimate(band=0.4)
     estimate.observe(0.0, 1.4)
     assert repr(estimate).startswith("ReadinessEstimate(band=0.40, interval=(0.95")
+
+
+def test_only_the_latest_answers_are_kept() -> None:
+    estimate = ReadinessEstimate(max_interval=30.0)
+    for n in range(1000):
+        estimate.observe(n * 30.0, 1e6)  # a job that never ends
+    assert len(estimate._etas) == 16
+    lo, hi = estimate.interval()
+    assert lo <= hi
+    assert estimate.next_poll(999 * 30.0) == pytest.approx(1000 * 30.0)
