@@ -175,7 +175,9 @@ class _Schedule:
                 wanted = self._estimate.next_poll(now)
                 if wanted is not None and eta is not None:
                     self._streak = 0
-                    return wanted - now
+                    # Clipped again: `now + gap - now` can round just outside the bounds.
+                    low, high = self._policy.min_interval, self._policy.max_interval
+                    return min(max(wanted - now, low), high)
             elif eta is not None:
                 self._streak = 0
                 return self._policy.delay_after_eta(eta)
