@@ -10,6 +10,7 @@ stayed flat and cheapest (see docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -35,8 +36,18 @@ __all__ = ["AiohttpBackend"]
 class AiohttpBackend:
     """Sends through one `aiohttp.ClientSession`, created on first use in the running loop."""
 
-    def __init__(self, *, max_connections: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+    ) -> None:
         self._max_connections = max_connections
+        self._ssl_context = ssl_context
+        self._proxy = proxy
+        self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str | None] = {}
         self._timeout: tuple[httpx.Timeout, aiohttp.ClientTimeout] | None = None
@@ -56,7 +67,12 @@ class AiohttpBackend:
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    # The client's one TLS context (verify=, cert=, SSL_CERT_FILE): the
+                    # same certificates are trusted here as in downloads.
+                    ssl=self._ssl_context if self._ssl_context is not None else True,
+                ),
                 # aiohttp's trust_env looks proxies up in a worker thread on every
                 # request; _proxy_for does it once per host instead.
                 trust_env=False,
@@ -87,17 +103,20 @@ class AiohttpBackend:
         return self._timeout[1]
 
     def _proxy_for(self, url: str) -> str | None:
-        """The proxy the environment names for `url` (HTTPS_PROXY, NO_PROXY...), as httpx."""
+        """The proxy for `url`: `proxy=`, else the environment's (HTTPS_PROXY, NO_PROXY...)."""
         origin = url[: url.find("/", url.find("//") + 2)]
         if origin not in self._proxies:
             parts = urllib.parse.urlsplit(url)
-            proxies = urllib.request.getproxies()
-            proxy = proxies.get(parts.scheme) or proxies.get("all")
             host = parts.hostname or ""
+            proxy = self._proxy
+            bypassed = False
+            if proxy is None and self._trust_env:
+                proxies = urllib.request.getproxies()
+                proxy = proxies.get(parts.scheme) or proxies.get("all")
+                bypassed = bool(urllib.request.proxy_bypass(host))
             # Plain http is allowed only to loopback on the grounds that nothing crosses
-            # the network: so loopback never goes through a proxy, whatever the env says.
-            bypass = proxy is None or is_loopback(host) or urllib.request.proxy_bypass(host)
-            self._proxies[origin] = None if bypass else proxy
+            # the network: so loopback never goes through a proxy, whatever is configured.
+            self._proxies[origin] = None if bypassed or is_loopback(host) else proxy
         return self._proxies[origin]
 
     async def aclose(self) -> None:

@@ -25,6 +25,7 @@ from ._commands import (
     run_wait,
 )
 from ._demo import add_simulate_options, run_demo, run_simulate
+from ._responses import ENDPOINT_NAMES
 
 __all__ = ["main"]
 
@@ -78,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     def ids(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("ids", nargs="*", metavar="ID", help="request ids, or - for stdin")
         sub.add_argument("--ids-file", metavar="FILE", help="one id per line (- for stdin)")
+        sub.add_argument(
+            "--endpoint",
+            default="images",
+            choices=ENDPOINT_NAMES,
+            metavar="NAME",
+            help="the fetch endpoint the ids were queued on (default: images): "
+            + ", ".join(ENDPOINT_NAMES),
+        )
 
     fetch = commands.add_parser("fetch", help="ask once where each job stands")
     ids(fetch)
@@ -92,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     wait.add_argument("--output", "-o", metavar="FILE", help="append a JSON line per id here")
     wait.add_argument("--resume", action="store_true", help="skip ids finished in --output")
     wait.add_argument("--download", metavar="DIR", help="save the images of successes here")
+    wait.add_argument(
+        "--from-responses",
+        metavar="FILE",
+        help="generation responses, one JSON object a line (- for stdin); each is waited "
+        "on at the endpoint its fetch_result names",
+    )
     wait.set_defaults(run=run_wait)
 
     download = commands.add_parser("download", help="save the images of finished jobs")

@@ -21,6 +21,7 @@ from .._errors import AccountError, AuthenticationError, ConfigurationError, Mod
 from .._models import FetchResult, Status
 from ._ids import read_ids
 from ._progress import ProgressView, choose_mode
+from ._responses import read_responses, resource_named, start_waiting, unfinished
 from ._results import ResultsFile, outcome_record, record_result
 from ._words import account_stop_message
 
@@ -105,8 +106,14 @@ async def collect(
     concurrency: int | None,
     timeout: float | None,
     as_json: bool,
+    endpoint: str = "images",
+    from_responses: bool = False,
 ) -> Summary:
-    """Wait for every id, writing each outcome as it comes; the core of `wait` and `demo`."""
+    """Wait for every id, writing each outcome as it comes; the core of `wait` and `demo`.
+
+    The ids are waited on at `endpoint`; with `from_responses`, `ids` are generation
+    responses instead, each waited on at the endpoint it names.
+    """
     summary = Summary()
     started = time.monotonic()
 
@@ -139,8 +146,14 @@ async def collect(
     async with anyio.create_task_group() as ticker:
         ticker.start_soon(tick)
         async with anyio.create_task_group() as downloads:
-            batch = client.images.wait_many(
-                ids, concurrency=concurrency, timeout=timeout, on_progress=view.update
+            batch = start_waiting(
+                client,
+                ids,
+                endpoint=endpoint,
+                from_responses=from_responses,
+                concurrency=concurrency,
+                timeout=timeout,
+                on_progress=view.update,
             )
             async with batch:
                 async for outcome in batch:
@@ -201,11 +214,17 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch wait`: wait for every id; results as JSON lines; exit 0/1."""
     if args.resume and not args.output:
         raise UsageError("--resume needs --output FILE: it skips the ids finished in that file")
-    ids, total = _ids_from(args)
+    from_responses = args.from_responses is not None
+    if from_responses and (args.ids or args.ids_file):
+        raise UsageError("give ids or --from-responses FILE, not both")
+    ids, total = _responses_from(args) if from_responses else _ids_from(args)
     results = ResultsFile(Path(args.output)) if args.output else None
     skipped = _Counter()
     if results is not None and args.resume:
-        ids, total = _without(ids, results.finished_ids(), total, skipped)
+        if from_responses:
+            ids = unfinished(ids, results.finished_ids(), skipped)  # type: ignore[arg-type]
+        else:
+            ids, total = _without(ids, results.finished_ids(), total, skipped)
     view = ProgressView(
         streams.err, mode=choose_mode(streams.err, quiet=args.quiet, as_json=args.json), total=total
     )
@@ -223,6 +242,8 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
                 concurrency=args.concurrency,
                 timeout=args.timeout,
                 as_json=args.json,
+                endpoint=args.endpoint,
+                from_responses=from_responses,
             )
     finally:
         if results is not None:
@@ -234,6 +255,13 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         message = account_stop_message(summary.stopped_by, results=args.output)
         streams.err.write(f"modelslab-fetch wait: {message}\n")
     return EXIT_OK if summary.all_ok else EXIT_FAILED
+
+
+def _responses_from(args: argparse.Namespace) -> tuple[AsyncIterator[Any], None]:
+    try:
+        return read_responses(args.from_responses), None
+    except OSError as exc:
+        raise UsageError(f"cannot read --from-responses: {exc.strerror}") from None
 
 
 def _ids_from(args: argparse.Namespace) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
@@ -284,7 +312,7 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     ids, _total = _ids_from(args)
     bad = 0
     async with make_client(args) as client:
-        async for outcome in client.images.fetch_many(ids, ordered=True):
+        async for outcome in resource_named(client, args.endpoint).fetch_many(ids, ordered=True):
             if isinstance(outcome.error, AccountError):
                 message = account_stop_message(outcome.error, results=None)
                 streams.err.write(f"modelslab-fetch fetch: {message}\n")
@@ -315,7 +343,7 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:
     async with make_client(args) as client:
         if not args.from_results:
             ids, _total = _ids_from(args)
-            async for outcome in client.images.fetch_many(ids):
+            async for outcome in resource_named(client, args.endpoint).fetch_many(ids):
                 if isinstance(outcome.error, AccountError):
                     message = account_stop_message(outcome.error, results=None)
                     streams.err.write(f"modelslab-fetch download: {message}\n")
