@@ -272,9 +272,65 @@ async def test_super_resolution_wait_polls_its_own_endpoint(
         {"min_interval": -1},
         {"max_interval": float("inf")},
         {"eta_factor": "1"},
+        {"eta_error": -0.1},
+        {"eta_offset": float("nan")},
         {"min_interval": 5, "max_interval": 1},
     ],
 )
 def test_bad_poll_policies_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError, match="PollPolicy"):
         PollPolicy(**kwargs)
+
+
+def test_the_default_policy_learns_and_setting_an_eta_knob_asks_for_the_formula() -> None:
+    assert PollPolicy().learns
+    assert not PollPolicy(eta_factor=0.8).learns
+    assert not PollPolicy(eta_offset=0.0).learns
+    # The unset knob keeps its old default in the formula.
+    assert PollPolicy(eta_factor=1.0).delay_after_eta(4.0) == pytest.approx(4.0)
+    assert PollPolicy(eta_offset=0.0).delay_after_eta(4.0) == pytest.approx(3.0)
+
+
+async def test_the_default_schedule_lands_at_readiness_against_a_biased_server(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    # The server under-estimates this job by 40% in every answer: today's formula would
+    # poll early again and again; the learning schedule finds the job ready on time.
+    ready_at = clock.now() + 8.0
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        remaining = ready_at - clock.now()
+        return success() if remaining <= 0 else processing(round(remaining * 0.6, 2))
+
+    route = router.post(IMAGES_URL).mock(side_effect=answer)
+    async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
+        assert (await client.images.wait(7)).succeeded
+    assert route.call_count <= 4
+    assert 0 <= clock.now() - ready_at <= 0.1
+
+
+async def test_the_default_schedule_backs_off_without_etas(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).side_effect = [processing(), processing(), success()]
+    async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
+        assert (await client.images.wait(7)).succeeded
+    assert 1.0 <= clock.sleeps[0] <= 2.0
+    assert 2.0 <= clock.sleeps[1] <= 3.0
+
+
+async def test_the_default_schedule_keeps_the_deadline(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    route = router.post(IMAGES_URL).mock(return_value=processing(5))
+    async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
+        with pytest.raises(WaitTimeoutError):
+            await client.images.wait(7, timeout=12)
+    assert clock.elapsed == pytest.approx(12.0)
+    # Polls spaced by at least min_interval, but for the one clipped to the final poll
+    # (deadline - final_poll_lead) and the wait from it to the deadline.
+    *spaced, clipped, to_deadline = clock.sleeps
+    assert all(PollPolicy().min_interval <= pause for pause in spaced)
+    assert sum(spaced) + clipped == pytest.approx(12.0 - PollPolicy().final_poll_lead)
+    assert to_deadline == pytest.approx(PollPolicy().final_poll_lead)
+    assert route.call_count == len(spaced) + 2

@@ -583,3 +583,69 @@ def test_simulate_serves_the_new_faults_on_loopback() -> None:
         "message": "Insufficient credits. Please add more credits to continue.",
     }
     assert faults == {"kinds": {"odd shape": 1, "no credits": 1}, "injected": {"402": 1}}
+
+
+def etas_of(simulator: Simulator, rid: str, clock: FakeClock, times: list[float]) -> list[float]:
+    """The factor each answer's eta is off by, fetching `rid` at each of `times`."""
+    factors = []
+    for at in times:
+        clock.time = clock.start + at
+        body = simulator.fetch(rid, "k")
+        factors.append(float(body["eta"]) / (simulator.jobs[rid].ready_at - clock.now()))
+    return factors
+
+
+def test_per_job_eta_errors_keep_one_factor_for_every_answer(clock: FakeClock) -> None:
+    simulator = Simulator(seed=3, clock=clock.now, eta_error_model="per_job")
+    for rid in simulator.queue_many(20, ready_in=(50, 60)):
+        factors = etas_of(simulator, rid, clock, [0.0, 10.0, 20.0, 30.0])
+        assert max(factors) - min(factors) < 0.01  # rounding to 0.01 s only
+        assert 0.6 - 0.01 <= factors[0] <= 1.4 + 0.01
+        clock.time = clock.start
+
+
+def test_per_answer_eta_errors_are_drawn_afresh(clock: FakeClock) -> None:
+    simulator = Simulator(seed=3, clock=clock.now)
+    assert simulator.eta_error_model == "per_answer"
+    rid = simulator.queue(ready_in=60)
+    factors = etas_of(simulator, rid, clock, [0.0, 10.0, 20.0, 30.0])
+    assert max(factors) - min(factors) > 0.05
+    assert all(0.6 - 0.01 <= f <= 1.4 + 0.01 for f in factors)
+
+
+def test_one_job_can_override_the_error_model(clock: FakeClock) -> None:
+    simulator = Simulator(seed=3, clock=clock.now)
+    rid = simulator.queue(ready_in=60, eta_error_model="per_job")
+    factors = etas_of(simulator, rid, clock, [0.0, 10.0, 20.0])
+    assert max(factors) - min(factors) < 0.01
+
+
+def test_an_unknown_error_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="per_answer"):
+        Simulator(eta_error_model="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="per_job"):
+        Simulator().queue(eta_error_model="always")  # type: ignore[arg-type]
+
+
+async def test_the_control_api_queues_jobs_with_a_per_job_bias(clock: FakeClock) -> None:
+    simulator = Simulator(seed=3, clock=clock.now)
+    async with wire(SimulatorApp(simulator)) as http:
+        queued = await http.post(
+            "/_simulator/jobs",
+            json={"count": 3, "ready_in": [5, 6], "eta_error_model": "per_job"},
+        )
+    ids = queued.json()["ids"]
+    assert all(simulator.jobs[rid].eta_bias is not None for rid in ids)
+
+
+def test_the_simulate_command_takes_the_error_model() -> None:
+    import argparse
+
+    from modelslab_fetch.cli._demo import add_simulate_options
+
+    parser = argparse.ArgumentParser()
+    add_simulate_options(parser)
+    assert parser.parse_args([]).eta_error_model == "per_answer"
+    assert parser.parse_args(["--eta-error-model", "per_job"]).eta_error_model == "per_job"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--eta-error-model", "often"])

@@ -12,6 +12,7 @@ import anyio
 
 from .._async_client import AsyncModelsLab
 from ..testing import Faults, Simulator, SimulatorApp, run_simulator, simulator_server
+from ..testing._simulator import ETA_ERROR_MODELS
 from ._commands import EXIT_FAILED, EXIT_OK, Streams, UsageError, collect
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile
@@ -109,6 +110,12 @@ def add_simulate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="max seconds per answer")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
     parser.add_argument("--edge-rate", type=float, default=0.0, help="share of HTML edge pages")
+    parser.add_argument(
+        "--eta-error-model",
+        choices=ETA_ERROR_MODELS,
+        default="per_answer",
+        help="eta errors drawn afresh per answer, or one factor per job (a consistent bias)",
+    )
     parser.add_argument("--rate-limit-every", type=int, default=0, help="a 429 burst every N")
     parser.add_argument(
         "--queue-limit-rate",
@@ -167,7 +174,10 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
     """Serve the simulator on loopback until interrupted."""
     faults = simulate_faults(args)
     simulator = Simulator(
-        api_key=args.accept_key, seed=args.seed, invalid_key_status=args.key_error_status
+        api_key=args.accept_key,
+        seed=args.seed,
+        invalid_key_status=args.key_error_status,
+        eta_error_model=args.eta_error_model,
     )
     app = SimulatorApp(simulator, faults=faults, seed=args.seed)
     ids = (

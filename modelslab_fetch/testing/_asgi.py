@@ -55,7 +55,8 @@ class SimulatorApp:
     `.mp4`, `.wav`, `.glb`, `.txt`), and injects `faults` into fetches (and
     reshapes their answers, when `Faults.odd_shape_rate` asks for it).
     Control routes, for benchmarks and demos: `POST /_simulator/jobs`
-    `{"count", "ready_in": [lo, hi], "failure_rate"}` queues jobs and returns their ids
+    `{"count", "ready_in": [lo, hi], "failure_rate", "eta_error_model"}` queues jobs
+    (`eta_error_model`, optional: `"per_answer"` or `"per_job"`) and returns their ids
     and ready times (epoch seconds); `POST /_simulator/responses` `{"endpoint": "video",
     "count", "ready_in": [lo, hi]}` queues jobs on an endpoint of the table and returns
     their generation responses (`fetch_result` pointing at this server);
@@ -158,6 +159,7 @@ class SimulatorApp:
             int(spec.get("count", 1)),
             ready_in=(float(low), float(high)),
             failure_rate=float(spec.get("failure_rate", 0.0)),
+            eta_error_model=spec.get("eta_error_model"),
         )
         offset = time.time() - self.simulator.clock()
         jobs = self.simulator.jobs

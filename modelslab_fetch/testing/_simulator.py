@@ -16,6 +16,8 @@ from ._media import KIND_FILES
 __all__ = ["SimulatedJob", "Simulator"]
 
 FinalStatus = Literal["success", "failed", "error"]
+EtaErrorModel = Literal["per_answer", "per_job"]
+ETA_ERROR_MODELS: tuple[EtaErrorModel, ...] = ("per_answer", "per_job")
 
 INVALID_KEY_BODY = {"status": "error", "message": "Invalid Api Key"}
 """The older endpoints' answer to a bad key, with HTTP 200."""
@@ -42,21 +44,28 @@ class SimulatedJob:
     meta: dict[str, Any] = field(default_factory=dict)
     kind: str = "images"
     """What the job outputs: `images`, `video`, `audio`, `3d` or `text` (its endpoint's)."""
+    eta_bias: float | None = None
+    """The factor every `eta` of this job is off by (per-job errors), or None for an
+    error drawn afresh for each answer."""
 
 
 class Simulator:
     """A faithful stand-in for ModelsLab's fetch endpoints, in memory.
 
     Each fetch of a job answers `processing` (with an `eta` that is the true remaining
-    time off by up to `eta_error`, drawn afresh each time, as an estimate is) until its
-    ready time, then `success` with image URLs, or `failed`/`error`. Bodies carry the
-    wire quirks: int ids, the misspelt `messege`, numbers as strings now and then.
+    time off by up to `eta_error`) until its ready time, then `success` with image
+    URLs, or `failed`/`error`. Bodies carry the wire quirks: int ids, the misspelt
+    `messege`, numbers as strings now and then.
     Deterministic for a given `seed` and sequence of calls. Thread-safe.
 
     Args:
         api_key: The only key accepted; None accepts any non-empty key.
         seed: Seeds every random choice.
         eta_error: The largest relative error of a reported `eta` (0.4 is ±40%).
+        eta_error_model: `"per_answer"` draws the error afresh for every answer;
+            `"per_job"` draws one factor when a job is queued and applies it to every
+            answer about that job (a server that consistently under- or over-estimates
+            a job).
         auto_ready: Answer ids never queued as finished successes instead of
             "Request not found" (for throughput runs over arbitrary ids).
         invalid_key_status: How a key other than `api_key` is refused: 200, the older
@@ -73,6 +82,7 @@ class Simulator:
         api_key: str | None = None,
         seed: int = 0,
         eta_error: float = 0.4,
+        eta_error_model: EtaErrorModel = "per_answer",
         auto_ready: bool = False,
         invalid_key_status: Literal[200, 401] = 200,
         image_base_url: str = "http://127.0.0.1/generations",
@@ -80,6 +90,7 @@ class Simulator:
     ) -> None:
         self.api_key = api_key
         self.eta_error = eta_error
+        self.eta_error_model = _checked_model(eta_error_model)
         self.auto_ready = auto_ready
         if invalid_key_status not in (200, 401):
             raise ValueError(f"invalid_key_status must be 200 or 401, not {invalid_key_status!r}")
@@ -107,20 +118,24 @@ class Simulator:
         request_id: str | None = None,
         images: int = 1,
         kind: str = "images",
+        eta_error_model: EtaErrorModel | None = None,
     ) -> str:
         """Queue one job that finishes `ready_in` seconds from now; return its id.
 
         `kind` is what it outputs (`images`, `video`, `audio`, `3d`, `text`); `images`
-        is how many files.
+        is how many files. `eta_error_model` overrides the simulator's for this job.
         """
         if kind not in KIND_FILES:
             raise ValueError(f"kind must be one of {', '.join(KIND_FILES)}, not {kind!r}")
+        model = self.eta_error_model if eta_error_model is None else eta_error_model
+        model = _checked_model(model)
         with self._lock:
             rid = request_id if request_id is not None else str(next(self._ids))
             meta = {"prompt": "a simulated cat", "seed": self._random.randrange(1 << 31)}
-            self._jobs[rid] = SimulatedJob(
-                rid, self.clock() + ready_in, final, images, meta=meta, kind=kind
-            )
+            job = SimulatedJob(rid, self.clock() + ready_in, final, images, meta=meta, kind=kind)
+            if model == "per_job":
+                job.eta_bias = 1 + self._random.uniform(-self.eta_error, self.eta_error)
+            self._jobs[rid] = job
             return rid
 
     def queue_response(
@@ -177,6 +192,7 @@ class Simulator:
         *,
         ready_in: tuple[float, float] = (1.0, 8.0),
         failure_rate: float = 0.0,
+        eta_error_model: EtaErrorModel | None = None,
     ) -> list[str]:
         """Queue `count` jobs, ready uniformly within `ready_in` seconds, some failing."""
         ids = []
@@ -188,7 +204,7 @@ class Simulator:
                     if self._random.random() < failure_rate
                     else "success"
                 )
-            ids.append(self.queue(ready_in=delay, final=final))
+            ids.append(self.queue(ready_in=delay, final=final, eta_error_model=eta_error_model))
         return ids
 
     def fetch(self, request_id: str, key: object, *, fetch_url: str = "") -> dict[str, Any]:
@@ -242,7 +258,10 @@ class Simulator:
 
     def _processing(self, job: SimulatedJob, now: float, fetch_url: str) -> dict[str, Any]:
         remaining = job.ready_at - now
-        eta = remaining * (1 + self._random.uniform(-self.eta_error, self.eta_error))
+        bias = job.eta_bias
+        if bias is None:
+            bias = 1 + self._random.uniform(-self.eta_error, self.eta_error)
+        eta = remaining * bias
         return {
             "status": "processing",
             "tip": "Your image is processing in background, you can get this image using fetch API",
@@ -286,3 +305,9 @@ class Simulator:
     def _links(self, job: SimulatedJob) -> list[str]:
         ext = KIND_FILES[job.kind][0]
         return [f"{self.image_base_url}/{job.request_id}-{n}.{ext}" for n in range(job.images)]
+
+
+def _checked_model(model: str) -> EtaErrorModel:
+    if model not in ETA_ERROR_MODELS:
+        raise ValueError(f"eta_error_model must be 'per_answer' or 'per_job', not {model!r}")
+    return model

@@ -1,0 +1,188 @@
+"""When is a job ready? An estimate learnt from every answer about it, free of any clock.
+
+Each `processing` answer tells two things: the job was not ready when it was answered,
+and (with an `eta`) that it should be ready about `eta` seconds later. An estimate off
+by at most a relative `band` (plus a small absolute term, for rounding and the request's
+own latency) puts the ready time inside an interval; every answer narrows it, so the
+interval of all answers so far holds the ready time for any error model within the band.
+
+A server that is off by the same factor for every answer about a job (a model that
+under-estimates a job keeps under-estimating it) leaves a second clue: its `eta` falls
+against the clock at a rate other than 1, and two answers give that rate, hence the
+ready time. Under errors drawn afresh for each answer, that extrapolation is noise, so it
+is trusted only inside the interval, and only as far as two answers agree on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["ReadinessEstimate"]
+
+
+@dataclass
+class _Eta:
+    at: float
+    eta: float
+
+
+class ReadinessEstimate:
+    """The interval of ready times a job's answers allow, and when to poll it next.
+
+    Feed it every `processing` answer with `observe(at, eta)` (`eta` None when the answer
+    had none), then ask `next_poll(now)` for the time of the next poll. Times are seconds
+    on any monotonic scale, as long as it is the same for every call.
+
+    Args:
+        band: The largest relative error assumed of an `eta` (0.4 is ±40%).
+        absolute: Seconds added on both sides of every `eta`'s interval (rounding,
+            latency).
+        slack: Seconds after the interval's early edge the next poll comes, for the
+            first `eta` (a poll at the very edge finds the job ready only when the
+            estimate was off by the whole band).
+        learnt_slack: Seconds after the extrapolated ready time, once the `eta`'s rate
+            of fall has been learnt from two answers.
+        min_interval: The shortest gap from an answer to the next poll.
+        max_interval: The longest gap from an answer to the next poll.
+        widen: The factor the band grows by when an answer contradicts it (the job is
+            still processing after the interval's late edge, or an `eta` falls outside
+            the interval), capped so that the late edge stays finite.
+        learn: Whether to extrapolate a consistent bias from two answers at all.
+        reach: While a learnt ready time rests on two answers only (errors drawn
+            afresh for each answer would make it noise), the next poll comes at most
+            this many seconds after the interval's early edge; a third answer on the
+            same line confirms the bias and lifts the limit.
+        narrow_slack: Seconds after the early edge once two answers have narrowed the
+            interval but disagree on a bias.
+
+    Defaults were chosen with `benchmarks/poll_strategies.py` over 20,000 jobs for
+    each error model (see docs/performance.md).
+
+    """
+
+    def __init__(
+        self,
+        *,
+        band: float = 0.4,
+        absolute: float = 0.05,
+        slack: float = 0.6,
+        learnt_slack: float = 0.03,
+        min_interval: float = 0.3,
+        max_interval: float = 30.0,
+        widen: float = 1.5,
+        learn: bool = True,
+        reach: float = 0.8,
+        narrow_slack: float = 0.2,
+    ) -> None:
+        self.narrow_slack = narrow_slack
+        self.learn = learn
+        self.reach = reach
+        self.band = min(band, _MAX_BAND)
+        self.absolute = absolute
+        self.slack = slack
+        self.learnt_slack = learnt_slack
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.widen = widen
+        self._etas: list[_Eta] = []
+        self._not_before = -math.inf  # the latest time the job was seen unfinished
+        self.contradictions = 0
+        """How many answers contradicted the band (each widened it)."""
+
+    def __repr__(self) -> str:
+        lo, hi = self.interval()
+        return f"ReadinessEstimate(band={self.band:.2f}, interval=({lo:.2f}, {hi:.2f}))"
+
+    def observe(self, at: float, eta: float | None) -> None:
+        """Record a `processing` answer given at time `at`, with its `eta` if any."""
+        self._not_before = max(self._not_before, at)
+        if eta is not None and math.isfinite(eta):
+            new = _Eta(at, max(eta, 0.0))
+            lo, hi = self._bounds([new])
+            old_lo, old_hi = self._bounds(self._etas)
+            if self._etas and (lo > old_hi or hi < old_lo):
+                # The server changed its mind beyond the band (a job requeued, a model
+                # that under-estimated): its newest estimate is its best informed one.
+                self._contradicted()
+                self._etas.clear()
+            self._etas.append(new)
+            # Older answers only ever narrow the interval less as the job nears its end;
+            # dropping them keeps a wait of hours from growing without bound.
+            del self._etas[:-_KEPT]
+        while self._etas and self._not_before > self._bounds(self._etas)[1]:
+            # Still processing after the late edge: the estimates are worse than assumed.
+            self._contradicted()
+
+    def interval(self) -> tuple[float, float]:
+        """The earliest and latest ready times every answer so far allows."""
+        lo, hi = self._bounds(self._etas)
+        return max(lo, self._not_before), hi
+
+    def learnt_ready_at(self) -> float | None:
+        """The ready time the `eta`'s fall against the clock implies, if it can be trusted.
+
+        From the last two answers: a server off by a constant factor `k` answers
+        `eta = k * (ready - at)`, so `k` is how fast its `eta` falls per second.
+        """
+        if len(self._etas) < 2:
+            return None
+        first, last = self._etas[-2], self._etas[-1]
+        elapsed = last.at - first.at
+        if elapsed <= 0:
+            return None
+        rate = (first.eta - last.eta) / elapsed
+        if not (1 - self.band) / _RATE_MARGIN <= rate <= (1 + self.band) * _RATE_MARGIN:
+            return None  # not a factor the band allows: noise, not a bias
+        return last.at + last.eta / rate
+
+    def next_poll(self, now: float) -> float | None:
+        """When to poll next, or None when no `eta` has said anything useful (back off)."""
+        if not self._etas:
+            return None
+        lo, hi = self.interval()
+        learnt = self.learnt_ready_at() if self.learn else None
+        if learnt is not None:
+            learnt = min(max(learnt, lo), hi)
+            if not self._confirmed():
+                learnt = min(learnt, lo + self.reach)
+            wanted = learnt + self.learnt_slack
+        elif len(self._etas) >= 2:
+            wanted = lo + self.narrow_slack
+        else:
+            wanted = lo + self.slack
+        # Within the band the job is ready by the late edge: no reason to poll later.
+        wanted = min(wanted, hi)
+        return min(max(wanted, now + self.min_interval), now + self.max_interval)
+
+    def _confirmed(self) -> bool:
+        # A third answer on the line through the two before it: a bias, not noise.
+        if len(self._etas) < 3:
+            return False
+        a, b, c = self._etas[-3:]
+        if b.at <= a.at:
+            return False
+        rate = (a.eta - b.eta) / (b.at - a.at)
+        return abs(b.eta - rate * (c.at - b.at) - c.eta) <= _COLLINEAR
+
+    def _bounds(self, etas: list[_Eta]) -> tuple[float, float]:
+        lo, hi = -math.inf, math.inf
+        for seen in etas:
+            lo = max(lo, seen.at + seen.eta / (1 + self.band) - self.absolute)
+            hi = min(hi, seen.at + seen.eta / (1 - self.band) + self.absolute)
+        return lo, hi
+
+    def _contradicted(self) -> None:
+        self.contradictions += 1
+        self.band = min(self.band * self.widen + 0.05, _MAX_BAND)
+        self.absolute = self.absolute * self.widen + 0.05
+
+
+_KEPT = 16
+"""How many `eta` answers are remembered."""
+_COLLINEAR = 0.05
+"""Seconds a third `eta` may miss the line through two before it (two roundings)."""
+_MAX_BAND = 0.95
+"""The widest band: an `eta` of 1 s then allows 0.51 s to 20 s."""
+_RATE_MARGIN = 1.1
+"""How far outside the band a learnt rate may fall and still be believed (rounding)."""
