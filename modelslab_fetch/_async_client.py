@@ -73,9 +73,10 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         trust_env: False ignores the environment's proxies and `SSL_CERT_FILE`.
         default_headers: Headers sent with every request (API calls and downloads).
         retry_policy: How `fetch()` retries transient failures; see `RetryPolicy`.
-        http_backend: Which HTTP library carries API calls: "auto" (aiohttp under
-            asyncio, httpx under trio, through a SOCKS proxy, or under respx), "aiohttp"
-            or "httpx". Decided once, on the first request. Ignored with `http_client=`.
+        http_backend: Which HTTP library carries API calls: "auto" (aiohttp on the
+            standard library's event loop; httpx under trio, through a SOCKS proxy, or
+            under respx), "aiohttp" or "httpx". Decided once, on the first request.
+            Ignored with `http_client=`.
 
     """
 

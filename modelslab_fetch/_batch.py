@@ -354,11 +354,11 @@ class _Driver:
     def start_detached(self) -> None:
         """Run the work in a task of its own, outside any task group.
 
-        An async iterator cannot hold a task group open across its yields; an event loop
-        that can start a task detached from any group (asyncio's) lets a bare `async for`
-        work all the same. The task holds only the work, never the batch, so dropping
-        the batch is seen at once, and it is always stopped by aclose(), the end of an
-        `async with`, or the batch being dropped.
+        An async iterator cannot hold a task group open across its yields; an event
+        loop that can start a task detached from any group (the standard library's)
+        lets a bare `async for` work all the same. The task holds only the work, never
+        the batch, so dropping the batch is seen at once, and it is always stopped by
+        aclose(), the end of an `async with`, or the batch being dropped.
         """
         create_task = getattr(anyio.lowlevel.current_token().native_token, "create_task", None)
         if create_task is None:

@@ -2,9 +2,9 @@
 
 An aiohttp session or an httpx client belongs to the event loop it first ran on: its
 pooled sockets are registered with that loop, and its futures are that loop's. A client
-kept at module level and used from two `asyncio.run()` calls (scripts, Celery tasks)
-therefore holds them per loop: `PerLoop` makes one on first use in a loop and closes it
-while that loop shuts down. After `os.fork()` the child holds copies of the parent's
+kept at module level and used from two event loops in turn (two `run()` calls:
+scripts, Celery tasks) therefore holds them per loop: `PerLoop` makes one on first use
+in a loop and closes it while that loop shuts down. After `os.fork()` the child holds copies of the parent's
 sockets and loop: closing them would unregister or, with TLS, write on the parent's
 connections, and a finalizer closing them would warn. They are left behind instead:
 kept alive, untouched, until the child ends.
@@ -53,7 +53,7 @@ class PerLoop(Generic[T]):
     """One `T` per event loop: made by `create()` on first use in a loop, closed with it.
 
     The value of a loop is closed by `close(value)` when `aclose()` is awaited in that
-    loop, or else while the loop shuts down (`asyncio.run()` and `anyio.run()` finish
+    loop, or else while the loop shuts down (the standard library's and anyio's `run()` finish
     async generators before closing the loop: a keeper generator per value rides on
     that). A forked child starts with none and leaves the parent's untouched.
     """
@@ -127,7 +127,7 @@ class PerLoop(Generic[T]):
                 leave_behind(binding)
                 logger.warning(
                     "an event loop was closed before this client's connections on it: "
-                    "they are left open; run each loop with asyncio.run() (or call "
+                    "they are left open; run each loop with its library's run() (or call "
                     "loop.run_until_complete(loop.shutdown_asyncgens()) before "
                     "loop.close()), or await client.aclose() before the loop ends"
                 )
@@ -161,7 +161,7 @@ class LoopCheck:
             raise ConfigurationError(
                 f"the http_client you passed was first used on another event loop ({state}); "
                 "an httpx.AsyncClient's connections belong to one event loop: create one "
-                "httpx.AsyncClient and one AsyncModelsLab per event loop (per asyncio.run()), "
+                "httpx.AsyncClient and one AsyncModelsLab per event loop (per run() call), "
                 "or leave out http_client= so that the client makes its own per loop"
             )
 

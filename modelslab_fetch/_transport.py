@@ -213,16 +213,17 @@ class Transport:
         Only then is the running async library known. `http_backend="auto"` (the
         default) picks aiohttp, the cheapest per request (see docs/performance.md),
         where it can run, and httpx where it cannot or should not: under trio (aiohttp
-        needs asyncio), through a SOCKS proxy (httpx speaks it), and when respx has
-        patched httpx (its mocks see only httpx's requests).
+        runs only on the standard library's event loop), through a SOCKS proxy (httpx
+        speaks it), and when respx has patched httpx (its mocks see only httpx's
+        requests).
         """
         wanted = self._config.http_backend
         on_trio = sniffio.current_async_library() == "trio"
         if wanted == "aiohttp" and on_trio:
             raise ConfigurationError(
-                "http_backend='aiohttp' cannot run under trio (aiohttp needs the asyncio "
-                "event loop): leave http_backend='auto', which uses httpx under trio, or "
-                "pass http_backend='httpx'"
+                "http_backend='aiohttp' cannot run under trio (aiohttp runs only on the "
+                "standard library's event loop): leave http_backend='auto', which uses "
+                "httpx under trio, or pass http_backend='httpx'"
             )
         if wanted != "auto":
             return wanted
