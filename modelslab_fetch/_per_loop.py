@@ -5,9 +5,9 @@ pooled sockets are registered with that loop, and its futures are that loop's. A
 kept at module level and used from two event loops in turn (two `run()` calls:
 scripts, Celery tasks) therefore holds them per loop: `PerLoop` makes one on first use
 in a loop and closes it while that loop shuts down. After `os.fork()` the child holds
-copies of the parent's sockets and loop: closing them would unregister or, with TLS, write on the parent's
-connections, and a finalizer closing them would warn. They are left behind instead:
-kept alive, untouched, until the child ends.
+copies of the parent's sockets and loop: closing them would unregister or, with TLS,
+write on the parent's connections, and a finalizer closing them would warn. They are
+left behind instead: kept alive, untouched, until the child ends.
 """
 
 from __future__ import annotations
