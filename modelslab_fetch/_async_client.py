@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
 from ._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
+from ._client_settings import ClientSettings
 from ._clock import Clock, EventLoopClock
+from ._closing import ClosesOnAsyncExit
 from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -37,7 +38,7 @@ from ._updates import UpdateCallback
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
 
 
-class AsyncModelsLab(ClientEndpoints, AsyncSurface):
+class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSurface):
     """The asynchronous ModelsLab fetch client.
 
     Use it as `async with AsyncModelsLab() as client:` (or call `aclose()`), then
@@ -192,38 +193,13 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
         )
         return twin
 
-    @property
-    def base_url(self) -> str:
-        """The API root requests go to."""
-        return self._config.base_url
-
-    @property
-    def timeout(self) -> httpx.Timeout:
-        """The per-request timeout."""
-        return self._config.timeout
-
-    @property
-    def max_retries(self) -> int:
-        """How many times a transient failure is retried."""
-        return self._config.max_retries
-
-    @property
-    def max_concurrency(self) -> int:
-        """The most HTTP requests in flight at once, client-wide."""
-        return self._config.max_concurrency
-
-    @property
-    def max_requests_per_second(self) -> float | None:
-        """The client-wide cap on the request rate, if any."""
-        return self._config.max_requests_per_second
+    def _settings(self) -> ClientConfig:
+        return self._config
 
     @property
     def closed(self) -> bool:
         """Whether `aclose()` has been called."""
         return self._transport.closed
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
 
     async def wait_for(
         self,
@@ -357,17 +333,6 @@ class AsyncModelsLab(ClientEndpoints, AsyncSurface):
             await self._transport.aclose()
         finally:
             await self._downloaders.aclose()
-
-    async def __aenter__(self) -> AsyncModelsLab:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _says_success(body: dict[str, Any]) -> bool:

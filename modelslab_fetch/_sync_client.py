@@ -6,35 +6,25 @@ import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from ._async_client import AsyncModelsLab
-from ._batch import AsyncBatch, Failure, ProgressCallback, Success
-from ._clock import Clock
-from ._config import (
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
-    NOT_GIVEN,
-    NotGiven,
-)
+from ._batch import AsyncBatch, Failure, Success
+from ._client_settings import ClientSettings
+from ._closing import ClosesOnExit
+from ._config import ClientConfig
 from ._downloads import Downloaded
 from ._endpoint import AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import SyncSurface
 from ._endpoints.table import ClientEndpoints, Enterprise
-from ._ids import RequestId
 from ._loop_thread import LoopThread
 from ._models import FetchResult
-from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
-from ._retry_policy import RetryPolicy
-from ._routing import Queued
-from ._tls import CertTypes, VerifyTypes
-from ._updates import UpdateCallback
+from ._twins import parameters_of
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 
@@ -43,7 +33,7 @@ R = TypeVar("R", bound=FetchResult)
 _OUTCOMES_PER_HANDOFF = 256
 
 
-class SyncBatch(Iterator[Success[R] | Failure[R]], Generic[R]):
+class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
     """The blocking twin of `Batch`: iterate it for one `Outcome` per input id.
 
     Outcomes stream from the client's loop thread as they are ready (a few hundred per
@@ -77,17 +67,6 @@ class SyncBatch(Iterator[Success[R] | Failure[R]], Generic[R]):
         if self._loop.started and not self._loop.closed:
             self._loop.run(self._batch.aclose)
 
-    def __enter__(self) -> SyncBatch[R]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         # A `for` loop left with `break` drops the iterator: stop the work it started,
         # without blocking whatever thread the garbage collector runs in.
@@ -97,75 +76,45 @@ class SyncBatch(Iterator[Success[R] | Failure[R]], Generic[R]):
 
 
 class SyncFetchResource(Generic[R]):
-    """The blocking twin of `AsyncFetchResource`: the same calls, on the client's loop thread."""
+    """The blocking twin of `AsyncFetchResource`: the same calls, on the client's loop thread.
+
+    Each call takes exactly the parameters of its async twin (see `_twins`).
+    """
 
     def __init__(self, resource: AsyncFetchResource[R], loop: LoopThread) -> None:
-        self._resource = resource
+        self._async = resource
         self._loop = loop
 
     def __repr__(self) -> str:
-        return "Sync" + repr(self._resource).removeprefix("Async")
+        return "Sync" + repr(self._async).removeprefix("Async")
 
-    def fetch(self, request_id: RequestId) -> R:
+    @parameters_of(AsyncFetchResource.fetch)
+    def fetch(self, *args: Any, **kwargs: Any) -> R:
         """Ask once where the job stands; see `AsyncFetchResource.fetch`."""
-        return self._loop.run(self._resource.fetch, request_id)
+        return self._loop.run(partial(self._async.fetch, *args, **kwargs))
 
-    def wait(
-        self,
-        request_id: RequestId,
-        *,
-        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
-        on_update: UpdateCallback | None = None,
-    ) -> R:
+    @parameters_of(AsyncFetchResource.wait)
+    def wait(self, *args: Any, **kwargs: Any) -> R:
         """Poll the job until it finishes; see `AsyncFetchResource.wait`.
 
         `on_update` is called on the client's loop thread.
         """
+        return self._loop.run(partial(self._async.wait, *args, **kwargs))
 
-        async def wait() -> R:
-            return await self._resource.wait(request_id, timeout=timeout, on_update=on_update)
-
-        return self._loop.run(wait)
-
-    def fetch_many(
-        self,
-        ids: Iterable[RequestId] | AsyncIterable[RequestId],
-        *,
-        concurrency: int | None = None,
-        ordered: bool = False,
-        on_progress: ProgressCallback | None = None,
-    ) -> SyncBatch[R]:
+    @parameters_of(AsyncFetchResource.fetch_many)
+    def fetch_many(self, *args: Any, **kwargs: Any) -> SyncBatch[R]:
         """Fetch each id once, one `Outcome` per input id; see `AsyncFetchResource.fetch_many`."""
         self._loop.check_open()
-        batch = self._resource.fetch_many(
-            ids, concurrency=concurrency, ordered=ordered, on_progress=on_progress
-        )
-        return SyncBatch(batch, self._loop)
+        return SyncBatch(self._async.fetch_many(*args, **kwargs), self._loop)
 
-    def wait_many(
-        self,
-        ids: Iterable[RequestId] | AsyncIterable[RequestId],
-        *,
-        concurrency: int | None = None,
-        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
-        ordered: bool = False,
-        on_progress: ProgressCallback | None = None,
-        on_update: UpdateCallback | None = None,
-    ) -> SyncBatch[R]:
+    @parameters_of(AsyncFetchResource.wait_many)
+    def wait_many(self, *args: Any, **kwargs: Any) -> SyncBatch[R]:
         """Wait for each id, one `Outcome` per input id; see `AsyncFetchResource.wait_many`."""
         self._loop.check_open()
-        batch = self._resource.wait_many(
-            ids,
-            concurrency=concurrency,
-            timeout=timeout,
-            ordered=ordered,
-            on_progress=on_progress,
-            on_update=on_update,
-        )
-        return SyncBatch(batch, self._loop)
+        return SyncBatch(self._async.wait_many(*args, **kwargs), self._loop)
 
 
-class ModelsLab(ClientEndpoints, SyncSurface):
+class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     """The blocking ModelsLab fetch client, for scripts, notebooks and legacy code.
 
     It takes the same options as `AsyncModelsLab` and offers the same calls, returning
@@ -174,44 +123,10 @@ class ModelsLab(ClientEndpoints, SyncSurface):
     it also works inside a running event loop (Jupyter) and from many threads at once.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        max_requests_per_second: float | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        poll_policy: PollPolicy | None = None,
-        clock: Clock | None = None,
-        verify: VerifyTypes = True,
-        cert: CertTypes | None = None,
-        proxy: str | httpx.URL | None = None,
-        trust_env: bool = True,
-        default_headers: Mapping[str, str] | None = None,
-        retry_policy: RetryPolicy | None = None,
-        http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
-    ) -> None:
-        self._async = AsyncModelsLab(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            max_requests_per_second=max_requests_per_second,
-            http_client=http_client,
-            poll_policy=poll_policy,
-            clock=clock,
-            verify=verify,
-            cert=cert,
-            proxy=proxy,
-            trust_env=trust_env,
-            default_headers=default_headers,
-            retry_policy=retry_policy,
-            http_backend=http_backend,
-        )
+    @parameters_of(AsyncModelsLab.__init__)
+    def __init__(self, **options: Any) -> None:
+        self._async = AsyncModelsLab(**options)
+        http_client = options.get("http_client")
         # An httpx.AsyncClient's connections belong to one event loop: blocking clients
         # given the same one share one loop thread, so it works across all of them.
         lease = _LoopLease.take(http_client)
@@ -238,15 +153,8 @@ class ModelsLab(ClientEndpoints, SyncSurface):
 
         self._bind(resource)
 
-    def with_options(
-        self,
-        *,
-        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
-        max_retries: int | NotGiven = NOT_GIVEN,
-        poll_policy: PollPolicy | NotGiven = NOT_GIVEN,
-        retry_policy: RetryPolicy | NotGiven | None = NOT_GIVEN,
-        default_headers: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
-    ) -> ModelsLab:
+    @parameters_of(AsyncModelsLab.with_options)
+    def with_options(self, **options: Any) -> ModelsLab:
         """A client with other settings, sharing this one's thread, connections and limits.
 
         See `AsyncModelsLab.with_options`. Closing either closes both.
@@ -254,86 +162,22 @@ class ModelsLab(ClientEndpoints, SyncSurface):
         twin = object.__new__(type(self))
         twin._finalizer = self._finalizer  # one owner of the loop thread and connections
         twin._parent = self  # this client (and so its finalizer) lives while the twin does
-        twin._wire(
-            self._async.with_options(
-                timeout=timeout,
-                max_retries=max_retries,
-                poll_policy=poll_policy,
-                retry_policy=retry_policy,
-                default_headers=default_headers,
-            ),
-            self._loop,
-        )
+        twin._wire(self._async.with_options(**options), self._loop)
         return twin
 
-    @property
-    def base_url(self) -> str:
-        """The API root requests go to."""
-        return self._async.base_url
+    def _settings(self) -> ClientConfig:
+        return self._async._config
 
-    @property
-    def timeout(self) -> httpx.Timeout:
-        """The per-request timeout."""
-        return self._async.timeout
-
-    @property
-    def max_retries(self) -> int:
-        """How many times a transient failure is retried."""
-        return self._async.max_retries
-
-    @property
-    def max_concurrency(self) -> int:
-        """The most HTTP requests in flight at once, client-wide."""
-        return self._async.max_concurrency
-
-    @property
-    def max_requests_per_second(self) -> float | None:
-        """The client-wide cap on the request rate, if any."""
-        return self._async.max_requests_per_second
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
-
-    def wait_for(
-        self,
-        queued: Queued,
-        *,
-        endpoint: str | FetchEndpoint[Any] | None = None,
-        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
-        on_update: UpdateCallback | None = None,
-    ) -> FetchResult:
+    @parameters_of(AsyncModelsLab.wait_for)
+    def wait_for(self, *args: Any, **kwargs: Any) -> FetchResult:
         """Wait for the job a generation request queued; see `AsyncModelsLab.wait_for`."""
+        return self._loop.run(partial(self._async.wait_for, *args, **kwargs))
 
-        async def wait_for() -> FetchResult:
-            return await self._async.wait_for(
-                queued, endpoint=endpoint, timeout=timeout, on_update=on_update
-            )
-
-        return self._loop.run(wait_for)
-
-    def wait_for_many(
-        self,
-        queued_items: Iterable[Queued] | AsyncIterable[Queued],
-        *,
-        endpoint: str | FetchEndpoint[Any] | None = None,
-        concurrency: int | None = None,
-        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
-        ordered: bool = False,
-        on_progress: ProgressCallback | None = None,
-        on_update: UpdateCallback | None = None,
-    ) -> SyncBatch[FetchResult]:
+    @parameters_of(AsyncModelsLab.wait_for_many)
+    def wait_for_many(self, *args: Any, **kwargs: Any) -> SyncBatch[FetchResult]:
         """`wait_for` for many responses, one `Outcome` each; see `AsyncModelsLab.wait_for_many`."""
         self._loop.check_open()
-        batch = self._async.wait_for_many(
-            queued_items,
-            endpoint=endpoint,
-            concurrency=concurrency,
-            timeout=timeout,
-            ordered=ordered,
-            on_progress=on_progress,
-            on_update=on_update,
-        )
-        return SyncBatch(batch, self._loop)
+        return SyncBatch(self._async.wait_for_many(*args, **kwargs), self._loop)
 
     def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory`; see `AsyncModelsLab.download`."""
@@ -348,17 +192,6 @@ class ModelsLab(ClientEndpoints, SyncSurface):
     def close(self) -> None:
         """Cancel calls in flight, close connections and stop the loop thread. Idempotent."""
         self._finalizer()
-
-    def __enter__(self) -> ModelsLab:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _LoopLease:
