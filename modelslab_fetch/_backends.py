@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import anyio
-import httpcore
 import httpx
 
 from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError
@@ -290,6 +289,8 @@ def describe(error: BaseException) -> str:
 
 def httpx_is_patched() -> bool:
     """Whether httpx's or httpcore's request path is patched, as respx's mocks do."""
+    import httpcore  # noqa: PLC0415 - asked once per client, on its first request
+
     pool = httpcore.AsyncConnectionPool.handle_async_request.__module__
     client = httpx.AsyncClient._transport_for_url.__module__
     return not (pool.startswith("httpcore") and client.startswith("httpx"))

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
-from pydantic import SecretStr
 
 from ._errors import AuthenticationError, ConfigurationError
 from ._retry_policy import RetryPolicy
@@ -27,6 +26,33 @@ __all__ = [
     "NOT_GIVEN",
     "ClientConfig",
 ]
+
+
+class Secret:
+    """The API key, held so that no repr, str, pickle or traceback local shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """The key itself, for the one place that puts it in a request body."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("the API key is not picklable: pass it to the client again")
 
 
 class NotGiven:
@@ -57,7 +83,7 @@ class ClientConfig:
     Built by `ClientConfig.resolve`; never prints the key.
     """
 
-    api_key: SecretStr
+    api_key: Secret
     base_url: str
     timeout: httpx.Timeout
     max_retries: int
@@ -166,7 +192,7 @@ class ClientConfig:
         )
 
 
-def _resolve_api_key(api_key: str | None, env: Mapping[str, str]) -> SecretStr:
+def _resolve_api_key(api_key: str | None, env: Mapping[str, str]) -> Secret:
     key = api_key if api_key is not None else env.get(API_KEY_ENV)
     if not isinstance(key, str):
         if key is None:
@@ -179,7 +205,7 @@ def _resolve_api_key(api_key: str | None, env: Mapping[str, str]) -> SecretStr:
         raise AuthenticationError(
             f"the API key is empty: pass api_key=... to the client or set {API_KEY_ENV}"
         )
-    return SecretStr(key)
+    return Secret(key)
 
 
 def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:

@@ -109,6 +109,9 @@ class FetchResult(BaseModel):
         extra="allow",
         frozen=True,
         populate_by_name=True,
+        # Built on the first result parsed rather than at import: a CLI start or a cold
+        # start pays for it only when an answer arrives.
+        defer_build=True,
         ser_json_inf_nan="constants",
     )
 

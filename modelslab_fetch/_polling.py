@@ -7,15 +7,9 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    retry_if_result,
-)
 
 from ._clock import Clock
 from ._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
@@ -23,6 +17,9 @@ from ._models import FetchResult
 from ._readiness import ReadinessEstimate
 from ._retry_after import stated_delay
 from ._transport import is_transient
+
+if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_try_first)
+    from tenacity import AsyncRetrying, RetryCallState
 from ._try_first import try_first_then_retry
 from ._updates import PollUpdate, UpdateCallback
 
@@ -273,6 +270,12 @@ class _Waiter(Generic[R]):
         schedule = _Schedule(self._policy, self._clock, self.deadline)
 
         def retrying() -> AsyncRetrying:
+            from tenacity import (  # noqa: PLC0415 - only a wait that polls again needs it
+                AsyncRetrying,
+                retry_if_exception,
+                retry_if_result,
+            )
+
             return AsyncRetrying(
                 retry=retry_if_result(_unfinished) | retry_if_exception(self._transient),
                 wait=schedule.delay,

@@ -9,14 +9,11 @@ never proxies loopback at all.)
 
 from __future__ import annotations
 
-import httpcore
 import httpx
 
 from ._errors import ConfigurationError
 
 __all__ = ["refuse_cleartext_proxy"]
-
-_PROXY_POOLS = (httpcore.AsyncHTTPProxy, httpcore.AsyncSOCKSProxy)
 
 
 def refuse_cleartext_proxy(http_client: httpx.AsyncClient, base_url: str) -> None:
@@ -45,7 +42,13 @@ def _goes_through_proxy(http_client: httpx.AsyncClient, url: httpx.URL) -> bool:
                 transport = mounted
                 break
     pool = getattr(transport, "_pool", None)
-    if isinstance(pool, _PROXY_POOLS):
+    if isinstance(pool, _proxy_pools()):
         return True
     # A transport of another kind (a wrapper, httpx-aiohttp...) that says it proxies.
     return getattr(transport, "proxy", None) is not None or "Proxy" in type(pool).__name__
+
+
+def _proxy_pools() -> tuple[type, ...]:
+    import httpcore  # noqa: PLC0415 - only clients given an http_client ask
+
+    return (httpcore.AsyncHTTPProxy, httpcore.AsyncSOCKSProxy)

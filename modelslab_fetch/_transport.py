@@ -9,17 +9,10 @@ import random
 import time
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import sniffio
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-)
-from tenacity.wait import wait_base
 
 from ._backends import (
     MAX_RESPONSE_BYTES,
@@ -58,6 +51,9 @@ from ._traffic import TrafficControl
 from ._try_first import try_first_then_retry
 from ._version import __version__
 
+if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
+    from tenacity import AsyncRetrying, RetryCallState
+
 __all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient", "retried_by_fetch"]
 
 logger = logging.getLogger("modelslab_fetch")
@@ -86,7 +82,7 @@ def retried_by_fetch(error: BaseException, policy: RetryPolicy | None = None) ->
 _DEFAULT_POLICY = RetryPolicy()
 
 
-class _wait_stated_or_backoff(wait_base):
+class _wait_stated_or_backoff:
     """Wait what the server stated, else the policy's exponential backoff with jitter."""
 
     def __init__(self, policy: RetryPolicy) -> None:
@@ -306,6 +302,12 @@ class Transport:
         retries = self._config.retries if retry else 0
 
         def retrying() -> AsyncRetrying:
+            from tenacity import (  # noqa: PLC0415 - only a request that failed needs it
+                AsyncRetrying,
+                retry_if_exception,
+                stop_after_attempt,
+            )
+
             return AsyncRetrying(
                 stop=stop_after_attempt(retries + 1),
                 wait=_wait_stated_or_backoff(policy),

@@ -10,9 +10,10 @@ attempts, its waits and its logs then read exactly as if it had run from the sta
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from tenacity import AsyncRetrying
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying
 
 __all__ = ["try_first_then_retry"]
 
