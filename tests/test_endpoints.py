@@ -28,7 +28,11 @@ from modelslab_fetch import (
     endpoint_table,
 )
 from modelslab_fetch._endpoints.table import ClientEndpoints, EnterpriseEndpoints
+from tests.backends import both_backends
 from tests.conftest import API_KEY, AT_ETA, BASE_URL, FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 TABLE = endpoint_table()
 ENTERPRISE_SERVERS = [

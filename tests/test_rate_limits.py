@@ -22,7 +22,11 @@ from modelslab_fetch import (
     WaitTimeoutError,
 )
 from modelslab_fetch._transport import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE
+from tests.backends import both_backends
 from tests.conftest import IMAGES_URL, FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 OK = {"status": "success", "id": 13443927, "output": ["https://cdn.example/0.png"]}
 PROCESSING = {"status": "processing", "id": 13443927, "eta": 5, "output": []}

@@ -25,7 +25,11 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._transport import MAX_RETRY_AFTER
+from tests.backends import both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 OK = {"status": "success", "id": 13443927, "output": ["https://cdn.example/0.png"]}
 
