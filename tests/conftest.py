@@ -8,6 +8,7 @@ asyncio unless its module says `anyio_backend = both_backends` (tests/backends.p
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -92,6 +93,12 @@ class FakeClock:
             self.sleeps.append(seconds)
         await anyio.lowlevel.checkpoint()
         self.time = max(self.time, wake)
+
+
+def echo_success(request: httpx.Request) -> httpx.Response:
+    """A respx side effect: every id asked about has succeeded, with one output URL."""
+    request_id = json.loads(request.content)["request_id"]
+    return httpx.Response(200, json={"status": "success", "id": request_id, "output": ["u"]})
 
 
 async def never_answer(request: httpx.Request) -> httpx.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -28,7 +29,7 @@ from modelslab_fetch import (
 )
 from modelslab_fetch._batch import RECENT_OUTCOMES_KEPT
 from tests.backends import both_backends, leftover_tasks, only_this_task_left
-from tests.conftest import API_KEY, IMAGES_URL, FakeClock
+from tests.conftest import API_KEY, IMAGES_URL, FakeClock, echo_success, never_answer
 
 # Each async test runs on asyncio and on trio (the trio half is pending issue 14).
 anyio_backend = both_backends
@@ -447,3 +448,71 @@ def test_a_sync_batch_outliving_its_client_closes_quietly(router: respx.MockRout
     client.close()
     batch.close()
     batch.close()
+
+
+async def test_a_failing_progress_callback_loses_no_outcome(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+
+    def explode(progress: Progress) -> None:
+        raise RuntimeError("ui crashed")
+
+    batch = client.images.fetch_many(["1", "2", "3"], on_progress=explode, concurrency=1)
+    first = await batch.__anext__()
+    assert first.ok  # the outcome in hand is delivered
+    with pytest.raises(RuntimeError, match="ui crashed"):
+        await batch.__anext__()
+    many = client.images.fetch_many([str(n) for n in range(50)], on_progress=explode)
+    handed = await many.next_many(256)
+    assert len(handed) == 1  # collection stops at the failing callback, nothing dropped
+    with pytest.raises(RuntimeError, match="ui crashed"):
+        await many.next_many(256)
+
+
+async def test_going_on_after_a_cancelled_wait_is_an_error_not_a_quiet_end(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
+    batch = client.images.wait_many(["1", "2"])
+    with anyio.move_on_after(0.05):
+        await batch.__anext__()
+    with pytest.raises(RuntimeError, match="start a new batch"):
+        await batch.__anext__()
+
+
+async def test_aclose_lets_a_cancellation_of_its_caller_through(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
+    batch = client.images.wait_many(["1"])
+    with anyio.move_on_after(0.05):
+        await batch.__anext__()
+    reached_after = False
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await batch.aclose()
+        reached_after = True
+    assert not reached_after
+
+
+async def test_a_generator_input_is_closed_when_the_batch_stops(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+    closed = threading.Event()
+
+    def ids() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            closed.set()
+
+    async with client.images.fetch_many(ids(), concurrency=2) as batch:
+        async for outcome in batch:
+            if outcome.index >= 3:
+                break
+    assert closed.is_set()

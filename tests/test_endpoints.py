@@ -516,3 +516,10 @@ async def test_wait_for_many_stops_at_an_account_error(
     assert len(outcomes) == 50
     assert all(isinstance(o.error, AuthenticationError) for o in outcomes)
     assert route.call_count <= 4  # the first refusal stopped the rest
+
+
+def test_a_misdescribed_endpoint_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        FetchEndpoint("/x/{id}", id_field="request_id")
+    with pytest.raises(ConfigurationError, match="give one"):
+        FetchEndpoint("/x")
