@@ -21,8 +21,9 @@ import respx
 
 from modelslab_fetch import AsyncModelsLab, PollPolicy
 
-# The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module.
-pytest_plugins = ["tests.hostile_servers"]
+# The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module;
+# pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
+pytest_plugins = ["tests.hostile_servers", "pytester"]
 
 # While the library does not run on trio yet (issue 14), the trio half of a suite that runs
 # on both backends (tests/backends.py) is expected to fail: flip this to False, the one
