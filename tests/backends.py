@@ -1,4 +1,4 @@
-"""Backend-neutral test helpers: the both-backends `anyio_backend`, and leftover tasks.
+"""Backend-neutral test helpers: the both-backends `anyio_backend`, leftover tasks, batches.
 
 A module runs its async tests on asyncio and trio with `anyio_backend = both_backends`.
 The fixture lives here, not in conftest.py, because a fixture in conftest.py would apply
@@ -7,9 +7,15 @@ to every module under its own name.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import anyio
 import anyio.lowlevel
 import pytest
+
+from modelslab_fetch import Batch, Failure, FetchResult, Success
+
+R = TypeVar("R", bound=FetchResult)
 
 
 @pytest.fixture(
@@ -54,3 +60,14 @@ async def only_this_task_left() -> bool:
             return True
         await anyio.lowlevel.checkpoint()
     return False
+
+
+asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+"""For a test of a bare `async for` over a batch (no `async with`): only asyncio runs a
+batch's work in a task outside any task group; on trio the batch asks for `async with`."""
+
+
+async def collect(batch: Batch[R]) -> list[Success[R] | Failure[R]]:
+    """Every outcome of `batch`, in the structured form (`async with`) every backend runs."""
+    async with batch:
+        return [outcome async for outcome in batch]

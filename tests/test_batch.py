@@ -19,16 +19,17 @@ from modelslab_fetch import (
     APIStatusError,
     AsyncModelsLab,
     ConfigurationError,
+    Failure,
     GenerationFailedError,
     InvalidRequestIdError,
     ModelsLab,
-    Outcome,
     Progress,
     ResponseParseError,
+    Success,
     WaitTimeoutError,
 )
 from modelslab_fetch._batch import RECENT_OUTCOMES_KEPT
-from tests.backends import both_backends, leftover_tasks, only_this_task_left
+from tests.backends import asyncio_only, both_backends, collect, leftover_tasks, only_this_task_left
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock, echo_success, never_answer
 
 # Each async test runs on asyncio and on trio (the trio half is pending issue 14).
@@ -95,7 +96,7 @@ async def test_wait_many_accounts_for_every_id_exactly_once(
 ) -> None:
     router.post(IMAGES_URL).mock(side_effect=Server(MIX))
     ids: list[str | int] = [*MIX, "bad id", 8]
-    outcomes = [o async for o in client.images.wait_many(ids, timeout=30)]
+    outcomes = await collect(client.images.wait_many(ids, timeout=30))
     assert sorted(o.index for o in outcomes) == list(range(len(ids)))
     by_id = {o.request_id: o for o in outcomes}
     assert by_id["1"].ok and by_id["7"].ok and by_id["8"].ok
@@ -116,7 +117,7 @@ async def test_fetch_many_accounts_for_every_id_exactly_once(
 ) -> None:
     server = Server(MIX)
     router.post(IMAGES_URL).mock(side_effect=server)
-    outcomes = [o async for o in client.images.fetch_many(list(MIX))]
+    outcomes = await collect(client.images.fetch_many(list(MIX)))
     by_id = {o.request_id: o for o in outcomes}
     assert len(outcomes) == len(MIX)
     # fetch answers whatever the status: failed/processing are results, not errors
@@ -133,7 +134,7 @@ async def test_duplicates_get_an_outcome_each_and_the_server_is_asked_once(
     server = Server(checkpoints=3)
     router.post(IMAGES_URL).mock(side_effect=server)
     ids: list[str | int] = ["1", "2", "1", 1, "3", "2", " 1 "]
-    outcomes = [o async for o in client.images.wait_many(ids, ordered=True)]
+    outcomes = await collect(client.images.wait_many(ids, ordered=True))
     assert [o.index for o in outcomes] == list(range(len(ids)))
     assert [o.request_id for o in outcomes] == ["1", "2", "1", "1", "3", "2", "1"]
     assert all(o.ok for o in outcomes)
@@ -146,7 +147,7 @@ async def test_a_repeat_long_after_is_still_answered_from_memory(
     server = Server()
     router.post(IMAGES_URL).mock(side_effect=server)
     ids = ["1", *map(str, range(100, 200)), "1"]
-    outcomes = [o async for o in client.images.fetch_many(ids, concurrency=4)]
+    outcomes = await collect(client.images.fetch_many(ids, concurrency=4))
     assert len(outcomes) == len(ids)
     assert server.calls["1"] == 1
     assert RECENT_OUTCOMES_KEPT >= 100
@@ -162,12 +163,15 @@ async def test_input_order_on_request(client: AsyncModelsLab, router: respx.Mock
 
     router.post(IMAGES_URL).mock(side_effect=SlowFirst())
     ids = [str(n) for n in range(20)]
-    completion = [o.index async for o in client.images.fetch_many(ids, concurrency=8)]
-    ordered = [o.index async for o in client.images.fetch_many(ids, concurrency=8, ordered=True)]
+    completion = [o.index for o in await collect(client.images.fetch_many(ids, concurrency=8))]
+    ordered = [
+        o.index for o in await collect(client.images.fetch_many(ids, concurrency=8, ordered=True))
+    ]
     assert completion != list(range(20))  # the slow head finished late
     assert ordered == list(range(20))
 
 
+@asyncio_only  # a bare `async for`, left by a break or a cancellation
 async def test_endless_input_is_read_lazily_and_an_early_break_stops_everything(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -199,9 +203,11 @@ async def test_async_iterable_input(client: AsyncModelsLab, router: respx.MockRo
             await anyio.lowlevel.checkpoint()
             yield str(n)
 
-    assert sorted([o.request_id async for o in client.images.wait_many(ids())]) == list("01234")
+    outcomes = await collect(client.images.wait_many(ids()))
+    assert sorted([o.request_id for o in outcomes]) == list("01234")
 
 
+@asyncio_only  # a bare `async for`, left by a break or a cancellation
 async def test_cancelling_the_consumer_leaves_no_tasks(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -247,10 +253,10 @@ async def test_the_client_wide_cap_holds_across_concurrent_batches(
     server = Server(checkpoints=10)
     router.post(IMAGES_URL).mock(side_effect=server)
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_concurrency=5) as client:
-        results: list[list[Outcome[Any]]] = [[], []]
+        results: list[list[Success[Any] | Failure[Any]]] = [[], []]
 
         async def run(slot: int, ids: range) -> None:
-            results[slot] = [o async for o in client.images.wait_many(ids, concurrency=50)]
+            results[slot] = await collect(client.images.wait_many(ids, concurrency=50))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, 0, range(0, 100))
@@ -287,7 +293,7 @@ async def test_a_429_burst_pauses_the_whole_client_once(
     start = clock.now()
     with caplog.at_level(logging.WARNING, logger="modelslab_fetch"):
         async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
-            outcomes = [o async for o in client.images.fetch_many(range(burst))]
+            outcomes = await collect(client.images.fetch_many(range(burst)))
     assert all(o.ok for o in outcomes)
     pauses = [r for r in caplog.records if "pausing all requests" in r.getMessage()]
     assert len(pauses) == 1
@@ -307,7 +313,7 @@ async def test_requests_per_second_paces_the_client(
 
     router.post(IMAGES_URL).mock(side_effect=handler)
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_requests_per_second=5) as client:
-        outcomes = [o async for o in client.images.fetch_many(range(10))]
+        outcomes = await collect(client.images.fetch_many(range(10)))
         await client.images.fetch(99)
     assert len(outcomes) == 10
     gaps = [b - a for a, b in itertools.pairwise(sorted(starts))]
@@ -318,9 +324,7 @@ async def test_progress_events_add_up(client: AsyncModelsLab, router: respx.Mock
     router.post(IMAGES_URL).mock(side_effect=Server({"3": "failed", "5": "failed"}))
     events: list[Progress] = []
     ids = [str(n) for n in range(10)]
-    outcomes = [
-        o async for o in client.images.wait_many(ids, concurrency=3, on_progress=events.append)
-    ]
+    outcomes = await collect(client.images.wait_many(ids, concurrency=3, on_progress=events.append))
     assert [e.done for e in events] == list(range(1, 11))
     assert all(e.total == 10 for e in events)
     assert all(0 <= e.in_flight <= 2 * 3 for e in events)  # working + finished, not yet taken
@@ -334,15 +338,11 @@ async def test_progress_total_is_unknown_for_generators(
 ) -> None:
     router.post(IMAGES_URL).mock(side_effect=Server())
     events: list[Progress] = []
-    _ = [
-        o
-        async for o in client.images.fetch_many(
-            (str(n) for n in range(3)), on_progress=events.append
-        )
-    ]
+    await collect(client.images.fetch_many((str(n) for n in range(3)), on_progress=events.append))
     assert [e.total for e in events] == [None, None, None]
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_a_broken_input_iterable_surfaces_after_what_was_done(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -365,6 +365,7 @@ async def test_a_broken_input_iterable_surfaces_after_what_was_done(
     assert await only_this_task_left()
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_a_failing_progress_callback_surfaces(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -401,9 +402,9 @@ async def test_super_resolution_has_the_batch_calls_too(
 ) -> None:
     route = router.post(url__regex=r".*/super_resolution/fetch/(?P<rid>\d+)$")
     route.side_effect = lambda request, rid: success(rid)
-    outcomes = [o async for o in client.enterprise.super_resolution.wait_many([1, 2, 3])]
+    outcomes = await collect(client.enterprise.super_resolution.wait_many([1, 2, 3]))
     assert sorted(o.request_id for o in outcomes) == ["1", "2", "3"]
-    fetched = [o async for o in client.enterprise.super_resolution.fetch_many([4])]
+    fetched = await collect(client.enterprise.super_resolution.fetch_many([4]))
     assert fetched[0].ok
 
 
@@ -450,6 +451,7 @@ def test_a_sync_batch_outliving_its_client_closes_quietly(router: respx.MockRout
     batch.close()
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_a_failing_progress_callback_loses_no_outcome(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -470,6 +472,7 @@ async def test_a_failing_progress_callback_loses_no_outcome(
         await many.next_many(256)
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_going_on_after_a_cancelled_wait_is_an_error_not_a_quiet_end(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -481,6 +484,7 @@ async def test_going_on_after_a_cancelled_wait_is_an_error_not_a_quiet_end(
         await batch.__anext__()
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_aclose_lets_a_cancellation_of_its_caller_through(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -516,3 +520,13 @@ async def test_a_generator_input_is_closed_when_the_batch_stops(
             if outcome.index >= 3:
                 break
     assert closed.is_set()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_bare_async_for_on_trio_says_to_use_async_with(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+    with pytest.raises(RuntimeError, match=r"async with client\.images\.wait_many"):
+        async for _ in client.images.wait_many([1]):
+            pass
