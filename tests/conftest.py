@@ -1,7 +1,15 @@
-"""Shared fixtures: a fake clock, a respx router over the ModelsLab base URL, clients."""
+"""Shared fixtures: a fake clock, a respx router over the ModelsLab base URL, clients.
+
+Async tests and fixtures run under anyio's pytest plugin (shipped with anyio): every
+coroutine test is marked `anyio` here, so test modules need no marker, and runs on
+asyncio unless its module says `anyio_backend = both_backends` (tests/backends.py).
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,10 +19,50 @@ import httpx
 import pytest
 import respx
 
-from modelslab_fetch import AsyncModelsLab, PollPolicy
+from modelslab_fetch import AsyncModelsLab, PollPolicy, _endpoint, _models
 
-# The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module.
-pytest_plugins = ["tests.hostile_servers"]
+# The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module;
+# pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
+pytest_plugins = ["tests.hostile_servers", "pytester"]
+
+# While the library does not run on trio yet (issue 14), the trio half of a suite that runs
+# on both backends (tests/backends.py) is expected to fail: flip this to False, the one
+# place, once the library runs on trio.
+TRIO_PENDING = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Marks every coroutine test `anyio`, and gives it the `anyio_backend` fixture.
+
+    anyio's own plugin would do it only for tests already marked (its "auto" mode is newer
+    than the anyio we support), so this one hook stands for a marker on every async test.
+    """
+    if not (isinstance(collector, pytest.Module | pytest.Class) and callable(obj)):
+        return
+    if not collector.istestfunction(obj, name):
+        return
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)
+    if inspect.iscoroutinefunction(inner):
+        pytest.mark.anyio(obj)
+        pytest.mark.usefixtures("anyio_backend")(obj)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Turns `trio_pending` into a non-strict xfail, in this one place (see TRIO_PENDING)."""
+    if not TRIO_PENDING:
+        return
+    pending = pytest.mark.xfail(strict=False, reason="library trio support lands with issue 14")
+    for item in items:
+        if item.get_closest_marker("trio_pending") is not None:
+            item.add_marker(pending)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Async tests run on asyncio unless their module runs them on both backends."""
+    return "asyncio"
+
 
 API_KEY = "sk-test-7f3a9c1e-THE-SECRET-KEY"
 BASE_URL = "https://modelslab.com/api"
@@ -29,6 +77,7 @@ class FakeClock:
         self.time = start
         self.start = start
         self.sleeps: list[float] = []
+        self._waking: list[float] = []  # the wake-up times of the sleepers not yet woken
 
     def now(self) -> float:
         return self.time
@@ -44,8 +93,23 @@ class FakeClock:
         wake = self.time + seconds
         if seconds > 0:
             self.sleeps.append(seconds)
-        await anyio.lowlevel.checkpoint()
+        self._waking.append(wake)
+        try:
+            await anyio.lowlevel.checkpoint()
+            # Sleepers wake in the order of their wake-up times, whatever order the event
+            # loop runs them in (trio's is not first-come): time never jumps past a sleeper
+            # that is due earlier. Each of those is runnable, so this wait is short.
+            while min(self._waking) < wake:
+                await anyio.lowlevel.checkpoint()
+        finally:
+            self._waking.remove(wake)
         self.time = max(self.time, wake)
+
+
+def echo_success(request: httpx.Request) -> httpx.Response:
+    """A respx side effect: every id asked about has succeeded, with one output URL."""
+    request_id = json.loads(request.content)["request_id"]
+    return httpx.Response(200, json={"status": "success", "id": request_id, "output": ["u"]})
 
 
 async def never_answer(request: httpx.Request) -> httpx.Response:
@@ -82,6 +146,37 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up a developer's real key or base URL from the environment."""
     monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
     monkeypatch.delenv("MODELSLAB_BASE_URL", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _logged_once_memories_fresh() -> Iterator[None]:
+    """Each test starts with the library's "logged once per process" memories empty.
+
+    A test that runs twice in one process (on asyncio, then on trio) would otherwise find
+    its warning already given by the first run, and see none.
+    """
+    memories = [_endpoint._unknown_statuses_logged, _models._odd_fields_logged]
+    saved = [set(memory) for memory in memories]
+    for memory in memories:
+        memory.clear()
+    yield
+    for memory, before in zip(memories, saved, strict=True):
+        memory.clear()
+        memory.update(before)
+
+
+@pytest.fixture(autouse=True)
+def _library_logger_restored() -> Iterator[None]:
+    """The CLI's `main` sets the library logger's level and handler for the process; undo it.
+
+    Without this, a test that runs the CLI with --verbose leaves the logger at INFO, and a
+    later test that captures the library's DEBUG records sees none.
+    """
+    logger = logging.getLogger("modelslab_fetch")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
 
 
 BACKENDS = ["aiohttp", "httpx"]

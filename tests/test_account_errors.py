@@ -21,8 +21,12 @@ from modelslab_fetch import (
     ModelsLab,
     PermissionDeniedError,
 )
+from tests.backends import both_backends, collect
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.local_server import Reply, scripted_server
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 REFUSALS = {
     "bad key (200)": (
@@ -68,7 +72,7 @@ async def test_a_batch_stops_sending_at_the_first_account_error(
     route.side_effect = slow_refusal
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_concurrency=4) as client:
         batch = getattr(client.images, call)(IDS)
-        outcomes = [outcome async for outcome in batch]
+        outcomes = await collect(batch)
     assert route.call_count <= client.max_concurrency
     assert sorted(outcome.request_id for outcome in outcomes) == sorted(IDS)
     for outcome in outcomes:
@@ -83,7 +87,7 @@ async def test_other_errors_do_not_stop_a_batch(clock: FakeClock, router: respx.
         200, json={"status": "failed", "message": "Request not found"}
     )
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_concurrency=4) as client:
-        outcomes = [outcome async for outcome in client.images.fetch_many(IDS[:20])]
+        outcomes = await collect(client.images.fetch_many(IDS[:20]))
     assert route.call_count == 20
     assert not any(isinstance(outcome.error, AccountError) for outcome in outcomes)
 
@@ -96,9 +100,9 @@ async def test_one_batch_stopping_does_not_stop_the_client(
         httpx.Response(200, json={"status": "success", "id": 1, "output": ["https://a/0.png"]})
     ] * 5
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_concurrency=1) as client:
-        first = [outcome async for outcome in client.images.fetch_many(["1", "2", "3"])]
+        first = await collect(client.images.fetch_many(["1", "2", "3"]))
         assert all(isinstance(outcome.error, InsufficientCreditsError) for outcome in first)
-        second = [outcome async for outcome in client.images.fetch_many(["4", "5"])]
+        second = await collect(client.images.fetch_many(["4", "5"]))
     assert all(outcome.ok for outcome in second)
 
 

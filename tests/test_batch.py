@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,25 +19,21 @@ from modelslab_fetch import (
     APIStatusError,
     AsyncModelsLab,
     ConfigurationError,
+    Failure,
     GenerationFailedError,
     InvalidRequestIdError,
     ModelsLab,
-    Outcome,
     Progress,
     ResponseParseError,
+    Success,
     WaitTimeoutError,
 )
 from modelslab_fetch._batch import RECENT_OUTCOMES_KEPT
-from tests.conftest import API_KEY, IMAGES_URL, FakeClock
+from tests.backends import asyncio_only, both_backends, collect, leftover_tasks, only_this_task_left
+from tests.conftest import API_KEY, IMAGES_URL, FakeClock, echo_success, never_answer
 
-
-async def only_this_task_left() -> bool:
-    """Give cancelled tasks a bounded number of scheduler passes to finish unwinding."""
-    for _ in range(200):
-        if asyncio.all_tasks() == {asyncio.current_task()}:
-            return True
-        await anyio.lowlevel.checkpoint()
-    return False
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 
 def request_id_of(request: httpx.Request) -> str:
@@ -100,7 +96,7 @@ async def test_wait_many_accounts_for_every_id_exactly_once(
 ) -> None:
     router.post(IMAGES_URL).mock(side_effect=Server(MIX))
     ids: list[str | int] = [*MIX, "bad id", 8]
-    outcomes = [o async for o in client.images.wait_many(ids, timeout=30)]
+    outcomes = await collect(client.images.wait_many(ids, timeout=30))
     assert sorted(o.index for o in outcomes) == list(range(len(ids)))
     by_id = {o.request_id: o for o in outcomes}
     assert by_id["1"].ok and by_id["7"].ok and by_id["8"].ok
@@ -121,7 +117,7 @@ async def test_fetch_many_accounts_for_every_id_exactly_once(
 ) -> None:
     server = Server(MIX)
     router.post(IMAGES_URL).mock(side_effect=server)
-    outcomes = [o async for o in client.images.fetch_many(list(MIX))]
+    outcomes = await collect(client.images.fetch_many(list(MIX)))
     by_id = {o.request_id: o for o in outcomes}
     assert len(outcomes) == len(MIX)
     # fetch answers whatever the status: failed/processing are results, not errors
@@ -138,7 +134,7 @@ async def test_duplicates_get_an_outcome_each_and_the_server_is_asked_once(
     server = Server(checkpoints=3)
     router.post(IMAGES_URL).mock(side_effect=server)
     ids: list[str | int] = ["1", "2", "1", 1, "3", "2", " 1 "]
-    outcomes = [o async for o in client.images.wait_many(ids, ordered=True)]
+    outcomes = await collect(client.images.wait_many(ids, ordered=True))
     assert [o.index for o in outcomes] == list(range(len(ids)))
     assert [o.request_id for o in outcomes] == ["1", "2", "1", "1", "3", "2", "1"]
     assert all(o.ok for o in outcomes)
@@ -151,7 +147,7 @@ async def test_a_repeat_long_after_is_still_answered_from_memory(
     server = Server()
     router.post(IMAGES_URL).mock(side_effect=server)
     ids = ["1", *map(str, range(100, 200)), "1"]
-    outcomes = [o async for o in client.images.fetch_many(ids, concurrency=4)]
+    outcomes = await collect(client.images.fetch_many(ids, concurrency=4))
     assert len(outcomes) == len(ids)
     assert server.calls["1"] == 1
     assert RECENT_OUTCOMES_KEPT >= 100
@@ -167,12 +163,15 @@ async def test_input_order_on_request(client: AsyncModelsLab, router: respx.Mock
 
     router.post(IMAGES_URL).mock(side_effect=SlowFirst())
     ids = [str(n) for n in range(20)]
-    completion = [o.index async for o in client.images.fetch_many(ids, concurrency=8)]
-    ordered = [o.index async for o in client.images.fetch_many(ids, concurrency=8, ordered=True)]
+    completion = [o.index for o in await collect(client.images.fetch_many(ids, concurrency=8))]
+    ordered = [
+        o.index for o in await collect(client.images.fetch_many(ids, concurrency=8, ordered=True))
+    ]
     assert completion != list(range(20))  # the slow head finished late
     assert ordered == list(range(20))
 
 
+@asyncio_only  # a bare `async for`, left by a break or a cancellation
 async def test_endless_input_is_read_lazily_and_an_early_break_stops_everything(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -204,9 +203,11 @@ async def test_async_iterable_input(client: AsyncModelsLab, router: respx.MockRo
             await anyio.lowlevel.checkpoint()
             yield str(n)
 
-    assert sorted([o.request_id async for o in client.images.wait_many(ids())]) == list("01234")
+    outcomes = await collect(client.images.wait_many(ids()))
+    assert sorted([o.request_id for o in outcomes]) == list("01234")
 
 
+@asyncio_only  # a bare `async for`, left by a break or a cancellation
 async def test_cancelling_the_consumer_leaves_no_tasks(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -240,7 +241,7 @@ async def test_async_with_stops_all_work_on_exit(
         first = await batch.__anext__()
         assert first.ok
         assert "running" in repr(batch)
-    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert leftover_tasks() == []
     assert "finished" in repr(batch)
     assert [o async for o in batch] == []  # a closed batch just ends
     await batch.aclose()  # twice is fine
@@ -252,10 +253,10 @@ async def test_the_client_wide_cap_holds_across_concurrent_batches(
     server = Server(checkpoints=10)
     router.post(IMAGES_URL).mock(side_effect=server)
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_concurrency=5) as client:
-        results: list[list[Outcome[Any]]] = [[], []]
+        results: list[list[Success[Any] | Failure[Any]]] = [[], []]
 
         async def run(slot: int, ids: range) -> None:
-            results[slot] = [o async for o in client.images.wait_many(ids, concurrency=50)]
+            results[slot] = await collect(client.images.wait_many(ids, concurrency=50))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, 0, range(0, 100))
@@ -292,7 +293,7 @@ async def test_a_429_burst_pauses_the_whole_client_once(
     start = clock.now()
     with caplog.at_level(logging.WARNING, logger="modelslab_fetch"):
         async with AsyncModelsLab(api_key=API_KEY, clock=clock) as client:
-            outcomes = [o async for o in client.images.fetch_many(range(burst))]
+            outcomes = await collect(client.images.fetch_many(range(burst)))
     assert all(o.ok for o in outcomes)
     pauses = [r for r in caplog.records if "pausing all requests" in r.getMessage()]
     assert len(pauses) == 1
@@ -312,7 +313,7 @@ async def test_requests_per_second_paces_the_client(
 
     router.post(IMAGES_URL).mock(side_effect=handler)
     async with AsyncModelsLab(api_key=API_KEY, clock=clock, max_requests_per_second=5) as client:
-        outcomes = [o async for o in client.images.fetch_many(range(10))]
+        outcomes = await collect(client.images.fetch_many(range(10)))
         await client.images.fetch(99)
     assert len(outcomes) == 10
     gaps = [b - a for a, b in itertools.pairwise(sorted(starts))]
@@ -323,9 +324,7 @@ async def test_progress_events_add_up(client: AsyncModelsLab, router: respx.Mock
     router.post(IMAGES_URL).mock(side_effect=Server({"3": "failed", "5": "failed"}))
     events: list[Progress] = []
     ids = [str(n) for n in range(10)]
-    outcomes = [
-        o async for o in client.images.wait_many(ids, concurrency=3, on_progress=events.append)
-    ]
+    outcomes = await collect(client.images.wait_many(ids, concurrency=3, on_progress=events.append))
     assert [e.done for e in events] == list(range(1, 11))
     assert all(e.total == 10 for e in events)
     assert all(0 <= e.in_flight <= 2 * 3 for e in events)  # working + finished, not yet taken
@@ -339,15 +338,11 @@ async def test_progress_total_is_unknown_for_generators(
 ) -> None:
     router.post(IMAGES_URL).mock(side_effect=Server())
     events: list[Progress] = []
-    _ = [
-        o
-        async for o in client.images.fetch_many(
-            (str(n) for n in range(3)), on_progress=events.append
-        )
-    ]
+    await collect(client.images.fetch_many((str(n) for n in range(3)), on_progress=events.append))
     assert [e.total for e in events] == [None, None, None]
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_a_broken_input_iterable_surfaces_after_what_was_done(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -370,6 +365,7 @@ async def test_a_broken_input_iterable_surfaces_after_what_was_done(
     assert await only_this_task_left()
 
 
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
 async def test_a_failing_progress_callback_surfaces(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
@@ -386,12 +382,16 @@ async def test_a_failing_progress_callback_surfaces(
         await consume()
 
 
+# These tests are sync on purpose (refused at the call, before any await); their `client`
+# is an async fixture, which anyio's plugin runs only for tests that use `anyio_backend`.
+@pytest.mark.usefixtures("anyio_backend")
 @pytest.mark.parametrize("concurrency", [0, -1, 1.5, True])
 def test_bad_concurrency_is_refused(concurrency: object, client: AsyncModelsLab) -> None:
     with pytest.raises(ConfigurationError, match="concurrency"):
         client.images.wait_many([1], concurrency=concurrency)  # type: ignore[arg-type]
 
 
+@pytest.mark.usefixtures("anyio_backend")
 def test_bad_wait_many_timeout_is_refused_at_the_call(client: AsyncModelsLab) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         client.images.wait_many([1], timeout=-1)
@@ -402,9 +402,9 @@ async def test_super_resolution_has_the_batch_calls_too(
 ) -> None:
     route = router.post(url__regex=r".*/super_resolution/fetch/(?P<rid>\d+)$")
     route.side_effect = lambda request, rid: success(rid)
-    outcomes = [o async for o in client.enterprise.super_resolution.wait_many([1, 2, 3])]
+    outcomes = await collect(client.enterprise.super_resolution.wait_many([1, 2, 3]))
     assert sorted(o.request_id for o in outcomes) == ["1", "2", "3"]
-    fetched = [o async for o in client.enterprise.super_resolution.fetch_many([4])]
+    fetched = await collect(client.enterprise.super_resolution.fetch_many([4]))
     assert fetched[0].ok
 
 
@@ -449,3 +449,84 @@ def test_a_sync_batch_outliving_its_client_closes_quietly(router: respx.MockRout
     client.close()
     batch.close()
     batch.close()
+
+
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
+async def test_a_failing_progress_callback_loses_no_outcome(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+
+    def explode(progress: Progress) -> None:
+        raise RuntimeError("ui crashed")
+
+    batch = client.images.fetch_many(["1", "2", "3"], on_progress=explode, concurrency=1)
+    first = await batch.__anext__()
+    assert first.ok  # the outcome in hand is delivered
+    with pytest.raises(RuntimeError, match="ui crashed"):
+        await batch.__anext__()
+    many = client.images.fetch_many([str(n) for n in range(50)], on_progress=explode)
+    handed = await many.next_many(256)
+    assert len(handed) == 1  # collection stops at the failing callback, nothing dropped
+    with pytest.raises(RuntimeError, match="ui crashed"):
+        await many.next_many(256)
+
+
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
+async def test_going_on_after_a_cancelled_wait_is_an_error_not_a_quiet_end(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
+    batch = client.images.wait_many(["1", "2"])
+    with anyio.move_on_after(0.05):
+        await batch.__anext__()
+    with pytest.raises(RuntimeError, match="start a new batch"):
+        await batch.__anext__()
+
+
+@asyncio_only  # a bare `async for` or __anext__, with no `async with`
+async def test_aclose_lets_a_cancellation_of_its_caller_through(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=never_answer)
+    batch = client.images.wait_many(["1"])
+    with anyio.move_on_after(0.05):
+        await batch.__anext__()
+    reached_after = False
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await batch.aclose()
+        reached_after = True
+    assert not reached_after
+
+
+async def test_a_generator_input_is_closed_when_the_batch_stops(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+    closed = threading.Event()
+
+    def ids() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            closed.set()
+
+    async with client.images.fetch_many(ids(), concurrency=2) as batch:
+        async for outcome in batch:
+            if outcome.index >= 3:
+                break
+    assert closed.is_set()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_a_bare_async_for_on_trio_says_to_use_async_with(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+    with pytest.raises(RuntimeError, match=r"async with client\.images\.wait_many"):
+        async for _ in client.images.wait_many([1]):
+            pass

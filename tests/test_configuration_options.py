@@ -36,6 +36,7 @@ from modelslab_fetch import (
     RetryPolicy,
     Status,
 )
+from modelslab_fetch._aiohttp_backend import AiohttpBackend
 from modelslab_fetch._config import ClientConfig
 from modelslab_fetch._transport import Transport
 from modelslab_fetch.testing import Simulator, SimulatorApp, simulator_server
@@ -297,6 +298,20 @@ async def test_a_plain_http_loopback_base_url_never_goes_through_a_proxy(
         ) as client:
             assert (await client.images.fetch(job)).succeeded
     assert recording_proxy.connections == 0
+
+
+def test_loopback_never_goes_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("all_proxy", "http://all.example:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    backend = AiohttpBackend(max_connections=1)
+    assert backend._proxy_for("http://127.0.0.1:8000/api/v6/images/fetch") is None
+    assert backend._proxy_for("http://localhost:8000/api/v6/images/fetch") is None
+    assert backend._proxy_for("http://[::1]:8000/api/x") is None
+    assert backend._proxy_for("https://modelslab.com/api/v6/images/fetch") == (
+        "http://all.example:3128"
+    )
 
 
 # Headers ------------------------------------------------------------------------------

@@ -147,3 +147,20 @@ def test_sync_downloads(tmp_path: Path, router: respx.MockRouter) -> None:
     with ModelsLab(api_key=API_KEY) as client:
         assert client.download(result("4", "https://cdn.example/s.png"), tmp_path)[0].exists()
         assert client.download_many([result("5", "https://cdn.example/s.png")], tmp_path)[0].ok
+
+
+async def test_malformed_image_urls_are_download_errors_and_spare_the_others(
+    tmp_path: Path, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.get("https://cdn.example/ok.png").respond(content=b"\x89PNG")
+
+    def result(rid: str, url: str) -> FetchResult:
+        body = {"status": "success", "id": rid, "output": [url]}
+        return FetchResult.from_body(body, request_id=rid)
+
+    with pytest.raises(DownloadError):
+        await client.download(result("1", "http://[::1/x.png"), tmp_path)
+    done = await client.download_many(
+        [result("1", "http://[::1/x.png"), result("2", "https://cdn.example/ok.png")], tmp_path
+    )
+    assert [d.ok for d in done] == [False, True]

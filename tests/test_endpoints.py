@@ -28,7 +28,11 @@ from modelslab_fetch import (
     endpoint_table,
 )
 from modelslab_fetch._endpoints.table import ClientEndpoints, EnterpriseEndpoints
+from tests.backends import both_backends, collect
 from tests.conftest import API_KEY, AT_ETA, BASE_URL, FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 TABLE = endpoint_table()
 ENTERPRISE_SERVERS = [
@@ -451,7 +455,7 @@ async def test_wait_for_many_gives_one_outcome_per_input(
         42,
         processing("/v6/video/fetch/1", 1),  # a repeat: answered by the same work
     ]
-    outcomes = [o async for o in client.wait_for_many(iter(items), ordered=True)]
+    outcomes = await collect(client.wait_for_many(iter(items), ordered=True))
     assert [o.index for o in outcomes] == list(range(len(items)))
     assert [o.ok for o in outcomes] == [True, True, True, False, False, False, False, True]
     assert outcomes[0].result is not None and outcomes[0].result.output == ["https://cdn/1.mp4"]
@@ -508,7 +512,14 @@ async def test_wait_for_many_stops_at_an_account_error(
         {"status": "processing", "id": n, "fetch_result": f"{BASE_URL}/v6/video/fetch/{n}"}
         for n in range(50)
     ]
-    outcomes = [o async for o in client.wait_for_many(items, concurrency=4)]
+    outcomes = await collect(client.wait_for_many(items, concurrency=4))
     assert len(outcomes) == 50
     assert all(isinstance(o.error, AuthenticationError) for o in outcomes)
     assert route.call_count <= 4  # the first refusal stopped the rest
+
+
+def test_a_misdescribed_endpoint_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        FetchEndpoint("/x/{id}", id_field="request_id")
+    with pytest.raises(ConfigurationError, match="give one"):
+        FetchEndpoint("/x")

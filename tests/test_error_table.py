@@ -35,9 +35,13 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._http_errors import ERROR_TABLE, is_transient
+from tests.backends import both_backends
 from tests.conftest import API_KEY, BACKENDS, IMAGES_URL, FakeClock, client_on
 from tests.hostile_servers import HostileServer, answer
 from tests.local_server import Reply, ScriptedServer, scripted_server
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 ASKED = "13443927"
 

@@ -68,3 +68,8 @@ async def test_bad_ids_send_nothing(
     with pytest.raises(InvalidRequestIdError):
         await getattr(resource, call)(bad)
     assert catch_all.call_count == 0
+
+
+def test_huge_int_ids_are_invalid_ids() -> None:
+    with pytest.raises(InvalidRequestIdError, match="at most"):
+        normalize_request_id(10**5000)

@@ -20,6 +20,7 @@ from modelslab_fetch import (
     PollPolicy,
     Status,
 )
+from tests.backends import only_this_task_left
 from tests.conftest import API_KEY
 from tests.local_server import Reply, ScriptedServer, free_port, scripted_server
 
@@ -152,7 +153,6 @@ async def test_no_key_in_any_log_record_with_real_http_logging(
 async def test_an_early_break_over_real_sockets_leaves_nothing_running(
     server: ScriptedServer,
 ) -> None:
-    import asyncio
     import itertools
 
     for n in range(1, 200):
@@ -161,10 +161,6 @@ async def test_an_early_break_over_real_sockets_leaves_nothing_running(
         async for outcome in client.images.fetch_many(itertools.count(1), concurrency=16):
             if outcome.index >= 20:
                 break
-        for _ in range(200):
-            if asyncio.all_tasks() == {asyncio.current_task()}:
-                break
-            await asyncio.sleep(0)
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert await only_this_task_left()
         assert client._transport.in_flight == 0
     assert len(server.seen) < 100

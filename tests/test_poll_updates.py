@@ -9,7 +9,11 @@ import pytest
 from modelslab_fetch import APIConnectionError, FetchResult, PollPolicy, Status, WaitTimeoutError
 from modelslab_fetch._polling import wait_until_finished
 from modelslab_fetch._updates import PollUpdate
+from tests.backends import both_backends
 from tests.conftest import FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 AT_ETA = PollPolicy(eta_factor=1.0, eta_offset=0.0, min_interval=0.5)
 

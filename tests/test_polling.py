@@ -22,7 +22,11 @@ from modelslab_fetch import (
     Status,
     WaitTimeoutError,
 )
+from tests.backends import both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, never_answer
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 
 def processing(eta: Any = None, **extra: Any) -> httpx.Response:

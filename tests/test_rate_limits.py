@@ -22,7 +22,11 @@ from modelslab_fetch import (
     WaitTimeoutError,
 )
 from modelslab_fetch._transport import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE
+from tests.backends import both_backends, collect
 from tests.conftest import IMAGES_URL, FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 OK = {"status": "success", "id": 13443927, "output": ["https://cdn.example/0.png"]}
 PROCESSING = {"status": "processing", "id": 13443927, "eta": 5, "output": []}
@@ -201,7 +205,7 @@ async def test_wait_many_polls_through_rate_limits(
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     router.post(IMAGES_URL).side_effect = answer
-    outcomes = [outcome async for outcome in client.images.wait_many(range(20), timeout=600)]
+    outcomes = await collect(client.images.wait_many(range(20), timeout=600))
     assert len(outcomes) == 20
     assert all(outcome.ok for outcome in outcomes), [o.error for o in outcomes if not o.ok]
 

@@ -14,7 +14,11 @@ import respx
 
 from modelslab_fetch import AsyncModelsLab, ModelsLab, ModelsLabError, PollPolicy
 from modelslab_fetch._config import ClientConfig
+from tests.backends import both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 ECHO = {"received": {"key": API_KEY, "request_id": "1"}}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 
 from modelslab_fetch import AsyncModelsLab, ClientClosedError, ModelsLab
 from modelslab_fetch.testing._fixtures import SimulatorServer
+from tests.backends import leftover_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ async def test_an_async_client_leaves_no_socket_or_task(modelslab_server: Simula
         assert all(o.ok for o in outcomes)
         assert client_sockets(modelslab_server) > 0  # connections were kept alive while in use
     assert client_sockets(modelslab_server) == 0
-    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert leftover_tasks() == []
 
 
 def test_a_sync_client_leaves_no_thread_or_socket(modelslab_server: SimulatorServer) -> None:

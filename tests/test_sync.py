@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from modelslab_fetch import (
     ModelsLab,
     Status,
 )
-from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
+from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
 
 
 def loop_threads() -> list[threading.Thread]:
@@ -191,3 +192,13 @@ def test_repr_names_no_secret(sync_client: ModelsLab) -> None:
     assert sync_client.timeout.read == 30.0
     assert "SyncFetchResource" in repr(sync_client.images)
     assert "super_resolution" in repr(sync_client.enterprise)
+
+
+def test_a_client_never_closed_is_closed_when_collected(router: respx.MockRouter) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+    client = ModelsLab(api_key=API_KEY)
+    assert client.images.fetch(1).succeeded
+    assert any(t.name == "modelslab-fetch" for t in threading.enumerate())
+    del client
+    gc.collect()
+    assert not any(t.name == "modelslab-fetch" for t in threading.enumerate())

@@ -25,7 +25,11 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._transport import MAX_RETRY_AFTER
-from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
+from tests.backends import both_backends
+from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
+
+# Each async test runs on asyncio and on trio (the trio half is pending issue 14).
+anyio_backend = both_backends
 
 OK = {"status": "success", "id": 13443927, "output": ["https://cdn.example/0.png"]}
 
@@ -382,3 +386,43 @@ async def test_calls_after_close_raise_client_closed(
     with pytest.raises(ClientClosedError, match="closed"):
         await client.images.fetch(1)
     assert not route.called
+
+
+async def test_an_undecodable_body_through_httpx_is_a_typed_error(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(
+        side_effect=lambda request: httpx.Response(
+            200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+        )
+    )
+    with pytest.raises(APIConnectionError, match="DecodingError") as caught:
+        await client.images.fetch(1)
+    assert caught.value.__context__ is None
+
+
+async def test_a_closed_http_client_of_yours_is_a_typed_error(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_success)
+    http_client = httpx.AsyncClient()
+    await http_client.aclose()
+    client = AsyncModelsLab(api_key=API_KEY, http_client=http_client, clock=clock, max_retries=0)
+    with pytest.raises(APIConnectionError, match="closed"):
+        await client.images.fetch(1)
+
+
+async def test_closing_during_a_retry_opens_nothing_new(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    client = AsyncModelsLab(api_key=API_KEY, clock=clock)
+
+    async def close_then_fail(request: httpx.Request) -> httpx.Response:
+        await client.aclose()
+        return httpx.Response(503)
+
+    router.post(IMAGES_URL).mock(side_effect=close_then_fail)
+    with pytest.raises(ClientClosedError):
+        await client.images.fetch(1)
+    assert not client._transport._httpx_backends._bindings  # closed, none opened since
+    assert client._transport.closed

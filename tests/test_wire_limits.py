@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -41,6 +42,7 @@ from modelslab_fetch._backends import (
 )
 from modelslab_fetch._decoding import BodyDecoder, DecodedTooLarge, DecodingError
 from modelslab_fetch._downloads import Downloader
+from tests.conftest import API_KEY, FakeClock
 from tests.hostile_servers import (
     HostileServer,
     answer,
@@ -473,3 +475,17 @@ def test_the_decoder_counts_decoded_bytes_across_layers() -> None:
         decode("gzip, gzip", bomb, limit=MAX_RESPONSE_BYTES, chunk=2**16)
     assert caught.value.head == bytes(4096)
     assert caught.value.limit == MAX_RESPONSE_BYTES
+
+
+async def test_a_gzip_bomb_through_the_client_stops_at_the_cap(clock: FakeClock) -> None:
+    from modelslab_fetch import ResponseParseError
+    from tests.local_server import Reply, scripted_server
+
+    bomb = gzip.compress(b'{"status": "success", "x": "' + b"0" * (11 * 2**20) + b'"}')
+    assert len(bomb) < 100_000
+    with scripted_server() as server:
+        server.script("1", Reply(200, bomb, {"content-encoding": "gzip"}))
+        async with AsyncModelsLab(api_key=API_KEY, base_url=server.base_url, clock=clock) as c:
+            with pytest.raises(ResponseParseError, match="larger than 10 MB"):
+                await c.images.fetch(1)
+    await anyio.lowlevel.checkpoint()
