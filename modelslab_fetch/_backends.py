@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Awaitable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import anyio
 import httpx
 
-from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError, closing_chunks
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -152,14 +152,22 @@ class HttpxBackend:
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
     ) -> RawResponse:
         try:
-            async with self._client.stream(
+            request = self._client.build_request(
                 "POST",
                 url,
-                content=content,
-                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
+                headers={
+                    **headers,
+                    "accept-encoding": ACCEPT_ENCODING,
+                    # Given, so that httpx sends the body whole rather than chunked.
+                    "content-length": str(len(content)),
+                },
                 timeout=timeout,
-                follow_redirects=False,
-            ) as response:
+            )
+            # Set as the stream itself: given as `content=`, httpx would wrap it in an
+            # async generator of its own (see _RequestBody).
+            request.stream = _RequestBody(content)
+            response = await self._client.send(request, stream=True, follow_redirects=False)
+            async with _closing(response):
                 # Raw bytes, decoded here with a bound: httpx would inflate each chunk
                 # in one unbounded call (see _decoding).
                 body = bytearray()
@@ -167,9 +175,12 @@ class HttpxBackend:
                     decoder = BodyDecoder(
                         response.headers.get("content-encoding"), MAX_RESPONSE_BYTES
                     )
-                    async for chunk in response.aiter_raw():
-                        for piece in decoder.feed(chunk):
-                            body += piece
+                    # Closed even when the decoder gives up half way: an iterator left
+                    # open is a resource warning under trio.
+                    async with closing_chunks(response.aiter_raw()) as chunks:
+                        async for chunk in chunks:
+                            for piece in decoder.feed(chunk):
+                                body += piece
                     for piece in decoder.finish():
                         body += piece
         except httpx.TimeoutException as exc:
@@ -203,6 +214,38 @@ def decoding_errors(status_code: int) -> Iterator[None]:
         raise BackendResponseTooLarge(status_code, exc.head[:_HEAD_BYTES]) from None
     except DecodingError as exc:
         raise BackendConnectionError(f"DecodingError: {exc}") from None
+
+
+@asynccontextmanager
+async def _closing(response: httpx.Response) -> AsyncGenerator[httpx.Response, None]:
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
+class _RequestBody(httpx.AsyncByteStream):
+    """A request body of one chunk, iterated without an async generator.
+
+    For bytes, httpx iterates an async generator of its own; a request cancelled while it
+    is sent (a batch left early) leaves that generator for the garbage collector, which
+    trio reports as a resource warning. This iterator needs no closing.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __repr__(self) -> str:
+        return "_RequestBody(<redacted>)"
+
+    def __aiter__(self) -> _RequestBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
 
 
 def overall_deadline(timeout: httpx.Timeout) -> float | None:

@@ -302,7 +302,11 @@ class AsyncBatch(Generic[R]):
         finally:
             task_group, self._task_group = self._task_group, None
             if task_group is not None:
-                await task_group.__aexit__(exc_type, exc, tb)
+                # The group holds only the driver, which never raises into it (it keeps
+                # what went wrong for the consumer) and has stopped by now: the body's
+                # own exception is no business of the group's, and goes on as itself,
+                # not wrapped in an ExceptionGroup.
+                await task_group.__aexit__(None, None, None)
 
     def __del__(self) -> None:
         if hasattr(self, "_driver"):  # else __init__ failed and nothing was started

@@ -10,9 +10,16 @@ are counted against the caller's limit, so memory stays flat whatever the server
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
-__all__ = ["ACCEPT_ENCODING", "BodyDecoder", "DecodedTooLarge", "DecodingError"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "BodyDecoder",
+    "DecodedTooLarge",
+    "DecodingError",
+    "closing_chunks",
+]
 
 ACCEPT_ENCODING = "gzip, deflate"
 """What we ask servers for: the encodings the standard library decodes with a bound."""
@@ -158,3 +165,20 @@ def _layers_for(content_encoding: str) -> list[_Layer]:
         else:
             raise DecodingError(f"unknown Content-Encoding {name!r}; cannot decode the body")
     return layers
+
+
+@asynccontextmanager
+async def closing_chunks(
+    chunks: AsyncIterator[bytes],
+) -> AsyncGenerator[AsyncIterator[bytes], None]:
+    """`chunks`, closed at the end of the block even if the decoder gave up half way.
+
+    An async generator left open is finalised later by the event loop, which trio reports
+    as a resource warning; httpx's `aiter_raw()` is one.
+    """
+    try:
+        yield chunks
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -15,7 +15,7 @@ import anyio
 import httpx
 
 from ._backends import overall_deadline
-from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError, closing_chunks
 from ._errors import DownloadError
 from ._models import FetchResult
 
@@ -279,9 +279,10 @@ class Downloader:
         try:
             decoder = BodyDecoder(response.headers.get("content-encoding"), MAX_IMAGE_BYTES)
             async with await partial.open("wb") as file:
-                async for chunk in response.aiter_raw():
-                    for piece in decoder.feed(chunk):
-                        await file.write(piece)
+                async with closing_chunks(response.aiter_raw()) as chunks:
+                    async for chunk in chunks:
+                        for piece in decoder.feed(chunk):
+                            await file.write(piece)
                 for piece in decoder.finish():
                     await file.write(piece)
         except DecodedTooLarge:

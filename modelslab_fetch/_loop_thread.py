@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import os
 import threading
 import weakref
@@ -77,7 +78,9 @@ class LoopThread:
             if self._native is not None:
                 # The cheap hand-off: straight onto the loop, one task, no portal task
                 # group in between (it doubled the cost of every blocking call).
-                self._native.call_soon_threadsafe(call.start)
+                # In a context of its own: the caller's (its sniffio marker from a trio
+                # program, say) must not follow the call onto this loop.
+                self._native.call_soon_threadsafe(call.start, context=contextvars.Context())
             else:
                 call.future = portal.start_task_soon(func, *args)
         except RuntimeError as exc:  # the loop stopped between the check and the call

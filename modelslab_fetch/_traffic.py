@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from types import TracebackType
 
 import anyio
+import sniffio
 
 from ._clock import Clock
 from ._per_loop import leave_behind
@@ -33,7 +34,12 @@ class TrafficControl:
     """
 
     def __init__(self, *, max_concurrency: int, max_rate: float | None, clock: Clock) -> None:
-        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        # Made by the first request, in the async library that runs it: a limiter made
+        # where the client is constructed (trio code making a blocking ModelsLab, whose
+        # requests run on its own loop thread) would belong to the wrong library.
+        self._max_concurrency = max_concurrency
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._library: str | None = None
         self._interval = 0.0 if max_rate is None else 1.0 / max_rate
         self._next_start = -math.inf
         self._paused_until = -math.inf
@@ -43,7 +49,14 @@ class TrafficControl:
     @property
     def in_flight(self) -> int:
         """Requests admitted and not yet finished."""
-        return int(self._limiter.borrowed_tokens)
+        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+
+    def _limiter_here(self) -> anyio.CapacityLimiter:
+        library = sniffio.current_async_library()
+        if self._limiter is None or library != self._library:
+            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
+            self._library = library
+        return self._limiter
 
     @property
     def paused(self) -> bool:
@@ -69,19 +82,20 @@ class TrafficControl:
             # child would wait for them forever. It starts with every slot free, and
             # leaves the old limiter (holding the parent's tasks) alone.
             leave_behind(self._limiter)
-            self._limiter = anyio.CapacityLimiter(self._limiter.total_tokens)
+            self._limiter = None
             self._pid = os.getpid()
+        limiter = self._limiter_here()
         try:  # the common case needs no trip through the event loop
-            self._limiter.acquire_nowait()
+            limiter.acquire_nowait()
         except anyio.WouldBlock:
-            await self._limiter.acquire()
+            await limiter.acquire()
         try:
             await self._wait_for_turn()
             check = last_check_before_sending.get()
             if check is not None:
                 check()
         except BaseException:
-            self._limiter.release()
+            limiter.release()
             raise
 
     async def __aexit__(
@@ -90,6 +104,7 @@ class TrafficControl:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        assert self._limiter is not None  # noqa: S101 - made by __aenter__
         self._limiter.release()
 
     async def _wait_for_turn(self) -> None:

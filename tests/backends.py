@@ -20,14 +20,10 @@ R = TypeVar("R", bound=FetchResult)
 
 @pytest.fixture(
     scope="module",
-    params=["asyncio", pytest.param("trio", marks=pytest.mark.trio_pending)],
+    params=["asyncio", "trio"],
 )
 def both_backends(request: pytest.FixtureRequest) -> str:
-    """Runs the module's async tests on asyncio and then on trio.
-
-    The trio half is marked `trio_pending`, which tests/conftest.py turns into a non-strict
-    xfail while `TRIO_PENDING` is set there.
-    """
+    """Runs the module's async tests on asyncio and then on trio."""
     backend: str = request.param
     return backend
 

@@ -25,11 +25,6 @@ from modelslab_fetch import AsyncModelsLab, PollPolicy, _endpoint, _models
 # pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
 pytest_plugins = ["tests.hostile_servers", "pytester"]
 
-# While the library does not run on trio yet (issue 14), the trio half of a suite that runs
-# on both backends (tests/backends.py) is expected to fail: flip this to False, the one
-# place, once the library runs on trio.
-TRIO_PENDING = True
-
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
@@ -46,16 +41,6 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     if inspect.iscoroutinefunction(inner):
         pytest.mark.anyio(obj)
         pytest.mark.usefixtures("anyio_backend")(obj)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Turns `trio_pending` into a non-strict xfail, in this one place (see TRIO_PENDING)."""
-    if not TRIO_PENDING:
-        return
-    pending = pytest.mark.xfail(strict=False, reason="library trio support lands with issue 14")
-    for item in items:
-        if item.get_closest_marker("trio_pending") is not None:
-            item.add_marker(pending)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._transport import MAX_RETRY_AFTER
-from tests.backends import both_backends
+from tests.backends import asyncio_only, both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
 
 # Each async test runs on asyncio and on trio (the trio half is pending issue 14).
@@ -388,12 +388,17 @@ async def test_calls_after_close_raise_client_closed(
     assert not route.called
 
 
+# Asyncio only: an httpx body left part read (here, by a decoding error) leaves httpx's
+# own async generators (AsyncResponseStream.__aiter__ and httpcore's below it) for the
+# garbage collector, out of any caller's reach; trio's hooks report them as resource
+# warnings, which this suite treats as errors. The error mapping itself is the same.
+@asyncio_only
 async def test_an_undecodable_body_through_httpx_is_a_typed_error(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:
     router.post(IMAGES_URL).mock(
         side_effect=lambda request: httpx.Response(
-            200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+            200, headers={"content-encoding": "gzip"}, stream=_OneChunk(b"not gzip")
         )
     )
     with pytest.raises(APIConnectionError, match="DecodingError") as caught:
@@ -426,3 +431,20 @@ async def test_closing_during_a_retry_opens_nothing_new(
         await client.images.fetch(1)
     assert not client._transport._httpx_backends._bindings  # closed, none opened since
     assert client._transport.closed
+
+
+class _OneChunk(httpx.AsyncByteStream):
+    """A body of one chunk, iterated without an async generator (httpx's ByteStream uses
+    one, which nobody downstream can close: trio reports it when it is collected)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data
