@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from pathlib import Path
 from typing import TextIO
 
 import anyio.to_thread
 
-__all__ = ["LINES_PER_READ", "read_ids"]
+from ._usage import UsageError, os_words
+
+__all__ = ["LINES_PER_READ", "check_ids_file", "read_ids"]
 
 LINES_PER_READ = 1000
+_CHUNK = 1 << 16
 
 
 def read_ids(
@@ -21,30 +25,78 @@ def read_ids(
     """The ids to work on, read lazily, and how many there are when that is known.
 
     A lone `-` as the arguments, or `--ids-file -`, reads standard input; blank lines
-    and lines starting with `#` are skipped. Raises `ValueError` for `-` among other ids.
+    and lines starting with `#` are skipped. A file is read as UTF-8, with or without a
+    byte-order mark. Raises `UsageError` for `-` among other ids or an unreadable file.
     """
-    if ids_file is not None:
-        return _lines(ids_file), None
-    if arguments == ["-"]:
+    if ids_file is not None and ids_file != "-":
+        total, _known = check_ids_file(Path(ids_file))
+        return _lines(ids_file), total
+    if ids_file == "-" or arguments == ["-"]:
         return _lines("-"), None
     if "-" in arguments:
-        raise ValueError("give `-` (standard input) alone, not among other ids")
+        raise UsageError("give `-` (standard input) alone, not among other ids")
     return list(arguments), len(arguments)
+
+
+def check_ids_file(path: Path, known: Collection[str] = ()) -> tuple[int, int]:
+    """Read `path` once, without keeping it: how many ids it holds, and how many are in `known`.
+
+    Raises `UsageError`, naming the file (and the line), if it cannot be read or is not
+    UTF-8 text: before any request is sent.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
+    counts = [0, 0]  # ids, and ids in `known`
+    line_number = 0
+    tail = ""
+    try:
+        with path.open("rb") as file:
+            while chunk := file.read(_CHUNK):
+                *whole, tail = (tail + decoder.decode(chunk)).split("\n")
+                for line in whole:
+                    line_number += 1
+                    _tally(line, known, counts)
+            tail += decoder.decode(b"", final=True)
+            _tally(tail, known, counts)
+    except IsADirectoryError:
+        raise UsageError(f"--ids-file {path} is a folder; give a file of ids") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read --ids-file {os_words(exc, path)}") from None
+    except ValueError:  # undecodable bytes, or NULs: not a text file
+        raise UsageError(
+            f"--ids-file {path} is not UTF-8 text (line {line_number + 1}); "
+            "save it as UTF-8, one id per line"
+        ) from None
+    return counts[0], counts[1]
+
+
+def _tally(line: str, known: Collection[str], counts: list[int]) -> None:
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return
+    if "\x00" in text:  # binary data that happens to decode
+        raise ValueError("a NUL byte")
+    counts[0] += 1
+    counts[1] += text in known
 
 
 def _lines(source: str) -> AsyncIterator[str]:
     # Opened now, read later: a missing file is reported before any work starts.
-    stream = sys.stdin if source == "-" else Path(source).open(encoding="utf-8")  # noqa: SIM115
-    return _stripped(stream)
+    if source == "-":
+        return _stripped(sys.stdin, "standard input")
+    try:
+        stream = Path(source).open(encoding="utf-8-sig")  # noqa: SIM115 - closed by _stripped
+    except OSError as exc:
+        raise UsageError(f"cannot read --ids-file {os_words(exc, source)}") from None
+    return _stripped(stream, source)
 
 
-async def _stripped(stream: TextIO) -> AsyncIterator[str]:
+async def _stripped(stream: TextIO, name: str) -> AsyncIterator[str]:
     # Read in a worker thread, some lines at a time: a slow pipe (`producer | modelslab-
     # fetch wait -`) must not freeze the event loop, and its polls and deadlines with it.
     try:
-        while lines := await anyio.to_thread.run_sync(_take, stream):
+        while lines := await anyio.to_thread.run_sync(_take, stream, name):
             for line in lines:
-                text = line.strip()
+                text = line.strip().lstrip("\ufeff")
                 if text and not text.startswith("#"):
                     yield text
     finally:
@@ -52,5 +104,10 @@ async def _stripped(stream: TextIO) -> AsyncIterator[str]:
             stream.close()
 
 
-def _take(stream: TextIO) -> list[str]:
-    return list(itertools.islice(stream, LINES_PER_READ))
+def _take(stream: TextIO, name: str) -> list[str]:
+    try:
+        return list(itertools.islice(stream, LINES_PER_READ))
+    except UnicodeDecodeError:
+        raise UsageError(
+            f"{name} is not UTF-8 text; give one id per line, saved as UTF-8"
+        ) from None

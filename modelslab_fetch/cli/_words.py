@@ -12,6 +12,7 @@ from .._errors import (
     PermissionDeniedError,
     RateLimitError,
     RequestNotFoundError,
+    WaitTimeoutError,
 )
 
 __all__ = ["account_stop_message", "in_plain_words"]
@@ -43,6 +44,12 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
         )
     if isinstance(error, HostNotFoundError):
         return "the server's host name does not exist: check --base-url or MODELSLAB_BASE_URL"
+    if isinstance(error, WaitTimeoutError):
+        last = "no answer yet" if error.result is None else f"still {error.result.status.value}"
+        return (
+            f"not finished within --timeout {error.timeout:g} s ({last}): run the same "
+            "command with --resume later, or give a larger --timeout"
+        )
     if isinstance(error, ModelsLabError):
         return error.message
     return str(error)
