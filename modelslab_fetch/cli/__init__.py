@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import anyio
 
@@ -271,14 +271,20 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
             return int(args.run(args, streams))
         return int(anyio.run(args.run, args, streams))
     except BaseExceptionGroup as group:
-        # Task groups wrap what their bodies raised, nested ones more than once; a sole
-        # error is shown as itself.
-        sole: BaseException = group
-        while isinstance(sole, BaseExceptionGroup) and len(sole.exceptions) == 1:
-            sole = sole.exceptions[0]
-        if sole is group:
-            raise
-        raise sole from None
+        # Task groups wrap what their bodies raised, nested ones more than once; several
+        # tasks may fail alike at once (a full disk): the first is shown, as itself, and an
+        # interruption wins over everything.
+        leaves = list(_leaves(group))
+        first = next((e for e in leaves if isinstance(e, KeyboardInterrupt)), leaves[0])
+        raise first from None
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 def _route_logs(streams: Streams, *, verbose: bool) -> None:

@@ -217,7 +217,10 @@ async def collect(
         ticker.start_soon(tick)
         async with anyio.create_task_group() as downloads:
             batch = resource.wait_many(
-                ids, concurrency=concurrency, timeout=timeout, on_progress=view.update
+                _counted(ids, view),
+                concurrency=concurrency,
+                timeout=timeout,
+                on_progress=view.update,
             )
             async with batch:
                 async for outcome in batch:
@@ -241,6 +244,24 @@ async def collect(
     summary.elapsed = time.monotonic() - started
     view.finish()
     return summary
+
+
+def _counted(
+    ids: Iterable[str] | AsyncIterator[str], view: ProgressView
+) -> Iterable[str] | AsyncIterator[str]:
+    """`ids`, telling the view as each is taken (so it shows ids waited on at once)."""
+
+    def plain() -> Iterable[str]:
+        for request_id in ids:  # type: ignore[union-attr]
+            view.note_read()
+            yield request_id
+
+    async def lazy() -> AsyncIterator[str]:
+        async for request_id in ids:  # type: ignore[union-attr]
+            view.note_read()
+            yield request_id
+
+    return lazy() if isinstance(ids, AsyncIterator) else plain()
 
 
 def _print_record(out: TextIO, record: dict[str, Any], *, as_json: bool) -> None:

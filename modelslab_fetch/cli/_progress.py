@@ -53,7 +53,7 @@ class Activity(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.polls = 0
-        """HTTP answers received so far."""
+        """Requests sent so far, answered or failed."""
         self.last_error: str | None = None
         """The last request error, until an answer arrives again."""
 
@@ -65,9 +65,11 @@ class Activity(logging.Handler):
             self.polls += 1
             self.last_error = None
         elif message.startswith("retrying in") and len(args) == 3:
+            self.polls += 1
             self.last_error = _error_words(args[2]) + "; retrying"
         elif "polling again" in message and args:
-            self.last_error = _error_words(args[0]) + "; polling again"
+            self.polls += 1
+            self.last_error = _error_words(args[0]) + "; retrying"
 
     def install(self) -> Callable[[], None]:
         """Listen to the `modelslab_fetch` logger; return what undoes it."""
@@ -156,6 +158,7 @@ class ProgressView:
         self._requests_in_flight = requests_in_flight
         self._live: Any = None
         self._finished = False
+        self._read = 0
 
     def __repr__(self) -> str:
         return f"ProgressView(mode={self._mode!r})"
@@ -171,6 +174,10 @@ class ProgressView:
         self._progress = Progress(
             self._progress.succeeded, self._progress.failed, self._progress.in_flight, total
         )
+
+    def note_read(self) -> None:
+        """One more id was taken from the input (it is waited on until its outcome)."""
+        self._read += 1
 
     def update(self, progress: Progress) -> None:
         """Take a new `Progress`; redraw if the last drawing is old enough."""
@@ -209,7 +216,7 @@ class ProgressView:
             "succeeded": progress.succeeded,
             "failed": progress.failed,
             "total": progress.total,
-            "waiting": progress.in_flight,
+            "waiting": max(progress.in_flight, self._read - progress.done),
             "requests_in_flight": (
                 None if self._requests_in_flight is None else self._requests_in_flight()
             ),

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from .._errors import (
     AccountError,
+    APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     CertificateVerificationError,
     HostNotFoundError,
@@ -44,6 +49,8 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
         )
     if isinstance(error, HostNotFoundError):
         return "the server's host name does not exist: check --base-url or MODELSLAB_BASE_URL"
+    if isinstance(error, APIConnectionError):
+        return _unreachable(error)
     if isinstance(error, WaitTimeoutError):
         last = "no answer yet" if error.result is None else f"still {error.result.status.value}"
         return (
@@ -53,6 +60,37 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
     if isinstance(error, ModelsLabError):
         return error.message
     return str(error)
+
+
+_TALK = re.compile(r"could not talk to (\S+) \((.*)\)$", re.DOTALL)
+_CAUSES = (
+    ("refused", "connection refused"),
+    ("connect call failed", "connection refused"),
+    ("reset", "the connection was reset"),
+    ("disconnected", "the server closed the connection"),
+    ("closed", "the server closed the connection"),
+    ("unreachable", "network unreachable"),
+)
+
+
+def _unreachable(error: APIConnectionError) -> str:
+    """`cannot reach HOST:PORT: connection refused`, from the library's longer message."""
+    found = _TALK.search(error.message)
+    if isinstance(error, APITimeoutError):
+        cause = "no answer in time"
+    elif found is None:
+        return error.message
+    else:
+        detail = found.group(2).lower()
+        cause = next((words for key, words in _CAUSES if key in detail), "the connection failed")
+    where = "the server"
+    if found is not None:
+        try:
+            parts = urlsplit(found.group(1))
+            where = parts.netloc.rpartition("@")[2] or where
+        except ValueError:
+            pass
+    return f"cannot reach {where}: {cause}"
 
 
 def account_stop_message(error: AccountError, *, results: str | None) -> str:
