@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import textwrap
@@ -50,10 +51,19 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
     streams = streams or Streams()
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse prints usage errors and --help on sys.stderr/stdout: send them to ours.
+        with contextlib.redirect_stderr(streams.err), contextlib.redirect_stdout(streams.out):
+            args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse has printed the usage error (or --help) already
         return int(exit_.code or 0)
     name = f"modelslab-fetch {args.command}"
+    garbled = _undecodable(args)
+    if garbled is not None:
+        streams.err.write(
+            f"{name}: error: {garbled} holds bytes that are not text in this terminal's "
+            "encoding; retype it, or set a UTF-8 locale (e.g. LANG=C.UTF-8)\n"
+        )
+        return EXIT_USAGE
     _route_logs(streams, verbose=getattr(args, "verbose", False))
     try:
         return _run(args, streams)
@@ -78,6 +88,17 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
             "(run again with --verbose for details)\n"
         )
         return EXIT_FAILED
+
+
+def _undecodable(args: argparse.Namespace) -> str | None:
+    """The first argument holding undecodable bytes (surrogate escapes), by its option."""
+    for key, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and any(
+                char == "\x00" or "\udc80" <= char <= "\udcff" for char in item
+            ):
+                return "an id" if key == "ids" else f"--{key.replace('_', '-')}"
+    return None
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

@@ -30,6 +30,8 @@ def read_ids(
     """
     if ids_file is not None and ids_file != "-":
         total, _known = check_ids_file(Path(ids_file))
+        if total == 0:
+            raise UsageError(f"--ids-file {ids_file} holds no request ids (one per line)")
         return _lines(ids_file), total
     if ids_file == "-" or arguments == ["-"]:
         return _lines("-"), None
