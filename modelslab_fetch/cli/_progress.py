@@ -11,12 +11,13 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from .._batch import Progress
 from ._words import in_plain_words
@@ -29,7 +30,7 @@ ETA_MIN_SECONDS = 5.0
 """No time-left estimate before this many seconds..."""
 ETA_MIN_DONE = 5
 """...nor before this many ids are done: before that it is noise."""
-RATE_TIME_CONSTANT = 15.0
+RATE_TIME_CONSTANT = 10.0
 """Seconds over which the finishing rate is averaged (an exponential moving average)."""
 
 
@@ -102,8 +103,10 @@ class RateEstimate:
     def observe(self, now: float, done: int) -> None:
         """Take the count of ids done at `now`."""
         if self._last is None:
-            if done > 0:
-                self.rate = done / max(now - self._started, 1e-3)
+            # Started from the average so far, once a second has passed: the first few
+            # ids done in a fraction of a second would make any rate look huge.
+            if done > 0 and now - self._started >= 1.0:
+                self.rate = done / (now - self._started)
                 self._last = (now, done)
             return
         then, before = self._last
@@ -247,7 +250,7 @@ class ProgressView:
             return
         if self._live is None:
             console = Console(file=self._stream, force_terminal=True, highlight=False)
-            self._live = RichProgress(
+            self._live = _LiveLines(
                 BarColumn(bar_width=20),
                 TextColumn("{task.description}", markup=False),
                 console=console,
@@ -257,16 +260,31 @@ class ProgressView:
             )
             self._task = self._live.add_task("", total=state["total"])
             self._live.start()
+        # The last error gets a line of its own: on an 80-column terminal it would
+        # otherwise be cut off the end of the counts.
+        self._live.error = state["last_error"]
         self._live.update(
             self._task,
             completed=state["succeeded"] + state["failed"],
             total=state["total"],
-            description=line_of(state),
+            description=line_of(state, with_error=False),
         )
         self._live.refresh()
 
 
-def line_of(state: dict[str, Any]) -> str:
+class _LiveLines(RichProgress):
+    """rich's progress bar and counts, and under them the last error, while there is one."""
+
+    error: str | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        """The bar and counts; then the error line."""
+        yield self.make_tasks_table(self.tasks)
+        if self.error:
+            yield Text(self.error, style="yellow")
+
+
+def line_of(state: dict[str, Any], *, with_error: bool = True) -> str:
     """The progress line for a state from `ProgressView.state`."""
     done = state["succeeded"] + state["failed"]
     total = state["total"]
@@ -285,7 +303,7 @@ def line_of(state: dict[str, Any]) -> str:
         parts.append(f"~{_duration(state['seconds_left'])} left")
     else:
         parts.append(f"{state['elapsed_s']:.0f}s")
-    if state["last_error"]:
+    if state["last_error"] and with_error:
         parts.append(state["last_error"])
     return " · ".join(parts)
 
