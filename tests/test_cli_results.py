@@ -54,15 +54,24 @@ def test_killed_at_random_points_then_resumed_every_success_has_its_images(
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
     argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--download", str(images))
     rng = random.Random(20261121)  # noqa: S311 - seeded kill times, not secrets
+    finished_at_kills = []
     for _ in range(3):
         process = subprocess.Popen(
             [*argv, "--resume", "-q"], env=env_for(modelslab_server), stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(0.3, 1.6))
+        polls = sum(job.polls for job in sim.jobs.values())
+        deadline = time.monotonic() + 20
+        while sum(job.polls for job in sim.jobs.values()) == polls and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 1.2))  # a random point of the run, not of its start-up
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         if results.exists():
             check_every_final_success_has_its_images(results, images)
+            finished_at_kills.append(len(finals(results)))
+    # The kills fell mid-run: some ids were done and some were not.
+    assert any(0 < n < len(ids) for n in finished_at_kills), finished_at_kills
     # What a kill during a download leaves behind: cleaned up by the next run.
     stale = images / f".{ids[0]}-0.png.0badc0de.part"
     stale.write_bytes(b"\x89PNG half")

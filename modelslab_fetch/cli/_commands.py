@@ -23,7 +23,7 @@ from .._endpoint import FetchResource
 from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
 from .._ids import normalize_request_id
 from .._models import FetchResult, Status
-from ._ids import check_ids_file, read_ids
+from ._ids import read_ids
 from ._progress import Activity, ProgressView, choose_mode
 from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
@@ -414,12 +414,7 @@ def _ids_from(
     args: argparse.Namespace, known: set[str] | None = None
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
     _need_ids(args)
-    ids, total = read_ids(args.ids, args.ids_file)
-    if total is not None and args.ids_file and known:
-        # Counted once more, against the finished ids, so the view's total is what is left.
-        count, already = check_ids_file(Path(args.ids_file), known)
-        total = count - already
-    return ids, total
+    return read_ids(args.ids, args.ids_file, known or ())
 
 
 @dataclass

@@ -20,19 +20,20 @@ _CHUNK = 1 << 16
 
 
 def read_ids(
-    arguments: list[str], ids_file: str | None
+    arguments: list[str], ids_file: str | None, known: Collection[str] = ()
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
     """The ids to work on, read lazily, and how many there are when that is known.
 
     A lone `-` as the arguments, or `--ids-file -`, reads standard input; blank lines
     and lines starting with `#` are skipped. A file is read as UTF-8, with or without a
-    byte-order mark. Raises `UsageError` for `-` among other ids or an unreadable file.
+    byte-order mark; its count leaves out the ids in `known` (skipped by `--resume`).
+    Raises `UsageError` for `-` among other ids or an unreadable file.
     """
     if ids_file is not None and ids_file != "-":
-        total, _known = check_ids_file(Path(ids_file))
+        total, already = check_ids_file(Path(ids_file), known)
         if total == 0:
             raise UsageError(f"--ids-file {ids_file} holds no request ids (one per line)")
-        return _lines(ids_file), total
+        return _lines(ids_file), total - already
     if ids_file == "-" or arguments == ["-"]:
         return _lines("-"), None
     if "-" in arguments:
