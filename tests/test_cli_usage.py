@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
 from modelslab_fetch.testing._fixtures import SimulatorServer
-from tests.cli_support import command
+from tests.cli_support import cli, command, env_for
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,20 @@ def test_an_ids_file_that_is_not_utf8_is_refused_by_name(
     assert f"--ids-file {ids_file} is not UTF-8 text" in done.stderr
     assert "codec" not in done.stderr
     assert modelslab_server.simulator.jobs[rid].polls == 0
+
+
+def test_standard_input_that_is_not_utf8_is_named(modelslab_server: SimulatorServer) -> None:
+    done = subprocess.run(
+        cli("wait", "-", "-q"),
+        input=b"\xef\xbb\xbf987654\n\xff\xfe\n",
+        env=env_for(modelslab_server),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"standard input is not UTF-8 text" in done.stderr
+    assert b"Traceback" not in done.stderr
 
 
 # ------------------------------------------------------------------- exit status

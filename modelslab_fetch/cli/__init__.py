@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sys
 import textwrap
+import traceback
 from collections.abc import Iterator, Sequence
 
 import anyio
@@ -81,8 +82,10 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
         streams.err.write(f"\ninterrupted{_resume_hint(args)}\n")
         return EXIT_INTERRUPTED
     except Exception as exc:
-        # No input may show a Python traceback; this is a bug of ours, said in one line.
-        logging.getLogger("modelslab_fetch").debug("unexpected error", exc_info=True)
+        # No input may show a Python traceback; this is a bug of ours, said in one line
+        # (with the traceback only when asked for, by --verbose).
+        if getattr(args, "verbose", False):
+            streams.err.write("".join(traceback.format_exception(exc)))
         streams.err.write(
             f"{name}: unexpected error ({type(exc).__name__}: {exc}); please report it "
             "(run again with --verbose for details)\n"

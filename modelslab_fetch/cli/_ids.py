@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import io
 import itertools
 import sys
 from collections.abc import AsyncIterator, Collection, Iterable
@@ -85,15 +86,20 @@ def _tally(line: str, known: Collection[str], counts: list[int]) -> None:
 def _lines(source: str) -> AsyncIterator[str]:
     # Opened now, read later: a missing file is reported before any work starts.
     if source == "-":
-        return _stripped(sys.stdin, "standard input")
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:  # stdin replaced by a text stream (tests, embedding)
+            return _stripped(sys.stdin, "standard input", close=False)
+        # As for a file: UTF-8, a byte-order mark allowed, whatever the locale says.
+        text = io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict")
+        return _stripped(text, "standard input", close=False)
     try:
         stream = Path(source).open(encoding="utf-8-sig")  # noqa: SIM115 - closed by _stripped
     except OSError as exc:
         raise UsageError(f"cannot read --ids-file {os_words(exc, source)}") from None
-    return _stripped(stream, source)
+    return _stripped(stream, source, close=True)
 
 
-async def _stripped(stream: TextIO, name: str) -> AsyncIterator[str]:
+async def _stripped(stream: TextIO, name: str, *, close: bool) -> AsyncIterator[str]:
     # Read in a worker thread, some lines at a time: a slow pipe (`producer | modelslab-
     # fetch wait -`) must not freeze the event loop, and its polls and deadlines with it.
     try:
@@ -103,7 +109,7 @@ async def _stripped(stream: TextIO, name: str) -> AsyncIterator[str]:
                 if text and not text.startswith("#"):
                     yield text
     finally:
-        if stream is not sys.stdin:
+        if close:
             stream.close()
 
 
