@@ -15,8 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from modelslab_fetch._errors import (
+    APIConnectionError,
+    AuthenticationError,
+    ModelsLabError,
+    WaitTimeoutError,
+)
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
+from modelslab_fetch.cli._words import in_plain_words
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for
 
@@ -328,3 +335,32 @@ def test_no_hostile_argument_shows_a_traceback(
                 assert "Traceback" not in err, argv
                 assert code in (1, 2), (argv, err)
     assert tried > 300
+
+
+def test_a_run_stopped_before_its_first_result_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
+    results = tmp_path / "r.jsonl"
+    code, _out, err = run("wait", "1", "-o", str(results))
+    assert code == 2 and "no API key" in err
+    monkeypatch.setenv("MODELSLAB_API_KEY", "k")
+    code, _out, err = run("wait", "1", "-o", str(results), "--base-url", "ftp://x")
+    assert code == 2 and "--base-url" in err
+    assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthenticationError("the server rejected the API key; check api_key= or MODELSLAB_API_KEY"),
+        WaitTimeoutError(request_id="1", timeout=5, result=None),
+        ModelsLabError("HTTP 502 from the edge (is base_url right?)"),
+        APIConnectionError("could not talk to x (boom), or pass your own http_client"),
+        OSError("plain"),
+    ],
+)
+def test_messages_are_in_the_commands_terms(error: Exception) -> None:
+    words = in_plain_words(error)
+    for library in ("api_key=", "wait()", "fetch()", "base_url", "http_client"):
+        assert library not in words

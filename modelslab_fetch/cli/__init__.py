@@ -211,6 +211,10 @@ def add_wait_options(wait: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # argparse, not Typer/Click: the help a person needs (descriptions, defaults, exit
+    # statuses, an example) is a formatter and an epilog away; argparse already exits 2
+    # on usage errors, prints into our streams, and adds no dependency to the package.
+    # rich is used where it earns its place: the live view.
     parser = argparse.ArgumentParser(
         prog="modelslab-fetch",
         description="Collect ModelsLab's queued images: fetch, wait, download.\n\n" + KEY_HELP,

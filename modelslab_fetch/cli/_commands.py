@@ -99,9 +99,11 @@ def resource_for(client: AsyncModelsLab, args: argparse.Namespace) -> FetchResou
     return client.images
 
 
-def make_client(args: argparse.Namespace, **options: Any) -> AsyncModelsLab:
-    """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
-    api_key = None
+def read_api_key(args: argparse.Namespace) -> str | None:
+    """The key from `--api-key-file`, or None to use the environment's; checked first.
+
+    `UsageError` if there is no key at all, or the file cannot be read or is empty.
+    """
     if getattr(args, "api_key_file", None):
         try:
             api_key = Path(args.api_key_file).read_text(encoding="utf-8-sig").strip()
@@ -110,11 +112,21 @@ def make_client(args: argparse.Namespace, **options: Any) -> AsyncModelsLab:
             raise UsageError(f"cannot read --api-key-file {why}") from None
         if not api_key:
             raise UsageError(f"--api-key-file {args.api_key_file} is empty; put the API key in it")
-    elif not os.environ.get(API_KEY_ENV, "").strip():
+        return api_key
+    if not os.environ.get(API_KEY_ENV, "").strip():
         raise UsageError(
             f"no API key: set {API_KEY_ENV} (or pass --api-key-file FILE); "
             "to see the tool work without one, run: modelslab-fetch demo"
         )
+    return None
+
+
+def make_client(
+    args: argparse.Namespace, api_key: str | None = None, **options: Any
+) -> AsyncModelsLab:
+    """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
+    if api_key is None:
+        api_key = read_api_key(args)
     try:
         return AsyncModelsLab(api_key=api_key, base_url=args.base_url, **options)
     except (ConfigurationError, AuthenticationError) as exc:
@@ -306,6 +318,7 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
     if args.resume and args.overwrite:
         raise UsageError("give --resume (finish the run in the file) or --overwrite, not both")
     _need_ids(args)
+    api_key = read_api_key(args)
     folder = Path(args.download) if args.download else None
     if folder is not None:
         prepare_folder(folder, "--download")
@@ -315,20 +328,24 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         else None
     )
     try:
-        return await _wait(args, streams, results, folder)
+        return await _wait(args, streams, results, folder, api_key)
     finally:
         if results is not None:
             results.close()
 
 
 async def _wait(
-    args: argparse.Namespace, streams: Streams, results: ResultsFile | None, folder: Path | None
+    args: argparse.Namespace,
+    streams: Streams,
+    results: ResultsFile | None,
+    folder: Path | None,
+    api_key: str | None,
 ) -> int:
     finished = results.finished_ids() if results is not None else set()
     ids, total = _ids_from(args, finished)
     skipped = _Counter()
     ids, total = _without(ids, finished, total, skipped)
-    client = make_client(args)
+    client = make_client(args, api_key)
     activity = Activity()
     view_stream = streams.out if args.json else streams.err
     view = ProgressView(
@@ -490,10 +507,11 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
         results = _results_in(Path(args.from_results))
     else:
         _need_ids(args)
+    api_key = read_api_key(args)
     prepare_folder(folder, "--dir")
     say = _sayer(streams, as_json=args.json)
     not_downloadable = 0
-    async with make_client(args) as client:
+    async with make_client(args, api_key) as client:
         if not args.from_results:
             ids, _total = _ids_from(args)
             async for outcome in resource_for(client, args).fetch_many(ids):

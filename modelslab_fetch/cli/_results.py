@@ -142,6 +142,8 @@ class ResultsFile:
         self._resume = resume
         self._overwrite = overwrite
         self._file: BinaryIO | None = None
+        self._created = False
+        self._written = False
         self.records: list[dict[str, Any]] = []
         """The lines already in the file when it was opened (for `--resume`)."""
 
@@ -153,6 +155,7 @@ class ResultsFile:
         path = self.path
         if path.is_dir():
             raise UsageError(f"--output {path} is a folder; give a file name in it instead")
+        self._created = not path.exists()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
@@ -206,6 +209,7 @@ class ResultsFile:
         if self._file is None:
             raise RuntimeError("ResultsFile.open() was not called")  # pragma: no cover
         line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        self._written = True
         try:
             self._file.write(line)
             self._file.flush()
@@ -213,8 +217,15 @@ class ResultsFile:
             raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(self.path)) from None
 
     def close(self) -> None:
-        """Close the file (and release its lock)."""
-        if self._file is not None:
-            with contextlib.suppress(OSError):  # a full disk: the flush failed already
-                self._file.close()
-            self._file = None
+        """Close the file (and release its lock); one this run created and left empty goes."""
+        if self._file is None:
+            return
+        if self._created and not self._written:
+            # A run that stopped before its first result (no key, a bad ids file...)
+            # leaves no empty file behind; removed while still locked, so no other run
+            # has it open.
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        with contextlib.suppress(OSError):  # a full disk: the flush failed already
+            self._file.close()
+        self._file = None

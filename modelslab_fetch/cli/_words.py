@@ -20,7 +20,7 @@ from .._errors import (
     WaitTimeoutError,
 )
 
-__all__ = ["account_stop_message", "in_plain_words"]
+__all__ = ["account_stop_message", "in_cli_terms", "in_plain_words"]
 
 
 def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer per error class
@@ -58,8 +58,31 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
             "command with --resume later, or give a larger --timeout"
         )
     if isinstance(error, ModelsLabError):
-        return error.message
-    return str(error)
+        return in_cli_terms(error.message)
+    return in_cli_terms(str(error))
+
+
+# The library speaks to programmers (`base_url=`, `wait()`); at the command line the same
+# advice is about options and commands.
+_LIBRARY_TERMS = (
+    ("check api_key= or MODELSLAB_API_KEY", "check MODELSLAB_API_KEY (or --api-key-file)"),
+    ("pass api_key=... to the client or set", "set"),
+    (
+        "call wait() again with a larger timeout, or fetch() later",
+        "run the same command with --resume later, or give a larger --timeout",
+    ),
+    (", or pass your own http_client", ""),
+    ("base_url / the endpoint", "--base-url / the endpoint"),
+    ("base_url", "--base-url"),
+    ("Downloader(file_time_limit=...)", "the download time limit"),
+)
+
+
+def in_cli_terms(text: str) -> str:
+    """`text` with the library's parameter names replaced by the command's options."""
+    for library, command in _LIBRARY_TERMS:
+        text = text.replace(library, command)
+    return text
 
 
 _TALK = re.compile(r"could not talk to (\S+) \((.*)\)$", re.DOTALL)
@@ -79,7 +102,7 @@ def _unreachable(error: APIConnectionError) -> str:
     if isinstance(error, APITimeoutError):
         cause = "no answer in time"
     elif found is None:
-        return error.message
+        return in_cli_terms(error.message)
     else:
         detail = found.group(2).lower()
         cause = next((words for key, words in _CAUSES if key in detail), "the connection failed")
