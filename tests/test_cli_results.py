@@ -257,3 +257,17 @@ def test_an_id_given_twice_is_waited_on_and_recorded_once(
     done = command(modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results))
     assert done.returncode == 0, done.stderr
     assert Counter(finals(results)) == {rid: 1}
+
+
+def test_resume_still_exits_1_for_ids_that_failed_before(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    good, bad = sim.queue(), sim.queue(final="failed")
+    results = tmp_path / "r.jsonl"
+    assert command(modelslab_server, "wait", good, bad, "-o", str(results)).returncode == 1
+    again = command(modelslab_server, "wait", good, bad, good, "-o", str(results), "--resume")
+    assert again.returncode == 1  # nothing left to do, but not everything succeeded
+    assert "2 already finished (skipped, 1 of them failed)" in again.stderr
+    assert "1 repeated ids waited on once" in again.stderr
+    assert Counter(finals(results)) == {good: 1, bad: 1}

@@ -54,6 +54,9 @@ class Summary:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
+    skipped_failed: int = 0
+    """Of the ids skipped by --resume, those whose final outcome was a failure."""
+    repeated: int = 0
     images: int = 0
     download_failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -63,7 +66,12 @@ class Summary:
     @property
     def all_ok(self) -> bool:
         """Whether every id succeeded and every image was saved."""
-        return self.failed == 0 and not self.download_failures and self.stopped_by is None
+        return (
+            self.failed == 0
+            and self.skipped_failed == 0
+            and not self.download_failures
+            and self.stopped_by is None
+        )
 
     def as_event(self) -> dict[str, Any]:
         """The closing `--json` event."""
@@ -72,6 +80,8 @@ class Summary:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "skipped": self.skipped,
+            "skipped_failed": self.skipped_failed,
+            "repeated": self.repeated,
             "images": self.images,
             "download_failures": self.download_failures,
             "elapsed_s": round(self.elapsed, 2),
@@ -292,7 +302,12 @@ def print_summary(streams: Streams, summary: Summary, *, results: ResultsFile | 
     err = streams.err
     parts = [f"{summary.succeeded} succeeded", f"{summary.failed} failed"]
     if summary.skipped:
-        parts.append(f"{summary.skipped} already finished (skipped)")
+        failed_before = (
+            f", {summary.skipped_failed} of them failed" if summary.skipped_failed else ""
+        )
+        parts.append(f"{summary.skipped} already finished (skipped{failed_before})")
+    if summary.repeated:
+        parts.append(f"{summary.repeated} repeated ids waited on once")
     if summary.images:
         parts.append(f"{summary.images} images saved")
     err.write(f"done in {summary.elapsed:.1f}s: " + ", ".join(parts) + "\n")
@@ -300,7 +315,7 @@ def print_summary(streams: Streams, summary: Summary, *, results: ResultsFile | 
         err.write(f"  images not saved: {failure}\n")
     if len(summary.download_failures) > 10:
         err.write(f"  ... and {len(summary.download_failures) - 10} more\n")
-    if (summary.failed or summary.download_failures) and results is not None:
+    if (summary.failed or summary.skipped_failed or summary.download_failures) and results:
         err.write(
             f'failed ids are in {results.path} ("ok": false); those not final (timeouts, '
             "network errors, images not saved) are done again by the same command with "
@@ -344,13 +359,14 @@ async def _wait(
     finished = results.finished_ids() if results is not None else set()
     ids, total = _ids_from(args, finished)
     skipped = _Counter()
-    ids, total = _without(ids, finished, total, skipped)
+    failed_before = results.failed_ids() if results is not None else set()
+    ids, total = _without(ids, finished, failed_before, total, skipped)
     client = make_client(args, api_key)
     activity = Activity()
     view_stream = streams.out if args.json else streams.err
     view = ProgressView(
         view_stream,
-        mode=choose_mode(streams.err, quiet=args.quiet, as_json=args.json),
+        mode=choose_mode(streams.err, quiet=args.quiet, as_json=args.json, verbose=args.verbose),
         total=total,
         activity=activity,
         requests_in_flight=lambda: client._transport.in_flight,
@@ -377,6 +393,8 @@ async def _wait(
         view.close()
         uninstall()
     summary.skipped = skipped.count
+    summary.skipped_failed = skipped.failed
+    summary.repeated = skipped.repeated
     summary.images += again.images
     summary.download_failures[:0] = again.download_failures
     if args.quiet:
@@ -437,11 +455,14 @@ def _ids_from(
 @dataclass
 class _Counter:
     count: int = 0
+    failed: int = 0
+    repeated: int = 0
 
 
 def _without(
     ids: Iterable[str] | AsyncIterator[str],
     finished: set[str],
+    failed_before: set[str],
     total: int | None,
     skipped: _Counter,
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
@@ -453,10 +474,14 @@ def _without(
             key = normalize_request_id(request_id)
         except (ValueError, TypeError):
             return True  # the batch reports it as invalid, in plain words
-        if key in finished or key in seen:
-            skipped.count += 1
+        if key in seen:
+            skipped.repeated += 1
             return False
         seen.add(key)
+        if key in finished:
+            skipped.count += 1
+            skipped.failed += key in failed_before
+            return False
         return True
 
     async def remaining() -> AsyncIterator[str]:

@@ -34,13 +34,16 @@ RATE_TIME_CONSTANT = 10.0
 """Seconds over which the finishing rate is averaged (an exponential moving average)."""
 
 
-def choose_mode(stream: TextIO, *, quiet: bool, as_json: bool) -> ViewMode:
-    """Quiet or JSON if asked; a live line on a terminal; periodic plain lines otherwise."""
+def choose_mode(stream: TextIO, *, quiet: bool, as_json: bool, verbose: bool = False) -> ViewMode:
+    """Quiet or JSON if asked; a live line on a terminal; periodic plain lines otherwise.
+
+    With `verbose` the log lines would tear a live display: plain lines it is.
+    """
     if quiet:
         return "quiet"
     if as_json:
         return "json"
-    return "live" if stream.isatty() else "plain"
+    return "live" if stream.isatty() and not verbose else "plain"
 
 
 class Activity(logging.Handler):

@@ -204,6 +204,15 @@ class ResultsFile:
                     finished.add(normalize_request_id(record["request_id"]))
         return finished
 
+    def failed_ids(self) -> set[str]:
+        """Ids whose final outcome in the file is a failure (a failed generation, say)."""
+        failed = set()
+        for record in self.records:
+            if record.get("final") is True and record.get("ok") is not True:
+                with contextlib.suppress(ValueError, TypeError):
+                    failed.add(normalize_request_id(record["request_id"]))
+        return failed
+
     def append(self, record: dict[str, Any]) -> None:
         """Write one line and hand it to the OS before returning (it survives a kill)."""
         if self._file is None:
