@@ -234,8 +234,15 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
         streams.out.flush()
     streams.err.write("Ctrl-C to stop\n")
     streams.err.flush()
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C by itself
-        run_simulator(app, host=args.host, port=args.port)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C by itself
+            run_simulator(app, host=args.host, port=args.port)
+    except SystemExit as exit_:  # pragma: no cover - the port was taken since the check
+        if exit_.code:
+            raise UsageError(
+                f"the simulator could not listen on {args.host}:{args.port} (taken since "
+                "checked?): give another --port"
+            ) from None
     return EXIT_OK
 
 
