@@ -3,43 +3,48 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
+from ._batch import RECENT_OUTCOMES_KEPT, Batch, ProgressCallback
 from ._clock import Clock, EventLoopClock
-from ._config import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ClientConfig
+from ._config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    ClientConfig,
+    NotGiven,
+)
 from ._downloads import Downloaded, Downloader
-from ._endpoint import FetchEndpoint, FetchResource
-from ._endpoints.images import IMAGES
-from ._endpoints.super_resolution import SUPER_RESOLUTION
-from ._errors import ClientClosedError
-from ._models import FetchResult
+from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, FetchEndpoint, FetchResource
+from ._endpoints._surface import AsyncSurface
+from ._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
+from ._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
+from ._models import FetchResult, Status
 from ._per_loop import PerLoop
-from ._polling import PollPolicy
+from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
+from ._retry_policy import RetryPolicy
+from ._routing import Queued, QueuedItems, body_of, resolve
+from ._tls import CertTypes, VerifyTypes
 from ._transport import Transport
+from ._updates import UpdateCallback
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
 
 
-class AsyncEnterprise:
-    """ModelsLab's enterprise endpoints (`client.enterprise`)."""
-
-    def __init__(self, *, super_resolution: FetchResource[FetchResult]) -> None:
-        self.super_resolution = super_resolution
-        """`POST /v1/enterprise/super_resolution/fetch/{id}`: fetch or wait for upscaled images."""
-
-    def __repr__(self) -> str:
-        return "AsyncEnterprise(super_resolution)"
-
-
-class AsyncModelsLab:
+class AsyncModelsLab(ClientEndpoints, AsyncSurface):
     """The asynchronous ModelsLab fetch client.
 
     Use it as `async with AsyncModelsLab() as client:` (or call `aclose()`), then
-    `await client.images.wait(request_id)`.
+    `await client.images.wait(request_id)`, `await client.video.wait(request_id)`, or
+    `await client.wait_for(response)` with what a generation request returned. Every
+    endpoint (`images`, `video`, `voice`, `three_d`, `v7.images`, `enterprise.flux`, ...)
+    offers `fetch`, `wait`, `fetch_many` and `wait_many`; see `docs/endpoints.md`.
 
     Args:
         api_key: Your ModelsLab API key; defaults to `$MODELSLAB_API_KEY`.
@@ -56,6 +61,18 @@ class AsyncModelsLab:
             not closed by this client. Redirects are never followed either way.
         poll_policy: How `wait()` spaces its polls; see `PollPolicy`.
         clock: The time source for polling and retry sleeps; replace it in tests.
+        verify: TLS verification for API calls and downloads alike: True (certifi's CA
+            bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set before the client is
+            created), a CA bundle path, an `ssl.SSLContext`, or False (test servers only).
+        cert: A client certificate: a file, `(certfile, keyfile)` or
+            `(certfile, keyfile, password)`.
+        proxy: A proxy for API calls and downloads: `http://`, `https://` or
+            `socks5://` (SOCKS needs `modelslab-fetch[socks]`). Without it, the
+            environment's `HTTPS_PROXY`/`NO_PROXY` are honoured. A plain-http loopback
+            `base_url` never goes through a proxy.
+        trust_env: False ignores the environment's proxies and `SSL_CERT_FILE`.
+        default_headers: Headers sent with every request (API calls and downloads).
+        retry_policy: How `fetch()` retries transient failures; see `RetryPolicy`.
 
     """
 
@@ -71,6 +88,12 @@ class AsyncModelsLab:
         http_client: httpx.AsyncClient | None = None,
         poll_policy: PollPolicy | None = None,
         clock: Clock | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
+        default_headers: Mapping[str, str] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self._config = ClientConfig.resolve(
             api_key=api_key,
@@ -79,21 +102,89 @@ class AsyncModelsLab:
             max_retries=max_retries,
             max_concurrency=max_concurrency,
             max_requests_per_second=max_requests_per_second,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            trust_env=trust_env,
+            default_headers=default_headers,
+            retry_policy=retry_policy,
         )
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                "http_client must be an httpx.AsyncClient (the SDK is async inside, the "
+                f"blocking ModelsLab too); got {type(http_client).__name__}: create an "
+                "httpx.AsyncClient with the same settings instead"
+            )
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
-        self._transport = Transport(self._config, clock=clock, http_client=http_client)
-        self._http_client = http_client
+        transport = Transport(self._config, clock=clock, http_client=http_client)
         # An httpx client's connections belong to one event loop: one downloader per loop.
-        self._downloaders = PerLoop(self._new_downloader, _close_downloader)
+        downloaders = PerLoop(self._new_downloader, _close_downloader)
+        self._wire(transport, downloaders, http_client, poll_policy, clock)
 
-        def resource(endpoint: FetchEndpoint[FetchResult]) -> FetchResource[FetchResult]:
-            return FetchResource(endpoint, self._transport, poll_policy=poll_policy, clock=clock)
+    def _wire(
+        self,
+        transport: Transport,
+        downloaders: PerLoop[tuple[Downloader, httpx.AsyncClient | None]],
+        http_client: httpx.AsyncClient | None,
+        poll_policy: PollPolicy,
+        clock: Clock,
+    ) -> None:
+        self._transport = transport
+        self._downloaders = downloaders
+        self._http_client = http_client
+        self._poll_policy = poll_policy
+        self._clock = clock
+        resources: dict[FetchEndpoint[Any], FetchResource[Any]] = {}
 
-        self.images = resource(IMAGES)
-        """`POST /v6/images/fetch`: fetch or wait for queued images."""
-        self.enterprise = AsyncEnterprise(super_resolution=resource(SUPER_RESOLUTION))
-        """The enterprise endpoints."""
+        def resource(endpoint: FetchEndpoint[Any]) -> FetchResource[Any]:
+            # One resource per row, made when first read: the rows are the table's.
+            found = resources.get(endpoint)
+            if found is None:
+                found = resources[endpoint] = FetchResource(
+                    endpoint, self._transport, poll_policy=poll_policy, clock=clock
+                )
+            return found
+
+        self._bind(resource)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        poll_policy: PollPolicy | NotGiven = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
+    ) -> AsyncModelsLab:
+        """A client with other settings, sharing this one's connections and limits.
+
+        `client.with_options(timeout=5, max_retries=0).images.fetch(id)`: the copy uses
+        the same connections and the same client-wide limits (`max_concurrency`, the
+        request rate, rate-limit pauses), so it costs nothing to make per call; this
+        client is unchanged. Closing either closes both. Arguments left out keep this
+        client's setting; each is checked as at construction.
+        """
+        if not isinstance(poll_policy, NotGiven | PollPolicy):
+            raise ConfigurationError(
+                f"poll_policy must be a PollPolicy; got {type(poll_policy).__name__}"
+            )
+        config = self._config.with_changes(
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            retry_policy=retry_policy,
+        )
+        twin = object.__new__(type(self))
+        twin._config = config
+        twin._wire(
+            self._transport.with_config(config),
+            self._downloaders,
+            self._http_client,
+            self._poll_policy if isinstance(poll_policy, NotGiven) else poll_policy,
+            self._clock,
+        )
+        return twin
 
     @property
     def base_url(self) -> str:
@@ -128,6 +219,91 @@ class AsyncModelsLab:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
 
+    async def wait_for(
+        self,
+        queued: Queued,
+        *,
+        endpoint: str | FetchEndpoint[Any] | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        on_update: UpdateCallback | None = None,
+    ) -> FetchResult:
+        """Wait for the job a generation request queued; return its success result.
+
+        `queued` is what the generation request returned: the decoded JSON object, or a
+        `FetchResult`. Its endpoint and id come from its `fetch_result` URL (which must
+        lie below this client's `base_url`: it is matched against the endpoint table,
+        never contacted as given), or from `endpoint=` (a name such as `"video"` or
+        `"enterprise.three_d"`, or a `FetchEndpoint`). An already successful `queued` is
+        returned at once, with no request; otherwise the first poll waits for its `eta`.
+        The result is the endpoint family's type (`VoiceResult`, `ThreeDResult`, ...).
+        `on_update` hears of every poll as for `wait()` (the response counts as poll 1).
+        Raises `ForeignFetchURLError` (nothing sent), `ConfigurationError`,
+        `GenerationFailedError`, `WaitTimeoutError`, and what `wait()` raises.
+        """
+        check_wait_timeout(timeout)
+        body = body_of(queued)
+        try:
+            route = resolve(body, base_url=self.base_url, table=self._table(), endpoint=endpoint)
+        except (ConfigurationError, InvalidRequestIdError):
+            if _says_success(body):  # nothing to fetch: keep it, wherever it came from
+                return FetchResult.from_body(body, request_id=str(body.get("id") or ""))
+            raise
+        resource = self._resource_for(route.endpoint)
+        first = route.endpoint.parse(body, request_id=route.request_id)
+        result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
+        return result
+
+    def wait_for_many(
+        self,
+        queued_items: Iterable[Queued] | AsyncIterable[Queued],
+        *,
+        endpoint: str | FetchEndpoint[Any] | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        ordered: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_update: UpdateCallback | None = None,
+    ) -> Batch[FetchResult]:
+        """`wait_for` for many generation responses: one `Outcome` per input, lazily.
+
+        Each input is routed as by `wait_for`, each to its own endpoint; an input that
+        cannot be (a foreign `fetch_result`, no id) gets an outcome with that error and
+        sends nothing. Bounded and lazy as `wait_many`, and stopped the same way by an
+        account-level error. An outcome's `request_id` is the job's id, written
+        `name:id` only if the same id came just before from another endpoint.
+        """
+        check_wait_timeout(timeout)
+        if self._transport.closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        width = DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency
+        items = QueuedItems(
+            queued_items,
+            base_url=self.base_url,
+            table=self._table(),
+            endpoint=endpoint,
+            remembered=RECENT_OUTCOMES_KEPT + (width if isinstance(width, int) else 0),
+        )
+
+        async def work(key: str) -> FetchResult:
+            route, body = items.take(key)
+            first = route.endpoint.parse(body, request_id=route.request_id)
+            resource = self._resource_for(route.endpoint)
+            result: FetchResult = await resource._wait_from(
+                route.request_id, first, timeout, on_update
+            )
+            return result
+
+        return Batch(
+            items.keys(),
+            AccountStop().guard(work),
+            concurrency=width,
+            ordered=ordered,
+            on_progress=on_progress,
+        )
+
+    def _table(self) -> dict[str, FetchEndpoint[Any]]:
+        return endpoint_table(type(self))
+
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory` (created if needed); return their paths.
 
@@ -152,8 +328,21 @@ class AsyncModelsLab:
     def _new_downloader(self) -> tuple[Downloader, httpx.AsyncClient | None]:
         if self._http_client is not None:
             return Downloader(self._http_client), None
-        # Images come from a CDN, not the API: plain GETs, no key, redirects fine.
-        owned = httpx.AsyncClient(timeout=self._config.timeout)
+        # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
+        # fine; the same TLS context and headers as the API calls.
+        config = self._config
+        try:
+            owned = httpx.AsyncClient(
+                timeout=config.timeout,
+                verify=config.tls(),
+                proxy=config.proxy,
+                trust_env=config.trust_env,
+                headers=dict(config.default_headers),
+            )
+        except ImportError as exc:  # a socks:// proxy without socksio installed
+            raise ConfigurationError(
+                f"proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
+            ) from None
         return Downloader(owned), owned
 
     async def aclose(self) -> None:
@@ -173,6 +362,11 @@ class AsyncModelsLab:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _says_success(body: dict[str, Any]) -> bool:
+    status = body.get("status")
+    return isinstance(status, str) and status.strip().lower() == Status.SUCCESS.value
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:

@@ -1,37 +1,30 @@
-"""The HTTP backends: the one replaceable piece that carries a POST to ModelsLab and back.
+"""The HTTP backend contract (what a backend returns and raises) and the httpx backend.
 
-Two backends exist. `HttpxBackend` sends through an `httpx.AsyncClient` (yours, if you
-pass `http_client=`). `AiohttpBackend` is the default: in `benchmarks/` httpx's own
-transport cost 4-6x more client CPU per request and grew with concurrency, httpx over
-aiohttp (httpx-aiohttp) still 3x more, while plain aiohttp stayed flat and cheapest (see
-docs/performance.md). httpx stays the interface you configure and meet in errors; when
+A backend is the one replaceable piece that carries a POST to ModelsLab and back. Two
+exist: `HttpxBackend` here, which sends through an `httpx.AsyncClient` (yours, if you
+pass `http_client=`), and `AiohttpBackend` (`_aiohttp_backend.py`), the default, imported
+only when first used. httpx stays the interface you configure and meet in errors; when
 respx (or anything else) has patched httpx or httpcore, the default falls back to httpx
 so that your mocks see every request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import aiohttp
 import anyio
 import httpcore
 import httpx
 
-from ._config import is_loopback
 from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
-    "AiohttpBackend",
     "Backend",
     "BackendCertificateError",
     "BackendConnectionError",
@@ -40,6 +33,10 @@ __all__ = [
     "BackendUnknownHost",
     "HttpxBackend",
     "RawResponse",
+    "bounded",
+    "connection_error",
+    "decoding_errors",
+    "describe",
     "httpx_is_patched",
     "overall_deadline",
 ]
@@ -167,7 +164,7 @@ class HttpxBackend:
                 # Raw bytes, decoded here with a bound: httpx would inflate each chunk
                 # in one unbounded call (see _decoding).
                 body = bytearray()
-                with _decoding_errors(response.status_code):
+                with decoding_errors(response.status_code):
                     decoder = BodyDecoder(
                         response.headers.get("content-encoding"), MAX_RESPONSE_BYTES
                     )
@@ -177,13 +174,13 @@ class HttpxBackend:
                     for piece in decoder.finish():
                         body += piece
         except httpx.TimeoutException as exc:
-            raise BackendTimeout(_describe(exc)) from None
+            raise BackendTimeout(describe(exc)) from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             # Connection trouble, bad URLs: all "could not talk to the server". Never
             # chained: httpx's errors hold the request body.
-            raise _connection_error(exc) from None
+            raise connection_error(exc) from None
         except RuntimeError as exc:  # your http_client was closed under us
-            raise BackendConnectionError(_describe(exc)) from None
+            raise BackendConnectionError(describe(exc)) from None
         return RawResponse(
             response.status_code,
             response.headers,
@@ -198,100 +195,8 @@ class HttpxBackend:
             await self._client.aclose()
 
 
-class AiohttpBackend:
-    """Sends through one `aiohttp.ClientSession`, created on first use in the running loop."""
-
-    def __init__(self, *, max_connections: int) -> None:
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[str, str | None] = {}
-        self._timeout: tuple[httpx.Timeout, aiohttp.ClientTimeout] | None = None
-
-    def __repr__(self) -> str:
-        return f"AiohttpBackend(max_connections={self._max_connections})"
-
-    async def post(
-        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
-    ) -> RawResponse:
-        """POST through aiohttp, mapping its exceptions onto the backend errors."""
-        return await bounded(self._post(url, content, headers, timeout), timeout)
-
-    async def _post(
-        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
-    ) -> RawResponse:
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                # aiohttp's trust_env looks proxies up in a worker thread on every
-                # request; _proxy_for does it once per host instead.
-                trust_env=False,
-                # Decoded by _read_capped with a bound: aiohttp would inflate each chunk
-                # in one unbounded call (see _decoding).
-                auto_decompress=False,
-            )
-        try:
-            async with session.post(
-                url,
-                data=content,
-                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
-                allow_redirects=False,
-                timeout=self._timeout_for(timeout),
-                proxy=self._proxy_for(url),
-            ) as response:
-                body = await _read_capped(response)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise BackendTimeout(_describe(exc) or "timed out") from None
-        except aiohttp.ClientError as exc:
-            raise _connection_error(exc) from None
-        return RawResponse(response.status, response.headers, body, url, response.reason or "")
-
-    def _timeout_for(self, timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
-        # A client sends every request with the same timeout: convert it once.
-        if self._timeout is None or self._timeout[0] is not timeout:
-            self._timeout = (timeout, _aiohttp_timeout(timeout))
-        return self._timeout[1]
-
-    def _proxy_for(self, url: str) -> str | None:
-        """The proxy the environment names for `url` (HTTPS_PROXY, NO_PROXY...), as httpx."""
-        origin = url[: url.find("/", url.find("//") + 2)]
-        if origin not in self._proxies:
-            parts = urllib.parse.urlsplit(url)
-            proxies = urllib.request.getproxies()
-            proxy = proxies.get(parts.scheme) or proxies.get("all")
-            host = parts.hostname or ""
-            # Plain http is allowed only to loopback on the grounds that nothing crosses
-            # the network: so loopback never goes through a proxy, whatever the env says.
-            bypass = proxy is None or is_loopback(host) or urllib.request.proxy_bypass(host)
-            self._proxies[origin] = None if bypass else proxy
-        return self._proxies[origin]
-
-    async def aclose(self) -> None:
-        """Close the session and its connections."""
-        if self._session is not None:
-            await self._session.close()
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    length = response.content_length
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if length is not None and length <= MAX_RESPONSE_BYTES and encoding == "identity":
-        return await response.read()  # the common case: one read of a known, small body
-    # Compressed (Content-Length counts the compressed bytes) or of unknown length: count
-    # what decodes, so a gzip bomb stops at the cap too.
-    body = bytearray()
-    with _decoding_errors(response.status):
-        decoder = BodyDecoder(encoding, MAX_RESPONSE_BYTES)
-        async for chunk in response.content.iter_chunked(2**16):
-            for piece in decoder.feed(chunk):
-                body += piece
-        for piece in decoder.finish():
-            body += piece
-    return bytes(body)
-
-
 @contextmanager
-def _decoding_errors(status_code: int) -> Iterator[None]:
+def decoding_errors(status_code: int) -> Iterator[None]:
     """Turn the decoder's errors into the backend's: too large, or a broken body."""
     try:
         yield
@@ -333,7 +238,7 @@ async def bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
     )
 
 
-def _connection_error(error: BaseException) -> BackendConnectionError:
+def connection_error(error: BaseException) -> BackendConnectionError:
     """The `BackendConnectionError` (or its certificate / unknown host kind) for `error`."""
     for link in _chain(error):
         # aiohttp's certificate error is itself an SSLCertVerificationError (with none of
@@ -346,9 +251,9 @@ def _connection_error(error: BaseException) -> BackendConnectionError:
             )
         if _is_no_such_name(link):
             return BackendUnknownHost(
-                f"the host name does not exist (DNS): {_describe(error)}; check the URL"
+                f"the host name does not exist (DNS): {describe(error)}; check the URL"
             )
-    return BackendConnectionError(_describe(error))
+    return BackendConnectionError(describe(error))
 
 
 def _certificate_complaint(error: object) -> str | None:
@@ -363,14 +268,10 @@ _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NON
 def _is_no_such_name(error: BaseException) -> bool:
     if isinstance(error, socket.gaierror):
         return error.errno in _NO_SUCH_NAME
-    # aiohttp's DNS error carries the resolver's errno on a plain OSError.
+    # aiohttp's connector errors carry the resolver's errno on a plain OSError (the EAI_*
+    # numbers are negative, so they never clash with an ordinary errno).
     os_error = getattr(error, "os_error", None)
-    dns_error = getattr(aiohttp, "ClientConnectorDNSError", ())
-    return (
-        isinstance(error, dns_error)
-        and isinstance(os_error, OSError)
-        and os_error.errno in _NO_SUCH_NAME
-    )
+    return isinstance(os_error, OSError) and os_error.errno in _NO_SUCH_NAME
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -382,22 +283,7 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         link = link.__cause__ or link.__context__
 
 
-def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
-    # httpx's read/write/pool limits have no exact aiohttp twin; map each to the
-    # closest: connect -> establishing the socket, read -> each socket read, pool ->
-    # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
-    pool_and_connect = None
-    if timeout.pool is not None or timeout.connect is not None:
-        pool_and_connect = (timeout.pool or 0.0) + (timeout.connect or 0.0)
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=pool_and_connect,
-        sock_connect=timeout.connect,
-        sock_read=timeout.read,
-    )
-
-
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
+import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from pydantic import SecretStr
 
 from ._errors import AuthenticationError, ConfigurationError
+from ._retry_policy import RetryPolicy
+from ._tls import CertTypes, VerifyTypes, make_ssl_context
 
 __all__ = [
     "API_KEY_ENV",
@@ -20,8 +24,23 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
     "ClientConfig",
 ]
+
+
+class NotGiven:
+    """The type of `NOT_GIVEN`: "leave this setting as it is" (None can be a setting)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN = NotGiven()
+"""The default of `with_options` arguments: keep the client's own setting."""
 
 API_KEY_ENV = "MODELSLAB_API_KEY"
 BASE_URL_ENV = "MODELSLAB_BASE_URL"
@@ -44,12 +63,58 @@ class ClientConfig:
     max_retries: int
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_requests_per_second: float | None = None
+    ssl_context: ssl.SSLContext | None = None
+    """The TLS context of every connection (None: made on first use from the defaults)."""
+    proxy: str | None = None
+    """An explicit proxy URL (http, https, socks5); None: the environment's, if trusted."""
+    trust_env: bool = True
+    """Whether HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE and SSL_CERT_DIR are honoured."""
+    default_headers: tuple[tuple[str, str], ...] = ()
+    """Headers sent with every request (API calls and downloads)."""
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    """How `fetch()` retries transient failures."""
+
+    @property
+    def retries(self) -> int:
+        """How many times `fetch()` retries: the retry policy's count, else `max_retries`."""
+        policy = self.retry_policy.max_retries
+        return self.max_retries if policy is None else policy
+
+    def with_changes(
+        self,
+        *,
+        timeout: float | httpx.Timeout | NotGiven | None = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven | None = NOT_GIVEN,
+    ) -> ClientConfig:
+        """A copy with the given settings changed, checked as at construction."""
+        changes: dict[str, object] = {}
+        if not isinstance(timeout, NotGiven):
+            changes["timeout"] = _resolve_timeout(timeout)
+        if not isinstance(max_retries, NotGiven):
+            changes["max_retries"] = _resolve_max_retries(max_retries)
+        if not isinstance(default_headers, NotGiven):
+            changes["default_headers"] = _resolve_headers(default_headers)
+        if not isinstance(retry_policy, NotGiven):
+            if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+                raise ConfigurationError(
+                    f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
+                )
+            changes["retry_policy"] = retry_policy if retry_policy is not None else RetryPolicy()
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context for every connection this client makes."""
+        return self.ssl_context if self.ssl_context is not None else make_ssl_context()
 
     def __repr__(self) -> str:
         return (
             f"ClientConfig(base_url={self.base_url!r}, timeout={self.timeout!r}, "
             f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency}, "
-            f"max_requests_per_second={self.max_requests_per_second})"
+            f"max_requests_per_second={self.max_requests_per_second}, "
+            f"proxy={_without_credentials(self.proxy)!r}, trust_env={self.trust_env}, "
+            f"retry_policy={self.retry_policy!r})"
         )
 
     @classmethod
@@ -62,10 +127,26 @@ class ClientConfig:
         max_retries: int,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_requests_per_second: float | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        proxy: str | httpx.URL | None = None,
+        trust_env: bool = True,
+        default_headers: Mapping[str, str] | None = None,
+        retry_policy: RetryPolicy | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
-        """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`."""
+        """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`.
+
+        The TLS context is made here, at client creation: `SSL_CERT_FILE` set by a
+        program before it creates a client is honoured, as httpx does.
+        """
         env = os.environ if environ is None else environ
+        if not isinstance(trust_env, bool):
+            raise ConfigurationError(f"trust_env must be True or False; got {trust_env!r}")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError(
+                f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
+            )
         return cls(
             api_key=_resolve_api_key(api_key, env),
             base_url=_resolve_base_url(base_url, env),
@@ -73,6 +154,11 @@ class ClientConfig:
             max_retries=_resolve_max_retries(max_retries),
             max_concurrency=_resolve_max_concurrency(max_concurrency),
             max_requests_per_second=_resolve_rate(max_requests_per_second),
+            ssl_context=make_ssl_context(verify, cert, trust_env=trust_env, environ=env),
+            proxy=_resolve_proxy(proxy),
+            trust_env=trust_env,
+            default_headers=_resolve_headers(default_headers),
+            retry_policy=retry_policy if retry_policy is not None else RetryPolicy(),
         )
 
 
@@ -163,3 +249,56 @@ def _resolve_rate(rate: float | None) -> float | None:
             f"max_requests_per_second must be a positive number or None; got {rate!r}"
         )
     return float(rate)
+
+
+_PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})
+# Headers the SDK owns: the body is always JSON, its length and framing are the
+# transport's, and the host is the base URL's.
+_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-length", "transfer-encoding", "host", "accept-encoding"}
+)
+
+
+def _resolve_proxy(proxy: str | httpx.URL | None) -> str | None:
+    if proxy is None:
+        return None
+    text = str(proxy).strip()
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError(f"proxy is not a URL: {_without_credentials(text)!r}") from exc
+    if url.scheme not in _PROXY_SCHEMES or not url.host:
+        raise ConfigurationError(
+            "proxy must be an http://, https://, socks5:// or socks5h:// URL with a host, "
+            f"like 'http://proxy.example:3128'; got {_without_credentials(text)!r}"
+        )
+    return text
+
+
+def _without_credentials(proxy: str | None) -> str | None:
+    """`proxy` as it may be shown: a password in it is never printed."""
+    if proxy is None or "@" not in proxy:
+        return proxy
+    scheme, _, rest = proxy.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _resolve_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if headers is None:
+        return ()
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(
+            f"default_headers must be a mapping of names to values; got {type(headers).__name__}"
+        )
+    resolved = []
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ConfigurationError("default_headers names and values must be str")
+        if name.strip().lower() in _RESERVED_HEADERS:
+            raise ConfigurationError(
+                f"default_headers cannot set {name!r}: the SDK sets it for every request"
+            )
+        if any(char in name + value for char in "\r\n\0"):
+            raise ConfigurationError(f"default_headers: {name!r} holds a line break or NUL")
+        resolved.append((name.strip(), value))
+    return tuple(resolved)

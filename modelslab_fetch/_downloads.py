@@ -1,4 +1,4 @@
-"""Saving a result's images into a folder: safe names, atomic writes, complete files kept."""
+"""Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingEr
 from ._errors import DownloadError
 from ._models import FetchResult
 
-__all__ = ["Downloaded", "Downloader", "file_name_for"]
+__all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
 
 MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
@@ -29,7 +29,40 @@ FILE_TIME_LIMIT = 300.0
 
 _MAX_REDIRECTS = 20  # as httpx's own default
 
-_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm"})
+# The kinds of file ModelsLab's endpoints output: images, video, audio, 3D, archives.
+_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".gif", ".mp4", ".webm", ".mov", ".wav", ".mp3", ".ogg"}
+    | {".flac", ".m4a", ".glb", ".gltf", ".obj", ".fbx", ".stl", ".ply", ".usdz", ".zip", ".txt"}
+)
+# For a URL whose path names no known kind: the type the server declares.
+_CONTENT_TYPES = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/vnd.wave": ".wav",
+    "audio/mpeg": ".mp3",
+    "audio/mp3": ".mp3",
+    "audio/ogg": ".ogg",
+    "audio/flac": ".flac",
+    "audio/x-flac": ".flac",
+    "audio/mp4": ".m4a",
+    "audio/x-m4a": ".m4a",
+    "model/gltf-binary": ".glb",
+    "model/gltf+json": ".gltf",
+    "model/obj": ".obj",
+    "model/stl": ".stl",
+    "model/vnd.usdz+zip": ".usdz",
+    "application/zip": ".zip",
+    "text/plain": ".txt",
+}
+_UNKNOWN = ".bin"
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
@@ -55,14 +88,30 @@ def file_name_for(request_id: str, index: int, url: str) -> str:
 
     Built from the request id and position, never from the URL's path, so no URL can
     name a file outside the folder, a hidden file, or a reserved device name; the
-    extension is kept only when it is a known image or video type.
+    extension is kept only when it is a known output type (image, video, audio, 3D,
+    zip), else `.bin` (the download then names it by the response's content type).
     """
+    return f"{_stem(request_id, index)}{_extension_in(url) or _UNKNOWN}"
+
+
+def extension_for_content_type(content_type: str | None) -> str | None:
+    """The file extension for a response's `Content-Type`, if it is a known output type."""
+    if not content_type:
+        return None
+    return _CONTENT_TYPES.get(content_type.split(";", 1)[0].strip().lower())
+
+
+def _stem(request_id: str, index: int) -> str:
     safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name(request_id)
+    return f"{safe_id}-{index}"
+
+
+def _extension_in(url: str) -> str | None:
     try:
         suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
     except ValueError:  # a malformed URL: _save refuses it with a DownloadError
-        suffix = ""
-    return f"{safe_id}-{index}{suffix if suffix in _EXTENSIONS else '.bin'}"
+        return None
+    return suffix if suffix in _EXTENSIONS else None
 
 
 def _digest_name(text: str) -> str:
@@ -103,8 +152,22 @@ class Downloader:
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
         paths = []
         for index, url in enumerate(result.output):
-            target = folder / file_name_for(result.id, index, url)
-            paths.append(await self._save(result.id, url, target))
+            if _extension_in(url) is not None:
+                target = folder / file_name_for(result.id, index, url)
+                paths.append(await self._save(result.id, url, target))
+                continue
+            # No kind in the URL: a file saved before under any known extension counts
+            # as done, else the response's content type names the file.
+            stem = _stem(result.id, index)
+            found = [
+                folder / f"{stem}{ext}"
+                for ext in (*sorted(_EXTENSIONS), _UNKNOWN)
+                if await anyio.Path(folder / f"{stem}{ext}").exists()
+            ]
+            if found:
+                paths.append(found[0])
+            else:
+                paths.append(await self._save(result.id, url, folder / stem, by_type=True))
         return paths
 
     async def download_many(
@@ -128,8 +191,10 @@ class Downloader:
         assert all(outcome is not None for outcome in done)  # noqa: S101 - one per result
         return [outcome for outcome in done if outcome is not None]
 
-    async def _save(self, request_id: str, url: str, target: Path) -> Path:
-        if await anyio.Path(target).exists():
+    async def _save(
+        self, request_id: str, url: str, target: Path, *, by_type: bool = False
+    ) -> Path:
+        if not by_type and await anyio.Path(target).exists():
             return target
         try:
             scheme = urlsplit(url).scheme.lower()
@@ -144,16 +209,21 @@ class Downloader:
         partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
         try:
             async with self._limiter:
-                await self._stream_to(url, partial, request_id)
+                content_type = await self._stream_to(url, partial, request_id)
+            if by_type:
+                ext = extension_for_content_type(content_type) or _UNKNOWN
+                target = target.with_name(target.name + ext)
             await partial.replace(target)  # atomic: a file under its final name is complete
         finally:
             await partial.unlink(missing_ok=True)
         return target
 
-    async def _stream_to(self, url: str, partial: anyio.Path, request_id: str) -> None:
+    async def _stream_to(self, url: str, partial: anyio.Path, request_id: str) -> str | None:
+        """Download `url` into `partial`; return the response's content type."""
         limit, why = self._time_limit()
+        content_type: str | None = None
         with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
-            await self._fetch_to(url, partial, request_id)
+            content_type = await self._fetch_to(url, partial, request_id)
         if scope.cancelled_caught:
             raise DownloadError(
                 f"could not download {url} within {limit:g} s ({why}); the server sent it "
@@ -161,6 +231,7 @@ class Downloader:
                 url=url,
                 request_id=request_id,
             )
+        return content_type
 
     def _time_limit(self) -> tuple[float | None, str]:
         attempt = overall_deadline(self._http.timeout)
@@ -169,7 +240,7 @@ class Downloader:
             return own, "the per-file limit, Downloader(file_time_limit=...)"
         return attempt, "the client's timeout, for the whole download"
 
-    async def _fetch_to(self, url: str, partial: anyio.Path, request_id: str) -> None:
+    async def _fetch_to(self, url: str, partial: anyio.Path, request_id: str) -> str | None:
         try:
             request = self._http.build_request(
                 "GET", url, headers={"accept-encoding": ACCEPT_ENCODING}
@@ -181,7 +252,8 @@ class Downloader:
                 try:
                     if response.next_request is None:
                         await self._write(url, response, partial, request_id)
-                        return
+                        content_type: str | None = response.headers.get("content-type")
+                        return content_type
                     request = response.next_request
                 finally:
                     await response.aclose()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from urllib.parse import quote
 
 import anyio
@@ -26,6 +27,11 @@ from ._models import FetchResult
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout, wait_until_finished
 from ._traffic import last_check_before_sending
 from ._transport import Transport
+from ._updates import UpdateCallback
+
+if TYPE_CHECKING:
+    from ._endpoints._surface import AsyncSurface, SyncSurface
+    from ._sync_client import SyncFetchResource
 
 __all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "FetchEndpoint", "FetchResource"]
 
@@ -56,6 +62,23 @@ class FetchEndpoint(Generic[R]):
     """The body field that carries the request id, or None when it goes in the path."""
     result_model: type[R] = field(default=FetchResult)  # type: ignore[assignment]
     """The pydantic model a response body is parsed into."""
+    output: str = "images"
+    """What the endpoint's outputs are: `images`, `video`, `audio`, `3d` or `text`."""
+    aliases: tuple[str, ...] = ()
+    """Older paths of the same endpoint, recognised in a `fetch_result` URL (never sent to)."""
+
+    # A row is declared once, as a class attribute of a client's namespace (see
+    # `_endpoints/table.py`); read on a client, it is that client's resource for it.
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> FetchEndpoint[R]: ...
+    @overload
+    def __get__(self, obj: AsyncSurface, owner: type[Any] | None = None) -> FetchResource[R]: ...
+    @overload
+    def __get__(self, obj: SyncSurface, owner: type[Any] | None = None) -> SyncFetchResource[R]: ...
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> object:
+        if obj is None:
+            return self
+        return obj._resource_for(self)  # type: ignore[attr-defined]
 
     def __post_init__(self) -> None:
         in_path = "{id}" in self.path_template
@@ -64,6 +87,19 @@ class FetchEndpoint(Generic[R]):
                 "a fetch endpoint takes the request id in its path ({id}) or in id_field: "
                 + ("not both" if in_path else "give one of them")
             )
+
+    def match_path(self, path: str) -> tuple[bool, str | None]:
+        """Whether `path` (below the API root) names this endpoint, and the id it carries."""
+        for template in (self.path_template, *self.aliases):
+            before, found, after = template.partition("{id}")
+            if found:
+                pattern = re.escape(before) + r"(?P<id>[^/?#]+)" + re.escape(after)
+            else:
+                pattern = re.escape(template.rstrip("/")) + r"(?:/(?P<id>[^/?#]+))?/?"
+            match = re.fullmatch(pattern, path)
+            if match is not None:
+                return True, match.group("id")
+        return False, None
 
     def path(self, request_id: str) -> str:
         """The request path for `request_id`."""
@@ -141,6 +177,11 @@ class FetchResource(Generic[R]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._endpoint.path_template!r})"
 
+    @property
+    def endpoint(self) -> FetchEndpoint[R]:
+        """The endpoint this resource fetches from."""
+        return self._endpoint
+
     async def fetch(self, request_id: RequestId) -> R:
         """Ask once where the job `request_id` stands; one POST (plus transport retries).
 
@@ -153,18 +194,23 @@ class FetchResource(Generic[R]):
         return await self._fetch_normalized(rid)
 
     async def wait(
-        self, request_id: RequestId, *, timeout: float | None = DEFAULT_WAIT_TIMEOUT
+        self,
+        request_id: RequestId,
+        *,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        on_update: UpdateCallback | None = None,
     ) -> R:
         """Poll the job `request_id` until it finishes; return the success result.
 
         Polls are spaced by the server's `eta` (see `PollPolicy`); transient failures
-        (network, overload, rate limits asking for at most 60 s) are polled through until
-        the deadline. Raises
-        `GenerationFailedError` if the job ends `failed` or `error`, and `WaitTimeoutError`
-        (carrying the last result) when `timeout` seconds pass first; `None` waits without
-        a deadline.
+        (network, overload, every rate limit) are polled through until the deadline.
+        Raises `GenerationFailedError` if the job ends `failed` or `error`, and
+        `WaitTimeoutError` (carrying the last result) when `timeout` seconds pass first;
+        `None` waits without a deadline. `on_update` is called after every poll with a
+        `PollUpdate` (status, `eta`, polls so far, next poll), e.g. to show "queued,
+        about 20 s left"; an exception it raises ends the wait.
         """
-        return await self._wait_normalized(normalize_request_id(request_id), timeout)
+        return await self._wait_normalized(normalize_request_id(request_id), timeout, on_update)
 
     def fetch_many(
         self,
@@ -198,6 +244,7 @@ class FetchResource(Generic[R]):
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         ordered: bool = False,
         on_progress: ProgressCallback | None = None,
+        on_update: UpdateCallback | None = None,
     ) -> Batch[R]:
         """Wait for each id to finish; an async iterator of one `Outcome` per input id.
 
@@ -206,13 +253,14 @@ class FetchResource(Generic[R]):
         are waited on at once (default 1024: they mostly sleep; the client's
         `max_concurrency` caps the requests). Read the ids lazily from any iterable or
         async iterable; duplicates are asked for once. Outcomes come as they finish, or
-        in input order with `ordered=True`.
+        in input order with `ordered=True`. `on_progress` hears of each outcome
+        (`Progress`), `on_update` of each poll of each id (`PollUpdate`).
         """
         check_wait_timeout(timeout)
         self._refuse_if_closed()
         return Batch(
             ids,
-            AccountStop().guard(lambda rid: self._wait_normalized(rid, timeout)),
+            AccountStop().guard(lambda rid: self._wait_normalized(rid, timeout, on_update)),
             concurrency=DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -222,7 +270,9 @@ class FetchResource(Generic[R]):
         if self._transport.closed:
             raise ClientClosedError("this client is closed; create a new one")
 
-    async def _wait_normalized(self, rid: str, timeout: float | None) -> R:
+    async def _wait_normalized(
+        self, rid: str, timeout: float | None, on_update: UpdateCallback | None = None
+    ) -> R:
         return await wait_until_finished(
             # The poll schedule retries transient failures itself, within the deadline;
             # transport retries would sleep on their own schedule, blind to it.
@@ -231,6 +281,33 @@ class FetchResource(Generic[R]):
             timeout=timeout,
             policy=self._poll_policy,
             clock=self._clock,
+            on_update=on_update,
+            transient=self._transport.is_transient,
+        )
+
+    async def _wait_from(
+        self, rid: str, first: R, timeout: float | None, on_update: UpdateCallback | None = None
+    ) -> R:
+        """Wait as `wait()` does, taking `first` (a generation response) as the first poll.
+
+        No request is sent for it: a finished `first` is returned (or raised) at once,
+        and an unfinished one schedules the real first poll by its own `eta`.
+        """
+        given = [first]
+
+        async def poll() -> R:
+            if given:
+                return given.pop()
+            return await self._fetch_normalized(rid, retry=False)
+
+        return await wait_until_finished(
+            poll,
+            request_id=rid,
+            timeout=timeout,
+            policy=self._poll_policy,
+            clock=self._clock,
+            on_update=on_update,
+            transient=self._transport.is_transient,
         )
 
     async def _fetch_normalized(self, rid: str, *, retry: bool = True) -> R:

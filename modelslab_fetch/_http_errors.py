@@ -34,6 +34,7 @@ from ._errors import (
     ResponseParseError,
 )
 from ._retry_after import stated_wait
+from ._retry_policy import DEFAULT_RETRY_STATUSES
 
 __all__ = [
     "ERROR_TABLE",
@@ -46,7 +47,7 @@ __all__ = [
 
 # Statuses that mean "the server or an edge proxy is busy, try again": the common
 # gateway codes plus Cloudflare's 520-524, which ModelsLab's edge sends as HTML pages.
-RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+RETRYABLE_STATUS_CODES = DEFAULT_RETRY_STATUSES
 
 EXCERPT_CHARS = 200
 
@@ -191,13 +192,19 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
 no rule matches is an `APIStatusError` (non-2xx) or a result (2xx)."""
 
 
-def is_transient(error: BaseException) -> bool:
+def is_transient(
+    error: BaseException,
+    *,
+    statuses: frozenset[int] = DEFAULT_RETRY_STATUSES,
+    edge_pages: bool = True,
+) -> bool:
     """Whether `error` is worth asking again later: the one rule, written once.
 
-    Transient: connection resets and refusals, timeouts, temporary DNS failures, HTTP
-    408, 429 and other rate limits, 5xx and HTML edge pages. Not transient: certificate
+    Transient: connection resets and refusals, timeouts, temporary DNS failures, rate
+    limits in any form, the HTTP `statuses` (by default 408, 500, 502, 503, 504, 520-524)
+    and, with `edge_pages`, any other 5xx HTML edge page. Not transient: certificate
     failures, hosts that do not exist, every other 4xx, request- and account-level
-    errors, unreadable 2xx answers.
+    errors, unreadable 2xx answers. A `RetryPolicy` supplies `statuses` and `edge_pages`.
     """
     if isinstance(error, CertificateVerificationError | HostNotFoundError):
         return False
@@ -205,11 +212,15 @@ def is_transient(error: BaseException) -> bool:
         return True
     if type(error) is not APIStatusError:  # the named subclasses are all permanent
         return False
-    if error.status_code in RETRYABLE_STATUS_CODES:
+    if error.status_code in statuses:
         return True
     # Other 5xx (501 Not Implemented, 505, Cloudflare's 530) say the request can never
     # work, unless an edge proxy answered with its HTML overload page.
-    return error.status_code >= 500 and is_html(error.response.headers, error.response.content)
+    return (
+        edge_pages
+        and error.status_code >= 500
+        and is_html(error.response.headers, error.response.content)
+    )
 
 
 def excerpt_of(content: bytes) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
@@ -18,6 +17,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+from ._numbers import finite_number
 
 __all__ = ["FetchResult", "Status"]
 
@@ -39,7 +40,9 @@ class Status(str, Enum):
     FAILED = "failed"
     """The generation failed; `message` may say why."""
     ERROR = "error"
-    """The request was rejected, e.g. an unknown id; `message` says why."""
+    """The job ended in an error the server named no cause for; `message` says why.
+
+    (Errors about the request or the account are raised as exceptions instead.)"""
 
     @property
     def finished(self) -> bool:
@@ -48,20 +51,6 @@ class Status(str, Enum):
 
 
 _KNOWN_STATUSES = frozenset(status.value for status in Status)
-
-
-def _finite_float_or_none(value: object) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _url_list(value: object) -> object:
@@ -236,7 +225,7 @@ class FetchResult(BaseModel):
     @field_validator("eta", "generation_time", mode="before")
     @classmethod
     def _lenient_seconds(cls, value: object) -> float | None:
-        seconds = _finite_float_or_none(value)
+        seconds = finite_number(value)
         return None if seconds is None else max(seconds, 0.0)
 
     @field_validator("message", mode="before")

@@ -21,6 +21,7 @@ from ._clock import Clock
 from ._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
 from ._models import FetchResult
 from ._transport import is_transient
+from ._updates import PollUpdate, UpdateCallback
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT", "PollPolicy", "wait_until_finished"]
 
@@ -151,15 +152,27 @@ async def wait_until_finished(
     timeout: float | None,
     policy: PollPolicy,
     clock: Clock,
+    on_update: UpdateCallback | None = None,
+    transient: Callable[[BaseException], bool] = is_transient,
 ) -> R:
     """Call `poll` until its result is finished; return it if it succeeded.
 
     Raises `GenerationFailedError` for `failed`/`error`, `WaitTimeoutError` at the
     deadline (with the last result), and any non-transient error from `poll` at once.
     Transient errors (network, overload, rate limits) are polled through until the deadline.
+    `on_update` hears of every poll (`PollUpdate`); `transient` is the client's rule of
+    what to ask again (its `RetryPolicy`'s statuses).
     """
     timeout = check_wait_timeout(timeout)
-    waiter = _Waiter(poll, request_id=request_id, timeout=timeout, policy=policy, clock=clock)
+    waiter = _Waiter(
+        poll,
+        request_id=request_id,
+        timeout=timeout,
+        policy=policy,
+        clock=clock,
+        on_update=on_update,
+        transient=transient,
+    )
     timed_out: WaitTimeoutError | None = None
     # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
     # off a poll that hangs past it, on the event loop's own time.
@@ -168,12 +181,17 @@ async def wait_until_finished(
             result = await waiter.poll_until_finished()
         except WaitTimeoutError as exc:
             timed_out = exc
+        except Exception as exc:
+            waiter.report(exc, next_poll_in=None)
+            raise
     if scope.cancelled_caught and timed_out is None:
         timed_out = waiter.timeout_error(None)
     if timed_out is not None:
+        waiter.report(timed_out, next_poll_in=None)
         if waiter.deadline is not None:
             await clock.sleep(max(waiter.deadline - clock.now(), 0.0))
         raise timed_out
+    waiter.report(result, next_poll_in=None)
     if not result.succeeded:
         raise GenerationFailedError(result, request_id=request_id)
     return result
@@ -190,15 +208,21 @@ class _Waiter(Generic[R]):
         timeout: float | None,
         policy: PollPolicy,
         clock: Clock,
+        on_update: UpdateCallback | None = None,
+        transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self._poll = poll
         self._request_id = request_id
         self._timeout = timeout
         self._policy = policy
         self._clock = clock
-        self.deadline = None if timeout is None else clock.now() + timeout
+        self._on_update = on_update
+        self._transient = transient
+        self._started = clock.now()
+        self.deadline = None if timeout is None else self._started + timeout
         self._last: R | None = None
         self._replay: list[R | Exception] = []
+        self._polls = 0
 
     async def poll_until_finished(self) -> R:
         # Most jobs asked about are already finished: poll once before paying for
@@ -206,7 +230,7 @@ class _Waiter(Generic[R]):
         try:
             first = await self._poll_and_remember()
         except Exception as exc:
-            if not is_transient(exc):
+            if not self._transient(exc):
                 raise
             self._replay.append(exc)
         else:
@@ -215,7 +239,7 @@ class _Waiter(Generic[R]):
             self._replay.append(first)
         schedule = _Schedule(self._policy, self._clock, self.deadline)
         retrying = AsyncRetrying(
-            retry=retry_if_result(_unfinished) | retry_if_exception(is_transient),
+            retry=retry_if_result(_unfinished) | retry_if_exception(self._transient),
             wait=schedule.delay,
             stop=schedule.past_last_poll,
             sleep=self._clock.sleep,
@@ -232,8 +256,27 @@ class _Waiter(Generic[R]):
             if isinstance(first, Exception):
                 raise first
             return first
+        self._polls += 1
         self._last = await self._poll()
         return self._last
+
+    def report(self, outcome: R | Exception, *, next_poll_in: float | None) -> None:
+        """Tell `on_update` about the latest poll (a result or an error)."""
+        if self._on_update is None:
+            return
+        result = None if isinstance(outcome, Exception) else outcome
+        self._on_update(
+            PollUpdate(
+                request_id=self._request_id,
+                polls=self._polls,
+                status=None if result is None else result.status,
+                eta=None if result is None else result.eta,
+                next_poll_in=next_poll_in,
+                elapsed=self._clock.now() - self._started,
+                result=result,
+                error=outcome if isinstance(outcome, Exception) else None,
+            )
+        )
 
     def timeout_error(self, cause: BaseException | None) -> WaitTimeoutError:
         """The error for a deadline reached, carrying the last result and `cause`."""
@@ -249,6 +292,9 @@ class _Waiter(Generic[R]):
 
     def _log_next_poll(self, retry_state: RetryCallState) -> None:
         outcome = retry_state.outcome
+        if outcome is not None:
+            latest = outcome.exception() if outcome.failed else outcome.result()
+            self.report(latest, next_poll_in=retry_state.upcoming_sleep)  # type: ignore[arg-type]
         if outcome is not None and outcome.failed:
             logger.info(  # the error's text names the request already
                 "%s; polling again in %.2f s", outcome.exception(), retry_state.upcoming_sleep

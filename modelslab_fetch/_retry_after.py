@@ -8,11 +8,12 @@ documented queue-limit answer), or words in the body (`"please wait for 30 secon
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+
+from ._numbers import finite_number
 
 __all__ = ["parse_rate_limit_reset", "parse_retry_after", "stated_wait"]
 
@@ -82,21 +83,9 @@ def parse_rate_limit_reset(value: str | None, *, now: float) -> float | None:
     return number
 
 
-def _seconds(text: object) -> float | None:
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, str):
-        try:
-            number = float(text.strip())
-        except ValueError:
-            return None
-    elif isinstance(text, int | float):
-        number = float(text)
-    else:
-        return None
-    if not math.isfinite(number) or number < 0:
-        return None
-    return number
+def _seconds(value: object) -> float | None:
+    number = finite_number(value)
+    return None if number is None or number < 0 else number
 
 
 def _wait_field(body: object) -> float | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
 import time
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,14 +17,11 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential,
-    wait_random,
 )
 from tenacity.wait import wait_base
 
 from ._backends import (
     MAX_RESPONSE_BYTES,
-    AiohttpBackend,
     Backend,
     BackendCertificateError,
     BackendConnectionError,
@@ -34,12 +33,13 @@ from ._backends import (
     httpx_is_patched,
 )
 from ._clock import Clock
-from ._config import ClientConfig
+from ._config import ClientConfig, is_loopback
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
     CertificateVerificationError,
     ClientClosedError,
+    ConfigurationError,
     HostNotFoundError,
     ModelsLabError,
     RateLimitError,
@@ -51,6 +51,7 @@ from ._log_redaction import register as register_for_log_redaction
 from ._per_loop import LoopCheck, PerLoop
 from ._proxy_guard import refuse_cleartext_proxy
 from ._redaction import Redactor, SecretBody
+from ._retry_policy import RetryPolicy
 from ._traffic import TrafficControl
 from ._version import __version__
 
@@ -70,19 +71,23 @@ MAX_RATE_LIMIT_PAUSE = 30.0
 """The longest pause taken on our own guess (ModelsLab's documented queue waits are ~30 s)."""
 
 
-def retried_by_fetch(error: BaseException) -> bool:
+def retried_by_fetch(error: BaseException, policy: RetryPolicy | None = None) -> bool:
     """Whether `fetch()`'s own retries take `error` on: transient, and no long stated wait."""
-    if not is_transient(error):
+    policy = policy if policy is not None else _DEFAULT_POLICY
+    if not is_transient(error, statuses=policy.statuses, edge_pages=policy.retry_edge_pages):
         return False
     retry_after = getattr(error, "retry_after", None)
-    return retry_after is None or retry_after <= MAX_RETRY_AFTER
+    return retry_after is None or retry_after <= policy.max_stated_wait
 
 
-class _wait_retry_after_or_backoff(wait_base):
-    """Wait what the server asked for (`Retry-After`), else exponential backoff with jitter."""
+_DEFAULT_POLICY = RetryPolicy()
 
-    def __init__(self) -> None:
-        self._backoff = wait_exponential(multiplier=0.5, max=8.0) + wait_random(0, 0.5)
+
+class _wait_stated_or_backoff(wait_base):
+    """Wait what the server stated, else the policy's exponential backoff with jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
@@ -92,7 +97,8 @@ class _wait_retry_after_or_backoff(wait_base):
         retry_after = getattr(error, "retry_after", None)
         if isinstance(retry_after, float):
             return retry_after
-        return float(self._backoff(retry_state))
+        jitter = random.uniform(0, self._policy.jitter)  # noqa: S311 - jitter, not crypto
+        return self._policy.backoff(retry_state.attempt_number) + jitter
 
 
 class Transport:
@@ -133,11 +139,32 @@ class Transport:
         self._redactor = Redactor(self._key)
         register_for_log_redaction(self._redactor)
         install_log_redaction()
-        self._closed = False
+        # Shared with every `with_config` twin: closing one closes them all.
+        self._shared = _Shared()
         self._rate_limits_in_a_row = 0
+        self._headers = _headers_for(config)
+        # SOCKS proxies go through httpx (with socksio), which speaks them; aiohttp does
+        # not without another dependency.
+        self._via_httpx = _is_socks(self._api_proxy(config))
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._config.base_url!r})"
+
+    def with_config(self, config: ClientConfig) -> Transport:
+        """A twin with other settings (timeout, retries, headers) sharing everything else.
+
+        The twin uses the same connections, the same client-wide limits (concurrency,
+        rate, rate-limit pauses) and the same closed state: closing either closes both.
+        """
+        twin = copy.copy(self)
+        twin._config = config
+        twin._headers = _headers_for(config)
+        return twin
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether `error` is worth asking again, under this client's `RetryPolicy`."""
+        policy = self._config.retry_policy
+        return is_transient(error, statuses=policy.statuses, edge_pages=policy.retry_edge_pages)
 
     @property
     def max_concurrency(self) -> int:
@@ -152,37 +179,77 @@ class Transport:
     @property
     def closed(self) -> bool:
         """Whether `aclose()` has been called."""
-        return self._closed
+        return self._shared.closed
 
     async def aclose(self) -> None:
         """Close connections this transport opened; an `http_client` you passed stays open."""
-        self._closed = True
+        self._shared.closed = True
         try:
             await self._fast_backends.aclose()
         finally:
             await self._fallback_backends.aclose()
 
     def _backend(self, request_id: str | None) -> Backend:
-        if self._closed:  # a retry still under way when the client closed
+        if self._shared.closed:  # a retry still under way when the client closed
             raise ClientClosedError(
                 "this client is closed; create a new one", request_id=request_id
             )
         if self._given_backend is not None:
             self._given_loop.check()
             return self._given_backend
-        if httpx_is_patched():
+        if self._via_httpx or httpx_is_patched():
             return self._fallback_backends.get()
         return self._fast_backends.get()
 
     def _new_fast_backend(self) -> Backend:
-        return AiohttpBackend(max_connections=self._config.max_concurrency)
+        # Imported here, on the first request: `import modelslab_fetch` stays free of
+        # aiohttp's import cost for programs that never send, or send through httpx.
+        from ._aiohttp_backend import AiohttpBackend  # noqa: PLC0415
+
+        config = self._config
+        return AiohttpBackend(
+            max_connections=config.max_concurrency,
+            ssl_context=config.tls(),
+            proxy=config.proxy,
+            trust_env=config.trust_env,
+        )
 
     def _new_fallback_backend(self) -> Backend:
-        # No environment proxies: the key must not cross one in clear text, and the
-        # default backend never proxies loopback either.
-        return HttpxBackend(
-            httpx.AsyncClient(timeout=self._config.timeout, trust_env=False), owned=True
-        )
+        config = self._config
+        proxy = self._api_proxy(config)
+        try:
+            client = httpx.AsyncClient(
+                timeout=config.timeout,
+                verify=config.tls(),
+                proxy=proxy,
+                # The proxy was decided above (the environment's included); httpx must
+                # not add one for a plain-http loopback base_url, where the key would
+                # cross it in clear text.
+                trust_env=False,
+            )
+        except ImportError as exc:  # a socks:// proxy without socksio installed
+            raise ConfigurationError(
+                f"proxy {proxy!r} needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
+            ) from None
+        return HttpxBackend(client, owned=True)
+
+    @staticmethod
+    def _api_proxy(config: ClientConfig) -> str | None:
+        """The proxy API calls go through: `proxy=`, else the environment's, or None.
+
+        Never one for a plain-http (loopback) base_url: the key would cross it in clear.
+        """
+        url = httpx.URL(config.base_url)
+        if url.scheme == "http" or is_loopback(url.host):
+            return None
+        if config.proxy is not None:
+            return config.proxy
+        if not config.trust_env:
+            return None
+        proxies = urllib.request.getproxies()
+        if urllib.request.proxy_bypass(url.host):
+            return None
+        return proxies.get(url.scheme) or proxies.get("all")
 
     async def post_json(
         self,
@@ -198,7 +265,7 @@ class Transport:
         `max_retries` times, unless `retry` is false: a caller with a schedule and a
         deadline of its own (polling) retries on that schedule instead.
         """
-        if self._closed:
+        if self._shared.closed:
             raise ClientClosedError(
                 "this client is closed; create a new one", request_id=request_id
             )
@@ -208,15 +275,16 @@ class Transport:
         try:
             return await self._post_once(url, content, request_id=request_id)
         except ModelsLabError as error:
-            if not (retry and self._config.max_retries and retried_by_fetch(error)):
+            policy = self._config.retry_policy
+            if not (retry and self._config.retries and retried_by_fetch(error, policy)):
                 raise
             first_failure = error
         # The first attempt ran outside tenacity (most succeed, and tenacity costs CPU on
         # every call); tenacity takes over from its failure, replayed as attempt one.
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._config.max_retries + 1),
-            wait=_wait_retry_after_or_backoff(),
-            retry=retry_if_exception(retried_by_fetch),
+            stop=stop_after_attempt(self._config.retries + 1),
+            wait=_wait_stated_or_backoff(policy),
+            retry=retry_if_exception(lambda error: retried_by_fetch(error, policy)),
             sleep=self._clock.sleep,
             before_sleep=_log_retry,
             reraise=True,
@@ -238,7 +306,7 @@ class Transport:
                 # Redacted before it is bound to any name: the unredacted response never
                 # sits in a local of a frame an error's traceback shows.
                 raw = self._redacted(
-                    await backend.post(url, content.unwrap(), _HEADERS, self._config.timeout)
+                    await backend.post(url, content.unwrap(), self._headers, self._config.timeout)
                 )
         except BackendTimeout as exc:
             failure = APITimeoutError(
@@ -312,7 +380,7 @@ class Transport:
             step = RATE_LIMIT_PAUSE * 2.0 ** min(self._rate_limits_in_a_row, 16)
             pause = min(step, MAX_RATE_LIMIT_PAUSE) * random.uniform(1.0, 1.25)  # noqa: S311
             self._rate_limits_in_a_row += 1
-        if pause <= MAX_RETRY_AFTER and self._traffic.pause(pause):
+        if pause <= self._config.retry_policy.max_stated_wait and self._traffic.pause(pause):
             logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
 
     def _redacted(self, raw: RawResponse) -> RawResponse:
@@ -332,7 +400,7 @@ class Transport:
         return self._redactor.text(text)
 
 
-_HEADERS = {"content-type": "application/json", "user-agent": f"modelslab-fetch/{__version__}"}
+USER_AGENT = f"modelslab-fetch/{__version__}"
 
 
 async def _close_backend(backend: Backend) -> None:
@@ -348,3 +416,27 @@ def _log_retry(retry_state: RetryCallState) -> None:
         retry_state.attempt_number,
         error,
     )
+
+
+class _Shared:
+    """What a transport and its `with_config` twins share besides connections and limits."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"_Shared(closed={self.closed})"
+
+
+def _headers_for(config: ClientConfig) -> dict[str, str]:
+    # Yours first (a user-agent of your own, a header your proxy wants), then ours: the
+    # body is always JSON.
+    return {
+        "user-agent": USER_AGENT,
+        **dict(config.default_headers),
+        "content-type": "application/json",
+    }
+
+
+def _is_socks(proxy: str | None) -> bool:
+    return proxy is not None and proxy.lower().startswith("socks")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx
@@ -80,3 +82,19 @@ def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up a developer's real key or base URL from the environment."""
     monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
     monkeypatch.delenv("MODELSLAB_BASE_URL", raising=False)
+
+
+BACKENDS = ["aiohttp", "httpx"]
+"""The two HTTP backends: the default (aiohttp), and httpx via `http_client=`."""
+
+
+@asynccontextmanager
+async def client_on(backend: str, **options: Any) -> AsyncIterator[AsyncModelsLab]:
+    """An `AsyncModelsLab` on the given backend, closed (with its httpx client) at the end."""
+    async with (
+        httpx.AsyncClient() as http_client,
+        AsyncModelsLab(
+            http_client=http_client if backend == "httpx" else None, **options
+        ) as client,
+    ):
+        yield client

@@ -35,7 +35,7 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._http_errors import ERROR_TABLE, is_transient
-from tests.conftest import API_KEY, IMAGES_URL, FakeClock
+from tests.conftest import API_KEY, BACKENDS, IMAGES_URL, FakeClock, client_on
 from tests.hostile_servers import HostileServer, answer
 from tests.local_server import Reply, ScriptedServer, scripted_server
 
@@ -224,21 +224,12 @@ def server() -> Iterator[ScriptedServer]:
         yield server
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+@pytest.fixture(params=BACKENDS)
 async def socket_client(
     request: pytest.FixtureRequest, server: ScriptedServer, clock: FakeClock
 ) -> AsyncIterator[AsyncModelsLab]:
-    async with (
-        httpx.AsyncClient() as http_client,
-        AsyncModelsLab(
-            api_key=API_KEY,
-            base_url=server.base_url,
-            clock=clock,
-            timeout=5.0,
-            max_retries=1,
-            http_client=http_client if request.param == "httpx" else None,
-        ) as client,
-    ):
+    options = {"api_key": API_KEY, "base_url": server.base_url, "timeout": 5.0, "max_retries": 1}
+    async with client_on(request.param, clock=clock, **options) as client:
         yield client
 
 

@@ -30,7 +30,7 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._backends import MAX_RESPONSE_BYTES
-from tests.conftest import API_KEY, FakeClock
+from tests.conftest import API_KEY, BACKENDS, FakeClock, client_on
 from tests.local_server import Reply, ScriptedServer, free_port, scripted_server
 
 pytestmark = pytest.mark.integration
@@ -45,21 +45,12 @@ def server() -> Iterator[ScriptedServer]:
         yield server
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+@pytest.fixture(params=BACKENDS)
 async def client(
     request: pytest.FixtureRequest, server: ScriptedServer, clock: FakeClock
 ) -> AsyncIterator[AsyncModelsLab]:
-    async with (
-        httpx.AsyncClient() as http_client,
-        AsyncModelsLab(
-            api_key=API_KEY,
-            base_url=server.base_url,
-            clock=clock,
-            timeout=2.0,
-            max_retries=2,
-            http_client=http_client if request.param == "httpx" else None,
-        ) as client,
-    ):
+    options = {"api_key": API_KEY, "base_url": server.base_url, "timeout": 2.0, "max_retries": 2}
+    async with client_on(request.param, clock=clock, **options) as client:
         yield client
 
 

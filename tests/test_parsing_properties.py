@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from modelslab_fetch import AuthenticationError, FetchResult, ResponseParseError
 from modelslab_fetch._backends import RawResponse
-from modelslab_fetch._endpoints.images import IMAGES
+from modelslab_fetch._endpoints.table import ClientEndpoints
 from modelslab_fetch._http_errors import decode_response
 
 FIELDS = [
@@ -61,7 +61,7 @@ def check_result(result: FetchResult) -> None:
 
 def outcome_of(body: dict[str, Any]) -> FetchResult | ResponseParseError | AuthenticationError:
     try:
-        return IMAGES.parse(body, request_id="7")
+        return ClientEndpoints.images.parse(body, request_id="7")
     except (ResponseParseError, AuthenticationError) as error:
         return error
 

@@ -27,7 +27,7 @@ from modelslab_fetch import (
     ModelsLab,
     Progress,
 )
-from modelslab_fetch._backends import AiohttpBackend
+from modelslab_fetch._aiohttp_backend import AiohttpBackend
 from modelslab_fetch._ids import normalize_request_id
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams

@@ -39,7 +39,7 @@ from modelslab_fetch import (
 from modelslab_fetch._backends import MAX_RESPONSE_BYTES
 from modelslab_fetch._log_redaction import LOGGER_NAMES, KeyRedactingFilter, install
 from modelslab_fetch._redaction import REDACTED, SHORT_KEY_CHARS, Redactor
-from tests.conftest import FakeClock
+from tests.conftest import BACKENDS, FakeClock, client_on
 
 pytestmark = pytest.mark.integration
 
@@ -269,21 +269,18 @@ def logs() -> Iterator[Capture]:
             logging.getLogger(name).setLevel(level)
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
+@pytest.fixture(params=BACKENDS)
 async def client(
     request: pytest.FixtureRequest, echo_server: EchoServer, clock: FakeClock
 ) -> AsyncIterator[AsyncModelsLab]:
-    async with (
-        httpx.AsyncClient() as http_client,
-        AsyncModelsLab(
-            api_key=KEY,
-            base_url=f"http://127.0.0.1:{echo_server.port}/api",
-            clock=clock,
-            timeout=0.5,
-            max_retries=1,  # a retry, so the retry log line is checked too
-            http_client=http_client if request.param == "httpx" else None,
-        ) as client,
-    ):
+    async with client_on(
+        request.param,
+        api_key=KEY,
+        base_url=f"http://127.0.0.1:{echo_server.port}/api",
+        clock=clock,
+        timeout=0.5,
+        max_retries=1,  # a retry, so the retry log line is checked too
+    ) as client:
         yield client
 
 

@@ -26,9 +26,9 @@ import pytest
 
 import modelslab_fetch
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult
+from modelslab_fetch._aiohttp_backend import AiohttpBackend
 from modelslab_fetch._backends import (
     MAX_RESPONSE_BYTES,
-    AiohttpBackend,
     Backend,
     BackendCertificateError,
     BackendConnectionError,
@@ -36,7 +36,7 @@ from modelslab_fetch._backends import (
     BackendTimeout,
     BackendUnknownHost,
     HttpxBackend,
-    _connection_error,
+    connection_error,
     overall_deadline,
 )
 from modelslab_fetch._decoding import BodyDecoder, DecodedTooLarge, DecodingError
@@ -236,7 +236,7 @@ async def test_layered_encodings_are_decoded(hostile: Hostile, backend: Backend)
     ("encoding", "body"),
     [("gzip", b"not gzip at all"), ("compress", b"x"), ("br", b"x")],
 )
-async def test_an_undecodable_body_is_a_connection_error(
+async def test_an_undecodable_body_is_aconnection_error(
     hostile: Hostile, backend: Backend, encoding: str, body: bytes
 ) -> None:
     server = hostile(answer(body=body, headers={"Content-Encoding": encoding}))
@@ -248,7 +248,8 @@ _PROBE = """
 import asyncio, json, sys, tempfile
 import httpx
 from modelslab_fetch import FetchResult
-from modelslab_fetch._backends import AiohttpBackend, HttpxBackend
+from modelslab_fetch._aiohttp_backend import AiohttpBackend
+from modelslab_fetch._backends import HttpxBackend
 from modelslab_fetch._downloads import Downloader
 
 def status(field):
@@ -363,8 +364,8 @@ def test_a_temporary_dns_failure_is_not_an_unknown_host() -> None:
         error.__cause__ = socket.gaierror(errno, "resolver says")
         return error
 
-    assert type(_connection_error(chained(socket.EAI_AGAIN))) is BackendConnectionError
-    assert type(_connection_error(chained(socket.EAI_NONAME))) is BackendUnknownHost
+    assert type(connection_error(chained(socket.EAI_AGAIN))) is BackendConnectionError
+    assert type(connection_error(chained(socket.EAI_NONAME))) is BackendUnknownHost
 
 
 # --- the harness itself -----------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Layer 3: one small module per ModelsLab fetch endpoint, each a `FetchEndpoint` value.
+"""Layer 3: every ModelsLab fetch endpoint as data, declared once in `table.py`.
 
-Adding an endpoint (v6 realtime, v6 video, ...) is a module like `images.py` plus one
-attribute on each client.
+Adding an endpoint is one row (a class attribute) in `table.py`; both clients, the
+simulator, the CLI and the docs' endpoint table follow from it.
 """

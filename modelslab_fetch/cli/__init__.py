@@ -28,6 +28,7 @@ from ._commands import (
     run_wait,
 )
 from ._demo import add_simulate_options, run_demo, run_simulate
+from ._responses import ENDPOINT_NAMES
 from ._usage import os_words
 from ._words import in_plain_words
 
@@ -181,6 +182,13 @@ def _ids(sub: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="one id per line, UTF-8; blank lines and # comments skipped (- for stdin)",
     )
+    sub.add_argument(
+        "--endpoint",
+        default="images",
+        choices=ENDPOINT_NAMES,
+        metavar="NAME",
+        help="the fetch endpoint the ids were queued on: " + ", ".join(ENDPOINT_NAMES),
+    )
 
 
 def add_wait_options(wait: argparse.ArgumentParser) -> None:
@@ -207,6 +215,12 @@ def add_wait_options(wait: argparse.ArgumentParser) -> None:
     )
     wait.add_argument(
         "--download", metavar="DIR", help="save each success's images here before its line"
+    )
+    wait.add_argument(
+        "--from-responses",
+        metavar="FILE",
+        help="generation responses, one JSON object a line (- for stdin); each is waited "
+        "on at the endpoint its fetch_result names",
     )
 
 

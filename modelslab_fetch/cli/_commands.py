@@ -25,9 +25,10 @@ from .._ids import normalize_request_id
 from .._models import FetchResult, Status
 from ._ids import read_ids
 from ._progress import Activity, ProgressView, choose_mode
+from ._responses import read_responses, resource_named, start_waiting, unfinished
 from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
-from ._words import account_stop_message, in_plain_words
+from ._words import account_stop_message, in_cli_terms, in_plain_words
 
 __all__ = [
     "EXIT_FAILED",
@@ -104,9 +105,9 @@ def emit(out: TextIO, event: dict[str, Any]) -> None:
     out.flush()
 
 
-def resource_for(client: AsyncModelsLab, args: argparse.Namespace) -> FetchResource[FetchResult]:
-    """The endpoint a command works on (the one place it is chosen)."""
-    return client.images
+def resource_for(client: AsyncModelsLab, args: argparse.Namespace) -> FetchResource[Any]:
+    """The endpoint a command works on, from `--endpoint` (the one place it is chosen)."""
+    return resource_named(client, getattr(args, "endpoint", "images"))
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
@@ -168,7 +169,7 @@ def prepare_folder(path: Path, option: str) -> None:
 
 def _download_words(error: BaseException, folder: Path | None) -> str:
     if isinstance(error, ModelsLabError):
-        return error.message
+        return in_cli_terms(error.message)
     if isinstance(error, OSError):
         return f"cannot save into {os_words(error, folder)}"
     return str(error)
@@ -176,8 +177,7 @@ def _download_words(error: BaseException, folder: Path | None) -> str:
 
 async def collect(
     client: AsyncModelsLab,
-    resource: FetchResource[FetchResult],
-    ids: Iterable[str] | AsyncIterator[str],
+    ids: Iterable[Any] | AsyncIterator[Any],
     *,
     streams: Streams,
     view: ProgressView,
@@ -186,12 +186,16 @@ async def collect(
     concurrency: int | None,
     timeout: float | None,
     as_json: bool,
+    endpoint: str = "images",
+    from_responses: bool = False,
 ) -> Summary:
     """Wait for every id, writing each outcome once all asked of it is done.
 
     With a download folder, a success's line is written only after its images are on
     disk: an id whose line says it is final has everything; one without a line (the run
-    was interrupted) or with a non-final line is done again by `--resume`.
+    was interrupted) or with a non-final line is done again by `--resume`. The ids are
+    waited on at `endpoint`; with `from_responses`, `ids` are generation responses
+    instead, each waited on at the endpoint it names.
     """
     summary = Summary()
     started = time.monotonic()
@@ -238,8 +242,11 @@ async def collect(
     async with anyio.create_task_group() as ticker:
         ticker.start_soon(tick)
         async with anyio.create_task_group() as downloads:
-            batch = resource.wait_many(
+            batch = start_waiting(
+                client,
                 _counted(ids, view),
+                endpoint=endpoint,
+                from_responses=from_responses,
                 concurrency=concurrency,
                 timeout=timeout,
                 on_progress=view.update,
@@ -269,16 +276,16 @@ async def collect(
 
 
 def _counted(
-    ids: Iterable[str] | AsyncIterator[str], view: ProgressView
-) -> Iterable[str] | AsyncIterator[str]:
+    ids: Iterable[Any] | AsyncIterator[Any], view: ProgressView
+) -> Iterable[Any] | AsyncIterator[Any]:
     """`ids`, telling the view as each is taken (so it shows ids waited on at once)."""
 
-    def plain() -> Iterable[str]:
+    def plain() -> Iterable[Any]:
         for request_id in ids:  # type: ignore[union-attr]
             view.note_read()
             yield request_id
 
-    async def lazy() -> AsyncIterator[str]:
+    async def lazy() -> AsyncIterator[Any]:
         async for request_id in ids:  # type: ignore[union-attr]
             view.note_read()
             yield request_id
@@ -332,7 +339,13 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         raise UsageError("--overwrite needs --output FILE: it empties that file first")
     if args.resume and args.overwrite:
         raise UsageError("give --resume (finish the run in the file) or --overwrite, not both")
-    _need_ids(args)
+    responses = None
+    if args.from_responses is not None:
+        if args.ids or args.ids_file:
+            raise UsageError("give ids or --from-responses FILE, not both")
+        responses = read_responses(args.from_responses)  # checked now, read lazily
+    else:
+        _need_ids(args)
     api_key = read_api_key(args)
     folder = Path(args.download) if args.download else None
     if folder is not None:
@@ -343,7 +356,9 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         else None
     )
     try:
-        return await _wait(args, streams, results, folder, api_key)
+        return await _wait(
+            args, streams, results=results, folder=folder, api_key=api_key, responses=responses
+        )
     finally:
         if results is not None:
             results.close()
@@ -352,15 +367,22 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
 async def _wait(
     args: argparse.Namespace,
     streams: Streams,
+    *,
     results: ResultsFile | None,
     folder: Path | None,
     api_key: str | None,
+    responses: AsyncIterator[object] | None,
 ) -> int:
     finished = results.finished_ids() if results is not None else set()
-    ids, total = _ids_from(args, finished)
     skipped = _Counter()
-    failed_before = results.failed_ids() if results is not None else set()
-    ids, total = _without(ids, finished, failed_before, total, skipped)
+    from_responses = responses is not None
+    ids: Iterable[Any] | AsyncIterator[Any]
+    if responses is not None:
+        ids, total = unfinished(responses, finished, skipped), None
+    else:
+        ids, total = _ids_from(args, finished)
+        failed_before = results.failed_ids() if results is not None else set()
+        ids, total = _without(ids, finished, failed_before, total, skipped)
     client = make_client(args, api_key)
     activity = Activity()
     view_stream = streams.out if args.json else streams.err
@@ -379,7 +401,6 @@ async def _wait(
                 again = await _images_again(client, results, folder)
             summary = await collect(
                 client,
-                resource_for(client, args),
                 ids,
                 streams=streams,
                 view=view,
@@ -388,6 +409,8 @@ async def _wait(
                 concurrency=args.concurrency,
                 timeout=args.timeout,
                 as_json=args.json,
+                endpoint=args.endpoint,
+                from_responses=from_responses,
             )
     finally:
         view.close()

@@ -85,7 +85,6 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
             async with AsyncModelsLab(api_key=DEMO_KEY, base_url=base_url) as client:
                 summary = await collect(
                     client,
-                    client.images,
                     ids,
                     streams=streams,
                     view=view,

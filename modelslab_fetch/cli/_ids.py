@@ -6,7 +6,7 @@ import codecs
 import io
 import itertools
 import sys
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -21,7 +21,11 @@ _CHUNK = 1 << 16
 
 
 def read_ids(
-    arguments: list[str], ids_file: str | None, known: Collection[str] = ()
+    arguments: list[str],
+    ids_file: str | None,
+    known: Collection[str] = (),
+    *,
+    option: str = "--ids-file",
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
     """The ids to work on, read lazily, and how many there are when that is known.
 
@@ -31,10 +35,10 @@ def read_ids(
     Raises `UsageError` for `-` among other ids or an unreadable file.
     """
     if ids_file is not None and ids_file != "-":
-        total, already = check_ids_file(Path(ids_file), known)
+        total, already = check_ids_file(Path(ids_file), known, option=option)
         if total == 0:
-            raise UsageError(f"--ids-file {ids_file} holds no request ids (one per line)")
-        return _lines(ids_file), total - already
+            raise UsageError(f"{option} {ids_file} holds nothing to wait on (one a line)")
+        return _lines(ids_file, option), total - already
     if ids_file == "-" or arguments == ["-"]:
         return _lines("-"), None
     if "-" in arguments:
@@ -42,7 +46,9 @@ def read_ids(
     return list(arguments), len(arguments)
 
 
-def check_ids_file(path: Path, known: Collection[str] = ()) -> tuple[int, int]:
+def check_ids_file(
+    path: Path, known: Collection[str] = (), *, option: str = "--ids-file"
+) -> tuple[int, int]:
     """Read `path` once, without keeping it: how many ids it holds, and how many are in `known`.
 
     Raises `UsageError`, naming the file (and the line), if it cannot be read or is not
@@ -62,13 +68,13 @@ def check_ids_file(path: Path, known: Collection[str] = ()) -> tuple[int, int]:
             tail += decoder.decode(b"", final=True)
             _tally(tail, known, counts)
     except IsADirectoryError:
-        raise UsageError(f"--ids-file {path} is a folder; give a file of ids") from None
+        raise UsageError(f"{option} {path} is a folder; give a file") from None
     except OSError as exc:
-        raise UsageError(f"cannot read --ids-file {os_words(exc, path)}") from None
+        raise UsageError(f"cannot read {option} {os_words(exc, path)}") from None
     except ValueError:  # undecodable bytes, or NULs: not a text file
         raise UsageError(
-            f"--ids-file {path} is not UTF-8 text (line {line_number + 1}); "
-            "save it as UTF-8, one id per line"
+            f"{option} {path} is not UTF-8 text (line {line_number + 1}); "
+            "save it as UTF-8, one entry a line"
         ) from None
     return counts[0], counts[1]
 
@@ -83,25 +89,35 @@ def _tally(line: str, known: Collection[str], counts: list[int]) -> None:
     counts[1] += text in known
 
 
-def _lines(source: str) -> AsyncIterator[str]:
-    # Opened now, read later: a missing file is reported before any work starts.
+def _lines(source: str, option: str = "--ids-file") -> AsyncIterator[str]:
     if source == "-":
         buffer = getattr(sys.stdin, "buffer", None)
         if buffer is None:  # stdin replaced by a text stream (tests, embedding)
-            return _stripped(sys.stdin, "standard input", close=False)
+            return _stripped(lambda: sys.stdin, "standard input", close=False)
         # As for a file: UTF-8, a byte-order mark allowed, whatever the locale says.
-        text = io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict")
-        return _stripped(text, "standard input", close=False)
-    try:
-        stream = Path(source).open(encoding="utf-8-sig")  # noqa: SIM115 - closed by _stripped
-    except OSError as exc:
-        raise UsageError(f"cannot read --ids-file {os_words(exc, source)}") from None
-    return _stripped(stream, source, close=True)
+        return _stripped(
+            lambda: io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict"),
+            "standard input",
+            close=False,
+        )
+
+    def opened() -> TextIO:
+        # Opened when the first id is wanted: a run stopped before that holds no file.
+        # (Its readability was checked by `check_ids_file`, before any request.)
+        try:
+            return Path(source).open(encoding="utf-8-sig")
+        except OSError as exc:
+            raise UsageError(f"cannot read {option} {os_words(exc, source)}") from None
+
+    return _stripped(opened, source, close=True)
 
 
-async def _stripped(stream: TextIO, name: str, *, close: bool) -> AsyncIterator[str]:
+async def _stripped(
+    open_stream: Callable[[], TextIO], name: str, *, close: bool
+) -> AsyncIterator[str]:
     # Read in a worker thread, some lines at a time: a slow pipe (`producer | modelslab-
     # fetch wait -`) must not freeze the event loop, and its polls and deadlines with it.
+    stream = open_stream()
     try:
         while lines := await anyio.to_thread.run_sync(_take, stream, name):
             for line in lines:

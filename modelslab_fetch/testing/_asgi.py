@@ -10,8 +10,9 @@ from typing import Any
 
 import anyio
 
+from .._endpoints.table import endpoint_table
 from ._faults import FaultPlan, Faults
-from ._png import solid_png
+from ._media import KIND_FILES, file_of_kind
 from ._simulator import Simulator
 
 __all__ = ["SimulatorApp"]
@@ -21,24 +22,44 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_FETCH_ROUTES = [
-    (re.compile(r"^/api/v6/images/fetch/?$"), "body"),
-    # modelslab-py posts the id in the path of the v6 route; answer it too.
-    (re.compile(r"^/api/v6/images/fetch/(?P<id>[^/]+)$"), "path"),
-    (re.compile(r"^/api/v1/enterprise/super_resolution/fetch/(?P<id>[^/]+)$"), "path"),
-]
-_IMAGE_ROUTE = re.compile(r"^/generations/(?P<id>[^/]+)-(?P<n>\d+)\.png$")
+_FILE_ROUTE = re.compile(
+    r"^/generations/(?P<id>[^/]+)-(?P<n>\d+)\.(?P<ext>"
+    + "|".join(ext for ext, _ in KIND_FILES.values())
+    + ")$"
+)
+
+
+def fetch_routes() -> list[tuple[re.Pattern[str], str]]:
+    """A route per path of every endpoint in the table, with the output kind it serves.
+
+    A body-id endpoint also answers the id in its path (`/v6/images/fetch/{id}`), the
+    form generation responses name and ModelsLab's own SDKs post to.
+    """
+    routes = []
+    for row in endpoint_table().values():
+        for template in (row.path_template, *row.aliases):
+            before, found, after = template.partition("{id}")
+            if found:
+                pattern = re.escape(before) + r"(?P<id>[^/]+)" + re.escape(after)
+            else:
+                pattern = re.escape(template.rstrip("/")) + r"(?:/(?P<id>[^/]+))?/?"
+            routes.append((re.compile(f"^/api{pattern}$"), row.output))
+    return routes
 
 
 class SimulatorApp:
     """Serves a `Simulator` over HTTP (any ASGI server, or `httpx.ASGITransport`).
 
-    Besides the fetch routes, it serves each job's images as real PNGs at its output
-    URLs (`GET /generations/{id}-{n}.png`), and injects `faults` into fetches (and
+    It serves every endpoint of the table. Besides the fetch routes, it serves each job's
+    outputs at its output URLs, files of its endpoint's kind (`GET /generations/{id}-{n}.png`,
+    `.mp4`, `.wav`, `.glb`, `.txt`), and injects `faults` into fetches (and
     reshapes their answers, when `Faults.odd_shape_rate` asks for it).
     Control routes, for benchmarks and demos: `POST /_simulator/jobs`
     `{"count", "ready_in": [lo, hi], "failure_rate"}` queues jobs and returns their ids
-    and ready times (epoch seconds); `GET /_simulator/stats` returns polls per job;
+    and ready times (epoch seconds); `POST /_simulator/responses` `{"endpoint": "video",
+    "count", "ready_in": [lo, hi]}` queues jobs on an endpoint of the table and returns
+    their generation responses (`fetch_result` pointing at this server);
+    `GET /_simulator/stats` returns polls per job;
     `GET /_simulator/faults` returns the faults injected so far, by kind and by HTTP status.
     """
 
@@ -47,6 +68,8 @@ class SimulatorApp:
     ) -> None:
         self.simulator = simulator
         self.faults = FaultPlan(faults or Faults(), seed=seed)
+        self.routes = fetch_routes()
+        """The fetch routes served, from the endpoint table when the app was made."""
 
     def __repr__(self) -> str:
         return f"SimulatorApp({self.simulator!r})"
@@ -59,9 +82,9 @@ class SimulatorApp:
             return
         body = await _read_body(receive)
         path, method = scope["path"], scope["method"]
-        image = _IMAGE_ROUTE.match(path)
+        image = _FILE_ROUTE.match(path)
         if image is not None and method in ("GET", "HEAD"):
-            await self._send_image(send, image.group("id"), int(image.group("n")))
+            await self._send_file(send, image.group("id"), int(image.group("n")), image["ext"])
             return
         if path.startswith("/api/"):
             delay, fault = self.faults.next()
@@ -76,25 +99,33 @@ class SimulatorApp:
         status, payload = self._route(method, path, body, scope)
         await _send(send, status, json.dumps(payload).encode(), "application/json")
 
-    async def _send_image(self, send: Send, request_id: str, number: int) -> None:
+    async def _send_file(self, send: Send, request_id: str, number: int, ext: str) -> None:
         job = self.simulator.jobs.get(request_id)
         if job is None or job.final != "success" or number >= job.images:
             await _send(send, 404, b'{"message": "Not Found"}', "application/json")
             return
+        file_ext, content_type = KIND_FILES[job.kind]
+        if ext != file_ext:
+            await _send(send, 404, b'{"message": "Not Found"}', "application/json")
+            return
         seed = int(job.meta.get("seed", 0)) + number
-        colour = (seed % 200 + 30, seed // 7 % 200 + 30, seed // 49 % 200 + 30)
-        await _send(send, 200, solid_png(64, 64, colour), "image/png")
+        await _send(send, 200, file_of_kind(job.kind, seed), content_type)
 
     def _route(self, method: str, path: str, body: bytes, scope: Scope) -> tuple[int, Any]:
-        for pattern, id_in in _FETCH_ROUTES:
+        for pattern, kind in self.routes:
             match = pattern.match(path)
             if match is not None:
                 if method != "POST":
                     return 405, {"message": "Method Not Allowed"}
-                path_id = match.group("id") if id_in == "path" else None
-                return self._fetch(path_id, body, f"http://{_host(scope)}{path}")
+                path_id = match.group("id")
+                return self._fetch(path_id, body, f"http://{_host(scope)}{path}", kind)
+        return self._control(method, path, body, scope)
+
+    def _control(self, method: str, path: str, body: bytes, scope: Scope) -> tuple[int, Any]:
         if path == "/_simulator/jobs" and method == "POST":
             return 200, self._queue_jobs(json.loads(body or b"{}"))
+        if path == "/_simulator/responses" and method == "POST":
+            return self._queue_responses(json.loads(body or b"{}"), f"http://{_host(scope)}/api")
         if path == "/_simulator/stats" and method == "GET":
             return 200, self._stats()
         if path == "/_simulator/faults" and method == "GET":
@@ -104,7 +135,9 @@ class SimulatorApp:
             }
         return 404, {"message": "Not Found"}
 
-    def _fetch(self, path_id: str | None, body: bytes, fetch_url: str) -> tuple[int, Any]:
+    def _fetch(
+        self, path_id: str | None, body: bytes, fetch_url: str, kind: str = "images"
+    ) -> tuple[int, Any]:
         try:
             data = json.loads(body or b"{}")
         except ValueError:
@@ -115,7 +148,7 @@ class SimulatorApp:
         if request_id is None:
             return 200, {"status": "error", "message": {"request_id": ["required"]}}
         status, answer = self.simulator.answer(
-            str(request_id), data.get("key"), fetch_url=fetch_url
+            str(request_id), data.get("key"), fetch_url=fetch_url, kind=kind
         )
         return status, self.faults.reshape(answer, fetch_url=fetch_url)
 
@@ -129,6 +162,22 @@ class SimulatorApp:
         offset = time.time() - self.simulator.clock()
         jobs = self.simulator.jobs
         return {"ids": ids, "ready_at": {rid: jobs[rid].ready_at + offset for rid in ids}}
+
+    def _queue_responses(self, spec: dict[str, Any], base_url: str) -> tuple[int, Any]:
+        endpoint = str(spec.get("endpoint", "images"))
+        low, high = spec.get("ready_in", (1.0, 8.0))
+        try:
+            responses = [
+                self.simulator.queue_response(
+                    endpoint,
+                    ready_in=self.simulator.uniform(float(low), float(high)),
+                    base_url=base_url,
+                )
+                for _ in range(int(spec.get("count", 1)))
+            ]
+        except ValueError as exc:
+            return 400, {"message": str(exc)}
+        return 200, {"responses": responses}
 
     def _stats(self) -> dict[str, Any]:
         offset = time.time() - self.simulator.clock()

@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._endpoints.table import endpoint_table
+from ._media import KIND_FILES
+
 __all__ = ["SimulatedJob", "Simulator"]
 
 FinalStatus = Literal["success", "failed", "error"]
@@ -37,6 +40,8 @@ class SimulatedJob:
     first_seen_finished: float | None = None
     """When a fetch first answered the final status, on the simulator's clock."""
     meta: dict[str, Any] = field(default_factory=dict)
+    kind: str = "images"
+    """What the job outputs: `images`, `video`, `audio`, `3d` or `text` (its endpoint's)."""
 
 
 class Simulator:
@@ -101,13 +106,70 @@ class Simulator:
         final: FinalStatus = "success",
         request_id: str | None = None,
         images: int = 1,
+        kind: str = "images",
     ) -> str:
-        """Queue one job that finishes `ready_in` seconds from now; return its id."""
+        """Queue one job that finishes `ready_in` seconds from now; return its id.
+
+        `kind` is what it outputs (`images`, `video`, `audio`, `3d`, `text`); `images`
+        is how many files.
+        """
+        if kind not in KIND_FILES:
+            raise ValueError(f"kind must be one of {', '.join(KIND_FILES)}, not {kind!r}")
         with self._lock:
             rid = request_id if request_id is not None else str(next(self._ids))
             meta = {"prompt": "a simulated cat", "seed": self._random.randrange(1 << 31)}
-            self._jobs[rid] = SimulatedJob(rid, self.clock() + ready_in, final, images, meta=meta)
+            self._jobs[rid] = SimulatedJob(
+                rid, self.clock() + ready_in, final, images, meta=meta, kind=kind
+            )
             return rid
+
+    def queue_response(
+        self,
+        endpoint: str = "images",
+        *,
+        ready_in: float = 1.0,
+        final: FinalStatus = "success",
+        request_id: str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a job on `endpoint` (a table name); return its generation response.
+
+        The response is what ModelsLab answers a queued generation request: `processing`,
+        the id, an `eta`, and `fetch_result` in its path form below `base_url` (by default
+        this simulator's API root, once served), so `wait_for` can take it as it is.
+        """
+        table = endpoint_table()
+        if endpoint not in table:
+            raise ValueError(f"no endpoint named {endpoint!r}; use one of: {', '.join(table)}")
+        row = table[endpoint]
+        rid = self.queue(ready_in=ready_in, final=final, request_id=request_id, kind=row.output)
+        root = (base_url or self.api_base_url).rstrip("/")
+        template = row.path_template if "{id}" in row.path_template else row.path_template + "/{id}"
+        job = self._jobs[rid]
+        return {
+            "status": "processing",
+            "tip": "Your request is processing in background, you can get it using fetch API",
+            "eta": round(ready_in, 2),
+            "messege": "Try to fetch request after seconds estimated",
+            "fetch_result": root + template.format(id=rid),
+            "id": self._wire_id(rid),
+            "output": [],
+            "meta": job.meta,
+            "future_links": self._links(job),
+        }
+
+    @property
+    def api_base_url(self) -> str:
+        """The API root beside `image_base_url` (`.../generations` -> `.../api`)."""
+        root = self.image_base_url
+        if root.endswith("/generations"):
+            root = root[: -len("/generations")]
+        return root + "/api"
+
+    def uniform(self, low: float, high: float) -> float:
+        """A draw from the simulator's seeded random source, uniform in [low, high]."""
+        with self._lock:
+            return self._random.uniform(low, high)
 
     def queue_many(
         self,
@@ -134,23 +196,26 @@ class Simulator:
         return self.answer(request_id, key, fetch_url=fetch_url)[1]
 
     def answer(
-        self, request_id: str, key: object, *, fetch_url: str = ""
+        self, request_id: str, key: object, *, fetch_url: str = "", kind: str = "images"
     ) -> tuple[int, dict[str, Any]]:
-        """The HTTP status and body ModelsLab sends for a fetch of `request_id` with `key`."""
+        """The HTTP status and body ModelsLab sends for a fetch of `request_id` with `key`.
+
+        `kind` is the output kind of the endpoint asked, for jobs `auto_ready` makes up.
+        """
         if not self._key_accepted(key):
             if self.invalid_key_status == 401:
                 return 401, dict(INVALID_KEY_401_BODY)
             return 200, dict(INVALID_KEY_BODY)
-        return 200, self._answer(request_id, fetch_url)
+        return 200, self._answer(request_id, fetch_url, kind)
 
-    def _answer(self, request_id: str, fetch_url: str) -> dict[str, Any]:
+    def _answer(self, request_id: str, fetch_url: str, kind: str = "images") -> dict[str, Any]:
         now = self.clock()
         with self._lock:
             job = self._jobs.get(request_id)
             if job is None:
                 if not self.auto_ready:
                     return dict(NOT_FOUND_BODY)
-                job = self._jobs[request_id] = SimulatedJob(request_id, now)
+                job = self._jobs[request_id] = SimulatedJob(request_id, now, kind=kind)
             job.polls += 1
             if now < job.ready_at:
                 return self._processing(job, now, fetch_url)
@@ -192,7 +257,13 @@ class Simulator:
 
     def _finished(self, job: SimulatedJob) -> dict[str, Any]:
         if job.final == "success":
+            extra: dict[str, Any] = {}
+            if job.kind == "audio":  # the voice endpoints add these
+                extra = {"links": self._links(job), "audio_time": round(1.0 + job.images, 2)}
+            elif job.kind == "3d":
+                extra = {"extra_assets": []}
             return {
+                **extra,
                 "status": "success",
                 "generationTime": round(self._random.uniform(0.8, 9.0), 2),
                 "id": self._wire_id(job.request_id),
@@ -213,4 +284,5 @@ class Simulator:
         return {"status": "error", "messege": "Something went wrong while generating"}
 
     def _links(self, job: SimulatedJob) -> list[str]:
-        return [f"{self.image_base_url}/{job.request_id}-{n}.png" for n in range(job.images)]
+        ext = KIND_FILES[job.kind][0]
+        return [f"{self.image_base_url}/{job.request_id}-{n}.{ext}" for n in range(job.images)]

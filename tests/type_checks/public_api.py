@@ -24,6 +24,8 @@ from modelslab_fetch import (
     Progress,
     Status,
     SyncBatch,
+    ThreeDResult,
+    VoiceResult,
     WaitTimeoutError,
 )
 from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, in_process_client
@@ -97,3 +99,22 @@ async def simulator_usage() -> None:
     app = SimulatorApp(simulator, faults=Faults(error_rate=0.1))
     async with in_process_client(app) as client:
         assert_type(client, AsyncModelsLab)
+
+
+async def endpoint_usage(generation_response: dict[str, object]) -> None:
+    async with AsyncModelsLab() as client:
+        assert_type(await client.video.wait(1), FetchResult)
+        assert_type(await client.voice.wait("2"), VoiceResult)
+        assert_type(await client.enterprise.three_d.fetch(3), ThreeDResult)
+        assert_type(await client.v7.voice.wait(4, timeout=None), VoiceResult)
+        voices = client.enterprise.text_to_speech.wait_many(["5"])
+        assert_type(voices, Batch[VoiceResult])
+        assert_type(await client.wait_for(generation_response), FetchResult)
+        assert_type(client.wait_for_many([generation_response]), Batch[FetchResult])
+    with ModelsLab() as sync_client:
+        assert_type(sync_client.voice.wait(1), VoiceResult)
+        assert_type(sync_client.v7.video_fusion.fetch(2), FetchResult)
+        assert_type(sync_client.enterprise.three_d.wait_many(["3"]), SyncBatch[ThreeDResult])
+        assert_type(sync_client.wait_for(generation_response, endpoint="video"), FetchResult)
+        for outcome in sync_client.wait_for_many([generation_response]):
+            assert_type(outcome, Outcome[FetchResult])

@@ -1,0 +1,106 @@
+"""What a namespace of endpoint rows becomes on a client: async resources, or blocking ones.
+
+A row (`FetchEndpoint`) and a group of rows (`Group`) are descriptors: read on an
+`AsyncSurface` they give `FetchResource`s, on a `SyncSurface` `SyncFetchResource`s, and
+mypy follows the same overloads, so `client.video.wait(...)` is typed on both clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from .._endpoint import FetchEndpoint
+
+if TYPE_CHECKING:
+    from .._endpoint import FetchResource
+    from .._sync_client import SyncFetchResource
+
+__all__ = ["AsyncSurface", "Group", "SyncSurface", "rows_of"]
+
+
+class _Surface:
+    """Resources for rows, made by one client and cached there; groups likewise."""
+
+    _make: Callable[[FetchEndpoint[Any]], Any]
+    _groups: dict[int, Any]
+
+    def _bind(self, make: Callable[[FetchEndpoint[Any]], Any]) -> None:
+        self._make = make
+        self._groups = {}
+
+    def _resource_for(self, endpoint: FetchEndpoint[Any]) -> Any:
+        return self._make(endpoint)
+
+    def _group_for(self, group: Group[Any, Any], cls: type[_Surface]) -> Any:
+        found = self._groups.get(id(group))
+        if found is None:
+            found = cls.__new__(cls)
+            found._bind(self._make)
+            self._groups[id(group)] = found
+        return found
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(rows_of(type(self)))})"
+
+
+class AsyncSurface(_Surface):
+    """Endpoint rows read on an async client are `FetchResource`s."""
+
+    def _resource_for(self, endpoint: FetchEndpoint[Any]) -> FetchResource[Any]:
+        resource: FetchResource[Any] = self._make(endpoint)
+        return resource
+
+
+class SyncSurface(_Surface):
+    """Endpoint rows read on a blocking client are `SyncFetchResource`s."""
+
+    def _resource_for(self, endpoint: FetchEndpoint[Any]) -> SyncFetchResource[Any]:
+        resource: SyncFetchResource[Any] = self._make(endpoint)
+        return resource
+
+
+A = TypeVar("A", bound=AsyncSurface)
+S = TypeVar("S", bound=SyncSurface)
+
+
+class Group(Generic[A, S]):
+    """A namespace of rows (`client.enterprise`, `client.v7`), as its two client classes."""
+
+    def __init__(self, async_class: type[A], sync_class: type[S]) -> None:
+        self.async_class = async_class
+        self.sync_class = sync_class
+
+    def __repr__(self) -> str:
+        return f"Group({self.async_class.__name__}, {self.sync_class.__name__})"
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Group[A, S]: ...
+    @overload
+    def __get__(self, obj: AsyncSurface, owner: type[Any] | None = None) -> A: ...
+    @overload
+    def __get__(self, obj: SyncSurface, owner: type[Any] | None = None) -> S: ...
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> object:
+        if obj is None:
+            return self
+        if isinstance(obj, AsyncSurface):
+            return obj._group_for(self, self.async_class)
+        assert isinstance(obj, SyncSurface)  # noqa: S101 - rows live only on surfaces
+        return obj._group_for(self, self.sync_class)
+
+
+_NOT_ROWS = frozenset({AsyncSurface, SyncSurface, _Surface, object})
+
+
+def rows_of(cls: type[Any]) -> dict[str, FetchEndpoint[Any] | Group[Any, Any]]:
+    """The rows and groups `cls` (or its bases) declares, by attribute name, in order."""
+    found: dict[str, FetchEndpoint[Any] | Group[Any, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        if klass in _NOT_ROWS:
+            continue
+        for name, value in vars(klass).items():
+            if isinstance(value, FetchEndpoint | Group):
+                found[name] = value
+            elif name in found:  # a subclass replaced the row with something else
+                del found[name]
+    return found

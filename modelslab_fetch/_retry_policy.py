@@ -1,0 +1,70 @@
+"""How `fetch()` retries a transient failure: which statuses, how many times, how long between."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ._errors import ConfigurationError
+
+__all__ = ["DEFAULT_RETRY_STATUSES", "RetryPolicy"]
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+"""Statuses that mean "busy, try again": the gateway codes and Cloudflare's 520-524."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How `fetch()` retries transient failures; the default is the SDK's own behaviour.
+
+    Which failures are transient is one rule (`docs/errors.md`): connection trouble,
+    timeouts, rate limits, and the HTTP `statuses` below (plus any 5xx HTML edge page
+    when `retry_edge_pages`). Between attempts it waits what the server stated, if it
+    stated a wait of at most `max_stated_wait` seconds (a longer one is raised at once
+    as `RateLimitError`), else `backoff_initial` doubling up to `backoff_max`, plus up
+    to `jitter` seconds at random. `wait()` polls on its own schedule (`PollPolicy`) but
+    uses the same rule for what is worth asking again.
+
+    Example: `RetryPolicy(max_retries=6, statuses=DEFAULT_RETRY_STATUSES - {500})`.
+    """
+
+    max_retries: int | None = None
+    """Retries after the first attempt; None: the client's `max_retries` (default 3)."""
+    statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
+    """HTTP statuses retried (rate limits are always retried, whatever their status)."""
+    retry_edge_pages: bool = True
+    """Whether any other 5xx answered with an HTML page (an edge proxy's) is retried."""
+    backoff_initial: float = 0.5
+    """The first wait without a stated one, in seconds; it doubles each attempt."""
+    backoff_max: float = 8.0
+    """The longest wait without a stated one, before jitter."""
+    jitter: float = 0.5
+    """Up to this many seconds added at random to each backoff wait."""
+    max_stated_wait: float = 60.0
+    """The longest stated wait (`Retry-After`, `retry_after`...) slept through by `fetch()`."""
+
+    def __post_init__(self) -> None:
+        if self.max_retries is not None and (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ConfigurationError(
+                f"RetryPolicy.max_retries must be an int >= 0 or None; got {self.max_retries!r}"
+            )
+        for name in ("backoff_initial", "backoff_max", "jitter", "max_stated_wait"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0; got {value!r}")
+        statuses = frozenset(self.statuses)
+        if not all(isinstance(code, int) and 100 <= code <= 599 for code in statuses):
+            raise ConfigurationError("RetryPolicy.statuses must be HTTP status codes (100-599)")
+        object.__setattr__(self, "statuses", statuses)
+
+    def backoff(self, attempt: int) -> float:
+        """The wait (before jitter) after failed attempt number `attempt` (1, 2, ...)."""
+        return float(min(self.backoff_initial * 2 ** max(attempt - 1, 0), self.backoff_max))

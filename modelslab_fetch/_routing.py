@@ -1,0 +1,238 @@
+"""From what a generation request returned to the fetch endpoint and id to wait on.
+
+A queued generation answers `{"status": "processing", "id": 123, "eta": 20,
+"fetch_result": "https://modelslab.com/api/v6/video/fetch/123"}`. `fetch_result` names
+the endpoint; it is matched against the endpoint table, never contacted as given: a URL
+on another origin than the client's `base_url` is refused, because the API key travels
+in the body of every fetch and would go with it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._endpoint import FetchEndpoint
+from ._errors import ConfigurationError, InvalidRequestIdError
+from ._ids import normalize_request_id
+from ._models import FetchResult
+
+__all__ = ["ForeignFetchURLError", "Queued", "Route", "body_of", "resolve"]
+
+Queued = Mapping[str, Any] | FetchResult
+"""What a generation request returned: its decoded JSON body, or a `FetchResult` of it."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ForeignFetchURLError(ConfigurationError):
+    """Raised when a response's `fetch_result` is not below the client's `base_url`.
+
+    Nothing is sent to it: every fetch carries the API key in its body. If the URL is
+    right, point the client there (`base_url=`); otherwise pass `endpoint=` to say
+    which endpoint of this client to wait on.
+    """
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where to wait for one queued job: its endpoint (by table name) and request id."""
+
+    name: str
+    """The endpoint's dotted attribute name, e.g. `"video"` or `"enterprise.three_d"`."""
+    endpoint: FetchEndpoint[Any]
+    request_id: str
+
+
+def body_of(queued: object) -> dict[str, Any]:
+    """The response body `queued` stands for; raises `ConfigurationError` for anything else."""
+    if isinstance(queued, FetchResult):
+        return dict(queued.raw) if queued.raw else queued.model_dump(mode="json")
+    if isinstance(queued, Mapping):
+        return dict(queued)
+    raise ConfigurationError(
+        f"wait_for takes what a generation request returned (its decoded JSON object, or "
+        f"a FetchResult), not {type(queued).__name__}; to wait on a bare id use "
+        "client.<endpoint>.wait(id)"
+    )
+
+
+def resolve(
+    body: Mapping[str, Any],
+    *,
+    base_url: str,
+    table: Mapping[str, FetchEndpoint[Any]],
+    endpoint: str | FetchEndpoint[Any] | None = None,
+) -> Route:
+    """The endpoint and id to wait on for the generation response `body`.
+
+    With `endpoint` (a table name or a `FetchEndpoint`), `fetch_result` is not read.
+    Otherwise `fetch_result` must lie below `base_url` and name an endpoint of `table`.
+    Raises `ForeignFetchURLError`, `ConfigurationError` or `InvalidRequestIdError`.
+    """
+    path_id: str | None = None
+    if endpoint is not None:
+        name, row = _named(endpoint, table)
+    else:
+        name, row, path_id = _from_fetch_result(body.get("fetch_result"), base_url, table)
+    raw_id = body.get("id")
+    if raw_id is None or raw_id == "" or isinstance(raw_id, bool):
+        raw_id = path_id
+    if raw_id is None:
+        raise InvalidRequestIdError(
+            "the response carries no request id (`id`), nor one in its fetch_result; "
+            "wait on the id you were given with client.<endpoint>.wait(id)"
+        )
+    if isinstance(raw_id, float) and raw_id.is_integer():
+        raw_id = int(raw_id)
+    return Route(name, row, normalize_request_id(raw_id))
+
+
+def _named(
+    endpoint: str | FetchEndpoint[Any], table: Mapping[str, FetchEndpoint[Any]]
+) -> tuple[str, FetchEndpoint[Any]]:
+    if isinstance(endpoint, FetchEndpoint):
+        for name, row in table.items():
+            if row == endpoint:
+                return name, row
+        return endpoint.path_template, endpoint
+    found = table.get(endpoint)
+    if found is None:
+        raise ConfigurationError(f"no endpoint named {endpoint!r}; use one of: {', '.join(table)}")
+    return endpoint, found
+
+
+def _from_fetch_result(
+    url: object, base_url: str, table: Mapping[str, FetchEndpoint[Any]]
+) -> tuple[str, FetchEndpoint[Any], str | None]:
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(
+            "the response has no fetch_result URL to tell its endpoint; pass endpoint= "
+            f"(one of: {', '.join(table)})"
+        )
+    try:
+        given, base = urlsplit(url.strip()), urlsplit(base_url)
+        same_origin = _origin(given) == _origin(base)
+    except ValueError:  # a malformed port or host
+        same_origin = False
+    if not same_origin:
+        raise ForeignFetchURLError(
+            f"refusing to fetch from {url!r}: it is not below this client's base_url "
+            f"{base_url!r}, and the API key would be sent there. Nothing was sent. If it "
+            "is right, create the client with that base_url; else pass endpoint="
+        )
+    root = base.path.rstrip("/")
+    if not given.path.startswith(root + "/"):
+        raise ForeignFetchURLError(
+            f"refusing to fetch from {url!r}: its path is not below this client's "
+            f"base_url {base_url!r}. Nothing was sent; pass endpoint= to choose one"
+        )
+    below = given.path[len(root) :]
+    for name, row in table.items():
+        matched, path_id = row.match_path(below)
+        if matched:
+            return name, row, path_id
+    raise ConfigurationError(
+        f"fetch_result {url!r} names no known fetch endpoint; pass endpoint= "
+        f"(one of: {', '.join(table)})"
+    )
+
+
+def _origin(parts: Any) -> tuple[str, str, int | None]:
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+class QueuedItems:
+    """The inputs of `wait_for_many`, read lazily, each turned into a batch key.
+
+    A batch answers each key once (repeats share the work), so a key is the request id,
+    qualified by endpoint name (`video:123`) only when the same id was just seen on
+    another endpoint. `take(key)` hands the batch's work what the key stands for: the
+    route and the response body, or the error that made it unusable.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Queued] | AsyncIterable[Queued],
+        *,
+        base_url: str,
+        table: Mapping[str, FetchEndpoint[Any]],
+        endpoint: str | FetchEndpoint[Any] | None,
+        remembered: int,
+    ) -> None:
+        self._items = items
+        self._base_url = base_url
+        self._table = table
+        self._endpoint = endpoint
+        self._remembered = remembered
+        self._seen: OrderedDict[str, str] = OrderedDict()  # id -> endpoint name, recent
+        self._pending: OrderedDict[str, tuple[Route | None, dict[str, Any], Exception | None]]
+        self._pending = OrderedDict()
+        self._position = 0
+
+    def keys(self) -> Iterator[str] | AsyncIterator[str]:
+        """The batch keys, one per input, read as the batch asks for them."""
+        if isinstance(self._items, AsyncIterable):
+            return self._async_keys(self._items)
+        return self._sync_keys(self._items)
+
+    def _sync_keys(self, items: Iterable[Queued]) -> Iterator[str]:
+        source = iter(items)
+        try:
+            for item in source:
+                yield self._key_for(item)
+        finally:
+            if inspect.isgenerator(source):
+                source.close()
+
+    async def _async_keys(self, items: AsyncIterable[Queued]) -> AsyncIterator[str]:
+        source = aiter(items)
+        try:
+            async for item in source:
+                yield self._key_for(item)
+        finally:
+            if inspect.isasyncgen(source):
+                await source.aclose()
+
+    def _key_for(self, item: object) -> str:
+        position, self._position = self._position, self._position + 1
+        route: Route | None = None
+        error: Exception | None = None
+        body: dict[str, Any] = {}
+        try:
+            body = body_of(item)
+            route = resolve(
+                body, base_url=self._base_url, table=self._table, endpoint=self._endpoint
+            )
+        except (ConfigurationError, InvalidRequestIdError) as exc:
+            error = exc
+        if route is None:
+            key = f"input-{position}"
+        else:
+            key = route.request_id
+            seen = self._seen.get(key)
+            if seen is not None and seen != route.name:
+                key = f"{route.name}:{key}"
+            else:
+                self._seen[key] = route.name
+                self._seen.move_to_end(key)
+                if len(self._seen) > self._remembered:
+                    self._seen.popitem(last=False)
+        self._pending[key] = (route, body, error)
+        self._pending.move_to_end(key)
+        if len(self._pending) > self._remembered:
+            self._pending.popitem(last=False)
+        return key
+
+    def take(self, key: str) -> tuple[Route, dict[str, Any]]:
+        """What `key` stands for; raises the error that made its input unusable."""
+        route, body, error = self._pending.pop(key)
+        if error is not None:
+            raise error
+        assert route is not None  # noqa: S101 - a route or an error, always
+        return route, body

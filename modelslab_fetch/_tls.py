@@ -1,0 +1,92 @@
+"""The one TLS context a client uses, for API calls on every backend and for downloads.
+
+Built when the client is created (not when the package is imported), so `SSL_CERT_FILE`
+or `SSL_CERT_DIR` set by a program before it creates its client are honoured, as httpx
+does. The same context goes to aiohttp and to every httpx client the SDK makes, so API
+calls and downloads trust exactly the same certificates.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+
+import certifi
+
+from ._errors import ConfigurationError
+
+__all__ = ["CertTypes", "VerifyTypes", "make_ssl_context"]
+
+VerifyTypes = bool | str | os.PathLike[str] | ssl.SSLContext
+"""`verify=`: True (certifi, or `SSL_CERT_FILE`/`SSL_CERT_DIR`), False (no check: only
+for a test server you control), a CA bundle file or directory, or your own context."""
+
+CertTypes = str | os.PathLike[str] | tuple[str, str] | tuple[str, str, str]
+"""`cert=`: a client certificate file (with its key), or `(certfile, keyfile)`, or
+`(certfile, keyfile, password)`."""
+
+
+def make_ssl_context(
+    verify: VerifyTypes = True,
+    cert: CertTypes | None = None,
+    *,
+    trust_env: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> ssl.SSLContext:
+    """The `ssl.SSLContext` for `verify` and `cert`; raises `ConfigurationError` if unusable."""
+    env = os.environ if environ is None else environ
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif verify is True:
+        context = _default_context(env if trust_env else {})
+    elif verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif isinstance(verify, str | os.PathLike):
+        context = _context_from_path(Path(verify), "verify")
+    else:
+        raise ConfigurationError(
+            "verify must be True, False, a CA bundle path or an ssl.SSLContext; "
+            f"got {type(verify).__name__}"
+        )
+    if cert is not None:
+        _load_client_certificate(context, cert)
+    return context
+
+
+def _default_context(env: Mapping[str, str]) -> ssl.SSLContext:
+    if env.get("SSL_CERT_FILE"):
+        return _context_from_path(Path(env["SSL_CERT_FILE"]), "SSL_CERT_FILE")
+    if env.get("SSL_CERT_DIR"):
+        return _context_from_path(Path(env["SSL_CERT_DIR"]), "SSL_CERT_DIR")
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _context_from_path(path: Path, name: str) -> ssl.SSLContext:
+    try:
+        if path.is_dir():
+            return ssl.create_default_context(capath=str(path))
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"{name} names {str(path)!r}, which is not a readable CA bundle (PEM file or "
+            f"hashed directory): {exc}"
+        ) from None
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: CertTypes) -> None:
+    parts: tuple[str, ...] = (
+        (os.fspath(cert),) if isinstance(cert, str | os.PathLike) else tuple(cert)
+    )
+    certfile = parts[0]
+    keyfile = parts[1] if len(parts) > 1 else None
+    password = parts[2] if len(parts) > 2 else None
+    try:
+        context.load_cert_chain(certfile, keyfile, password)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cert: cannot load the client certificate {certfile!r}: {exc}"
+        ) from None

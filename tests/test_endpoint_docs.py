@@ -1,0 +1,39 @@
+"""The endpoint tables of README.md and docs/endpoints.md are the endpoint table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelslab_fetch import endpoint_table
+from modelslab_fetch._endpoints import docs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("page", docs.PAGES)
+def test_each_page_lists_every_endpoint_from_the_table(page: str) -> None:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    assert docs.block() in text, (
+        f"{page}'s endpoint table differs from modelslab_fetch/_endpoints/table.py; "
+        "run: python -m modelslab_fetch._endpoints.docs"
+    )
+    for name, row in endpoint_table().items():
+        assert f"| `client.{name}` | `{row.path_template}` |" in text
+
+
+def test_rewrite_replaces_only_the_marked_block(tmp_path: Path) -> None:
+    page = f"intro\n{docs.START}\n| stale |\n{docs.END}\noutro\n"
+    assert docs.rewrite(page) == f"intro\n{docs.block()}\noutro\n"
+    with pytest.raises(ValueError, match="no endpoint block"):
+        docs.rewrite("no markers here")
+    (tmp_path / "docs").mkdir()
+    for name in docs.PAGES:
+        (tmp_path / name).write_text(page)
+    docs.main(tmp_path)
+    assert all(docs.block() in (tmp_path / name).read_text() for name in docs.PAGES)
+
+
+def test_the_mkdocs_nav_has_the_endpoints_page() -> None:
+    assert "endpoints.md" in (ROOT / "mkdocs.yml").read_text()
