@@ -46,7 +46,7 @@ def test_killed_at_random_points_then_resumed_every_success_has_its_images(
     modelslab_server: SimulatorServer, tmp_path: Path
 ) -> None:
     sim = modelslab_server.simulator
-    ids = sim.queue_many(24, ready_in=(0.05, 2.0))
+    ids = sim.queue_many(24, ready_in=(3600.0, 3600.0))  # made ready a third per run below
     for rid in ids[::4]:
         sim.jobs[rid].images = 3
     ids_file = tmp_path / "ids.txt"
@@ -55,23 +55,32 @@ def test_killed_at_random_points_then_resumed_every_success_has_its_images(
     argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--download", str(images))
     rng = random.Random(20261121)  # noqa: S311 - seeded kill times, not secrets
     finished_at_kills = []
-    for _ in range(3):
+    for third in range(3):
+        before = len(finals(results)) if results.exists() else 0
         process = subprocess.Popen(
             [*argv, "--resume", "-q"], env=env_for(modelslab_server), stderr=subprocess.DEVNULL
         )
         polls = sum(job.polls for job in sim.jobs.values())
         deadline = time.monotonic() + 20
-        while sum(job.polls for job in sim.jobs.values()) == polls and process.poll() is None:
-            assert time.monotonic() < deadline
+        while sum(job.polls for job in sim.jobs.values()) == polls:
+            assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.2))  # a random point of the run, not of its start-up
+        # This run's third of the jobs finishes over the next second; the kill falls at a
+        # random point after the first of them is recorded (timed from the run, not from
+        # its start-up, which a busy machine stretches).
+        now = sim.clock()
+        for rid in ids[8 * third : 8 * third + 8]:
+            sim.jobs[rid].ready_at = now + rng.uniform(0.0, 1.0)
+        while (len(finals(results)) if results.exists() else 0) == before:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.8))
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-        if results.exists():
-            check_every_final_success_has_its_images(results, images)
-            finished_at_kills.append(len(finals(results)))
+        check_every_final_success_has_its_images(results, images)
+        finished_at_kills.append(len(finals(results)))
     # The kills fell mid-run: some ids were done and some were not.
-    assert any(0 < n < len(ids) for n in finished_at_kills), finished_at_kills
+    assert 0 < finished_at_kills[0] < len(ids), finished_at_kills
     # What a kill during a download leaves behind: cleaned up by the next run.
     stale = images / f".{ids[0]}-0.png.0badc0de.part"
     stale.write_bytes(b"\x89PNG half")
