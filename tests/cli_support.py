@@ -35,9 +35,14 @@ def command(
     preexec_fn: Callable[[], Any] | None = None,
     **extra_env: str,
 ) -> subprocess.CompletedProcess[str]:
+    env = env_for(server, **extra_env)
+    if preexec_fn is not None:
+        # A resource limit applies to everything the process writes: keep a coverage
+        # hook (pytest-cov's subprocess support) from writing its data under it too.
+        env = {k: v for k, v in env.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
     return subprocess.run(
         cli(*argv),
-        env=env_for(server, **extra_env),
+        env=env,
         input=stdin,
         capture_output=True,
         text=True,
