@@ -31,8 +31,8 @@ def test_cli_input_problems_are_messages_not_tracebacks(
     latin = tmp_path / "ids.txt"
     latin.write_bytes(b"12\xff34\n")
     code, err = run_cli("wait", "--ids-file", str(latin), "--base-url", "http://127.0.0.1:9/api")
-    assert code == 1
-    assert "decode" in err
+    assert code == 2  # checked before any work, and named
+    assert f"--ids-file {latin} is not UTF-8 text" in err
 
 
 def test_a_corrupt_results_line_is_skipped_by_download(tmp_path: Path) -> None:

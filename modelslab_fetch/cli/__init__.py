@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+import textwrap
+import traceback
+from collections.abc import Iterator, Sequence
 
 import anyio
 
@@ -26,106 +29,279 @@ from ._commands import (
 )
 from ._demo import add_simulate_options, run_demo, run_simulate
 from ._responses import ENDPOINT_NAMES
+from ._usage import os_words
+from ._words import in_plain_words
 
 __all__ = ["main"]
 
+EXIT_CODES = """\
+exit status:
+  0    everything asked was done (every id succeeded, every image saved)
+  1    some ids or images failed, or the account stopped the run (see the message)
+  2    the command was called wrongly (nothing was sent)
+  130  interrupted (Ctrl-C); with --output, --resume finishes the run"""
 
-def main(argv: Sequence[str] | None = None, *, streams: Streams | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 1 some failed, 2 usage)."""
+KEY_HELP = (
+    "The API key is read from MODELSLAB_API_KEY or --api-key-file (never from the command line)."
+)
+
+
+def main(  # noqa: PLR0911 - one exit per kind of ending
+    argv: Sequence[str] | None = None, *, streams: Streams | None = None
+) -> int:
+    """Run the command line; return the exit status (0 ok, 1 some failed, 2 usage, 130)."""
     streams = streams or Streams()
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse has printed the usage error already
+        # argparse prints usage errors and --help on sys.stderr/stdout: send them to ours.
+        with contextlib.redirect_stderr(streams.err), contextlib.redirect_stdout(streams.out):
+            args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed the usage error (or --help) already
         return int(exit_.code or 0)
+    name = f"modelslab-fetch {args.command}"
+    garbled = _undecodable(args)
+    if garbled is not None:
+        streams.err.write(
+            f"{name}: error: {garbled} holds bytes that are not text in this terminal's "
+            "encoding; retype it, or set a UTF-8 locale (e.g. LANG=C.UTF-8)\n"
+        )
+        return EXIT_USAGE
     _route_logs(streams, verbose=getattr(args, "verbose", False))
     try:
         return _run(args, streams)
     except UsageError as exc:
-        streams.err.write(f"modelslab-fetch {args.command}: error: {exc}\n")
+        streams.err.write(f"{name}: error: {exc}\n")
         return EXIT_USAGE
-    except (OSError, UnicodeError, ModelsLabError) as exc:
-        # Reading ids or writing results failed part way, or the server refused the key:
-        # the results file holds what was done.
-        streams.err.write(f"modelslab-fetch {args.command}: error: {exc}\n")
+    except OSError as exc:
+        # Writing results failed part way (a full disk, say): the file holds what was done.
+        streams.err.write(f"{name}: error: {os_words(exc)}{_resume_hint(args)}\n")
+        return EXIT_FAILED
+    except ModelsLabError as exc:
+        streams.err.write(f"{name}: error: {in_plain_words(exc)}\n")
         return EXIT_FAILED
     except KeyboardInterrupt:
-        output = getattr(args, "output", None)
-        hint = (
-            f"; results so far are in {output}: run the same command with --resume to finish"
-            if output
-            else "; use --output FILE to keep results across interruptions"
-        )
-        streams.err.write(f"\ninterrupted{hint}\n")
+        streams.err.write(f"\ninterrupted{_resume_hint(args)}\n")
         return EXIT_INTERRUPTED
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="modelslab-fetch",
-        description="Collect ModelsLab's queued images: fetch, wait, download. "
-        "The API key is read from MODELSLAB_API_KEY (never from the command line).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--base-url", help="API root (default: $MODELSLAB_BASE_URL or ModelsLab)")
-        sub.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE")
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
-        sub.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
-        sub.add_argument("--verbose", "-v", action="store_true", help="log retries and pauses")
-
-    def ids(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("ids", nargs="*", metavar="ID", help="request ids, or - for stdin")
-        sub.add_argument("--ids-file", metavar="FILE", help="one id per line (- for stdin)")
-        sub.add_argument(
-            "--endpoint",
-            default="images",
-            choices=ENDPOINT_NAMES,
-            metavar="NAME",
-            help="the fetch endpoint the ids were queued on (default: images): "
-            + ", ".join(ENDPOINT_NAMES),
+    except Exception as exc:
+        # No input may show a Python traceback; this is a bug of ours, said in one line
+        # (with the traceback only when asked for, by --verbose).
+        if getattr(args, "verbose", False):
+            streams.err.write("".join(traceback.format_exception(exc)))
+        streams.err.write(
+            f"{name}: unexpected error ({type(exc).__name__}: {exc}); please report it "
+            "(run again with --verbose for details)\n"
         )
+        return EXIT_FAILED
 
-    fetch = commands.add_parser("fetch", help="ask once where each job stands")
-    ids(fetch)
-    common(fetch)
-    fetch.set_defaults(run=run_fetch)
 
-    wait = commands.add_parser("wait", help="wait for every job to finish")
-    ids(wait)
-    common(wait)
-    wait.add_argument("--concurrency", type=_positive_int, help="ids waited on at once")
-    wait.add_argument("--timeout", type=_positive_float, default=600.0, help="seconds per id")
-    wait.add_argument("--output", "-o", metavar="FILE", help="append a JSON line per id here")
-    wait.add_argument("--resume", action="store_true", help="skip ids finished in --output")
-    wait.add_argument("--download", metavar="DIR", help="save the images of successes here")
+def _undecodable(args: argparse.Namespace) -> str | None:
+    """The first argument holding undecodable bytes (surrogate escapes), by its option."""
+    for key, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and any(
+                char == "\x00" or "\udc80" <= char <= "\udcff" for char in item
+            ):
+                return "an id" if key == "ids" else f"--{key.replace('_', '-')}"
+    return None
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    output = getattr(args, "output", None)
+    if output:
+        return f"; results so far are in {output}: run the same command with --resume to finish"
+    if args.command == "wait":
+        return "; use --output FILE to keep results across interruptions"
+    return ""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and each option's default when it has a telling one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and action.option_strings
+            and default not in (None, False, argparse.SUPPRESS)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}.\n\n" + "\n".join(textwrap.wrap(description, 79)),
+        epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
+        formatter_class=_Help,
+    )
+
+
+def _common(sub: argparse.ArgumentParser, json_help: str) -> None:
+    sub.add_argument(
+        "--base-url", metavar="URL", help="API root (default: $MODELSLAB_BASE_URL or ModelsLab's)"
+    )
+    sub.add_argument("--api-key-file", metavar="FILE", help="read the API key from FILE")
+    sub.add_argument("--json", action="store_true", help=json_help)
+    sub.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
+    sub.add_argument("--verbose", "-v", action="store_true", help="also log retries and pauses")
+
+
+def _ids(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("ids", nargs="*", metavar="ID", help="request ids, or - for standard input")
+    sub.add_argument(
+        "--ids-file",
+        metavar="FILE",
+        help="one id per line, UTF-8; blank lines and # comments skipped (- for stdin)",
+    )
+    sub.add_argument(
+        "--endpoint",
+        default="images",
+        choices=ENDPOINT_NAMES,
+        metavar="NAME",
+        help="the fetch endpoint the ids were queued on: " + ", ".join(ENDPOINT_NAMES),
+    )
+
+
+def add_wait_options(wait: argparse.ArgumentParser) -> None:
+    """The options of `modelslab-fetch wait` (ids and common options included)."""
+    _ids(wait)
+    _common(wait, "JSON objects on stdout, one per line: results, progress, summary")
+    wait.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="ids waited on at once (default: 1024)",
+    )
+    wait.add_argument(
+        "--timeout", type=_seconds, default=600.0, metavar="SECONDS", help="longest wait per id"
+    )
+    wait.add_argument(
+        "--output", "-o", metavar="FILE", help="write one JSON line per id here, as each is done"
+    )
+    wait.add_argument(
+        "--resume", action="store_true", help="finish the run in --output: skip ids final there"
+    )
+    wait.add_argument(
+        "--overwrite", action="store_true", help="empty --output first (its results are lost)"
+    )
+    wait.add_argument(
+        "--download", metavar="DIR", help="save each success's images here before its line"
+    )
     wait.add_argument(
         "--from-responses",
         metavar="FILE",
         help="generation responses, one JSON object a line (- for stdin); each is waited "
         "on at the endpoint its fetch_result names",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    # argparse, not Typer/Click: the help a person needs (descriptions, defaults, exit
+    # statuses, an example) is a formatter and an epilog away; argparse already exits 2
+    # on usage errors, prints into our streams, and adds no dependency to the package.
+    # rich is used where it earns its place: the live view.
+    parser = argparse.ArgumentParser(
+        prog="modelslab-fetch",
+        description="Collect ModelsLab's queued images: fetch, wait, download.\n\n" + KEY_HELP,
+        epilog="run `modelslab-fetch COMMAND --help` for each command's options; "
+        "start with `modelslab-fetch demo`\n\n" + EXIT_CODES,
+        formatter_class=_Help,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fetch = _command(
+        commands,
+        "fetch",
+        "Ask once where each job stands",
+        "Prints one line per id: id, status, and the image URLs or the reason. "
+        "Exits 1 if any job failed or could not be asked. " + KEY_HELP,
+        "modelslab-fetch fetch 13443927 13443928",
+    )
+    _ids(fetch)
+    _common(fetch, "one JSON object per id on stdout")
+    fetch.set_defaults(run=run_fetch)
+
+    wait = _command(
+        commands,
+        "wait",
+        "Wait for every job to finish, optionally saving the images",
+        "Polls each id until it succeeds or fails. With --output, each id's line is written "
+        "once everything asked of it is done (with --download: its images saved), so an "
+        "interrupted run is finished by the same command with --resume. " + KEY_HELP,
+        "modelslab-fetch wait --ids-file ids.txt -o results.jsonl --download images/",
+    )
+    add_wait_options(wait)
     wait.set_defaults(run=run_wait)
 
-    download = commands.add_parser("download", help="save the images of finished jobs")
-    ids(download)
-    common(download)
+    download = _command(
+        commands,
+        "download",
+        "Save the images of finished jobs into a folder",
+        "From a results file of `wait`, or by asking for each id once. Files are named "
+        "{id}-{n}.{ext}; complete files already there are kept. Exits 1 if any id had "
+        "nothing to download or any image was not saved. " + KEY_HELP,
+        "modelslab-fetch download --from-results results.jsonl --dir images/",
+    )
+    _ids(download)
+    _common(download, "one JSON object per id on stdout, then a summary")
     download.add_argument("--from-results", metavar="FILE", help="a results file of `wait`")
-    download.add_argument("--dir", required=True, help="folder to save into")
+    download.add_argument("--dir", required=True, metavar="DIR", help="folder to save into")
     download.set_defaults(run=run_download)
 
-    demo = commands.add_parser("demo", help="see it all work against a local simulator")
-    demo.add_argument("--jobs", type=_positive_int, default=200)
-    demo.add_argument("--dir", default="modelslab-demo", help="where images go")
-    demo.add_argument("--seed", type=int, default=7)
+    demo = _command(
+        commands,
+        "demo",
+        "See it all work against a local simulator",
+        "Queues simulated jobs on a simulator on loopback, with faults, waits for them "
+        "with progress and saves their images. No API key needed.",
+        "modelslab-fetch demo --jobs 50 --dir demo/",
+    )
+    demo.add_argument("--jobs", type=_positive_int, default=200, metavar="N", help="jobs to queue")
+    demo.add_argument("--dir", default="modelslab-demo", help="where images and results go")
+    demo.add_argument("--seed", type=int, default=7, help="the simulator's random seed")
     demo.add_argument("--fresh", action="store_true", help="empty --dir first")
-    demo.add_argument("--json", action="store_true")
-    demo.add_argument("--quiet", "-q", action="store_true")
+    demo.add_argument("--json", action="store_true", help="JSON objects on stdout, no prose")
+    demo.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
     demo.set_defaults(run=run_demo)
 
-    simulate = commands.add_parser("simulate", help="serve a ModelsLab simulator on loopback")
+    simulate = _command(
+        commands,
+        "simulate",
+        "Serve a ModelsLab simulator on loopback",
+        "Answers ModelsLab's fetch calls with simulated jobs and chosen faults, until "
+        "Ctrl-C. Point code at it with MODELSLAB_BASE_URL.",
+        "modelslab-fetch simulate --port 8787 --jobs 20 --error-rate 0.05",
+    )
     add_simulate_options(simulate)
     simulate.set_defaults(run=run_simulate)
     return parser
@@ -137,20 +313,25 @@ def _run(args: argparse.Namespace, streams: Streams) -> int:
             return int(args.run(args, streams))
         return int(anyio.run(args.run, args, streams))
     except BaseExceptionGroup as group:
-        # Task groups wrap what their bodies raised, nested ones more than once; a sole
-        # error is shown as itself.
-        sole: BaseException = group
-        while isinstance(sole, BaseExceptionGroup) and len(sole.exceptions) == 1:
-            sole = sole.exceptions[0]
-        if sole is group:
-            raise
-        raise sole from None
+        # Task groups wrap what their bodies raised, nested ones more than once; several
+        # tasks may fail alike at once (a full disk): the first is shown, as itself, and an
+        # interruption wins over everything.
+        leaves = list(_leaves(group))
+        first = next((e for e in leaves if isinstance(e, KeyboardInterrupt)), leaves[0])
+        raise first from None
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 def _route_logs(streams: Streams, *, verbose: bool) -> None:
     # The library logs retries and 429 pauses; on a terminal those lines would tear the
-    # live progress line, and the summary reports the faults met anyway. --verbose
-    # shows them.
+    # live progress line, and the view shows the last error anyway. --verbose shows them.
     logger = logging.getLogger("modelslab_fetch")
     for old in list(logger.handlers):
         if getattr(old, "_modelslab_cli", False):
@@ -159,24 +340,11 @@ def _route_logs(streams: Streams, *, verbose: bool) -> None:
         logging.StreamHandler(streams.err) if verbose else logging.NullHandler()
     )
     handler._modelslab_cli = True  # type: ignore[attr-defined]
+    handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     if verbose:
         logger.setLevel(logging.INFO)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
 
 
 def console_main() -> None:  # pragma: no cover - the installed script's entry point

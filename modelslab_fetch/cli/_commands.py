@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -17,13 +19,16 @@ import anyio
 from .._async_client import AsyncModelsLab
 from .._config import API_KEY_ENV
 from .._downloads import Downloaded
+from .._endpoint import FetchResource
 from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
+from .._ids import normalize_request_id
 from .._models import FetchResult, Status
 from ._ids import read_ids
-from ._progress import ProgressView, choose_mode
+from ._progress import Activity, ProgressView, choose_mode
 from ._responses import read_responses, resource_named, start_waiting, unfinished
-from ._results import ResultsFile, outcome_record, record_result
-from ._words import account_stop_message
+from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
+from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
+from ._words import account_stop_message, in_cli_terms, in_plain_words
 
 __all__ = [
     "EXIT_FAILED",
@@ -34,18 +39,13 @@ __all__ = [
     "Summary",
     "UsageError",
     "collect",
+    "prepare_folder",
+    "resource_for",
 ]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 DOWNLOADS_PENDING = 64
 
-
-class UsageError(Exception):
-    """A mistake in how the command was called; the message says what to do instead."""
+_PART_FILE = re.compile(r"\..+\.[0-9a-f]{8}\.part")  # the Downloader's temporary files
 
 
 @dataclass
@@ -55,6 +55,9 @@ class Summary:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
+    skipped_failed: int = 0
+    """Of the ids skipped by --resume, those whose final outcome was a failure."""
+    repeated: int = 0
     images: int = 0
     download_failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
@@ -64,7 +67,28 @@ class Summary:
     @property
     def all_ok(self) -> bool:
         """Whether every id succeeded and every image was saved."""
-        return self.failed == 0 and not self.download_failures and self.stopped_by is None
+        return (
+            self.failed == 0
+            and self.skipped_failed == 0
+            and not self.download_failures
+            and self.stopped_by is None
+        )
+
+    def as_event(self) -> dict[str, Any]:
+        """The closing `--json` event."""
+        return {
+            "event": "summary",
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "skipped_failed": self.skipped_failed,
+            "repeated": self.repeated,
+            "images": self.images,
+            "download_failures": self.download_failures,
+            "elapsed_s": round(self.elapsed, 2),
+            "stopped": None if self.stopped_by is None else in_plain_words(self.stopped_by),
+            "ok": self.all_ok,
+        }
 
 
 @dataclass
@@ -75,30 +99,86 @@ class Streams:
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
 
-def make_client(args: argparse.Namespace, **options: Any) -> AsyncModelsLab:
-    """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
-    api_key = None
+def emit(out: TextIO, event: dict[str, Any]) -> None:
+    """Write one `--json` object on its own line (the only thing `--json` puts on stdout)."""
+    out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def resource_for(client: AsyncModelsLab, args: argparse.Namespace) -> FetchResource[Any]:
+    """The endpoint a command works on, from `--endpoint` (the one place it is chosen)."""
+    return resource_named(client, getattr(args, "endpoint", "images"))
+
+
+def read_api_key(args: argparse.Namespace) -> str | None:
+    """The key from `--api-key-file`, or None to use the environment's; checked first.
+
+    `UsageError` if there is no key at all, or the file cannot be read or is empty.
+    """
     if getattr(args, "api_key_file", None):
         try:
-            api_key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+            api_key = Path(args.api_key_file).read_text(encoding="utf-8-sig").strip()
         except (OSError, UnicodeError) as exc:
-            raise UsageError(f"cannot read --api-key-file: {exc}") from None
-    elif not os.environ.get(API_KEY_ENV):
+            why = os_words(exc, args.api_key_file) if isinstance(exc, OSError) else "not text"
+            raise UsageError(f"cannot read --api-key-file {why}") from None
+        if not api_key:
+            raise UsageError(f"--api-key-file {args.api_key_file} is empty; put the API key in it")
+        return api_key
+    if not os.environ.get(API_KEY_ENV, "").strip():
         raise UsageError(
             f"no API key: set {API_KEY_ENV} (or pass --api-key-file FILE); "
             "to see the tool work without one, run: modelslab-fetch demo"
         )
+    return None
+
+
+def make_client(
+    args: argparse.Namespace, api_key: str | None = None, **options: Any
+) -> AsyncModelsLab:
+    """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
+    if api_key is None:
+        api_key = read_api_key(args)
     try:
         return AsyncModelsLab(api_key=api_key, base_url=args.base_url, **options)
     except (ConfigurationError, AuthenticationError) as exc:
-        raise UsageError(exc.message) from None
+        message = exc.message
+        if "base_url" in message:
+            message = message.replace("base_url", "--base-url (or MODELSLAB_BASE_URL)")
+        message = message.replace("pass api_key=...", f"set {API_KEY_ENV} or --api-key-file")
+        raise UsageError(message) from None
+
+
+def prepare_folder(path: Path, option: str) -> None:
+    """Make sure images can be saved in `path` before any work; remove stale `.part` files.
+
+    A `.part` file is an image cut short by a killed run: it is never complete, and the
+    image is downloaded again.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a folder; give a folder to save into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".modelslab-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot save images in {option} {os_words(exc, path)}") from None
+    for entry in path.iterdir():
+        if _PART_FILE.fullmatch(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
+
+
+def _download_words(error: BaseException, folder: Path | None) -> str:
+    if isinstance(error, ModelsLabError):
+        return in_cli_terms(error.message)
+    if isinstance(error, OSError):
+        return f"cannot save into {os_words(error, folder)}"
+    return str(error)
 
 
 async def collect(
     client: AsyncModelsLab,
-    ids: Iterable[str] | AsyncIterator[str],
+    ids: Iterable[Any] | AsyncIterator[Any],
     *,
-    total: int | None,
     streams: Streams,
     view: ProgressView,
     results: ResultsFile | None,
@@ -109,46 +189,62 @@ async def collect(
     endpoint: str = "images",
     from_responses: bool = False,
 ) -> Summary:
-    """Wait for every id, writing each outcome as it comes; the core of `wait` and `demo`.
+    """Wait for every id, writing each outcome once all asked of it is done.
 
-    The ids are waited on at `endpoint`; with `from_responses`, `ids` are generation
-    responses instead, each waited on at the endpoint it names.
+    With a download folder, a success's line is written only after its images are on
+    disk: an id whose line says it is final has everything; one without a line (the run
+    was interrupted) or with a non-final line is done again by `--resume`. The ids are
+    waited on at `endpoint`; with `from_responses`, `ids` are generation responses
+    instead, each waited on at the endpoint it names.
     """
     summary = Summary()
     started = time.monotonic()
 
-    async def download(result: FetchResult) -> None:
+    def write(record: dict[str, Any]) -> None:
+        if results is not None:
+            results.append(record)
+        else:
+            _print_record(streams.out, record, as_json=as_json)
+
+    async def download_then_write(result: FetchResult, record: dict[str, Any]) -> None:
         assert download_dir is not None  # noqa: S101 - only started with a folder
         try:
             paths = await client.download(result, download_dir)
-        except ModelsLabError as exc:
-            summary.download_failures.append(f"{result.id}: {exc.message}")
         except Exception as exc:
-            summary.download_failures.append(f"{result.id}: {exc}")
+            words = _download_words(exc, download_dir)
+            summary.download_failures.append(f"{result.id}: {words}")
+            record.update(
+                ok=False,
+                final=False,
+                error={
+                    "type": type(exc).__name__,
+                    "message": words,
+                    "words": f"the job succeeded but its images were not saved: {words}; "
+                    "run the same command with --resume to try again",
+                },
+            )
         else:
             summary.images += len(paths)
+            record["files"] = [path.name for path in paths]
+        finally:
+            download_slots.release()
+        write(record)
 
     async def tick() -> None:
         while True:
-            await anyio.sleep(0.25)
             view.tick()
+            await anyio.sleep(0.25)
 
     # Downloads waiting to start are bounded too, so a slow CDN slows the batch down
     # instead of piling up tasks.
     download_slots = anyio.Semaphore(DOWNLOADS_PENDING)
-
-    async def download_then_release(result: FetchResult) -> None:
-        try:
-            await download(result)
-        finally:
-            download_slots.release()
 
     async with anyio.create_task_group() as ticker:
         ticker.start_soon(tick)
         async with anyio.create_task_group() as downloads:
             batch = start_waiting(
                 client,
-                ids,
+                _counted(ids, view),
                 endpoint=endpoint,
                 from_responses=from_responses,
                 concurrency=concurrency,
@@ -162,32 +258,49 @@ async def collect(
                         # record nothing (these ids are not final; --resume asks again).
                         summary.stopped_by = outcome.error
                         break
-                    record = outcome_record(outcome)
-                    if results is not None:
-                        results.append(record)
-                    else:
-                        _print_record(streams.out, record, as_json=as_json)
+                    record = outcome_record(outcome, source=SOURCE)
                     if not outcome.ok:
                         summary.failed += 1
+                        write(record)
                         continue
                     summary.succeeded += 1
                     if download_dir is not None and outcome.result is not None:
                         await download_slots.acquire()
-                        downloads.start_soon(download_then_release, outcome.result)
+                        downloads.start_soon(download_then_write, outcome.result, record)
+                    else:
+                        write(record)
         ticker.cancel_scope.cancel()  # every download has finished: stop the redraws
     summary.elapsed = time.monotonic() - started
     view.finish()
     return summary
 
 
+def _counted(
+    ids: Iterable[Any] | AsyncIterator[Any], view: ProgressView
+) -> Iterable[Any] | AsyncIterator[Any]:
+    """`ids`, telling the view as each is taken (so it shows ids waited on at once)."""
+
+    def plain() -> Iterable[Any]:
+        for request_id in ids:  # type: ignore[union-attr]
+            view.note_read()
+            yield request_id
+
+    async def lazy() -> AsyncIterator[Any]:
+        async for request_id in ids:  # type: ignore[union-attr]
+            view.note_read()
+            yield request_id
+
+    return lazy() if isinstance(ids, AsyncIterator) else plain()
+
+
 def _print_record(out: TextIO, record: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        detail = " ".join(record["output"]) or record["message"] or ""
-        if record["error"] is not None:
-            detail = record["error"]["words"]
-        out.write(f"{record['request_id']}\t{record['status'] or 'error'}\t{detail}\n")
+        emit(out, {"event": "result", **record})
+        return
+    detail = " ".join(record["output"]) or record["message"] or ""
+    if record["error"] is not None:
+        detail = record["error"]["words"]
+    out.write(f"{record['request_id']}\t{record['status'] or 'error'}\t{detail}\n")
     out.flush()
 
 
@@ -196,16 +309,24 @@ def print_summary(streams: Streams, summary: Summary, *, results: ResultsFile | 
     err = streams.err
     parts = [f"{summary.succeeded} succeeded", f"{summary.failed} failed"]
     if summary.skipped:
-        parts.append(f"{summary.skipped} already finished (skipped)")
+        failed_before = (
+            f", {summary.skipped_failed} of them failed" if summary.skipped_failed else ""
+        )
+        parts.append(f"{summary.skipped} already finished (skipped{failed_before})")
+    if summary.repeated:
+        parts.append(f"{summary.repeated} repeated ids waited on once")
     if summary.images:
         parts.append(f"{summary.images} images saved")
     err.write(f"done in {summary.elapsed:.1f}s: " + ", ".join(parts) + "\n")
     for failure in summary.download_failures[:10]:
-        err.write(f"  download failed: {failure}\n")
-    if summary.failed and results is not None:
+        err.write(f"  images not saved: {failure}\n")
+    if len(summary.download_failures) > 10:
+        err.write(f"  ... and {len(summary.download_failures) - 10} more\n")
+    if (summary.failed or summary.skipped_failed or summary.download_failures) and results:
         err.write(
             f'failed ids are in {results.path} ("ok": false); those not final (timeouts, '
-            "network errors) are asked again by the same command with --resume\n"
+            "network errors, images not saved) are done again by the same command with "
+            "--resume\n"
         )
     err.flush()
 
@@ -214,31 +335,77 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch wait`: wait for every id; results as JSON lines; exit 0/1."""
     if args.resume and not args.output:
         raise UsageError("--resume needs --output FILE: it skips the ids finished in that file")
-    from_responses = args.from_responses is not None
-    if from_responses and (args.ids or args.ids_file):
-        raise UsageError("give ids or --from-responses FILE, not both")
-    ids, total = _responses_from(args) if from_responses else _ids_from(args)
-    results = ResultsFile(Path(args.output)) if args.output else None
-    skipped = _Counter()
-    if results is not None and args.resume:
-        if from_responses:
-            ids = unfinished(ids, results.finished_ids(), skipped)  # type: ignore[arg-type]
-        else:
-            ids, total = _without(ids, results.finished_ids(), total, skipped)
-    view = ProgressView(
-        streams.err, mode=choose_mode(streams.err, quiet=args.quiet, as_json=args.json), total=total
+    if args.overwrite and not args.output:
+        raise UsageError("--overwrite needs --output FILE: it empties that file first")
+    if args.resume and args.overwrite:
+        raise UsageError("give --resume (finish the run in the file) or --overwrite, not both")
+    responses = None
+    if args.from_responses is not None:
+        if args.ids or args.ids_file:
+            raise UsageError("give ids or --from-responses FILE, not both")
+        responses = read_responses(args.from_responses)  # checked now, read lazily
+    else:
+        _need_ids(args)
+    api_key = read_api_key(args)
+    folder = Path(args.download) if args.download else None
+    if folder is not None:
+        prepare_folder(folder, "--download")
+    results = (
+        ResultsFile(Path(args.output), resume=args.resume, overwrite=args.overwrite).open()
+        if args.output
+        else None
     )
-    client = make_client(args)
+    try:
+        return await _wait(
+            args, streams, results=results, folder=folder, api_key=api_key, responses=responses
+        )
+    finally:
+        if results is not None:
+            results.close()
+
+
+async def _wait(
+    args: argparse.Namespace,
+    streams: Streams,
+    *,
+    results: ResultsFile | None,
+    folder: Path | None,
+    api_key: str | None,
+    responses: AsyncIterator[object] | None,
+) -> int:
+    finished = results.finished_ids() if results is not None else set()
+    skipped = _Counter()
+    from_responses = responses is not None
+    ids: Iterable[Any] | AsyncIterator[Any]
+    if responses is not None:
+        ids, total = unfinished(responses, finished, skipped), None
+    else:
+        ids, total = _ids_from(args, finished)
+        failed_before = results.failed_ids() if results is not None else set()
+        ids, total = _without(ids, finished, failed_before, total, skipped)
+    client = make_client(args, api_key)
+    activity = Activity()
+    view_stream = streams.out if args.json else streams.err
+    view = ProgressView(
+        view_stream,
+        mode=choose_mode(streams.err, quiet=args.quiet, as_json=args.json, verbose=args.verbose),
+        total=total,
+        activity=activity,
+        requests_in_flight=lambda: client._transport.in_flight,
+    )
+    uninstall = activity.install()
     try:
         async with client:
+            again = Summary()
+            if results is not None and folder is not None:
+                again = await _images_again(client, results, folder)
             summary = await collect(
                 client,
                 ids,
-                total=total,
                 streams=streams,
                 view=view,
                 results=results,
-                download_dir=Path(args.download) if args.download else None,
+                download_dir=folder,
                 concurrency=args.concurrency,
                 timeout=args.timeout,
                 as_json=args.json,
@@ -246,10 +413,18 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
                 from_responses=from_responses,
             )
     finally:
-        if results is not None:
-            results.close()
+        view.close()
+        uninstall()
     summary.skipped = skipped.count
-    if not args.quiet:
+    summary.skipped_failed = skipped.failed
+    summary.repeated = skipped.repeated
+    summary.images += again.images
+    summary.download_failures[:0] = again.download_failures
+    if args.quiet:
+        pass
+    elif args.json:
+        emit(streams.out, summary.as_event())
+    else:
         print_summary(streams, summary, results=results)
     if summary.stopped_by is not None:
         message = account_stop_message(summary.stopped_by, results=args.output)
@@ -257,42 +432,78 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
     return EXIT_OK if summary.all_ok else EXIT_FAILED
 
 
-def _responses_from(args: argparse.Namespace) -> tuple[AsyncIterator[Any], None]:
-    try:
-        return read_responses(args.from_responses), None
-    except OSError as exc:
-        raise UsageError(f"cannot read --from-responses: {exc.strerror}") from None
+async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Path) -> Summary:
+    """Save the images of successes recorded final whose files are not all in `folder`.
+
+    A run without `--download`, or files deleted since: the line stays as it is (the
+    job's outcome has not changed); only the images are fetched again.
+    """
+    missing = []
+    for record in results.records:
+        if record.get("final") is not True or not record.get("ok"):
+            continue
+        files = record.get("files")
+        if isinstance(files, list) and all(
+            isinstance(name, str) and (folder / Path(name).name).is_file() for name in files
+        ):
+            continue
+        result = record_result(record)
+        if result is not None:
+            missing.append(result)
+    summary = Summary()
+    if not missing:
+        return summary
+    for done in await client.download_many(missing, folder):
+        summary.images += len(done.paths)
+        if done.error is not None:
+            words = _download_words(done.error, folder)
+            summary.download_failures.append(f"{done.request_id}: {words}")
+    return summary
 
 
-def _ids_from(args: argparse.Namespace) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
+def _need_ids(args: argparse.Namespace) -> None:
     if not args.ids and not args.ids_file:
         raise UsageError("give request ids as arguments, with --ids-file FILE, or - for stdin")
     if args.ids and args.ids_file:
         raise UsageError("give ids as arguments or with --ids-file, not both")
-    try:
-        return read_ids(args.ids, args.ids_file)
-    except OSError as exc:
-        raise UsageError(f"cannot read --ids-file: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+
+
+def _ids_from(
+    args: argparse.Namespace, known: set[str] | None = None
+) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
+    _need_ids(args)
+    return read_ids(args.ids, args.ids_file, known or ())
 
 
 @dataclass
 class _Counter:
     count: int = 0
+    failed: int = 0
+    repeated: int = 0
 
 
 def _without(
     ids: Iterable[str] | AsyncIterator[str],
     finished: set[str],
+    failed_before: set[str],
     total: int | None,
     skipped: _Counter,
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
-    """`ids` less those in `finished`, counted in `skipped` (lazily, for a lazy input)."""
+    """`ids` less those in `finished` and repeats, counted in `skipped` (lazily, if lazy)."""
+    seen: set[str] = set()
 
     def keep(request_id: str) -> bool:
-        if request_id.strip() in finished:
+        try:
+            key = normalize_request_id(request_id)
+        except (ValueError, TypeError):
+            return True  # the batch reports it as invalid, in plain words
+        if key in seen:
+            skipped.repeated += 1
+            return False
+        seen.add(key)
+        if key in finished:
             skipped.count += 1
+            skipped.failed += key in failed_before
             return False
         return True
 
@@ -302,7 +513,7 @@ def _without(
                 yield request_id
 
     if isinstance(ids, AsyncIterator):
-        return remaining(), None
+        return remaining(), total
     kept = [request_id for request_id in ids if keep(request_id)]
     return kept, len(kept)
 
@@ -312,7 +523,7 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     ids, _total = _ids_from(args)
     bad = 0
     async with make_client(args) as client:
-        async for outcome in resource_named(client, args.endpoint).fetch_many(ids, ordered=True):
+        async for outcome in resource_for(client, args).fetch_many(ids, ordered=True):
             if isinstance(outcome.error, AccountError):
                 message = account_stop_message(outcome.error, results=None)
                 streams.err.write(f"modelslab-fetch fetch: {message}\n")
@@ -330,34 +541,102 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
 def _results_in(path: Path) -> list[FetchResult]:
     if not path.exists():
         raise UsageError(f"no results file at {path}; write one with `wait --output FILE`")
-    found = (record_result(record) for record in ResultsFile(path).records())
+    found = (record_result(record) for record in read_records(path, option="--from-results"))
     return [result for result in found if result is not None]
 
 
-async def run_download(args: argparse.Namespace, streams: Streams) -> int:
+async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # noqa: PLR0912
     """`modelslab-fetch download`: save the images of finished jobs into a folder."""
     folder = Path(args.dir)
+    if args.from_results and (args.ids or args.ids_file):
+        raise UsageError("give ids or --from-results FILE, not both")
     results: list[FetchResult] = []
     if args.from_results:
         results = _results_in(Path(args.from_results))
-    async with make_client(args) as client:
+    else:
+        _need_ids(args)
+    api_key = read_api_key(args)
+    prepare_folder(folder, "--dir")
+    say = _sayer(streams, as_json=args.json)
+    not_downloadable = 0
+    async with make_client(args, api_key) as client:
         if not args.from_results:
             ids, _total = _ids_from(args)
-            async for outcome in resource_named(client, args.endpoint).fetch_many(ids):
+            async for outcome in resource_for(client, args).fetch_many(ids):
                 if isinstance(outcome.error, AccountError):
                     message = account_stop_message(outcome.error, results=None)
                     streams.err.write(f"modelslab-fetch download: {message}\n")
                     return EXIT_FAILED
                 if outcome.result is not None and outcome.result.succeeded:
                     results.append(outcome.result)
-                else:
-                    reason = outcome.error or f"status {outcome.result.status.value}"  # type: ignore[union-attr]
-                    streams.err.write(f"{outcome.request_id}: not downloadable ({reason})\n")
+                    continue
+                not_downloadable += 1
+                reason = (
+                    in_plain_words(outcome.error)
+                    if outcome.error is not None
+                    else _not_ready_words(outcome.result)
+                )
+                say(
+                    {"event": "skipped", "request_id": outcome.request_id, "reason": reason},
+                    f"{outcome.request_id}: nothing to download: {reason}",
+                )
         done: list[Downloaded] = await client.download_many(results, folder)
     saved = sum(len(d.paths) for d in done)
     failures = [d for d in done if not d.ok]
-    for failure in failures:
-        streams.err.write(f"{failure.request_id}: download failed: {failure.error}\n")
-    if not args.quiet:
-        streams.err.write(f"{saved} images in {folder}/ ({len(failures)} results failed)\n")
-    return EXIT_FAILED if failures else EXIT_OK
+    for one in done:
+        if one.error is None:
+            say(
+                {
+                    "event": "downloaded",
+                    "request_id": one.request_id,
+                    "files": [str(p) for p in one.paths],
+                },
+                None,
+            )
+        else:
+            words = _download_words(one.error, folder)
+            say(
+                {"event": "failed", "request_id": one.request_id, "error": words},
+                f"{one.request_id}: images not saved: {words}",
+            )
+    nothing = not done and not not_downloadable
+    if args.json:
+        emit(
+            streams.out,
+            {
+                "event": "summary",
+                "images": saved,
+                "folder": str(folder),
+                "failed": len(failures),
+                "not_downloadable": not_downloadable,
+            },
+        )
+    elif not args.quiet:
+        streams.err.write(
+            f"{saved} images saved in {folder}/ ({len(failures)} failed, "
+            f"{not_downloadable} ids had nothing to download)\n"
+        )
+    if nothing:
+        streams.err.write(
+            f"modelslab-fetch download: {args.from_results} holds no successes to download "
+            "images for\n"
+        )
+    return EXIT_FAILED if failures or not_downloadable or nothing else EXIT_OK
+
+
+def _not_ready_words(result: FetchResult | None) -> str:
+    if result is None:
+        return "no answer"
+    if result.status is Status.PROCESSING:
+        return "the job is still processing; run `modelslab-fetch wait ID --download DIR`"
+    return f"the job {result.status.value}" + (f": {result.message}" if result.message else "")
+
+
+def _sayer(streams: Streams, *, as_json: bool) -> Callable[[dict[str, Any], str | None], None]:
+    def say(event: dict[str, Any], words: str | None) -> None:
+        if as_json:
+            emit(streams.out, event)
+        elif words is not None:
+            streams.err.write(words + "\n")
+
+    return say

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import math
 import shutil
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +16,15 @@ import anyio
 from .._async_client import AsyncModelsLab
 from ..testing import Faults, Simulator, SimulatorApp, run_simulator, simulator_server
 from ..testing._simulator import ETA_ERROR_MODELS
-from ._commands import EXIT_FAILED, EXIT_OK, Streams, UsageError, collect
+from ._commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Streams,
+    UsageError,
+    collect,
+    emit,
+    prepare_folder,
+)
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile
 
@@ -39,22 +50,36 @@ DEMO_FAULTS = Faults(
 
 def run_demo(args: argparse.Namespace, streams: Streams) -> int:
     """Queue simulated jobs, wait for them all with progress, download their images."""
+    folder = Path(args.dir)
+    if folder.exists() and args.fresh:
+        shutil.rmtree(folder)
+    prepare_folder(folder, "--dir")
+    # The demo's results are its own: each demo run starts the file afresh.
+    results = ResultsFile(folder / "results.jsonl", overwrite=True).open()
+    try:
+        return _demo(args, streams, folder, results)
+    finally:
+        results.close()
+
+
+def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: ResultsFile) -> int:
     simulator = Simulator(api_key=DEMO_KEY, seed=args.seed)
     app = SimulatorApp(simulator, faults=DEMO_FAULTS, seed=args.seed)
-    folder = Path(args.dir)
     err = streams.err
+    prose = not (args.quiet or args.json)
     with simulator_server(app) as base_url:
         ids = simulator.queue_many(args.jobs, ready_in=(0.5, 6.0), failure_rate=0.03)
         expected_failures = sum(simulator.jobs[i].final != "success" for i in ids)
-        if not args.quiet:
+        if prose:
             err.write(
                 f"simulator on {base_url} (faults: slow answers, 5xx, edge pages, rate limits, "
                 "odd response shapes)\n"
                 f"waiting for {len(ids)} queued jobs, downloading into {folder}/ ...\n"
             )
-        results = ResultsFile(folder / "results.jsonl")
         view = ProgressView(
-            err, mode=choose_mode(err, quiet=args.quiet, as_json=args.json), total=len(ids)
+            streams.out if args.json else err,
+            mode=choose_mode(err, quiet=args.quiet, as_json=args.json),
+            total=len(ids),
         )
 
         async def main() -> tuple[int, int, int, float, int]:
@@ -62,7 +87,6 @@ def run_demo(args: argparse.Namespace, streams: Streams) -> int:
                 summary = await collect(
                     client,
                     ids,
-                    total=len(ids),
                     streams=streams,
                     view=view,
                     results=results,
@@ -79,16 +103,31 @@ def run_demo(args: argparse.Namespace, streams: Streams) -> int:
                 len(summary.download_failures),
             )
 
-        if folder.exists() and args.fresh:
-            shutil.rmtree(folder)
         try:
             succeeded, failed, images, elapsed, download_failures = anyio.run(main)
         finally:
-            results.close()
+            view.close()
         faults = Counter(app.faults.kinds)
     accounted = succeeded + failed == len(ids)
     as_simulated = failed == expected_failures and download_failures == 0
-    if not args.quiet:
+    if args.json:
+        emit(
+            streams.out,
+            {
+                "event": "summary",
+                "jobs": len(ids),
+                "succeeded": succeeded,
+                "failed": failed,
+                "simulated_failures": expected_failures,
+                "images": images,
+                "folder": str(folder),
+                "results": str(folder / "results.jsonl"),
+                "faults": dict(faults),
+                "elapsed_s": round(elapsed, 2),
+                "ok": accounted and as_simulated,
+            },
+        )
+    elif prose:
         met = ", ".join(f"{n}x {kind}" for kind, n in sorted(faults.items())) or "none"
         err.write(
             f"\n{len(ids)} jobs accounted for: {succeeded} succeeded, {failed} failed "
@@ -102,10 +141,12 @@ def run_demo(args: argparse.Namespace, streams: Streams) -> int:
 
 def add_simulate_options(parser: argparse.ArgumentParser) -> None:
     """The options of `modelslab-fetch simulate` (read back by `simulate_faults`)."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=0, help="queue N jobs and print their ids")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8787, help="port to listen on (1-65535)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of jobs and faults")
+    parser.add_argument(
+        "--jobs", type=int, default=0, metavar="N", help="queue N jobs and print their ids"
+    )
     parser.add_argument("--accept-key", default=None, help="the only key accepted")
     parser.add_argument("--latency", type=float, default=0.0, help="max seconds per answer")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
@@ -173,6 +214,7 @@ def add_simulate_options(parser: argparse.ArgumentParser) -> None:
 def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
     """Serve the simulator on loopback until interrupted."""
     faults = simulate_faults(args)
+    _check_address(args.host, args.port)
     simulator = Simulator(
         api_key=args.accept_key,
         seed=args.seed,
@@ -201,8 +243,15 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
         streams.out.flush()
     streams.err.write("Ctrl-C to stop\n")
     streams.err.flush()
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C by itself
-        run_simulator(app, host=args.host, port=args.port)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C by itself
+            run_simulator(app, host=args.host, port=args.port)
+    except SystemExit as exit_:  # pragma: no cover - the port was taken since the check
+        if exit_.code:
+            raise UsageError(
+                f"the simulator could not listen on {args.host}:{args.port} (taken since "
+                "checked?): give another --port"
+            ) from None
     return EXIT_OK
 
 
@@ -219,7 +268,7 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
     """The `Faults` the `simulate` options ask for; `UsageError` says which option is wrong."""
     for option, name in _SHARES.items():
         share = getattr(args, name)
-        if not 0.0 <= share <= 1.0:
+        if not 0.0 <= share <= 1.0:  # NaN too
             raise UsageError(
                 f"{option} is a share of fetches from 0 to 1 (0.05 is 5%), not {share:g}"
             )
@@ -230,7 +279,10 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
             f"--error-rate, --edge-rate, --queue-limit-rate and --spam-filter-rate add up to "
             f"{total:g}; each fetch meets at most one fault, so together they can be at most 1"
         )
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 1 to 65535, not {args.port}")
     for option, value in (
+        ("--jobs", args.jobs),
         ("--latency", args.latency),
         ("--queue-limit-wait", args.queue_limit_wait),
         ("--rate-limit-every", args.rate_limit_every),
@@ -238,6 +290,12 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
     ):
         if value < 0:
             raise UsageError(f"{option} cannot be negative ({value:g}); use 0 for none")
+    for option, value in (
+        ("--latency", args.latency),
+        ("--queue-limit-wait", args.queue_limit_wait),
+    ):
+        if not math.isfinite(value):
+            raise UsageError(f"{option} must be a number of seconds, not {value}")
     return Faults(
         latency=(0.0, args.latency),
         error_rate=args.error_rate,
@@ -251,3 +309,19 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
         account_error_after=args.account_error_after,
         odd_shape_rate=args.odd_shapes,
     )
+
+
+def _check_address(host: str, port: int) -> None:
+    """`UsageError` in one line if the simulator cannot listen on `host`:`port`."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "the port is taken (another simulator?): stop that, or give another --port"
+        elif exc.errno == errno.EACCES:
+            why = "permission denied: give a --port above 1023"
+        else:
+            why = f"{exc.strerror or exc}: check --host"
+        raise UsageError(f"cannot listen on {host}:{port}: {why}") from None

@@ -1,34 +1,143 @@
-"""The progress view of a batch: a live line on a terminal, plain lines elsewhere."""
+"""The progress view of a batch: a live line on a terminal, plain lines elsewhere.
+
+It shows life from the first second: ids waiting, requests in flight, polls answered so
+far and, while requests fail, the last error; a time-left estimate appears once enough
+has finished for it to mean something, and is smoothed so it does not swing.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
+import logging
+import math
 import time
-from collections.abc import Callable
-from typing import Literal, TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TextIO
+
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, TextColumn
+from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from .._batch import Progress
+from ._words import in_plain_words
 
-__all__ = ["ProgressView", "ViewMode", "choose_mode"]
+__all__ = ["Activity", "ProgressView", "RateEstimate", "ViewMode", "choose_mode"]
 
 ViewMode = Literal["live", "plain", "json", "quiet"]
 
+ETA_MIN_SECONDS = 5.0
+"""No time-left estimate before this many seconds..."""
+ETA_MIN_DONE = 5
+"""...nor before this many ids are done: before that it is noise."""
+RATE_TIME_CONSTANT = 10.0
+"""Seconds over which the finishing rate is averaged (an exponential moving average)."""
 
-def choose_mode(stream: TextIO, *, quiet: bool, as_json: bool) -> ViewMode:
-    """Quiet or JSON if asked; a live line on a terminal; periodic plain lines otherwise."""
+
+def choose_mode(stream: TextIO, *, quiet: bool, as_json: bool, verbose: bool = False) -> ViewMode:
+    """Quiet or JSON if asked; a live line on a terminal; periodic plain lines otherwise.
+
+    With `verbose` the log lines would tear a live display: plain lines it is.
+    """
     if quiet:
         return "quiet"
     if as_json:
         return "json"
-    return "live" if stream.isatty() else "plain"
+    return "live" if stream.isatty() and not verbose else "plain"
+
+
+class Activity(logging.Handler):
+    """Polls answered and the last request error, read from the library's log records.
+
+    The library logs each HTTP answer (debug), each retry and each failed poll (info);
+    this handler counts the first and keeps the words of the others, so the view can
+    say "cannot reach ...; retrying" while nothing finishes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.polls = 0
+        """Requests sent so far, answered or failed."""
+        self.last_error: str | None = None
+        """The last request error, until an answer arrives again."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count an answer, or keep an error's words."""
+        message = record.msg if isinstance(record.msg, str) else ""
+        args = record.args if isinstance(record.args, tuple) else ()
+        if message.startswith("POST ") and "-> HTTP" in message:
+            self.polls += 1
+            self.last_error = None
+        elif message.startswith("retrying in") and len(args) == 3:
+            self.polls += 1
+            self.last_error = _error_words(args[2]) + "; retrying"
+        elif "polling again" in message and args:
+            self.polls += 1
+            self.last_error = _error_words(args[0]) + "; retrying"
+
+    def install(self) -> Callable[[], None]:
+        """Listen to the `modelslab_fetch` logger; return what undoes it."""
+        logger = logging.getLogger("modelslab_fetch")
+        level = logger.level
+        logger.addHandler(self)
+        logger.setLevel(logging.DEBUG)
+
+        def uninstall() -> None:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+
+        return uninstall
+
+
+def _error_words(error: object) -> str:
+    return in_plain_words(error) if isinstance(error, BaseException) else str(error)
+
+
+class RateEstimate:
+    """Ids finished per second, as an exponential moving average over `time_constant`."""
+
+    def __init__(self, started: float, *, time_constant: float = RATE_TIME_CONSTANT) -> None:
+        self._started = started
+        self._tau = time_constant
+        self._last: tuple[float, int] | None = None
+        self.rate: float | None = None
+        """The smoothed rate, or None before the first id is done."""
+
+    def observe(self, now: float, done: int) -> None:
+        """Take the count of ids done at `now`."""
+        if self._last is None:
+            # Started from the average so far, once a second has passed: the first few
+            # ids done in a fraction of a second would make any rate look huge.
+            if done > 0 and now - self._started >= 1.0:
+                self.rate = done / (now - self._started)
+                self._last = (now, done)
+            return
+        then, before = self._last
+        dt = now - then
+        if dt <= 0:
+            return
+        instant = (done - before) / dt
+        alpha = 1.0 - math.exp(-dt / self._tau)
+        assert self.rate is not None  # noqa: S101 - set with _last
+        self.rate += alpha * (instant - self.rate)
+        self._last = (now, done)
+
+    def seconds_left(self, now: float, done: int, total: int | None) -> float | None:
+        """Time left, or None until it means something."""
+        if total is None or self.rate is None or self.rate <= 0 or done >= total:
+            return None
+        if now - self._started < ETA_MIN_SECONDS or done < ETA_MIN_DONE:
+            return None
+        return (total - done) / self.rate
 
 
 class ProgressView:
-    """Shows done, failed, in flight, rate and time left of a batch, as it runs.
+    """Shows done, failed, in flight, polls, rate and time left of a batch, as it runs.
 
-    `update()` takes each `Progress` event; `tick()` redraws on a timer, so rate and
-    time left move even while nothing finishes; `finish()` draws the last state.
+    `update()` takes each `Progress` event; `tick()` redraws on a timer, so the counts of
+    requests move even while nothing finishes; `finish()` draws the last state. On a
+    terminal the line is drawn by rich; elsewhere plain lines every few seconds, or JSON
+    objects (one per line) with `--json`.
     """
 
     def __init__(
@@ -39,6 +148,8 @@ class ProgressView:
         total: int | None = None,
         interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        activity: Activity | None = None,
+        requests_in_flight: Callable[[], int] | None = None,
     ) -> None:
         self._stream = stream
         self._mode = mode
@@ -48,6 +159,12 @@ class ProgressView:
         self._started = clock()
         self._last_drawn = -float("inf")
         self._progress = Progress(succeeded=0, failed=0, in_flight=0, total=total)
+        self._rate = RateEstimate(self._started)
+        self._activity = activity
+        self._requests_in_flight = requests_in_flight
+        self._live: Any = None
+        self._finished = False
+        self._read = 0
 
     def __repr__(self) -> str:
         return f"ProgressView(mode={self._mode!r})"
@@ -56,6 +173,17 @@ class ProgressView:
     def progress(self) -> Progress:
         """The latest counts."""
         return self._progress
+
+    def set_total(self, total: int | None) -> None:
+        """The number of ids, once known."""
+        self._total = total
+        self._progress = Progress(
+            self._progress.succeeded, self._progress.failed, self._progress.in_flight, total
+        )
+
+    def note_read(self) -> None:
+        """One more id was taken from the input (it is waited on until its outcome)."""
+        self._read += 1
 
     def update(self, progress: Progress) -> None:
         """Take a new `Progress`; redraw if the last drawing is old enough."""
@@ -66,55 +194,127 @@ class ProgressView:
     def tick(self) -> None:
         """Redraw if the last drawing is older than the interval."""
         now = self._clock()
+        self._rate.observe(now, self._progress.done)
         if now - self._last_drawn >= self._interval:
             self._draw(now, final=False)
 
     def finish(self) -> None:
         """Draw the final state (and end the live line)."""
+        if self._finished:
+            return
         self._draw(self._clock(), final=True)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live display, leaving the terminal as it was (safe to call twice)."""
+        self._finished = True
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def state(self, now: float) -> dict[str, Any]:
+        """What the view shows, as a dictionary (the `--json` progress event)."""
+        progress = self._progress
+        elapsed = max(now - self._started, 1e-9)
+        left = self._rate.seconds_left(now, progress.done, progress.total)
+        activity = self._activity
+        return {
+            "succeeded": progress.succeeded,
+            "failed": progress.failed,
+            "total": progress.total,
+            "waiting": max(progress.in_flight, self._read - progress.done),
+            "requests_in_flight": (
+                None if self._requests_in_flight is None else self._requests_in_flight()
+            ),
+            "polls": None if activity is None else activity.polls,
+            "last_error": None if activity is None else activity.last_error,
+            "rate_per_s": None if self._rate.rate is None else round(self._rate.rate, 2),
+            "seconds_left": None if left is None else round(left),
+            "elapsed_s": round(elapsed, 2),
+        }
 
     def _draw(self, now: float, *, final: bool) -> None:
         self._last_drawn = now
         if self._mode == "quiet":
             return
-        elapsed = max(now - self._started, 1e-9)
-        progress = self._progress
-        rate = progress.done / elapsed
+        state = self.state(now)
         if self._mode == "json":
-            event = {
-                "event": "finished" if final else "progress",
-                "succeeded": progress.succeeded,
-                "failed": progress.failed,
-                "in_flight": progress.in_flight,
-                "total": progress.total,
-                "rate_per_s": round(rate, 2),
-                "elapsed_s": round(elapsed, 2),
-            }
+            event = {"event": "finished" if final else "progress", **state}
             self._stream.write(json.dumps(event) + "\n")
+            self._stream.flush()
         elif self._mode == "live":
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            line = self._line(progress, rate, elapsed)[:width]
-            self._stream.write("\r\x1b[2K" + line + ("\n" if final else ""))
+            self._draw_live(state)
         else:
-            self._stream.write(self._line(progress, rate, elapsed) + "\n")
-        self._stream.flush()
+            self._stream.write(line_of(state) + "\n")
+            self._stream.flush()
 
-    @staticmethod
-    def _line(progress: Progress, rate: float, elapsed: float) -> str:
-        total = progress.total
-        done = f"{progress.done}/{total}" if total is not None else f"{progress.done}"
-        parts = [
-            f"{done} done",
-            f"{progress.failed} failed",
-            f"{progress.in_flight} in flight",
-            f"{rate:.1f}/s",
-        ]
-        if total is not None and progress.done < total and rate > 0:
-            parts.append(f"~{(total - progress.done) / rate:.0f}s left")
-        else:
-            parts.append(f"{elapsed:.1f}s")
-        bar = ""
-        if total:
-            filled = int(20 * progress.done / total)
-            bar = "[" + "#" * filled + "." * (20 - filled) + "] "
-        return bar + " · ".join(parts)
+    def _draw_live(self, state: dict[str, Any]) -> None:
+        if self._finished:
+            return
+        if self._live is None:
+            console = Console(file=self._stream, force_terminal=True, highlight=False)
+            self._live = _LiveLines(
+                BarColumn(bar_width=20),
+                TextColumn("{task.description}", markup=False),
+                console=console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._task = self._live.add_task("", total=state["total"])
+            self._live.start()
+        # The last error gets a line of its own: on an 80-column terminal it would
+        # otherwise be cut off the end of the counts.
+        self._live.error = state["last_error"]
+        self._live.update(
+            self._task,
+            completed=state["succeeded"] + state["failed"],
+            total=state["total"],
+            description=line_of(state, with_error=False),
+        )
+        self._live.refresh()
+
+
+class _LiveLines(RichProgress):
+    """rich's progress bar and counts, and under them the last error, while there is one."""
+
+    error: str | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        """The bar and counts; then the error line."""
+        yield self.make_tasks_table(self.tasks)
+        if self.error:
+            yield Text(self.error, style="yellow")
+
+
+def line_of(state: dict[str, Any], *, with_error: bool = True) -> str:
+    """The progress line for a state from `ProgressView.state`."""
+    done = state["succeeded"] + state["failed"]
+    total = state["total"]
+    parts = [
+        f"{done}/{total} done" if total is not None else f"{done} done",
+        f"{state['failed']} failed",
+        f"{state['waiting']} waiting",
+    ]
+    if state["requests_in_flight"] is not None:
+        parts.append(f"{state['requests_in_flight']} requests in flight")
+    if state["polls"] is not None:
+        parts.append(f"{state['polls']} polls")
+    if state["rate_per_s"] is not None:
+        parts.append(f"{state['rate_per_s']:.1f}/s")
+    if state["seconds_left"] is not None:
+        parts.append(f"~{_duration(state['seconds_left'])} left")
+    else:
+        parts.append(f"{state['elapsed_s']:.0f}s")
+    if state["last_error"] and with_error:
+        parts.append(state["last_error"])
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -35,7 +35,7 @@ def read_responses(source: str) -> AsyncIterator[object]:
     Read lazily, as ids are. A line that is not JSON is passed on as its text, so that
     it gets an outcome of its own saying what is wrong instead of stopping the run.
     """
-    lines, _total = read_ids([], source)
+    lines, _total = read_ids([], source, option="--from-responses")
     assert isinstance(lines, AsyncIterator)  # noqa: S101 - a file is always read lazily
     return _decoded(lines)
 

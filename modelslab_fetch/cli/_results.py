@@ -1,10 +1,18 @@
-"""The results file: one JSON line per id, appended and flushed as each finishes."""
+"""The results file of `wait`: one JSON line per id, written by one run at a time.
+
+A line is written once everything asked of its id is done (with `--download`, once its
+images are on disk), and flushed at once, so a killed run loses nothing it reported.
+Only lines that `wait` itself wrote (`"source": "modelslab-fetch wait"`) are trusted by
+`--resume`; any other content makes the file refused, with its name and line number.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from .._batch import Outcome
 from .._errors import (
@@ -15,13 +23,29 @@ from .._errors import (
 )
 from .._ids import normalize_request_id
 from .._models import FetchResult
+from ._usage import UsageError, os_words
 from ._words import in_plain_words
 
-__all__ = ["ResultsFile", "outcome_record", "record_result"]
+try:  # POSIX; on Windows the file is opened without a lock (documented in docs/cli.md)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["SOURCE", "ResultsFile", "outcome_record", "record_result"]
+
+SOURCE = "modelslab-fetch wait"
+"""The `source` of every line `wait` writes; `--resume` trusts no other line."""
+
+_CUT_LINE = b'{"request_id"'  # how every line of ours starts: a kill may cut one short
 
 
-def outcome_record(outcome: Outcome[FetchResult]) -> dict[str, Any]:
-    """The JSON line for one outcome. `final` marks ids a `--resume` need not ask again."""
+def outcome_record(outcome: Outcome[FetchResult], *, source: str | None = None) -> dict[str, Any]:
+    """The JSON line for one outcome.
+
+    `final` marks ids whose outcome will not change: a success, a failed generation, an
+    id the server does not know. A job still processing, a timeout, a network error, a
+    rate limit or an account problem is not final.
+    """
     record: dict[str, Any] = {"request_id": outcome.request_id, "ok": outcome.ok}
     result = outcome.result
     if result is None and isinstance(outcome.error, GenerationFailedError):
@@ -38,13 +62,13 @@ def outcome_record(outcome: Outcome[FetchResult]) -> dict[str, Any]:
             "words": in_plain_words(outcome.error),
         }
     )
-    # Success, a failed generation and an id the server does not know (or refuses as
-    # malformed) are final; a timeout, a network error, a rate limit or an account
-    # problem (fixed by adding credits, say) is not: --resume asks again.
-    record["final"] = outcome.ok or isinstance(
+    finished = outcome.result is not None and outcome.result.finished
+    record["final"] = (outcome.ok and finished) or isinstance(
         outcome.error,
         GenerationFailedError | InvalidRequestIdError | RequestNotFoundError | BadRequestError,
     )
+    if source is not None:
+        record["source"] = source
     return record
 
 
@@ -63,61 +87,154 @@ def record_result(record: dict[str, Any]) -> FetchResult | None:
         return None
 
 
-class ResultsFile:
-    """Appends result lines to a file, flushed one by one, so a killed run loses nothing."""
+def read_records(path: Path, *, option: str) -> list[dict[str, Any]]:
+    """The lines `wait` wrote in `path`; `UsageError` names the first line that is not ours.
 
-    def __init__(self, path: Path) -> None:
+    A line cut short by a kill (it starts as ours but is not whole JSON) is skipped.
+    """
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise UsageError(f"{option} {path} is a folder; give a file name") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {option} {os_words(exc, path)}") from None
+    return _parse(data, path)
+
+
+def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
+    records = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:
+            if line.startswith(_CUT_LINE):
+                continue  # written by a run that was killed mid-line
+            record = None
+        if not isinstance(record, dict) or record.get("source") != SOURCE:
+            raise UsageError(
+                f"{path} line {number} was not written by `modelslab-fetch wait`; "
+                "refusing to resume from or append to it: give another --output file"
+            )
+        records.append(record)
+    return records
+
+
+def _not_empty(path: Path, count: int) -> UsageError:
+    return UsageError(
+        f"{path} already holds {count} results: add --resume to finish that run (ids "
+        "already final are skipped), or --overwrite to start afresh"
+    )
+
+
+class ResultsFile:
+    """The results file of one run: locked for that run, checked, appended line by line.
+
+    `open()` does every check before any request is sent: the path is a writable file, no
+    other run holds it, its lines are ours, and it is empty unless `resume` (or
+    `overwrite`, which empties it) says what to do with what it holds.
+    """
+
+    def __init__(self, path: Path, *, resume: bool = False, overwrite: bool = False) -> None:
         self.path = path
-        self._file: TextIO | None = None
+        self._resume = resume
+        self._overwrite = overwrite
+        self._file: BinaryIO | None = None
+        self._created = False
+        self._written = False
+        self.records: list[dict[str, Any]] = []
+        """The lines already in the file when it was opened (for `--resume`)."""
 
     def __repr__(self) -> str:
         return f"ResultsFile({str(self.path)!r})"
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every readable line so far (a line cut short by a kill is skipped)."""
-        if not self.path.exists():
-            return []
-        records = []
-        with self.path.open(encoding="utf-8") as file:
-            for line in file:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "request_id" in record:
-                    records.append(record)
-        return records
+    def open(self) -> ResultsFile:
+        """Lock, check and read the file; `UsageError` says what is wrong and what to do."""
+        path = self.path
+        if path.is_dir():
+            raise UsageError(f"--output {path} is a folder; give a file name in it instead")
+        self._created = not path.exists()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot write --output {os_words(exc, path)}") from None
+        file = os.fdopen(fd, "a+b")
+        try:
+            self._check(file)
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+        return self
+
+    def _check(self, file: BinaryIO) -> None:
+        self._lock(file)
+        file.seek(0)
+        data = file.read()
+        self.records = _parse(data, self.path)
+        if self.records and self._overwrite:
+            file.truncate(0)
+            self.records, data = [], b""
+        elif self.records and not self._resume:
+            raise _not_empty(self.path, len(self.records))
+        if data and not data.endswith(b"\n"):
+            file.write(b"\n")  # a run killed mid-line: start ours on a fresh line
+            file.flush()
+
+    def _lock(self, file: BinaryIO) -> None:
+        if fcntl is None:  # pragma: no cover - Windows
+            return
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another modelslab-fetch run is writing to {self.path}; wait for it to "
+                "finish (or stop it), or give another --output file"
+            ) from None
 
     def finished_ids(self) -> set[str]:
         """Ids with a final outcome in the file: a resumed run skips them."""
         finished = set()
-        for record in self.records():
-            if record.get("final"):
-                try:
+        for record in self.records:
+            if record.get("final") is True:
+                with contextlib.suppress(ValueError, TypeError):
                     finished.add(normalize_request_id(record["request_id"]))
-                except ValueError:
-                    continue
         return finished
+
+    def failed_ids(self) -> set[str]:
+        """Ids whose final outcome in the file is a failure (a failed generation, say)."""
+        failed = set()
+        for record in self.records:
+            if record.get("final") is True and record.get("ok") is not True:
+                with contextlib.suppress(ValueError, TypeError):
+                    failed.add(normalize_request_id(record["request_id"]))
+        return failed
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one line and hand it to the OS before returning (it survives a kill)."""
         if self._file is None:
-            self._file = self._open()
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+            raise RuntimeError("ResultsFile.open() was not called")  # pragma: no cover
+        line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        self._written = True
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(self.path)) from None
 
     def close(self) -> None:
-        """Close the file."""
-        if self._file is not None:
+        """Close the file (and release its lock); one this run created and left empty goes."""
+        if self._file is None:
+            return
+        if self._created and not self._written:
+            # A run that stopped before its first result (no key, a bad ids file...)
+            # leaves no empty file behind; removed while still locked, so no other run
+            # has it open.
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        with contextlib.suppress(OSError):  # a full disk: the flush failed already
             self._file.close()
-            self._file = None
-
-    def _open(self) -> TextIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = self.path.open("a+", encoding="utf-8")
-        # A run killed mid-line leaves no newline: start ours on a fresh line.
-        if file.tell() > 0:
-            file.seek(file.tell() - 1)
-            if file.read(1) != "\n":
-                file.write("\n")
-        return file
+        self._file = None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from .._errors import (
     AccountError,
+    APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     CertificateVerificationError,
     HostNotFoundError,
@@ -12,9 +17,10 @@ from .._errors import (
     PermissionDeniedError,
     RateLimitError,
     RequestNotFoundError,
+    WaitTimeoutError,
 )
 
-__all__ = ["account_stop_message", "in_plain_words"]
+__all__ = ["account_stop_message", "in_cli_terms", "in_plain_words"]
 
 
 def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer per error class
@@ -43,9 +49,71 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
         )
     if isinstance(error, HostNotFoundError):
         return "the server's host name does not exist: check --base-url or MODELSLAB_BASE_URL"
+    if isinstance(error, APIConnectionError):
+        return _unreachable(error)
+    if isinstance(error, WaitTimeoutError):
+        last = "no answer yet" if error.result is None else f"still {error.result.status.value}"
+        return (
+            f"not finished within --timeout {error.timeout:g} s ({last}): run the same "
+            "command with --resume later, or give a larger --timeout"
+        )
     if isinstance(error, ModelsLabError):
-        return error.message
-    return str(error)
+        return in_cli_terms(error.message)
+    return in_cli_terms(str(error))
+
+
+# The library speaks to programmers (`base_url=`, `wait()`); at the command line the same
+# advice is about options and commands.
+_LIBRARY_TERMS = (
+    ("check api_key= or MODELSLAB_API_KEY", "check MODELSLAB_API_KEY (or --api-key-file)"),
+    ("pass api_key=... to the client or set", "set"),
+    (
+        "call wait() again with a larger timeout, or fetch() later",
+        "run the same command with --resume later, or give a larger --timeout",
+    ),
+    (", or pass your own http_client", ""),
+    ("base_url / the endpoint", "--base-url / the endpoint"),
+    ("base_url", "--base-url"),
+    ("Downloader(file_time_limit=...)", "the download time limit"),
+)
+
+
+def in_cli_terms(text: str) -> str:
+    """`text` with the library's parameter names replaced by the command's options."""
+    for library, command in _LIBRARY_TERMS:
+        text = text.replace(library, command)
+    return text
+
+
+_TALK = re.compile(r"could not talk to (\S+) \((.*)\)$", re.DOTALL)
+_CAUSES = (
+    ("refused", "connection refused"),
+    ("connect call failed", "connection refused"),
+    ("reset", "the connection was reset"),
+    ("disconnected", "the server closed the connection"),
+    ("closed", "the server closed the connection"),
+    ("unreachable", "network unreachable"),
+)
+
+
+def _unreachable(error: APIConnectionError) -> str:
+    """`cannot reach HOST:PORT: connection refused`, from the library's longer message."""
+    found = _TALK.search(error.message)
+    if isinstance(error, APITimeoutError):
+        cause = "no answer in time"
+    elif found is None:
+        return in_cli_terms(error.message)
+    else:
+        detail = found.group(2).lower()
+        cause = next((words for key, words in _CAUSES if key in detail), "the connection failed")
+    where = "the server"
+    if found is not None:
+        try:
+            parts = urlsplit(found.group(1))
+            where = parts.netloc.rpartition("@")[2] or where
+        except ValueError:
+            pass
+    return f"cannot reach {where}: {cause}"
 
 
 def account_stop_message(error: AccountError, *, results: str | None) -> str:

@@ -1,0 +1,67 @@
+"""Running `modelslab-fetch` as users do: a subprocess against the simulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelslab_fetch.testing._fixtures import SimulatorServer
+
+TIMEOUT = 30
+
+
+def cli(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "modelslab_fetch", *argv]
+
+
+def env_for(server: SimulatorServer | None = None, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MODELSLAB_")}
+    if server is not None:
+        env["MODELSLAB_BASE_URL"] = server.base_url
+        env["MODELSLAB_API_KEY"] = server.api_key
+    env.update(extra)
+    return env
+
+
+def command(
+    server: SimulatorServer | None,
+    *argv: str,
+    stdin: str | None = None,
+    preexec_fn: Callable[[], Any] | None = None,
+    **extra_env: str,
+) -> subprocess.CompletedProcess[str]:
+    env = env_for(server, **extra_env)
+    if preexec_fn is not None:
+        # A resource limit applies to everything the process writes: keep a coverage
+        # hook (pytest-cov's subprocess support) from writing its data under it too.
+        env = {k: v for k, v in env.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
+    return subprocess.run(
+        cli(*argv),
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        preexec_fn=preexec_fn,  # resource limits only
+    )
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """The whole JSON lines of a results file (a line cut by a kill is skipped)."""
+    found = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+def finals(path: Path) -> list[str]:
+    return [str(r["request_id"]) for r in records(path) if r.get("final")]

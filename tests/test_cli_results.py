@@ -1,0 +1,283 @@
+"""`wait`'s results file can be trusted: killed, starved of disk, run twice, fed junk.
+
+Each test drives the real command in a subprocess against the simulator on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from modelslab_fetch.testing._fixtures import SimulatorServer
+from tests.cli_support import cli, command, env_for, finals, records
+
+pytestmark = pytest.mark.integration
+
+PNG_END = b"IEND\xaeB`\x82"
+
+
+def file_size_limit(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def check_every_final_success_has_its_images(results: Path, images: Path) -> None:
+    for record in records(results):
+        if record.get("final") and record["ok"]:
+            names = record["files"]
+            assert len(names) == len(record["output"]) > 0
+            for name in names:
+                data = (images / name).read_bytes()
+                assert data.startswith(b"\x89PNG") and data.endswith(PNG_END), name
+
+
+def no_part_files(images: Path) -> bool:
+    return not [p for p in images.iterdir() if p.name.endswith(".part")]
+
+
+def test_killed_at_random_points_then_resumed_every_success_has_its_images(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ids = sim.queue_many(24, ready_in=(3600.0, 3600.0))  # made ready a third per run below
+    for rid in ids[::4]:
+        sim.jobs[rid].images = 3
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    results, images = tmp_path / "r.jsonl", tmp_path / "img"
+    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--download", str(images))
+    rng = random.Random(20261121)  # noqa: S311 - seeded kill times, not secrets
+    finished_at_kills = []
+    for third in range(3):
+        before = len(finals(results)) if results.exists() else 0
+        process = subprocess.Popen(
+            [*argv, "--resume", "-q"], env=env_for(modelslab_server), stderr=subprocess.DEVNULL
+        )
+        polls = sum(job.polls for job in sim.jobs.values())
+        deadline = time.monotonic() + 40  # start-up on a busy, shared machine
+        while sum(job.polls for job in sim.jobs.values()) == polls:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        # This run's third of the jobs finishes over the next second; the kill falls at a
+        # random point after the first of them is recorded (timed from the run, not from
+        # its start-up, which a busy machine stretches).
+        now = sim.clock()
+        for rid in ids[8 * third : 8 * third + 8]:
+            sim.jobs[rid].ready_at = now + rng.uniform(0.0, 1.0)
+        while (len(finals(results)) if results.exists() else 0) == before:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.8))
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        check_every_final_success_has_its_images(results, images)
+        finished_at_kills.append(len(finals(results)))
+    # The kills fell mid-run: some ids were done and some were not.
+    assert 0 < finished_at_kills[0] < len(ids), finished_at_kills
+    # What a kill during a download leaves behind: cleaned up by the next run.
+    stale = images / f".{ids[0]}-0.png.0badc0de.part"
+    stale.write_bytes(b"\x89PNG half")
+    done = command(modelslab_server, *argv[3:], "--resume")
+    assert done.returncode == 0, done.stderr
+    assert sorted(finals(results)) == sorted(ids)  # each final exactly once
+    check_every_final_success_has_its_images(results, images)
+    assert no_part_files(images)
+    assert len(list(images.glob("*.png"))) == sum(sim.jobs[rid].images for rid in ids)
+
+
+def test_images_that_cannot_be_saved_are_not_reported_saved(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    # A file-size limit smaller than an image stands in for a full disk; the lines go to
+    # stdout (a pipe, not limited) so only the images fail.
+    ids = [modelslab_server.simulator.queue() for _ in range(4)]
+    images = tmp_path / "img"
+    done = command(
+        modelslab_server,
+        "wait",
+        *ids,
+        "--download",
+        str(images),
+        "--json",
+        "-q",
+        preexec_fn=lambda: file_size_limit(200),
+    )
+    assert done.returncode == 1
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {line["request_id"] for line in lines} == set(ids)
+    assert not any(line["final"] or line["ok"] for line in lines)
+    assert all("File too large" in line["error"]["words"] for line in lines)
+    assert all("--resume" in line["error"]["words"] for line in lines)
+    assert str(images) in lines[0]["error"]["words"]
+    assert no_part_files(images)
+    assert not list(images.glob("*.png"))
+
+
+def test_a_results_file_that_hits_the_size_limit_is_named_and_resume_finishes(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    ids = modelslab_server.simulator.queue_many(30, ready_in=(0.0, 0.3))
+    results, images = tmp_path / "r.jsonl", tmp_path / "img"
+    argv = ("wait", *ids, "-o", str(results), "--download", str(images))
+    done = command(modelslab_server, *argv, "-q", preexec_fn=lambda: file_size_limit(3000))
+    assert done.returncode == 1
+    assert f"{results}: cannot write: File too large" in done.stderr
+    assert "--resume" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert 0 < len(finals(results)) < 30
+    check_every_final_success_has_its_images(results, images)
+
+    done = command(modelslab_server, *argv, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert sorted(finals(results)) == sorted(ids)
+    check_every_final_success_has_its_images(results, images)
+    assert no_part_files(images)
+
+
+def test_ctrl_c_exits_130_and_resume_finishes(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    ids = modelslab_server.simulator.queue_many(20, ready_in=(0.1, 3.0))
+    results, images = tmp_path / "r.jsonl", tmp_path / "img"
+    argv = ("wait", *ids, "-o", str(results), "--download", str(images))
+    process = subprocess.Popen(
+        cli(*argv), env=env_for(modelslab_server), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 20
+    while not (results.exists() and records(results)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert f"results so far are in {results}" in err and "--resume" in err
+    assert "Traceback" not in err
+    check_every_final_success_has_its_images(results, images)
+    done = command(modelslab_server, *argv, "--resume", "-q")
+    assert done.returncode == 0, done.stderr
+    assert sorted(finals(results)) == sorted(ids)
+
+
+def test_resume_saves_the_images_of_successes_recorded_without_them(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ids = [sim.queue(images=2) for _ in range(3)]
+    results, images = tmp_path / "r.jsonl", tmp_path / "img"
+    assert command(modelslab_server, "wait", *ids, "-o", str(results)).returncode == 0
+    polls = {rid: sim.jobs[rid].polls for rid in ids}
+    done = command(
+        modelslab_server, "wait", *ids, "-o", str(results), "--resume", "--download", str(images)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "6 images saved" in done.stderr
+    assert len(list(images.glob("*.png"))) == 6
+    assert len(records(results)) == 3  # the outcomes did not change: no line added
+    assert {rid: sim.jobs[rid].polls for rid in ids} == polls  # not asked again
+
+
+def test_fetch_json_is_not_a_results_file_and_says_processing_is_not_final(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    later = modelslab_server.simulator.queue(ready_in=60)
+    done = command(modelslab_server, "fetch", later, "--json")
+    line = json.loads(done.stdout)
+    assert (line["status"], line["final"]) == ("processing", False)
+    results = tmp_path / "r.jsonl"
+    results.write_text(done.stdout)
+    done = command(modelslab_server, "wait", later, "-o", str(results), "--resume")
+    assert done.returncode == 2
+    assert f"{results} line 1 was not written by `modelslab-fetch wait`" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "hello\nworld\n",
+        '{"request_id": "1", "ok": true, "final": true}\n',
+        "\x00\x01\x02\xff\n",
+        "[1, 2]\n",
+    ],
+)
+def test_a_results_file_that_is_not_ours_is_refused_and_left_alone(
+    modelslab_server: SimulatorServer, tmp_path: Path, content: str
+) -> None:
+    rid = modelslab_server.simulator.queue()
+    results = tmp_path / "notes.txt"
+    results.write_text(content, encoding="latin-1")
+    before = results.read_bytes()
+    for extra in ((), ("--resume",)):
+        done = command(modelslab_server, "wait", rid, "-o", str(results), *extra)
+        assert done.returncode == 2
+        assert f"{results} line 1 was not written by" in done.stderr
+    assert results.read_bytes() == before
+    assert modelslab_server.simulator.jobs[rid].polls == 0
+
+
+def test_a_second_run_on_the_same_file_is_refused_while_the_first_runs(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    rid = modelslab_server.simulator.queue(ready_in=60)  # the first run is still waiting
+    results = tmp_path / "r.jsonl"
+    argv = ("wait", rid, "-o", str(results), "--resume", "-q")
+    first = subprocess.Popen(cli(*argv), env=env_for(modelslab_server))
+    deadline = time.monotonic() + 20
+    while modelslab_server.simulator.jobs[rid].polls == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    second = command(modelslab_server, *argv)
+    assert second.returncode == 2
+    assert f"another modelslab-fetch run is writing to {results}" in second.stderr
+    first.send_signal(signal.SIGINT)
+    assert first.wait(20) == 130
+    assert not results.exists()  # the first run recorded nothing; the second touched nothing
+
+
+def test_a_second_run_without_resume_refuses_to_append(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ids = [sim.queue() for _ in range(2)]
+    results = tmp_path / "r.jsonl"
+    assert command(modelslab_server, "wait", *ids, "-o", str(results)).returncode == 0
+    again = command(modelslab_server, "wait", *ids, "-o", str(results))
+    assert again.returncode == 2
+    assert "already holds 2 results" in again.stderr
+    assert "--resume" in again.stderr and "--overwrite" in again.stderr
+    assert len(records(results)) == 2
+    fresh = command(modelslab_server, "wait", ids[0], "-o", str(results), "--overwrite")
+    assert fresh.returncode == 0
+    assert finals(results) == [ids[0]]
+
+
+def test_an_id_given_twice_is_waited_on_and_recorded_once(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    rid = modelslab_server.simulator.queue()
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(f"{rid}\n{rid}\n {rid} \n")
+    results = tmp_path / "r.jsonl"
+    done = command(modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results))
+    assert done.returncode == 0, done.stderr
+    assert Counter(finals(results)) == {rid: 1}
+
+
+def test_resume_still_exits_1_for_ids_that_failed_before(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    good, bad = sim.queue(), sim.queue(final="failed")
+    results = tmp_path / "r.jsonl"
+    assert command(modelslab_server, "wait", good, bad, "-o", str(results)).returncode == 1
+    again = command(modelslab_server, "wait", good, bad, good, "-o", str(results), "--resume")
+    assert again.returncode == 1  # nothing left to do, but not everything succeeded
+    assert "2 already finished (skipped, 1 of them failed)" in again.stderr
+    assert "1 repeated ids waited on once" in again.stderr
+    assert Counter(finals(results)) == {good: 1, bad: 1}

@@ -1,0 +1,366 @@
+"""`modelslab-fetch` checks what it is given before working, and says what to do in its own words.
+
+Driven as a subprocess against the simulator on loopback, asserting exit status and message;
+the many hostile arguments are also fed in-process (fast), where a traceback would surface
+as an exception.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from modelslab_fetch._errors import (
+    APIConnectionError,
+    AuthenticationError,
+    ModelsLabError,
+    WaitTimeoutError,
+)
+from modelslab_fetch.cli import main
+from modelslab_fetch.cli._commands import Streams
+from modelslab_fetch.cli._words import in_plain_words
+from modelslab_fetch.testing._fixtures import SimulatorServer
+from tests.cli_support import cli, command, env_for
+
+pytestmark = pytest.mark.integration
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), streams=Streams(out=out, err=err))
+    return code, out.getvalue(), err.getvalue()
+
+
+# ------------------------------------------------------------- checked before working
+
+
+@pytest.mark.parametrize(
+    ("output", "complaint"),
+    [
+        ("/proc/x.jsonl", "cannot write --output /proc/x.jsonl"),
+        ("{tmp}", "is a folder; give a file name in it instead"),
+    ],
+)
+def test_an_unwritable_output_is_refused_before_any_request(
+    modelslab_server: SimulatorServer, tmp_path: Path, output: str, complaint: str
+) -> None:
+    rid = modelslab_server.simulator.queue()
+    output = output.format(tmp=tmp_path)
+    done = command(modelslab_server, "wait", rid, "-o", output)
+    assert done.returncode == 2
+    assert complaint.format(tmp=tmp_path) in done.stderr
+    assert modelslab_server.simulator.jobs[rid].polls == 0
+
+
+def test_a_download_folder_that_is_a_file_is_refused_once(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    ids = [modelslab_server.simulator.queue() for _ in range(3)]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for argv in (
+        ("download", *ids, "--dir", str(a_file)),
+        ("wait", *ids, "--download", str(a_file)),
+    ):
+        done = command(modelslab_server, *argv)
+        assert done.returncode == 2
+        assert done.stderr.count("is a file, not a folder") == 1
+        assert "Errno" not in done.stderr
+    assert all(modelslab_server.simulator.jobs[rid].polls == 0 for rid in ids)
+
+
+def test_an_ids_file_with_a_byte_order_mark_is_read(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    ids = [modelslab_server.simulator.queue() for _ in range(2)]
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(ids).encode() + b"\r\n")
+    done = command(modelslab_server, "wait", "--ids-file", str(ids_file), "-q")
+    assert done.returncode == 0, done.stdout
+    assert [line.split("\t")[0] for line in done.stdout.splitlines()] == ids
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["13443927\ncaf\xe9\n".encode("latin-1"), b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00"],
+)
+def test_an_ids_file_that_is_not_utf8_is_refused_by_name(
+    modelslab_server: SimulatorServer, tmp_path: Path, content: bytes
+) -> None:
+    rid = modelslab_server.simulator.queue(request_id="13443927")
+    ids_file = tmp_path / "ids.bin"
+    ids_file.write_bytes(content)
+    done = command(modelslab_server, "wait", "--ids-file", str(ids_file))
+    assert done.returncode == 2
+    assert f"--ids-file {ids_file} is not UTF-8 text" in done.stderr
+    assert "codec" not in done.stderr
+    assert modelslab_server.simulator.jobs[rid].polls == 0
+
+
+def test_standard_input_that_is_not_utf8_is_named(modelslab_server: SimulatorServer) -> None:
+    done = subprocess.run(
+        cli("wait", "-", "-q"),
+        input=b"\xef\xbb\xbf987654\n\xff\xfe\n",
+        env=env_for(modelslab_server),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert b"standard input is not UTF-8 text" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------- exit status
+
+
+def test_download_exits_1_when_nothing_was_downloaded(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    later = modelslab_server.simulator.queue(ready_in=60)
+    folder = str(tmp_path / "img")
+    unknown = command(modelslab_server, "download", "987654", "--dir", folder)
+    assert unknown.returncode == 1
+    assert "987654: nothing to download: ModelsLab does not know this id" in unknown.stderr
+    processing = command(modelslab_server, "download", later, "--dir", folder)
+    assert processing.returncode == 1
+    assert "still processing" in processing.stderr
+    bad_key = command(
+        modelslab_server, "download", later, "--dir", folder, MODELSLAB_API_KEY="wrong"
+    )
+    assert bad_key.returncode == 1
+    assert "rejected the API key" in bad_key.stderr
+
+
+def test_a_timeout_is_said_in_the_commands_terms(modelslab_server: SimulatorServer) -> None:
+    later = modelslab_server.simulator.queue(ready_in=60)
+    done = command(modelslab_server, "wait", later, "--timeout", "0.5", "-q")
+    assert done.returncode == 1
+    assert "not finished within --timeout 0.5 s" in done.stdout
+    assert "wait()" not in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------ words
+
+
+def test_help_describes_each_command_with_defaults_exit_codes_and_an_example() -> None:
+    done = command(None, "--help")  # once as a person runs it
+    assert done.returncode == 0
+    for name in ("fetch", "wait", "download", "demo", "simulate"):
+        assert name in done.stdout
+    assert "exit status:" in done.stdout and "130" in done.stdout
+    for name in ("fetch", "wait", "download", "demo", "simulate"):
+        code, page, _err = run(name, "--help")
+        assert code == 0
+        assert "example:\n  modelslab-fetch " + name in page, name
+        assert "exit status:" in page
+    wait = run("wait", "--help")[1]
+    assert "(default: 600.0)" in wait
+    assert "(default: 1024)" in wait
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["wait", "1", "--concurrency", "abc"], "expected a whole number, not 'abc'"),
+        (["wait", "1", "--concurrency", "0"], "must be 1 or more"),
+        (["wait", "1", "--timeout", "nan"], "must be more than 0 seconds"),
+        (["wait", "1", "--timeout", "-1"], "must be more than 0 seconds"),
+        (["demo", "--jobs", "-1"], "must be 1 or more"),
+    ],
+)
+def test_option_values_are_checked_in_plain_words(argv: list[str], words: str) -> None:
+    code, _out, err = run(*argv)
+    assert code == 2
+    assert words in err
+    assert "_positive_int" not in err and "invalid" not in err
+
+
+def test_an_empty_key_file_says_so(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("\n")
+    code, _out, err = run("fetch", "1", "--api-key-file", str(key_file))
+    assert code == 2
+    assert f"--api-key-file {key_file} is empty" in err
+    assert "api_key=" not in err
+
+
+# ------------------------------------------------------------------------- --json
+
+
+def test_json_puts_only_json_objects_on_stdout(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    good, failed = sim.queue(), sim.queue(final="failed")
+    runs = [
+        ("fetch", good, failed, "--json"),
+        ("wait", good, failed, "--json"),
+        (
+            "wait",
+            good,
+            "--json",
+            "-o",
+            str(tmp_path / "r.jsonl"),
+            "--download",
+            str(tmp_path / "i"),
+        ),
+        ("download", good, failed, "--json", "--dir", str(tmp_path / "d")),
+    ]
+    for argv in runs:
+        done = command(modelslab_server, *argv)
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        assert events, argv
+        assert all(isinstance(event, dict) and "event" in event for event in events), argv
+    assert events[-1]["event"] == "summary"
+    kinds = {event["event"] for event in events}
+    assert kinds == {"downloaded", "skipped", "summary"}
+
+
+def test_demo_json_is_json_on_stdout_and_nothing_on_stderr(tmp_path: Path) -> None:
+    done = command(None, "demo", "--jobs", "5", "--json", "--dir", str(tmp_path / "demo"))
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["event"] == "summary" and events[-1]["jobs"] == 5
+    assert done.stderr == ""
+
+
+# --------------------------------------------------------------------- simulator
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--port", "99999"], "--port must be from 1 to 65535"),
+        (["--error-rate", "2"], "--error-rate is a share of fetches from 0 to 1"),
+        (["--error-rate", "nan"], "--error-rate is a share"),
+        (["--jobs", "-1"], "--jobs cannot be negative"),
+        (["--latency", "inf"], "--latency must be a number of seconds"),
+        (["--port", "x"], "invalid int value"),
+    ],
+)
+def test_simulate_checks_its_options(argv: list[str], words: str) -> None:
+    code, _out, err = run("simulate", *argv)
+    assert code == 2
+    assert words in err
+
+
+def test_simulate_on_a_taken_port_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = command(None, "simulate", "--port", str(port))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in done.stderr
+
+
+# ---------------------------------------------------------- hostile arguments, all
+
+
+HOSTILE = [
+    "",
+    "-",
+    "--",
+    " ",
+    "\x00",
+    "\udcff",
+    "é" * 300,
+    "../../etc/passwd",
+    "/dev/null",
+    "/proc/self/mem",
+    "-1",
+    "1e999",
+    "nan",
+    "{}",
+    '{"request_id": 1}',
+    "http://[::1",
+    "x" * 5000,
+]
+OPTIONS = {
+    "fetch": ["--ids-file", "--base-url", "--api-key-file"],
+    "wait": [
+        "--ids-file",
+        "--base-url",
+        "--api-key-file",
+        "--concurrency",
+        "--timeout",
+        "--output",
+        "--download",
+    ],
+    "download": ["--ids-file", "--base-url", "--api-key-file", "--from-results", "--dir"],
+    "demo": ["--jobs", "--seed", "--dir"],
+    "simulate": [
+        "--host",
+        "--port",
+        "--seed",
+        "--jobs",
+        "--latency",
+        "--error-rate",
+        "--queue-limit-wait",
+        "--odd-shapes",
+        "--account-error",
+    ],
+}
+
+
+def test_no_hostile_argument_shows_a_traceback(
+    modelslab_server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The simulator knows no id: each run ends at once, whatever it was given.
+    monkeypatch.chdir(tmp_path)
+    tried = 0
+    for name, options in OPTIONS.items():
+        for option in options:
+            for value in HOSTILE:
+                argv = [name, option, value]
+                if name in ("fetch", "wait", "download") and option != "--ids-file":
+                    argv.append("1")
+                if name == "download" and option != "--dir":
+                    argv += ["--dir", "out"]
+                if name in ("demo", "simulate") and option not in ("--dir", "--host"):
+                    argv += ["--port", "99999"] if name == "simulate" else ["--dir", "/proc/x"]
+                if name == "simulate" and option in ("--host",):
+                    argv += ["--port", "99999"]
+                if name == "demo":
+                    argv += ["--dir", "/proc/x"]
+                code, _out, err = run(*argv)
+                tried += 1
+                assert "unexpected error" not in err, argv
+                assert "Traceback" not in err, argv
+                assert code in (1, 2), (argv, err)
+    assert tried > 300
+
+
+def test_a_run_stopped_before_its_first_result_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
+    results = tmp_path / "r.jsonl"
+    code, _out, err = run("wait", "1", "-o", str(results))
+    assert code == 2 and "no API key" in err
+    monkeypatch.setenv("MODELSLAB_API_KEY", "k")
+    code, _out, err = run("wait", "1", "-o", str(results), "--base-url", "ftp://x")
+    assert code == 2 and "--base-url" in err
+    assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthenticationError("the server rejected the API key; check api_key= or MODELSLAB_API_KEY"),
+        WaitTimeoutError(request_id="1", timeout=5, result=None),
+        ModelsLabError("HTTP 502 from the edge (is base_url right?)"),
+        APIConnectionError("could not talk to x (boom), or pass your own http_client"),
+        OSError("plain"),
+    ],
+)
+def test_messages_are_in_the_commands_terms(error: Exception) -> None:
+    words = in_plain_words(error)
+    for library in ("api_key=", "wait()", "fetch()", "base_url", "http_client"):
+        assert library not in words

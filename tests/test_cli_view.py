@@ -1,0 +1,182 @@
+"""The live view shows life: ids waiting, requests, polls, the last error, a steady time left."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pty
+import random
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from modelslab_fetch._batch import Progress
+from modelslab_fetch._errors import APIConnectionError
+from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, line_of
+from modelslab_fetch.testing._fixtures import SimulatorServer
+from tests.cli_support import cli, env_for
+from tests.local_server import free_port
+
+# ----------------------------------------------------------------------- units
+
+
+def test_time_left_is_hidden_until_it_means_something() -> None:
+    estimate = RateEstimate(started=0.0)
+    estimate.observe(1.0, 3)
+    assert estimate.seconds_left(1.0, 3, 100) is None  # too early, too few
+    estimate.observe(4.0, 10)
+    assert estimate.seconds_left(4.0, 10, 100) is None  # still under 5 s
+    estimate.observe(6.0, 14)
+    left = estimate.seconds_left(6.0, 14, 100)
+    assert left is not None and 20 < left < 60
+    assert estimate.seconds_left(6.0, 14, None) is None  # no total, no estimate
+
+
+def finish_predictions(estimate: RateEstimate, finish_times: list[float]) -> list[float]:
+    total = len(finish_times)
+    predicted = []
+    for tick in range(1, int(4 * max(finish_times))):
+        now = tick / 4
+        done = sum(t <= now for t in finish_times)
+        estimate.observe(now, done)
+        left = estimate.seconds_left(now, done, total)
+        if left is not None and now >= 15 and done < 0.9 * total:
+            predicted.append(now + left)
+    return predicted
+
+
+def test_time_left_is_smoothed() -> None:
+    # 300 ids finishing at random over 60 s (as queued jobs do), sampled 4 times a second.
+    rng = random.Random(12)  # noqa: S311 - seeded test data
+    finish_times = sorted(rng.uniform(0.5, 60.0) for _ in range(300))
+    smoothed = finish_predictions(RateEstimate(0.0), finish_times)
+    jumpy = finish_predictions(RateEstimate(0.0, time_constant=0.5), finish_times)
+    assert smoothed
+    # The predicted finishing time stays near the truth (60 s) and moves far less than an
+    # estimate from the last second or so.
+    assert all(45 < finish < 80 for finish in smoothed)
+    spread = max(smoothed) - min(smoothed)
+    assert spread < (max(jumpy) - min(jumpy)) / 2
+
+
+def test_activity_counts_polls_and_keeps_the_last_error_in_plain_words() -> None:
+    activity = Activity()
+    logger = logging.getLogger("modelslab_fetch.test_view")
+    uninstall = activity.install()
+    try:
+        error = APIConnectionError(
+            "could not talk to http://127.0.0.1:8787/api/v6/images/fetch "
+            "(ClientConnectorError: Cannot connect to host 127.0.0.1:8787 [Connect call failed])"
+        )
+        logger.info("retrying in %.2f s after attempt %d failed: %s", 0.5, 1, error)
+        assert activity.last_error == "cannot reach 127.0.0.1:8787: connection refused; retrying"
+        logger.debug("POST %s -> HTTP %s (request %s)", "http://x", 200, "1")
+        assert activity.polls == 2
+        assert activity.last_error is None
+    finally:
+        uninstall()
+    assert activity not in logging.getLogger("modelslab_fetch").handlers
+
+
+def test_the_line_shows_requests_polls_and_errors_before_anything_finishes() -> None:
+    now = [0.0]
+    activity = Activity()
+    activity.polls = 7
+    activity.last_error = "cannot reach 127.0.0.1:9: connection refused; retrying"
+    view = ProgressView(
+        io.StringIO(),
+        mode="plain",
+        total=50,
+        clock=lambda: now[0],
+        activity=activity,
+        requests_in_flight=lambda: 3,
+    )
+    for _ in range(5):
+        view.note_read()
+    view.update(Progress(0, 0, 0, None))
+    line = line_of(view.state(1.0))
+    assert line.startswith("0/50 done · 0 failed · 5 waiting · 3 requests in flight · 7 polls")
+    assert line.endswith("cannot reach 127.0.0.1:9: connection refused; retrying")
+    assert "left" not in line
+
+
+# ----------------------------------------------------------- under a pseudo-terminal
+
+
+def read_screen(master: int, seconds: float, until: bytes | None = None) -> bytes:
+    chunks = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if until is not None and until in b"".join(chunks):
+            break
+    return b"".join(chunks)
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    master, slave = pty.openpty()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    return process, master
+
+
+@pytest.mark.integration
+def test_an_unreachable_server_is_shown_within_seconds_on_a_terminal(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = env_for(MODELSLAB_API_KEY="k", MODELSLAB_BASE_URL=f"http://127.0.0.1:{port}/api")
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("1\n2\n3\n")
+    process, master = on_a_terminal(
+        cli("wait", "--ids-file", str(ids_file), "-o", str(tmp_path / "r.jsonl")), env
+    )
+    try:
+        # Timed from the first frame, not from the start of a Python process on a busy
+        # machine: the failure shows within seconds of the view appearing.
+        screen = read_screen(master, 20, until=b"0/3 done")
+        assert b"0/3 done" in screen  # a total, from the file
+        shown = time.monotonic()
+        words = f"cannot reach 127.0.0.1:{port}: connection refused; retrying".encode()
+        screen += read_screen(master, 10, until=words)
+        assert words in screen
+        assert time.monotonic() - shown < 10
+        screen += read_screen(master, 10, until=b"3 waiting")  # every id taken up
+        assert b"3 waiting" in screen
+        assert b"polls" in screen
+        process.send_signal(signal.SIGINT)
+        screen += read_screen(master, 5)
+        assert process.wait(10) == 130
+        assert b"--resume" in screen
+        assert b"Traceback" not in screen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        os.close(master)
+
+
+@pytest.mark.integration
+def test_the_live_view_counts_up_to_the_total(modelslab_server: SimulatorServer) -> None:
+    ids = [modelslab_server.simulator.queue(ready_in=0.3) for _ in range(4)]
+    process, master = on_a_terminal(cli("wait", *ids), env_for(modelslab_server))
+    try:
+        screen = read_screen(master, 20)
+        assert process.wait(20) == 0
+    finally:
+        os.close(master)
+    assert b"\x1b[?25l" in screen and b"\x1b[?25h" in screen  # cursor hidden, then shown
+    assert b"4/4 done" in screen
+    assert b"done in" in screen
