@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import httpx
 import psutil
 from httpx_aiohttp import AiohttpTransport
@@ -475,6 +476,116 @@ def report(
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------- blocking facade overhead
+
+FACADE_CALLS = 1000
+FACADE_ROUNDS = 5
+
+
+def facade_round_sync(base: str) -> float:
+    from modelslab_fetch import ModelsLab
+
+    with ModelsLab(api_key="bench", base_url=base + "/api") as client:
+        for n in range(100):  # warm: connections open, models built
+            client.images.fetch(n)
+        started = time.perf_counter()
+        for n in range(FACADE_CALLS):
+            client.images.fetch(n % 500)
+        return (time.perf_counter() - started) / FACADE_CALLS
+
+
+async def facade_round_async(base: str) -> float:
+    from modelslab_fetch import AsyncModelsLab
+
+    async with AsyncModelsLab(api_key="bench", base_url=base + "/api") as client:
+        for n in range(100):
+            await client.images.fetch(n)
+        started = time.perf_counter()
+        for n in range(FACADE_CALLS):
+            await client.images.fetch(n % 500)
+        return (time.perf_counter() - started) / FACADE_CALLS
+
+
+def facade_overhead(base: str) -> dict[str, float]:
+    """Sequential fetches through ModelsLab and AsyncModelsLab, rounds alternating."""
+    sync, async_ = [], []
+    for _ in range(FACADE_ROUNDS):
+        async_.append(anyio.run(facade_round_async, base))
+        sync.append(facade_round_sync(base))
+    sync_us, async_us = statistics.median(sync) * 1e6, statistics.median(async_) * 1e6
+    return {"sync_us": sync_us, "async_us": async_us, "overhead_us": sync_us - async_us}
+
+
+# ------------------------------------------------------------------------ import time
+
+IMPORT_RUNS = 7
+
+
+def import_microseconds(statement: str, modules: list[str]) -> int:
+    """Cumulative `-X importtime` microseconds of the top-level `modules` after `statement`."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", statement],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total = 0
+    for line in done.stderr.splitlines():
+        parts = [part.strip() for part in line.removeprefix("import time:").split("|")]
+        if len(parts) == 3 and parts[2] in modules and parts[1].isdigit():
+            total += int(parts[1])
+    return total
+
+
+def import_times() -> dict[str, float]:
+    floor, package, client = [], [], []
+    for _ in range(IMPORT_RUNS):
+        floor.append(
+            import_microseconds("import httpx, pydantic, anyio", ["httpx", "pydantic", "anyio"])
+        )
+        package.append(import_microseconds("import modelslab_fetch", ["modelslab_fetch"]))
+        client.append(
+            import_microseconds(
+                "from modelslab_fetch import ModelsLab, AsyncModelsLab, FetchResult",
+                ["modelslab_fetch", "modelslab_fetch._sync_client"],
+            )
+        )
+    return {
+        "floor_ms": statistics.median(floor) / 1000,
+        "package_ms": statistics.median(package) / 1000,
+        "client_ms": statistics.median(client) / 1000,
+    }
+
+
+def facade_and_import_report(facade: dict[str, float], imports: dict[str, float]) -> list[str]:
+    ratio = imports["package_ms"] / imports["floor_ms"]
+    return [
+        f"### The blocking facade ({FACADE_CALLS} sequential fetches per round, median of "
+        f"{FACADE_ROUNDS} alternating rounds, simulator in its own process)",
+        "",
+        "| client | per call |",
+        "|---|---:|",
+        f"| `AsyncModelsLab` | {facade['async_us']:.0f} µs |",
+        f"| `ModelsLab` (blocking) | {facade['sync_us']:.0f} µs |",
+        "",
+        f"### Import time (`python -X importtime`, median of {IMPORT_RUNS})",
+        "",
+        "| import | cumulative |",
+        "|---|---:|",
+        f"| `import httpx, pydantic, anyio` (the floor) | {imports['floor_ms']:.0f} ms |",
+        f"| `import modelslab_fetch` | {imports['package_ms']:.0f} ms |",
+        "| `from modelslab_fetch import ModelsLab, AsyncModelsLab, FetchResult` | "
+        f"{imports['client_ms']:.0f} ms |",
+        "",
+        "| goal | measured | target | |",
+        "|---|---:|---:|---|",
+        f"| blocking overhead per call | {facade['overhead_us']:.0f} µs | <= 100 µs | "
+        f"{'met' if facade['overhead_us'] <= 100 else 'MISSED'} |",
+        f"| `import modelslab_fetch` vs the floor | {ratio:.2f}x | <= 1.5x | "
+        f"{'met' if ratio <= 1.5 else 'MISSED'} |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-child")
@@ -484,6 +595,9 @@ def main() -> None:
     parser.add_argument("--write", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--throughput-only", action="store_true", help="for quick iterations")
     parser.add_argument("--polling-only", action="store_true", help="print the polling tables")
+    parser.add_argument(
+        "--facade-and-import-only", action="store_true", help="print those two tables"
+    )
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
@@ -494,6 +608,11 @@ def main() -> None:
                 print(
                     f"{name:40} {level:4} {row['cpu_ms_per_request']:.3f} ms {row['wall_s']:.2f} s"
                 )
+        return
+    if args.facade_and_import_only:
+        with simulator_process() as base:
+            facade = facade_overhead(base)
+        print("\n".join(facade_and_import_report(facade, import_times())))
         return
     if args.polling_only:
         with simulator_process() as base:
@@ -506,7 +625,13 @@ def main() -> None:
         poll = polling(base, skip_slow=args.quick)
         long_poll = long_polling(base)
         mem = memory(base)
-    table = report(tp, poll, long_poll, mem)
+        facade = facade_overhead(base)
+    imports = import_times()
+    table = (
+        report(tp, poll, long_poll, mem)
+        + "\n\n"
+        + "\n".join(facade_and_import_report(facade, imports))
+    )
     header = f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `nox -s bench`.\n\n"
     print(header + table)
     write_results(args.write, header + table)

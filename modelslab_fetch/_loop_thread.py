@@ -8,7 +8,7 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -87,7 +87,7 @@ class LoopThread:
             self._untrack(call)
             raise ClientClosedError(_CLOSED_MESSAGE) from exc
         try:
-            return call.future.result()
+            return call.result()
         except concurrent.futures.CancelledError:
             if self._closed:
                 raise ClientClosedError(_CLOSED_MESSAGE) from None
@@ -200,18 +200,24 @@ class LoopThread:
             raise
 
     def _track(self, call: _Call[Any]) -> None:
-        with self._lock:
-            self._in_flight.add(call)
+        self._in_flight.add(call)  # atomic under the GIL: no lock on every call
 
     def _untrack(self, call: _Call[Any]) -> None:
-        with self._lock:
-            self._in_flight.discard(call)
+        self._in_flight.discard(call)
+
+
+_CANCELLED = object()
 
 
 class _Call(Generic[T]):
-    """One blocking call: its coroutine's task on the loop, and the future its caller waits on."""
+    """One blocking call: its coroutine's task on the loop, and the caller waiting for it.
 
-    __slots__ = ("_args", "_func", "_loop", "_task", "future")
+    The caller waits on a bare lock, released once the outcome is settled: cheaper than a
+    `concurrent.futures.Future` (a Condition, a waiter list) on every blocking call. On
+    the portal path (no native loop) the portal's future is used instead.
+    """
+
+    __slots__ = ("_args", "_done", "_func", "_loop", "_outcome", "_settled", "_task", "future")
 
     def __init__(
         self, func: Callable[..., Awaitable[T]], args: tuple[object, ...], loop: Any
@@ -220,33 +226,51 @@ class _Call(Generic[T]):
         self._args = args
         self._loop = loop
         self._task: Any = None
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._outcome: tuple[bool, Any] = (False, _CANCELLED)
+        self._done = threading.Lock()
+        self._done.acquire()  # released when the outcome is settled
+        self._settled = threading.Lock()  # taken by whoever settles it, once
+        self.future: concurrent.futures.Future[T] | None = None
 
     def start(self) -> None:
         """On the loop: start the task (unless the caller gave up already)."""
-        if self.future.cancelled():
+        if self._settled.locked():
             return
         self._task = self._loop.create_task(self._func(*self._args))
         self._task.add_done_callback(self._finished)
 
     def _finished(self, task: Any) -> None:
-        if self.future.cancelled():
-            if not task.cancelled():
-                task.exception()  # nobody waits for it any more: not "never retrieved"
+        if task.cancelled():
+            self._settle((False, _CANCELLED))
             return
-        try:
-            if task.cancelled():
-                self.future.cancel()
-            elif task.exception() is not None:
-                self.future.set_exception(task.exception())
-            else:
-                self.future.set_result(task.result())
-        except concurrent.futures.InvalidStateError:
-            pass  # the caller gave up in the same instant, from its own thread
+        error = task.exception()
+        if not self._settle((True, task.result()) if error is None else (False, error)):
+            return  # nobody waits for it any more: read, so not "never retrieved"
+
+    def _settle(self, outcome: tuple[bool, Any]) -> bool:
+        if not self._settled.acquire(blocking=False):
+            return False
+        self._outcome = outcome
+        self._done.release()
+        return True
+
+    def result(self) -> T:
+        """Block until the outcome is settled; return it, or raise it."""
+        if self.future is not None:
+            return self.future.result()
+        self._done.acquire()  # interruptible: Ctrl-C raises here
+        ok, value = self._outcome
+        if ok:
+            return cast(T, value)
+        if value is _CANCELLED:
+            raise concurrent.futures.CancelledError
+        raise value
 
     def cancel(self) -> None:
         """From any thread: give up waiting, and stop the task if it runs."""
-        self.future.cancel()
+        self._settle((False, _CANCELLED))
+        if self.future is not None:
+            self.future.cancel()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._cancel_task)
 
