@@ -180,3 +180,34 @@ def test_the_live_view_counts_up_to_the_total(modelslab_server: SimulatorServer)
     assert b"\x1b[?25l" in screen and b"\x1b[?25h" in screen  # cursor hidden, then shown
     assert b"4/4 done" in screen
     assert b"done in" in screen
+
+
+def test_a_single_id_shows_its_own_polls() -> None:
+    from modelslab_fetch import PollUpdate, Status
+    from modelslab_fetch.cli._progress import ProgressView, line_of
+
+    out = io.StringIO()
+    view = ProgressView(out, mode="plain", total=1, interval=0.0)
+    view.note_poll(
+        PollUpdate(
+            request_id="13443927",
+            polls=3,
+            status=Status.PROCESSING,
+            eta=20.0,
+            next_poll_in=5.0,
+            elapsed=12.0,
+        )
+    )
+    line = line_of(view.state(0.0))
+    assert line == "13443927: queued, about 20s left (poll 3, next in 5.0s)"
+    view.note_poll(
+        PollUpdate(
+            request_id="13443927",
+            polls=4,
+            status=Status.SUCCESS,
+            eta=None,
+            next_poll_in=None,
+            elapsed=17.0,
+        )
+    )
+    assert line_of(view.state(0.0)).startswith("0/1 done")  # over: the run's counts again

@@ -250,6 +250,8 @@ async def collect(
                 concurrency=concurrency,
                 timeout=timeout,
                 on_progress=view.update,
+                # One id: the view follows its polls ("queued, about 20s left").
+                on_update=view.note_poll if view.total == 1 else None,
             )
             async with batch:
                 async for outcome in batch:

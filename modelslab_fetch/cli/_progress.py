@@ -20,6 +20,7 @@ from rich.progress import Progress as RichProgress
 from rich.text import Text
 
 from .._batch import Progress
+from .._updates import PollUpdate
 from ._words import in_plain_words
 
 __all__ = ["Activity", "ProgressView", "RateEstimate", "ViewMode", "choose_mode"]
@@ -165,6 +166,7 @@ class ProgressView:
         self._live: Any = None
         self._finished = False
         self._read = 0
+        self._job: PollUpdate | None = None
 
     def __repr__(self) -> str:
         return f"ProgressView(mode={self._mode!r})"
@@ -173,6 +175,11 @@ class ProgressView:
     def progress(self) -> Progress:
         """The latest counts."""
         return self._progress
+
+    @property
+    def total(self) -> int | None:
+        """How many ids the run has, when known."""
+        return self._total
 
     def set_total(self, total: int | None) -> None:
         """The number of ids, once known."""
@@ -184,6 +191,11 @@ class ProgressView:
     def note_read(self) -> None:
         """One more id was taken from the input (it is waited on until its outcome)."""
         self._read += 1
+
+    def note_poll(self, update: PollUpdate) -> None:
+        """Take a poll of a single job (`on_update`): its status, `eta` and next poll."""
+        self._job = update
+        self.tick()
 
     def update(self, progress: Progress) -> None:
         """Take a new `Progress`; redraw if the last drawing is old enough."""
@@ -231,6 +243,7 @@ class ProgressView:
             "rate_per_s": None if self._rate.rate is None else round(self._rate.rate, 2),
             "seconds_left": None if left is None else round(left),
             "elapsed_s": round(elapsed, 2),
+            "job": None if self._job is None else _job_state(self._job),
         }
 
     def _draw(self, now: float, *, final: bool) -> None:
@@ -287,8 +300,36 @@ class _LiveLines(RichProgress):
             yield Text(self.error, style="yellow")
 
 
+def _job_state(update: PollUpdate) -> dict[str, Any]:
+    return {
+        "request_id": update.request_id,
+        "status": None if update.status is None else update.status.value,
+        "eta": update.eta,
+        "polls": update.polls,
+        "next_poll_in": None if update.next_poll_in is None else round(update.next_poll_in, 1),
+    }
+
+
+def job_line(job: dict[str, Any]) -> str:
+    """One job's line: "13443927: queued, about 20s left (poll 3, next in 5.0s)"."""
+    if job["status"] == "processing":
+        about = "" if job["eta"] is None else f", about {_duration(job['eta'])} left"
+        words = f"queued{about}"
+    else:
+        words = job["status"] or "not answered"
+    when = "" if job["next_poll_in"] is None else f", next in {job['next_poll_in']}s"
+    return f"{job['request_id']}: {words} (poll {job['polls']}{when})"
+
+
 def line_of(state: dict[str, Any], *, with_error: bool = True) -> str:
     """The progress line for a state from `ProgressView.state`."""
+    job = state.get("job")
+    if job is not None and state["total"] == 1 and job["next_poll_in"] is not None:
+        # While one id is polled, its own news; once it is over, the run's counts.
+        line = job_line(job)
+        if state["last_error"] and with_error:
+            line += f" · {state['last_error']}"
+        return line
     done = state["succeeded"] + state["failed"]
     total = state["total"]
     parts = [

@@ -12,6 +12,7 @@ from .._endpoint import AsyncFetchResource
 from .._endpoints.table import endpoint_table
 from .._ids import normalize_request_id
 from .._models import FetchResult
+from .._updates import UpdateCallback
 from ._ids import read_ids
 
 __all__ = ["ENDPOINT_NAMES", "read_responses", "resource_named", "start_waiting", "unfinished"]
@@ -84,13 +85,22 @@ def start_waiting(
     concurrency: int | None,
     timeout: float | None,
     on_progress: ProgressCallback,
+    on_update: UpdateCallback | None = None,
 ) -> AsyncBatch[FetchResult]:
     """The batch `wait` works through: ids on `endpoint`, or responses each on its own."""
     if from_responses:
         return client.wait_for_many(
-            items, concurrency=concurrency, timeout=timeout, on_progress=on_progress
+            items,
+            concurrency=concurrency,
+            timeout=timeout,
+            on_progress=on_progress,
+            on_update=on_update,
         )
     batch: AsyncBatch[FetchResult] = resource_named(client, endpoint).wait_many(
-        items, concurrency=concurrency, timeout=timeout, on_progress=on_progress
+        items,
+        concurrency=concurrency,
+        timeout=timeout,
+        on_progress=on_progress,
+        on_update=on_update,
     )
     return batch
