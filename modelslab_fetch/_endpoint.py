@@ -275,16 +275,10 @@ class AsyncFetchResource(Generic[R]):
     async def _wait_checked_id(
         self, rid: str, timeout: float | None, on_update: UpdateCallback | None = None
     ) -> R:
-        return await wait_until_finished(
-            # The poll schedule retries transient failures itself, within the deadline;
-            # transport retries would sleep on their own schedule, blind to it.
-            lambda: self._fetch_checked_id(rid, retry=False),
-            request_id=rid,
-            timeout=timeout,
-            policy=self._poll_policy,
-            clock=self._clock,
-            on_update=on_update,
-            transient=self._transport.is_transient,
+        # The poll schedule retries transient failures itself, within the deadline;
+        # transport retries would sleep on their own schedule, blind to it.
+        return await self._poll_until_done(
+            lambda: self._fetch_checked_id(rid, retry=False), rid, timeout, on_update
         )
 
     async def _wait_from(
@@ -302,6 +296,15 @@ class AsyncFetchResource(Generic[R]):
                 return given.pop()
             return await self._fetch_checked_id(rid, retry=False)
 
+        return await self._poll_until_done(poll, rid, timeout, on_update)
+
+    async def _poll_until_done(
+        self,
+        poll: Callable[[], Awaitable[R]],
+        rid: str,
+        timeout: float | None,
+        on_update: UpdateCallback | None,
+    ) -> R:
         return await wait_until_finished(
             poll,
             request_id=rid,

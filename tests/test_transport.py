@@ -24,6 +24,7 @@ from modelslab_fetch import (
     ResponseParseError,
     Status,
 )
+from modelslab_fetch._backends import _RequestBody
 from modelslab_fetch._transport import MAX_RETRY_AFTER
 from tests.backends import asyncio_only, both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
@@ -398,7 +399,9 @@ async def test_an_undecodable_body_through_httpx_is_a_typed_error(
 ) -> None:
     router.post(IMAGES_URL).mock(
         side_effect=lambda request: httpx.Response(
-            200, headers={"content-encoding": "gzip"}, stream=_OneChunk(b"not gzip")
+            200,
+            headers={"content-encoding": "gzip"},
+            stream=_RequestBody(b"not gzip"),  # no async generator to leave open
         )
     )
     with pytest.raises(APIConnectionError, match="DecodingError") as caught:
@@ -431,20 +434,3 @@ async def test_closing_during_a_retry_opens_nothing_new(
         await client.images.fetch(1)
     assert not client._transport._httpx_backends._bindings  # closed, none opened since
     assert client._transport.closed
-
-
-class _OneChunk(httpx.AsyncByteStream):
-    """A body of one chunk, iterated without an async generator (httpx's ByteStream uses
-    one, which nobody downstream can close: trio reports it when it is collected)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    def __aiter__(self) -> _OneChunk:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._data is None:
-            raise StopAsyncIteration
-        data, self._data = self._data, None
-        return data
