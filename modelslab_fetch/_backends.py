@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 import anyio
 import httpx
+import sniffio
 
 from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError, closing_chunks
 
@@ -155,17 +156,14 @@ class HttpxBackend:
             request = self._client.build_request(
                 "POST",
                 url,
-                headers={
-                    **headers,
-                    "accept-encoding": ACCEPT_ENCODING,
-                    # Given, so that httpx sends the body whole rather than chunked.
-                    "content-length": str(len(content)),
-                },
+                content=content,
+                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
                 timeout=timeout,
             )
-            # Set as the stream itself: given as `content=`, httpx would wrap it in an
-            # async generator of its own (see _RequestBody).
-            request.stream = _RequestBody(content)
+            if sniffio.current_async_library() == "trio":
+                # Under trio only (see _RequestBody); elsewhere the plain bytes, which
+                # every transport takes (httpx-aiohttp's waits forever on a stream).
+                request.stream = _RequestBody(content)
             response = await self._client.send(request, stream=True, follow_redirects=False)
             async with _closing(response):
                 # Raw bytes, decoded here with a bound: httpx would inflate each chunk

@@ -434,3 +434,21 @@ async def test_closing_during_a_retry_opens_nothing_new(
         await client.images.fetch(1)
     assert not client._transport._httpx_backends._bindings  # closed, none opened since
     assert client._transport.closed
+
+
+@asyncio_only  # under trio the body is a one-chunk stream (see _RequestBody)
+async def test_a_transport_of_yours_gets_the_body_as_plain_bytes(clock: FakeClock) -> None:
+    # Transports such as httpx-aiohttp read request.content directly; a stream there
+    # would make them wait forever.
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)  # raises RequestNotRead for a stream body
+        return httpx.Response(200, json={"status": "success", "output": ["https://a/0.png"]})
+
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http_client,
+        AsyncModelsLab(api_key=API_KEY, http_client=http_client, clock=clock) as client,
+    ):
+        assert (await client.images.fetch(7)).succeeded
+    assert json.loads(seen[0]) == {"request_id": "7", "key": API_KEY}
