@@ -21,7 +21,13 @@ import anyio
 import httpx
 import sniffio
 
-from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError, closing_chunks
+from ._decoding import (
+    ACCEPT_ENCODING,
+    DecodedTooLarge,
+    DecodingError,
+    closing_chunks,
+    decoded_chunks,
+)
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
@@ -170,12 +176,10 @@ class HttpxBackend:
                 # in one unbounded call (see _decoding).
                 body = bytearray()
                 with decoding_errors(response.status_code):
-                    decoder = BodyDecoder(
-                        response.headers.get("content-encoding"), MAX_RESPONSE_BYTES
-                    )
+                    decoder, raw = decoded_chunks(response, MAX_RESPONSE_BYTES)
                     # Closed even when the decoder gives up half way: an iterator left
                     # open is a resource warning under trio.
-                    async with closing_chunks(response.aiter_raw()) as chunks:
+                    async with closing_chunks(raw) as chunks:
                         async for chunk in chunks:
                             for piece in decoder.feed(chunk):
                                 body += piece

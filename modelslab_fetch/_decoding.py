@@ -13,12 +13,15 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
+import httpx
+
 __all__ = [
     "ACCEPT_ENCODING",
     "BodyDecoder",
     "DecodedTooLarge",
     "DecodingError",
     "closing_chunks",
+    "decoded_chunks",
 ]
 
 ACCEPT_ENCODING = "gzip, deflate"
@@ -182,3 +185,33 @@ async def closing_chunks(
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def decoded_chunks(
+    response: httpx.Response, limit: int
+) -> tuple[BodyDecoder, AsyncIterator[bytes]]:
+    """The decoder and the chunks of `response`'s body, whatever transport made it.
+
+    A streamed body comes raw, to be decoded here with a bound. A body already in memory
+    (a response built in-process, as `httpx.MockTransport` returns) is whole and decoded
+    already: it passes through an identity decoder, still counted against `limit`.
+    """
+    if response.is_stream_consumed:
+        return BodyDecoder(None, limit), _one(response.content)
+    return BodyDecoder(response.headers.get("content-encoding"), limit), response.aiter_raw()
+
+
+class _one:
+    """One chunk, as an async iterator that needs no closing."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _one:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._data is None:
+            raise StopAsyncIteration
+        data, self._data = self._data, None
+        return data

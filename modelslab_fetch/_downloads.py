@@ -15,7 +15,13 @@ import anyio
 import httpx
 
 from ._backends import overall_deadline
-from ._decoding import ACCEPT_ENCODING, BodyDecoder, DecodedTooLarge, DecodingError, closing_chunks
+from ._decoding import (
+    ACCEPT_ENCODING,
+    DecodedTooLarge,
+    DecodingError,
+    closing_chunks,
+    decoded_chunks,
+)
 from ._errors import DownloadError
 from ._models import FetchResult
 
@@ -277,9 +283,9 @@ class Downloader:
                 f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
             )
         try:
-            decoder = BodyDecoder(response.headers.get("content-encoding"), MAX_IMAGE_BYTES)
+            decoder, raw = decoded_chunks(response, MAX_IMAGE_BYTES)
             async with await partial.open("wb") as file:
-                async with closing_chunks(response.aiter_raw()) as chunks:
+                async with closing_chunks(raw) as chunks:
                     async for chunk in chunks:
                         for piece in decoder.feed(chunk):
                             await file.write(piece)
