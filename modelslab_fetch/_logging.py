@@ -50,6 +50,9 @@ def setup_logging_from_env(environ: Mapping[str, str] | None = None) -> logging.
             handler = existing[0]
             continue
         handler = logging.StreamHandler(sys.stderr)
+        # Its own level too: the command's live view turns the logger down to DEBUG to
+        # count polls, and MODELSLAB_LOG=info must still mean info.
+        handler.setLevel(level)
         handler._modelslab_env = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(handler)

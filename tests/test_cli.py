@@ -167,7 +167,7 @@ def test_wait_downloads_images_as_they_finish(
     files = sorted(p.name for p in (tmp_path / "img").iterdir())
     assert files == sorted(f"{rid}-{n}.png" for rid in ids for n in range(2))
     assert all((tmp_path / "img" / name).read_bytes().startswith(b"\x89PNG") for name in files)
-    assert "6 images saved" in err
+    assert "6 files saved" in err
 
 
 def test_download_from_results_and_by_id(modelslab_server: SimulatorServer, tmp_path: Path) -> None:

@@ -177,7 +177,7 @@ def test_resume_saves_the_images_of_successes_recorded_without_them(
         modelslab_server, "wait", *ids, "-o", str(results), "--resume", "--download", str(images)
     )
     assert done.returncode == 0, done.stderr
-    assert "6 images saved" in done.stderr
+    assert "6 files saved" in done.stderr
     assert len(list(images.glob("*.png"))) == 6
     assert len(records(results)) == 3  # the outcomes did not change: no line added
     assert {rid: sim.jobs[rid].polls for rid in ids} == polls  # not asked again

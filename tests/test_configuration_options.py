@@ -574,3 +574,28 @@ def test_several_blocking_clients_can_share_one_httpx_async_client() -> None:
         third = ModelsLab(api_key=API_KEY, base_url=base_url, http_client=http_client)
         assert third.images.fetch(job).succeeded
         third.close()
+
+
+def test_modelslab_log_info_means_info_in_the_command_too(tmp_path: Path) -> None:
+    # The command's live view turns the logger down to DEBUG to count polls.
+    simulator = Simulator(api_key=API_KEY)
+    with simulator_server(SimulatorApp(simulator)) as base_url:
+        job = simulator.queue(ready_in=0.3)
+        env = {
+            **os.environ,
+            "MODELSLAB_LOG": "info",
+            "MODELSLAB_API_KEY": API_KEY,
+            "MODELSLAB_BASE_URL": base_url,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "modelslab_fetch", "wait", job],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "DEBUG" not in done.stderr
+    assert API_KEY not in done.stderr

@@ -256,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
         "wait",
         "Wait for every job to finish, optionally saving the images",
         "Polls each id until it succeeds or fails. With --output, each id's line is written "
-        "once everything asked of it is done (with --download: its images saved), so an "
+        "once everything asked of it is done (with --download: its files saved), so an "
         "interrupted run is finished by the same command with --resume. " + KEY_HELP,
         "modelslab-fetch wait --ids-file ids.txt -o results.jsonl --download images/",
     )

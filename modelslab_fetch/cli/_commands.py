@@ -219,7 +219,7 @@ async def collect(
                 error={
                     "type": type(exc).__name__,
                     "message": words,
-                    "words": f"the job succeeded but its images were not saved: {words}; "
+                    "words": f"the job succeeded but its files were not saved: {words}; "
                     "run the same command with --resume to try again",
                 },
             )
@@ -318,16 +318,16 @@ def print_summary(streams: Streams, summary: Summary, *, results: ResultsFile | 
     if summary.repeated:
         parts.append(f"{summary.repeated} repeated ids waited on once")
     if summary.images:
-        parts.append(f"{summary.images} images saved")
+        parts.append(f"{summary.images} files saved")
     err.write(f"done in {summary.elapsed:.1f}s: " + ", ".join(parts) + "\n")
     for failure in summary.download_failures[:10]:
-        err.write(f"  images not saved: {failure}\n")
+        err.write(f"  files not saved: {failure}\n")
     if len(summary.download_failures) > 10:
         err.write(f"  ... and {len(summary.download_failures) - 10} more\n")
     if (summary.failed or summary.skipped_failed or summary.download_failures) and results:
         err.write(
             f'failed ids are in {results.path} ("ok": false); those not final (timeouts, '
-            "network errors, images not saved) are done again by the same command with "
+            "network errors, files not saved) are done again by the same command with "
             "--resume\n"
         )
     err.flush()
@@ -599,7 +599,7 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
             words = _download_words(one.error, folder)
             say(
                 {"event": "failed", "request_id": one.request_id, "error": words},
-                f"{one.request_id}: images not saved: {words}",
+                f"{one.request_id}: files not saved: {words}",
             )
     nothing = not done and not not_downloadable
     if args.json:
@@ -615,7 +615,7 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
         )
     elif not args.quiet:
         streams.err.write(
-            f"{saved} images saved in {folder}/ ({len(failures)} failed, "
+            f"{saved} files saved in {folder}/ ({len(failures)} failed, "
             f"{not_downloadable} ids had nothing to download)\n"
         )
     if nothing:

@@ -55,7 +55,8 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
         last = "no answer yet" if error.result is None else f"still {error.result.status.value}"
         return (
             f"not finished within --timeout {error.timeout:g} s ({last}): run the same "
-            "command with --resume later, or give a larger --timeout"
+            "command again later (with --output FILE and --resume, only unfinished ids are "
+            "asked again), or give a larger --timeout"
         )
     if isinstance(error, ModelsLabError):
         return in_cli_terms(error.message)
@@ -69,7 +70,8 @@ _LIBRARY_TERMS = (
     ("pass api_key=... to the client or set", "set"),
     (
         "call wait() again with a larger timeout, or fetch() later",
-        "run the same command with --resume later, or give a larger --timeout",
+        "run the same command again later (with --output FILE and --resume, only "
+        "unfinished ids are asked again), or give a larger --timeout",
     ),
     (", or pass your own http_client", ""),
     ("base_url / the endpoint", "--base-url / the endpoint"),
