@@ -5,7 +5,7 @@ The layers, bottom up:
 1. transport (`_transport`): one JSON POST, errors mapped, transient failures retried;
 2. polling (`_polling`): `wait` until finished, spaced by the server's `eta`, deadline-bound;
 3. endpoints (`_endpoint`, `_endpoints/table.py`): every fetch endpoint one row of data;
-4. clients: `AsyncModelsLab`, and `ModelsLab`, which runs it on a private loop thread.
+4. clients: `AsyncModelsLab`, and `ModelsLab`, which runs it on a private event loop.
 """
 
 import importlib

@@ -22,8 +22,8 @@ from ._downloads import Downloaded
 from ._endpoint import AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import SyncSurface
 from ._endpoints.table import ClientEndpoints, Enterprise
-from ._loop_thread import LoopThread
 from ._models import FetchResult
+from ._private_loop import PrivateLoop
 from ._twins import parameters_of
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
@@ -36,12 +36,12 @@ _OUTCOMES_PER_HANDOFF = 256
 class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
     """The blocking twin of `Batch`: iterate it for one `Outcome` per input id.
 
-    Outcomes stream from the client's loop thread as they are ready (a few hundred per
+    Outcomes stream from the client's event loop as they are ready (a few hundred per
     hand-off at most), so a batch is never collected whole, and the work waits while you
     do not read. Leaving the loop early, `close()` or the end of a `with` block stops it.
     """
 
-    def __init__(self, batch: AsyncBatch[R], loop: LoopThread) -> None:
+    def __init__(self, batch: AsyncBatch[R], loop: PrivateLoop) -> None:
         self._batch = batch
         self._loop = loop
         self._ready: deque[Success[R] | Failure[R]] = deque()
@@ -76,12 +76,12 @@ class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
 
 
 class SyncFetchResource(Generic[R]):
-    """The blocking twin of `AsyncFetchResource`: the same calls, on the client's loop thread.
+    """The blocking twin of `AsyncFetchResource`: the same calls, on the client's event loop.
 
     Each call takes exactly the parameters of its async twin (see `_twins`).
     """
 
-    def __init__(self, resource: AsyncFetchResource[R], loop: LoopThread) -> None:
+    def __init__(self, resource: AsyncFetchResource[R], loop: PrivateLoop) -> None:
         self._async = resource
         self._loop = loop
 
@@ -97,7 +97,7 @@ class SyncFetchResource(Generic[R]):
     def wait(self, *args: Any, **kwargs: Any) -> R:
         """Poll the job until it finishes; see `AsyncFetchResource.wait`.
 
-        `on_update` is called on the client's loop thread.
+        `on_update` is called in the thread running the client's loop: usually yours.
         """
         return self._loop.run(partial(self._async.wait, *args, **kwargs))
 
@@ -118,9 +118,10 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     """The blocking ModelsLab fetch client, for scripts, notebooks and legacy code.
 
     It takes the same options as `AsyncModelsLab` and offers the same calls, returning
-    results instead of awaitables. The work runs on a private event loop in one background
-    thread, started on first use and stopped by `close()` or the end of a `with` block, so
-    it also works inside a running event loop (Jupyter) and from many threads at once.
+    results instead of awaitables. The work runs on a private event loop, made on first use
+    and closed by `close()` or the end of a `with` block: run by the calling thread when it
+    is free (no thread hand-off), by a helper thread when it is busy, so the client also
+    works inside a running event loop (Jupyter) and from many threads at once.
     """
 
     @parameters_of(AsyncModelsLab.__init__)
@@ -128,7 +129,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._async = AsyncModelsLab(**options)
         http_client = options.get("http_client")
         # An httpx.AsyncClient's connections belong to one event loop: blocking clients
-        # given the same one share one loop thread, so it works across all of them.
+        # given the same one share one event loop, so it works across all of them.
         lease = _LoopLease.take(http_client)
         loop = lease.loop
         # A client never closed would keep its thread, loop and connections for the life
@@ -137,7 +138,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._parent: ModelsLab | None = None
         self._wire(self._async, loop)
 
-    def _wire(self, async_client: AsyncModelsLab, loop: LoopThread) -> None:
+    def _wire(self, async_client: AsyncModelsLab, loop: PrivateLoop) -> None:
         self._async = async_client
         self._loop = loop
         resources: dict[FetchEndpoint[Any], SyncFetchResource[Any]] = {}
@@ -160,7 +161,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         See `AsyncModelsLab.with_options`. Closing either closes both.
         """
         twin = object.__new__(type(self))
-        twin._finalizer = self._finalizer  # one owner of the loop thread and connections
+        twin._finalizer = self._finalizer  # one owner of the event loop and connections
         twin._parent = self  # this client (and so its finalizer) lives while the twin does
         twin._wire(self._async.with_options(**options), self._loop)
         return twin
@@ -190,14 +191,14 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         return self._loop.run(self._async.download_many, list(results), directory)
 
     def close(self) -> None:
-        """Cancel calls in flight, close connections and stop the loop thread. Idempotent."""
+        """Cancel calls in flight, close connections and the event loop. Idempotent."""
         self._finalizer()
 
 
 class _LoopLease:
-    """One blocking client's use of a loop thread: its own, or one shared per http_client."""
+    """One blocking client's use of an event loop: its own, or one shared per http_client."""
 
-    def __init__(self, loop: LoopThread, key: httpx.AsyncClient | None) -> None:
+    def __init__(self, loop: PrivateLoop, key: httpx.AsyncClient | None) -> None:
         self.loop = loop
         self._key = key
         self._users = 0
@@ -207,15 +208,15 @@ class _LoopLease:
 
     @classmethod
     def take(cls, http_client: httpx.AsyncClient | None) -> _LoopLease:
-        """A lease on a fresh loop thread, or on the one `http_client` already runs on."""
+        """A lease on a fresh event loop, or on the one `http_client` already runs on."""
         if http_client is None:
-            lease = cls(LoopThread(), None)
+            lease = cls(PrivateLoop(), None)
             lease._users = 1
             return lease
         with _LEASES_LOCK:
             found = _SHARED_LEASES.get(http_client)
             if found is None or found.loop.closed:
-                found = _SHARED_LEASES[http_client] = cls(LoopThread(), http_client)
+                found = _SHARED_LEASES[http_client] = cls(PrivateLoop(), http_client)
             found._users += 1
             return found
 
@@ -256,7 +257,7 @@ async def _close_connections(http_client: httpx.AsyncClient) -> None:
             await transport.aclose()
 
 
-# Leases on loop threads shared per http_client, forgotten with the http_client.
+# Leases on event loops shared per http_client, forgotten with the http_client.
 _SHARED_LEASES: weakref.WeakKeyDictionary[httpx.AsyncClient, _LoopLease] = (
     weakref.WeakKeyDictionary()
 )

@@ -36,7 +36,7 @@ class TrafficControl:
     def __init__(self, *, max_concurrency: int, max_rate: float | None, clock: Clock) -> None:
         # Made by the first request, in the async library that runs it: a limiter made
         # where the client is constructed (trio code making a blocking ModelsLab, whose
-        # requests run on its own loop thread) would belong to the wrong library.
+        # requests run on its own asyncio loop) would belong to the wrong library.
         self._max_concurrency = max_concurrency
         self._limiter: anyio.CapacityLimiter | None = None
         self._library: str | None = None

@@ -173,3 +173,64 @@ def test_ctrl_c_during_a_sync_batch_returns_promptly_with_what_was_done(
     assert "interrupted after 4" in rest
     assert "threads ['MainThread']" in rest
     assert elapsed < 5
+
+
+WAIT_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    from modelslab_fetch import ModelsLab
+
+    never, ready = sys.argv[1:]
+    client = ModelsLab()
+    print("ready", client.images.fetch(ready).succeeded, flush=True)
+    try:
+        print("waiting", flush=True)
+        client.images.wait(never, timeout=None)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    default = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    print("default handler back", default, flush=True)
+    print("then", client.images.fetch(ready).succeeded, flush=True)
+    client.close()
+    print("threads", sorted(t.name for t in threading.enumerate()), flush=True)
+    """
+)
+
+
+def test_ctrl_c_while_the_main_thread_runs_a_call_cancels_it_and_leaves_the_client_usable(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    # The main thread runs the client's loop itself during a call; Ctrl-C must cancel
+    # the call (not land inside the connection pool), raise KeyboardInterrupt promptly,
+    # and leave Python's own handler and a working client behind.
+    sim = modelslab_server.simulator
+    never, ready = sim.queue(ready_in=3600), sim.queue()
+    script = tmp_path / "waiter.py"
+    script.write_text(WAIT_SCRIPT)
+    with subprocess.Popen(
+        [sys.executable, str(script), never, ready],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "ready True\n"
+            assert process.stdout.readline() == "waiting\n"
+            time.sleep(0.5)  # in the wait: asleep in the loop between two polls
+            interrupted_at = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            rest, errors = process.communicate(timeout=15)
+            elapsed = time.monotonic() - interrupted_at
+        finally:
+            process.kill()
+    assert process.returncode == 0, errors
+    assert rest.splitlines() == [
+        "interrupted",
+        "default handler back True",
+        "then True",
+        "threads ['MainThread']",
+    ]
+    assert elapsed < 5
+    assert "Traceback" not in errors

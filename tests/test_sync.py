@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import signal
 import threading
-from collections.abc import Iterator
+import time
+from _thread import interrupt_main
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 
 import anyio
 import httpx
@@ -19,6 +23,7 @@ from modelslab_fetch import (
     ClientClosedError,
     GenerationFailedError,
     ModelsLab,
+    PollUpdate,
     Status,
 )
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
@@ -70,17 +75,57 @@ def test_errors_keep_their_class(sync_client: ModelsLab, router: respx.MockRoute
         sync_client.images.wait(1)
 
 
-def test_the_loop_thread_starts_lazily_and_close_joins_it(
+def answering_from(threads: list[int]) -> Callable[[httpx.Request], httpx.Response]:
+    """An echo that notes the thread each request was made in: the one running the loop."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        threads.append(threading.get_ident())
+        return echo_id(request)
+
+    return answer
+
+
+def test_a_call_runs_the_loop_in_the_calling_thread_and_starts_no_thread(
     clock: FakeClock, router: respx.MockRouter
 ) -> None:
-    router.post(IMAGES_URL).mock(side_effect=echo_id)
+    threads: list[int] = []
+    router.post(IMAGES_URL).mock(side_effect=answering_from(threads))
     client = ModelsLab(api_key=API_KEY, clock=clock)
+    assert client.images.fetch(1).id == "1"
+    assert client.images.wait(2).id == "2"
+    assert threads == [threading.get_ident()] * 2  # no hand-off to another thread
     assert loop_threads() == []
-    client.images.fetch(1)
-    assert len(loop_threads()) == 1
+    loop = client._loop._loop
+    assert loop is not None and not loop.is_running()
     client.close()
+    assert loop.is_closed()
     assert loop_threads() == []
     client.close()  # idempotent
+
+
+def test_a_helper_runs_the_loop_only_while_a_batch_works_between_reads(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    threads: list[int] = []
+    router.post(IMAGES_URL).mock(side_effect=answering_from(threads))
+    me = threading.get_ident()
+    with ModelsLab(api_key=API_KEY, clock=clock) as client:
+        batch = client.images.fetch_many(range(1000))
+        assert next(batch).ok
+        # The batch goes on working after the read returned: a helper runs the loop.
+        assert [t.name for t in loop_threads()] == ["modelslab-fetch"]
+        threads.clear()
+        assert client.images.fetch("x").id == "x"  # handed to the helper meanwhile
+        assert threads[-1] != me
+        assert sum(outcome.ok for outcome in batch) == 999
+        # Nothing is left to do: the helper hands the loop back within its idle check.
+        deadline = time.monotonic() + 5
+        while client._loop._runner is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threads.clear()
+        assert client.images.fetch("y").id == "y"
+        assert threads == [me]
+    assert loop_threads() == []
 
 
 def test_closing_an_unused_client_starts_nothing() -> None:
@@ -198,7 +243,129 @@ def test_a_client_never_closed_is_closed_when_collected(router: respx.MockRouter
     router.post(IMAGES_URL).mock(side_effect=echo_success)
     client = ModelsLab(api_key=API_KEY)
     assert client.images.fetch(1).succeeded
-    assert any(t.name == "modelslab-fetch" for t in threading.enumerate())
+    loop = client._loop._loop
+    assert loop is not None and not loop.is_closed()
     del client
     gc.collect()
-    assert not any(t.name == "modelslab-fetch" for t in threading.enumerate())
+    assert loop.is_closed()
+    assert loop_threads() == []
+
+
+def test_a_blocking_call_from_its_own_on_update_is_refused_clearly(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).side_effect = [
+        httpx.Response(200, json={"status": "processing", "eta": 1, "id": 1}),
+        httpx.Response(200, json={"status": "success", "id": 1, "output": ["u"]}),
+    ]
+    with ModelsLab(api_key=API_KEY, clock=clock) as client:
+
+        def nested(update: PollUpdate) -> None:
+            client.images.fetch(2)  # this thread is running the loop for wait()
+
+        with pytest.raises(RuntimeError, match=r"inside one of its own calls.*AsyncModelsLab"):
+            client.images.wait(1, on_update=nested)
+        assert client.images.wait(1).succeeded  # the client is still fine
+
+
+def test_context_variables_follow_the_call_either_way(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_id)
+    request_tag: ContextVar[str] = ContextVar("request_tag")
+    seen: list[str | None] = []
+
+    def note(update: PollUpdate) -> None:
+        seen.append(request_tag.get(None))
+
+    with ModelsLab(api_key=API_KEY, clock=clock) as client:
+        request_tag.set("run here")
+        client.images.wait(1, on_update=note)
+
+        async def in_a_running_loop() -> None:  # handed to the helper
+            request_tag.set("handed over")
+            client.images.wait(2, on_update=note)
+
+        anyio.run(in_a_running_loop)
+    assert seen == ["run here", "handed over"]
+
+
+def test_bad_arguments_raise_in_the_caller_either_way(sync_client: ModelsLab) -> None:
+    with pytest.raises(TypeError):
+        sync_client.images.fetch()  # type: ignore[call-arg]
+
+    raised: list[BaseException] = []
+
+    async def in_a_running_loop() -> None:
+        try:
+            sync_client.images.fetch(1, 2, 3)  # type: ignore[call-arg]
+        except BaseException as exc:
+            raised.append(exc)
+
+    caller = threading.Thread(target=anyio.run, args=(in_a_running_loop,))
+    caller.start()
+    caller.join(5)  # handed over, it must not hang either
+    assert not caller.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], TypeError)
+
+
+def test_closing_inside_a_call_ends_it_and_shuts_the_loop_after(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(
+        return_value=httpx.Response(200, json={"status": "processing", "eta": 1, "id": 1})
+    )
+    client = ModelsLab(api_key=API_KEY, clock=clock)
+
+    def close_now(update: PollUpdate) -> None:
+        client.close()  # from inside the call: must neither wait for itself nor hang
+
+    with pytest.raises(ClientClosedError):
+        client.images.wait(1, on_update=close_now, timeout=None)
+    loop = client._loop._loop
+    assert loop is not None
+    deadline = time.monotonic() + 5
+    while not loop.is_closed() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loop.is_closed()
+    for thread in loop_threads():
+        thread.join(5)
+    assert loop_threads() == []
+
+
+async def test_closing_from_inside_a_running_event_loop_shuts_everything(
+    router: respx.MockRouter,
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=echo_id)
+    client = ModelsLab(api_key=API_KEY)
+    assert client.images.fetch(3).id == "3"  # handed to the helper: a loop runs here
+    loop = client._loop._loop
+    client.close()
+    assert loop is not None and loop.is_closed()
+    assert loop_threads() == []
+
+
+def test_ctrl_c_while_the_main_thread_runs_a_call_cancels_that_call(
+    clock: FakeClock, router: respx.MockRouter
+) -> None:
+    # interrupt_main() is Ctrl-C as Python's signal machinery sees it; the real signal,
+    # in a process of its own, is in test_shutdown.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    router.post(IMAGES_URL).mock(
+        return_value=httpx.Response(200, json={"status": "processing", "eta": 1, "id": 1})
+    )
+    with ModelsLab(api_key=API_KEY, clock=clock) as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.images.wait(1, timeout=None, on_update=lambda update: interrupt_main())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert client._loop._runner is None and client._loop._in_flight == set()
+
+        def interrupted_in_the_loop(update: PollUpdate) -> None:
+            # As a second Ctrl-C does (raised by the handler at once), or one under a
+            # handler of the program's own: KeyboardInterrupt inside the loop's work.
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            client.images.wait(1, timeout=None, on_update=interrupted_in_the_loop)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert client.images.fetch(1).status is Status.PROCESSING  # still usable
