@@ -216,7 +216,8 @@ class PrivateLoop:
                 return self._wait_for(call)  # settled: raises at once
             with _CtrlCCancels(task, loop) as ctrl_c:
                 try:
-                    while not task.done():  # the task stops the loop as it ends
+                    while not task.done():  # the task stops the loop as it ends; a
+                        # stop left over from an earlier call ends a pass early: go on
                         loop.run_forever()
                 except BaseException:  # the loop itself was interrupted: a second Ctrl-C
                     call.abandon()  # cancelled; the helper runs it to its end
@@ -428,6 +429,10 @@ class _CtrlCCancels:
     def _on_ctrl_c(self, signum: int, frame: FrameType | None) -> None:
         self.pressed += 1
         if self.pressed == 1 and not self._task.done():
+            # Cancelled before its first step, the task would never run the code that
+            # stops the loop: its end stops it too. A spare stop only ends some later run
+            # of the loop early, and every runner runs it again while it has work.
+            self._task.add_done_callback(lambda _: self._loop.stop())
             self._task.cancel()
             self._loop.call_soon_threadsafe(lambda: None)  # wake a loop asleep in select()
             return
