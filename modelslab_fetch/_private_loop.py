@@ -121,6 +121,18 @@ class PrivateLoop:
                 return
             self._submit(_Call(func, args, self._call_settled), may_run_loop=False)
 
+    def run_or_spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run `func(*args)` on the loop and wait for it; from inside a call, only start it.
+
+        For finalizers, which may run anywhere: in a thread running the loop (an
+        `on_update` callback dropping a client), waiting would wait for that very thread.
+        Errors are not reported when it is only started.
+        """
+        if self._runner == threading.get_ident():
+            self.spawn(func, *args)
+        else:
+            self.run(func, *args)
+
     def check_open(self) -> None:
         """Raise `ClientClosedError` once `close()` has begun."""
         if self._closed:

@@ -240,7 +240,7 @@ class _LoopLease:
         elif last:
             self.loop.close(cleanup)
         elif self.loop.started and not self.loop.closed:
-            self.loop.run(cleanup)
+            self.loop.run_or_spawn(cleanup)  # a finalizer may run inside a call
 
 
 async def _close_connections(http_client: httpx.AsyncClient) -> None:

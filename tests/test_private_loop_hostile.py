@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -194,4 +195,36 @@ def test_an_exit_in_one_threads_call_does_not_end_the_call_running_the_loop(
     assert other_started.is_set()
     assert len(outcome) == 1 and isinstance(outcome[0], SystemExit)
     client.close()
+    assert loop_threads() == []
+
+
+def test_a_client_sharing_an_http_client_dropped_inside_a_call_is_still_closed(
+    clock: FakeClock, router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two blocking clients given one httpx.AsyncClient share one loop. Dropping one
+    # inside the other's call (in on_update, in the thread running that loop) ran its
+    # finalizer there: it made a blocking call from inside a call, which raised
+    # ("Exception ignored in: <finalize object>"), and its connections were never closed.
+    router.post(IMAGES_URL).side_effect = [
+        httpx.Response(200, json=PROCESSING),
+        httpx.Response(200, json={"status": "success", "id": 1, "output": ["u"]}),
+    ]
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    shared = httpx.AsyncClient()
+    keeper = ModelsLab(api_key=API_KEY, clock=clock, http_client=shared)
+    dropped: list[ModelsLab] = [ModelsLab(api_key=API_KEY, clock=clock, http_client=shared)]
+    dropped_async = dropped[0]._async
+
+    def drop(update: PollUpdate) -> None:
+        dropped.clear()  # the last reference: its finalizer runs here and now
+
+    assert keeper.images.wait(1, on_update=drop).succeeded
+    assert dropped == []
+    assert unraisable == []
+    deadline = time.monotonic() + 5
+    while not dropped_async._transport.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dropped_async._transport.closed
+    keeper.close()
     assert loop_threads() == []
