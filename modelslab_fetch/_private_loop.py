@@ -543,6 +543,8 @@ class _Call(Generic[T]):
         coroutine = _then_stop(coroutine, loop) if stop_loop_when_done else _contained(coroutine)
         task: asyncio.Task[T] = self._context.run(loop.create_task, coroutine)
         self.task = task
+        if self._settled.locked():  # cancel() came meanwhile, and found no task to stop
+            loop.call_soon(task.cancel)  # after its first step: the coroutine is awaited
         if not stop_loop_when_done:
             task.add_done_callback(self._finished)
         return task

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -15,6 +17,7 @@ import pytest
 import respx
 
 from modelslab_fetch import ModelsLab, PollUpdate
+from modelslab_fetch._private_loop import PrivateLoop
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.test_shutdown import client_sockets
@@ -227,4 +230,46 @@ def test_a_client_sharing_an_http_client_dropped_inside_a_call_is_still_closed(
         time.sleep(0.01)
     assert dropped_async._transport.closed
     keeper.close()
+    assert loop_threads() == []
+
+
+def test_ctrl_c_while_waiting_for_a_call_being_started_stops_that_call() -> None:
+    # The main thread's call is handed over (another thread runs the loop), and Ctrl-C
+    # comes just while that thread starts the call: cancel() found no task yet, start()
+    # did not look again, and the call ran on, unobserved, until close().
+    private = PrivateLoop()
+    release = threading.Event()
+    started: list[asyncio.Task[Any]] = []
+    main = threading.get_ident()
+    assert main == threading.main_thread().ident
+
+    async def busy() -> None:
+        await asyncio.to_thread(release.wait, 10)
+
+    async def forever() -> None:
+        started.append(cast("asyncio.Task[Any]", asyncio.current_task()))
+        await asyncio.sleep(3600)
+
+    def ctrl_c_then_forever() -> Coroutine[Any, Any, None]:
+        # Runs in the thread running the loop as the call starts, before its task exists.
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.3)  # the main thread takes the interruption and cancels meanwhile
+        return forever()
+
+    runner = threading.Thread(target=private.run, args=(busy,), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while private._runner != runner.ident and time.monotonic() < deadline:
+        time.sleep(0.001)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            private.run(ctrl_c_then_forever)
+    finally:
+        release.set()
+        runner.join(10)
+    deadline = time.monotonic() + 5
+    while not (started and started[0].done()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started and started[0].cancelled()
+    private.close()
     assert loop_threads() == []
