@@ -146,7 +146,8 @@ class PrivateLoop:
         """
         self._check_fork()
         with self._lock:
-            if self._closed:
+            if self._closed:  # begun by another thread: done when this returns all the same
+                self.wait_closed()
                 return
             self._closed = True
             loop, in_flight = self._loop, list(self._in_flight)
@@ -170,6 +171,24 @@ class PrivateLoop:
                 self._wait_for(last)
         finally:
             self._shut_down(here)
+
+    def wait_closed(self) -> None:
+        """Once `close()` has begun elsewhere: wait until the loop is shut, the helper joined.
+
+        Returns at once if it has not begun, or where waiting would wait for this thread:
+        inside a call (the helper shuts the loop after the call) or in the helper.
+        """
+        me = threading.current_thread()
+        with self._lock:
+            helper = self._helper
+            if not self._closed or self._loop is None or me is helper:
+                return
+            if self._runner == me.ident:
+                return
+            while not self._shut:
+                self._changed.wait()
+        if helper is not None:
+            helper.join()
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's loop, which is not this process's.

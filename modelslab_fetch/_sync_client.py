@@ -193,6 +193,8 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def close(self) -> None:
         """Cancel calls in flight, close connections and the event loop. Idempotent."""
         self._finalizer()
+        # Closed meanwhile by another thread (the finalizer runs once): returns when done.
+        self._loop.wait_closed()
 
 
 class _LoopLease:

@@ -273,3 +273,29 @@ def test_ctrl_c_while_waiting_for_a_call_being_started_stops_that_call() -> None
     assert started and started[0].cancelled()
     private.close()
     assert loop_threads() == []
+
+
+def test_close_from_several_threads_at_once_returns_only_when_all_is_shut(
+    modelslab_server: SimulatorServer,
+) -> None:
+    # Only the first close() did the work; the others returned at once, while the loop
+    # was still open, its helper alive and its connections open.
+    sim = modelslab_server.simulator
+    never = sim.queue(ready_in=3600)
+    ids = [sim.queue() for _ in range(20)]
+    client = ModelsLab()
+    batch = client.images.wait_many([*ids, never])
+    next(batch)  # a batch between reads: the helper runs the loop, connections are open
+    loop = client._loop._loop
+    assert loop is not None
+    barrier = threading.Barrier(4)
+    seen: list[tuple[bool, list[str], int]] = []
+
+    def close() -> None:
+        barrier.wait(5)
+        client.close()
+        names = [t.name for t in loop_threads()]
+        seen.append((loop.is_closed(), names, client_sockets(modelslab_server)))
+
+    assert run_threads([close] * 4) == []
+    assert seen == [(True, [], 0)] * 4
