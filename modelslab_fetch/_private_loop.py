@@ -121,6 +121,18 @@ class PrivateLoop:
                 return
             self._submit(_Call(func, args, self._call_settled), may_run_loop=False)
 
+    def run_or_spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run `func(*args)` on the loop and wait for it; from inside a call, only start it.
+
+        For finalizers, which may run anywhere: in a thread running the loop (an
+        `on_update` callback dropping a client), waiting would wait for that very thread.
+        Errors are not reported when it is only started.
+        """
+        if self._runner == threading.get_ident():
+            self.spawn(func, *args)
+        else:
+            self.run(func, *args)
+
     def check_open(self) -> None:
         """Raise `ClientClosedError` once `close()` has begun."""
         if self._closed:
@@ -134,7 +146,8 @@ class PrivateLoop:
         """
         self._check_fork()
         with self._lock:
-            if self._closed:
+            if self._closed:  # begun by another thread: done when this returns all the same
+                self.wait_closed()
                 return
             self._closed = True
             loop, in_flight = self._loop, list(self._in_flight)
@@ -158,6 +171,24 @@ class PrivateLoop:
                 self._wait_for(last)
         finally:
             self._shut_down(here)
+
+    def wait_closed(self) -> None:
+        """Once `close()` has begun elsewhere: wait until the loop is shut, the helper joined.
+
+        Returns at once if it has not begun, or where waiting would wait for this thread:
+        inside a call (the helper shuts the loop after the call) or in the helper.
+        """
+        me = threading.current_thread()
+        with self._lock:
+            helper = self._helper
+            if not self._closed or self._loop is None or me is helper:
+                return
+            if self._runner == me.ident:
+                return
+            while not self._shut:
+                self._changed.wait()
+        if helper is not None:
+            helper.join()
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's loop, which is not this process's.
@@ -226,7 +257,11 @@ class PrivateLoop:
                 raise KeyboardInterrupt
             if task.cancelled() and self._closed:
                 raise ClientClosedError(_CLOSED_MESSAGE)
-            return task.result()
+            try:
+                return task.result()
+            except _Escaped as escaped:
+                error = escaped.error
+            raise error  # as it was raised: out of the except block, its context is kept
         finally:
             self._in_flight.discard(call)
             with self._lock:
@@ -295,6 +330,13 @@ class PrivateLoop:
             self._idle_check = loop.call_soon(self._stop_helper_if_idle)
             try:
                 loop.run_forever()
+            except BaseException as exc:  # the helper must outlive it
+                # Not a call's (those are caught in their task): a batch's own task or a
+                # callback raised SystemExit or KeyboardInterrupt. Dying here would leave
+                # every call handed over from now on waiting forever.
+                loop.call_exception_handler(
+                    {"message": "an error escaped the client's event loop", "exception": exc}
+                )
             finally:
                 if self._idle_check is not None:
                     self._idle_check.cancel()
@@ -371,14 +413,39 @@ async def _last_work(cleanup: Callable[[], Awaitable[None]] | None) -> None:
             await asyncio.wait(left)
 
 
+class _Escaped(Exception):  # not an error of its own: a carrier
+    """SystemExit or KeyboardInterrupt raised by a call (its `on_update`, say), carried.
+
+    asyncio lets those two escape the task into whatever thread runs the loop: a helper
+    thread would die of it (and every call handed over after would hang), and a caller
+    running the loop for a call of its own would get, and be interrupted by, another
+    thread's exit. Carried as an ordinary error, it ends only its own call, whose caller
+    raises it as it was.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+async def _contained(awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s outcome, with SystemExit and KeyboardInterrupt carried (`_Escaped`)."""
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Escaped(exc) from None
+
+
 async def _then_stop(awaitable: Awaitable[T], loop: asyncio.AbstractEventLoop) -> T:
-    """`awaitable`'s outcome, stopping `loop` in the same step.
+    """`awaitable`'s outcome, stopping `loop` in the same step (and carried as above).
 
     A caller running the loop for one call so gets it back without one more pass of the
     loop (`run_until_complete()` stops it from a done callback, a pass later: ~30 µs).
     """
     try:
         return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Escaped(exc) from None
     finally:
         loop.stop()
 
@@ -496,10 +563,12 @@ class _Call(Generic[T]):
         except BaseException as exc:  # bad arguments: the caller hears of it, nothing hangs
             self._settle((False, exc))
             return None
-        if stop_loop_when_done:
-            coroutine = _then_stop(coroutine, loop)
+        # SystemExit and KeyboardInterrupt end the call, not the loop (see _Escaped).
+        coroutine = _then_stop(coroutine, loop) if stop_loop_when_done else _contained(coroutine)
         task: asyncio.Task[T] = self._context.run(loop.create_task, coroutine)
         self.task = task
+        if self._settled.locked():  # cancel() came meanwhile, and found no task to stop
+            loop.call_soon(task.cancel)  # after its first step: the coroutine is awaited
         if not stop_loop_when_done:
             task.add_done_callback(self._finished)
         return task
@@ -509,6 +578,8 @@ class _Call(Generic[T]):
             self._settle((False, _CANCELLED))
             return
         error = task.exception()  # read, so never "exception was never retrieved"
+        if isinstance(error, _Escaped):
+            error = error.error
         self._settle((True, task.result()) if error is None else (False, error))
 
     def _settle(self, outcome: tuple[bool, Any]) -> None:

@@ -193,6 +193,8 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def close(self) -> None:
         """Cancel calls in flight, close connections and the event loop. Idempotent."""
         self._finalizer()
+        # Closed meanwhile by another thread (the finalizer runs once): returns when done.
+        self._loop.wait_closed()
 
 
 class _LoopLease:
@@ -240,7 +242,7 @@ class _LoopLease:
         elif last:
             self.loop.close(cleanup)
         elif self.loop.started and not self.loop.closed:
-            self.loop.run(cleanup)
+            self.loop.run_or_spawn(cleanup)  # a finalizer may run inside a call
 
 
 async def _close_connections(http_client: httpx.AsyncClient) -> None:
