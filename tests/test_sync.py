@@ -191,10 +191,16 @@ def test_eight_threads_share_one_client(sync_client: ModelsLab, router: respx.Mo
     assert threading.active_count() <= baseline + 1
 
 
-def test_eight_threads_racing_to_start_get_one_loop_thread(
+def test_eight_threads_racing_to_start_get_one_loop(
     clock: FakeClock, router: respx.MockRouter
 ) -> None:
-    router.post(IMAGES_URL).mock(side_effect=echo_id)
+    loops: set[int] = set()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        loops.add(id(asyncio.get_running_loop()))
+        return echo_id(request)
+
+    router.post(IMAGES_URL).mock(side_effect=answer)
     client = ModelsLab(api_key=API_KEY, clock=clock)
     barrier = threading.Barrier(8)
 
@@ -204,7 +210,9 @@ def test_eight_threads_racing_to_start_get_one_loop_thread(
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert sorted(pool.map(first_call, range(8)), key=int) == [str(n) for n in range(8)]
-    assert len(loop_threads()) == 1
+    assert len(loops) == 1  # one loop, one pool of connections, whoever ran it
+    # A helper only if work was left when the first caller's own call ended.
+    assert len(loop_threads()) <= 1
     client.close()
     assert loop_threads() == []
 
