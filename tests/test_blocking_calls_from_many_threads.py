@@ -1,4 +1,4 @@
-"""Hostile tests of the blocking client's private loop: races, shutdown, odd callers."""
+"""The blocking client shared by many threads at once: races, exits, Ctrl-C, shutdown."""
 
 from __future__ import annotations
 
