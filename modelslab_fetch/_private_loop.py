@@ -10,14 +10,12 @@ runs there: Jupyter, an async web handler calling legacy code, trio), the call i
 to whichever thread runs the loop, and a helper thread runs the loop whenever work is
 left that no caller is running.
 
-Besides `_aiohttp_backend`, this is the one module that speaks asyncio's own API: anyio
-runs a loop either for the length of one `run()` (new connections on every call) or in
-a thread of its own behind a portal (the hand-off avoided here).
+Who runs the loop, and when, is decided here; the loop itself, an asyncio loop (why: see
+`_loop_backend`), is made, given tasks and shut there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextvars
 import os
@@ -30,7 +28,9 @@ from typing import Any, Generic, TypeVar, cast
 
 import sniffio
 
+from . import _loop_backend
 from ._errors import ClientClosedError
+from ._loop_backend import Handle, Loop, Task
 from ._per_loop import leave_behind
 
 raw_signal: Any
@@ -73,11 +73,11 @@ class PrivateLoop:
         # may spawn work from a thread that is in the middle of a call here.
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Loop | None = None
         self._runner: int | None = None  # the thread running the loop right now
         self._helper: threading.Thread | None = None
         self._helper_wanted = False
-        self._idle_check: asyncio.Handle | None = None
+        self._idle_check: Handle | None = None
         self._closed = False
         self._shut_wanted = False  # the helper is to shut the loop once no work is left
         self._shut = False  # the loop is closed: nothing runs on it any more
@@ -226,7 +226,7 @@ class PrivateLoop:
                 raise RuntimeError(_NESTED_MESSAGE)
             loop = self._loop
             if loop is None:
-                loop = self._loop = asyncio.new_event_loop()
+                loop = self._loop = _loop_backend.new_loop()
             call.loop = loop
             self._in_flight.add(call)
             if may_run_loop and self._runner is None:
@@ -290,7 +290,7 @@ class PrivateLoop:
     def _work_left(self) -> bool:
         # Calls not yet settled, or tasks (a batch working between reads) still running.
         return bool(self._in_flight) or (
-            self._loop is not None and bool(asyncio.all_tasks(self._loop))
+            self._loop is not None and _loop_backend.has_tasks(self._loop)
         )
 
     def _want_helper(self) -> None:
@@ -382,13 +382,11 @@ class PrivateLoop:
         if helper is not None and helper is not threading.current_thread():
             helper.join()
 
-    def _shut_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Finish the loop's async generators (connection keepers) and close it."""
+    def _shut_loop(self, loop: Loop) -> None:
+        """Shut the loop (see `_loop_backend.shut`), and say so to whoever waits."""
         try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            _loop_backend.shut(loop)
         finally:
-            loop.close()
             with self._lock:
                 self._shut = True
                 self._runner = None
@@ -405,12 +403,7 @@ async def _last_work(cleanup: Callable[[], Awaitable[None]] | None) -> None:
         if cleanup is not None:
             await cleanup()
     finally:
-        me = asyncio.current_task()
-        left = [task for task in asyncio.all_tasks() if task is not me]
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left)
+        await _loop_backend.cancel_other_tasks()
 
 
 class _Escaped(Exception):  # not an error of its own: a carrier
@@ -436,7 +429,7 @@ async def _contained(awaitable: Awaitable[T]) -> T:
         raise _Escaped(exc) from None
 
 
-async def _then_stop(awaitable: Awaitable[T], loop: asyncio.AbstractEventLoop) -> T:
+async def _then_stop(awaitable: Awaitable[T], loop: Loop) -> T:
     """`awaitable`'s outcome, stopping `loop` in the same step (and carried as above).
 
     A caller running the loop for one call so gets it back without one more pass of the
@@ -475,7 +468,7 @@ class _CtrlCCancels:
     only where Python's default handler is set.
     """
 
-    def __init__(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, task: Task[Any], loop: Loop) -> None:
         self._task = task
         self._loop = loop
         self._previous: Any = None
@@ -540,14 +533,14 @@ class _Call(Generic[T]):
         self._on_settled = on_settled
         # The caller's context variables follow the call (its logging filters see them).
         self._context = _context_for_the_loop()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.task: asyncio.Task[T] | None = None
+        self.loop: Loop | None = None
+        self.task: Task[T] | None = None
         self._outcome: tuple[bool, Any] = (False, _CANCELLED)
         self._done = threading.Lock()
         self._done.acquire()  # released when the outcome is settled
         self._settled = threading.Lock()  # taken by whoever settles it, once
 
-    def start(self, *, stop_loop_when_done: bool = False) -> asyncio.Task[T] | None:
+    def start(self, *, stop_loop_when_done: bool = False) -> Task[T] | None:
         """On the loop's thread: start the task, unless the call is settled already.
 
         Settled, or settled now with the error of calling `func`, it returns None. With
@@ -565,7 +558,7 @@ class _Call(Generic[T]):
             return None
         # SystemExit and KeyboardInterrupt end the call, not the loop (see _Escaped).
         coroutine = _then_stop(coroutine, loop) if stop_loop_when_done else _contained(coroutine)
-        task: asyncio.Task[T] = self._context.run(loop.create_task, coroutine)
+        task: Task[T] = _loop_backend.start_task(loop, coroutine, self._context)
         self.task = task
         if self._settled.locked():  # cancel() came meanwhile, and found no task to stop
             loop.call_soon(task.cancel)  # after its first step: the coroutine is awaited
@@ -573,7 +566,7 @@ class _Call(Generic[T]):
             task.add_done_callback(self._finished)
         return task
 
-    def _finished(self, task: asyncio.Task[T]) -> None:
+    def _finished(self, task: Task[T]) -> None:
         if task.cancelled():
             self._settle((False, _CANCELLED))
             return
