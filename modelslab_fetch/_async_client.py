@@ -25,7 +25,7 @@ from ._downloads import Downloaded, Downloader
 from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import AsyncSurface
 from ._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
-from ._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
+from ._errors import ConfigurationError, InvalidRequestIdError
 from ._models import FetchResult, Status
 from ._per_loop import PerLoop
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
@@ -255,8 +255,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         `name:id` only if the same id came just before from another endpoint.
         """
         check_wait_timeout(timeout)
-        if self._transport.closed:
-            raise ClientClosedError("this client is closed; create a new one")
+        self._transport.calls.check_open()
         width = DEFAULT_WAIT_MANY_CONCURRENCY if concurrency is None else concurrency
         items = QueuedItems(
             queued_items,
@@ -294,17 +293,17 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         complete and is not downloaded again. Only http(s) URLs are fetched, redirects
         followed, at most 64 MB each. Raises `DownloadError`.
         """
-        return await self._get_downloader().download(result, directory)
+        with self._transport.calls.scope(result.id or None):
+            return await self._get_downloader().download(result, directory)
 
     async def download_many(
         self, results: Iterable[FetchResult], directory: str | os.PathLike[str]
     ) -> list[Downloaded]:
         """Save the images of many results, a few at a time; one `Downloaded` per result."""
-        return await self._get_downloader().download_many(results, directory)
+        with self._transport.calls.scope():
+            return await self._get_downloader().download_many(results, directory)
 
     def _get_downloader(self) -> Downloader:
-        if self._transport.closed:
-            raise ClientClosedError("this client is closed; create a new one")
         return self._downloaders.get()[0]
 
     def _new_downloader(self) -> tuple[Downloader, httpx.AsyncClient | None]:
@@ -328,7 +327,11 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         return Downloader(owned), owned
 
     async def aclose(self) -> None:
-        """Close connections; further calls raise `ClientClosedError`. Safe to call twice."""
+        """End calls in flight and close connections: both raise `ClientClosedError`.
+
+        Calls in flight (a `wait()` asleep between polls included) end at once; later
+        calls are refused. Safe to call twice.
+        """
         try:
             await self._transport.aclose()
         finally:

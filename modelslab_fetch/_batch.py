@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import anyio
 import anyio.abc
 
-from ._errors import ConfigurationError
+from ._errors import ClientClosedError, ConfigurationError
 from ._ids import normalize_request_id
 from ._models import FetchResult
 
@@ -470,12 +470,15 @@ class _BatchWork(Generic[R]):
         self.task_group: anyio.abc.TaskGroup
         self.workers = 0
         self.busy = 0
+        self.closed_under_it: ClientClosedError | None = None
 
     async def drive(self) -> None:
         source = _Source(self.ids)
         async with source, self.send, anyio.create_task_group() as tg:
             self.task_group = tg
             self.start_worker(source)
+        if self.closed_under_it is not None:
+            raise self.closed_under_it
         if source.failure is not None:
             # Every id read before the input broke has had its outcome; now say why it ended.
             raise source.failure
@@ -524,6 +527,13 @@ class _BatchWork(Generic[R]):
         error: Exception | None = None
         try:
             result = await self.work(request_id)
+        except ClientClosedError as exc:
+            # The client closed under the batch: the batch ends, raising that where the
+            # consumer reads on (as a closed file does), rather than failing every id
+            # still to come one by one.
+            self.closed_under_it = self.closed_under_it or exc
+            self.task_group.cancel_scope.cancel()
+            return
         except Exception as exc:
             error = exc
         self.recent[request_id] = (result, error)

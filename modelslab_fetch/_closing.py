@@ -1,11 +1,19 @@
-"""`with x:` closes x, and `async with x:` acloses it: written once for every closable here."""
+"""Closing: `with x:` closes x, `async with x:` acloses it, and closing ends calls in flight."""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import TypeVar
 
-__all__ = ["ClosesOnAsyncExit", "ClosesOnExit"]
+import anyio
+import anyio.lowlevel
+
+from ._errors import ClientClosedError
+
+__all__ = ["CLOSED_MESSAGE", "CallsInFlight", "ClosesOnAsyncExit", "ClosesOnExit"]
+
+CLOSED_MESSAGE = "this client is closed; create a new one"
+"""What every call on a closed client raises `ClientClosedError` with."""
 
 _S = TypeVar("_S", bound="ClosesOnExit")
 _A = TypeVar("_A", bound="ClosesOnAsyncExit")
@@ -47,3 +55,65 @@ class ClosesOnAsyncExit:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class CallsInFlight:
+    """The calls of one client (and its `with_options` twins) in flight, ended by closing it.
+
+    Every public call runs inside `calls.scope(request_id)`; `close()` marks the client
+    closed and cancels those scopes, so a `wait()` asleep until its next poll ends at
+    once with `ClientClosedError` instead of running on for up to 30 s. Calls running on
+    another event loop (a client used from two threads' loops) end at their next request.
+    """
+
+    __slots__ = ("_scopes", "closed")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._scopes: dict[anyio.CancelScope, object] = {}  # each scope's event loop
+
+    def __repr__(self) -> str:
+        return f"CallsInFlight({len(self._scopes)} in flight, closed={self.closed})"
+
+    def scope(self, request_id: str | None = None) -> _CallScope:
+        """A `with` block for one call: refused once closed, ended by `close()`."""
+        return _CallScope(self, request_id)
+
+    def check_open(self, request_id: str | None = None) -> None:
+        """Raise `ClientClosedError` once the client is closed."""
+        if self.closed:
+            raise ClientClosedError(CLOSED_MESSAGE, request_id=request_id)
+
+    def close(self) -> None:
+        """Mark the client closed, and end its calls in flight on the running event loop."""
+        self.closed = True
+        here = anyio.lowlevel.current_token()
+        for scope, loop in list(self._scopes.items()):
+            if loop == here:
+                scope.cancel()
+
+
+class _CallScope:
+    __slots__ = ("_calls", "_request_id", "_scope")
+
+    def __init__(self, calls: CallsInFlight, request_id: str | None) -> None:
+        self._calls = calls
+        self._request_id = request_id
+
+    def __enter__(self) -> None:
+        self._calls.check_open(self._request_id)
+        self._scope = scope = anyio.CancelScope()
+        scope.__enter__()
+        self._calls._scopes[scope] = anyio.lowlevel.current_token()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope = self._scope
+        self._calls._scopes.pop(scope, None)
+        swallowed = scope.__exit__(exc_type, exc, tb)
+        if exc is not None and swallowed:  # cancelled by close(), the only one that may
+            raise ClientClosedError(CLOSED_MESSAGE, request_id=self._request_id) from None

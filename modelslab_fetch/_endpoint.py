@@ -17,7 +17,6 @@ from ._batch import AsyncBatch, ProgressCallback
 from ._clock import Clock
 from ._errors import (
     AccountError,
-    ClientClosedError,
     ConfigurationError,
     ResponseParseError,
 )
@@ -192,8 +191,7 @@ class AsyncFetchResource(Generic[R]):
         `AuthenticationError`, `APIStatusError`, `APIConnectionError` or
         `ResponseParseError` when the exchange fails.
         """
-        rid = normalize_request_id(request_id)
-        return await self._fetch_checked_id(rid)
+        return await self._fetch_one(normalize_request_id(request_id))
 
     async def wait(
         self,
@@ -232,7 +230,7 @@ class AsyncFetchResource(Generic[R]):
         self._refuse_if_closed()
         return AsyncBatch(
             ids,
-            AccountStop().guard(self._fetch_checked_id),
+            AccountStop().guard(self._fetch_one),
             concurrency=self._transport.max_concurrency if concurrency is None else concurrency,
             ordered=ordered,
             on_progress=on_progress,
@@ -269,8 +267,12 @@ class AsyncFetchResource(Generic[R]):
         )
 
     def _refuse_if_closed(self) -> None:
-        if self._transport.closed:
-            raise ClientClosedError("this client is closed; create a new one")
+        self._transport.calls.check_open()
+
+    async def _fetch_one(self, rid: str) -> R:
+        # A call of its own (fetch(), an id of fetch_many): closing the client ends it.
+        with self._transport.calls.scope(rid):
+            return await self._fetch_checked_id(rid)
 
     async def _wait_checked_id(
         self, rid: str, timeout: float | None, on_update: UpdateCallback | None = None
@@ -305,15 +307,17 @@ class AsyncFetchResource(Generic[R]):
         timeout: float | None,
         on_update: UpdateCallback | None,
     ) -> R:
-        return await wait_until_finished(
-            poll,
-            request_id=rid,
-            timeout=timeout,
-            policy=self._poll_policy,
-            clock=self._clock,
-            on_update=on_update,
-            transient=self._transport.is_transient,
-        )
+        # Every wait (wait, wait_many, wait_for...) passes here: closing the client ends it.
+        with self._transport.calls.scope(rid):
+            return await wait_until_finished(
+                poll,
+                request_id=rid,
+                timeout=timeout,
+                policy=self._poll_policy,
+                clock=self._clock,
+                on_update=on_update,
+                transient=self._transport.is_transient,
+            )
 
     async def _fetch_checked_id(self, rid: str, *, retry: bool = True) -> R:
         body = await self._transport.post_json(

@@ -27,12 +27,12 @@ from ._backends import (
     httpx_is_patched,
 )
 from ._clock import Clock
+from ._closing import CallsInFlight
 from ._config import ClientConfig, is_loopback
 from ._errors import (
     APIConnectionError,
     APITimeoutError,
     CertificateVerificationError,
-    ClientClosedError,
     ConfigurationError,
     HostNotFoundError,
     ModelsLabError,
@@ -139,8 +139,9 @@ class Transport:
         self._redactor = Redactor(self._key)
         register_for_log_redaction(self._redactor)
         install_log_redaction()
-        # Shared with every `with_config` twin: closing one closes them all.
-        self._shared = _Shared()
+        # Shared with every `with_config` twin: closing one closes them all, and ends
+        # the calls in flight on any of them.
+        self.calls = CallsInFlight()
         self._rate_limits_in_a_row = 0
         self._headers = _headers_for(config)
         # SOCKS proxies go through httpx (with socksio), which speaks them; aiohttp does
@@ -179,21 +180,18 @@ class Transport:
     @property
     def closed(self) -> bool:
         """Whether `aclose()` has been called."""
-        return self._shared.closed
+        return self.calls.closed
 
     async def aclose(self) -> None:
-        """Close connections this transport opened; an `http_client` you passed stays open."""
-        self._shared.closed = True
+        """End calls in flight, close connections; an `http_client` you passed stays open."""
+        self.calls.close()
         try:
             await self._aiohttp_backends.aclose()
         finally:
             await self._httpx_backends.aclose()
 
     def _backend(self, request_id: str | None) -> Backend:
-        if self._shared.closed:  # a retry still under way when the client closed
-            raise ClientClosedError(
-                "this client is closed; create a new one", request_id=request_id
-            )
+        self.calls.check_open(request_id)  # a retry still under way when the client closed
         if self._given_backend is not None:
             self._given_loop.check()
             return self._given_backend
@@ -291,10 +289,7 @@ class Transport:
         `max_retries` times, unless `retry` is false: a caller with a schedule and a
         deadline of its own (polling) retries on that schedule instead.
         """
-        if self._shared.closed:
-            raise ClientClosedError(
-                "this client is closed; create a new one", request_id=request_id
-            )
+        self.calls.check_open(request_id)
         url = self._config.base_url + path
         # Wrapped, so that no traceback's locals (as error trackers record them) show it.
         content = self._redactor.secret(json.dumps({**body, "key": self._key}).encode())
@@ -443,16 +438,6 @@ def _log_retry(retry_state: RetryCallState) -> None:
         retry_state.attempt_number,
         error,
     )
-
-
-class _Shared:
-    """What a transport and its `with_config` twins share besides connections and limits."""
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    def __repr__(self) -> str:
-        return f"_Shared(closed={self.closed})"
 
 
 def _headers_for(config: ClientConfig) -> dict[str, str]:

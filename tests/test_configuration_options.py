@@ -463,7 +463,7 @@ async def test_with_options_changes_settings_and_shares_connections_and_limits(
         quick = client.with_options(timeout=5, max_retries=0, default_headers={"X-Call": "quick"})
         assert (quick.timeout.read, quick.max_retries) == (5, 0)
         assert (client.timeout.read, client.max_retries) == (30, 3)  # unchanged
-        assert quick._transport._shared is client._transport._shared
+        assert quick._transport.calls is client._transport.calls
         async with anyio.create_task_group() as tasks:
             for n in range(6):
                 tasks.start_soon((client if n % 2 else quick).images.fetch, n)
