@@ -1,4 +1,4 @@
-"""Layer 4, blocking: `ModelsLab` forwards every call to an `AsyncModelsLab` on a private loop."""
+"""Layer 4, blocking: `ModelsLab` forwards every call to an `AsyncModelsLab` on its loop thread."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from ._downloads import Downloaded
 from ._endpoint import AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import SyncSurface
 from ._endpoints.table import ClientEndpoints, Enterprise
+from ._loop_thread import LoopThread
 from ._models import FetchResult
-from ._private_loop import PrivateLoop
 from ._twins import parameters_of
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
@@ -41,7 +41,7 @@ class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
     do not read. Leaving the loop early, `close()` or the end of a `with` block stops it.
     """
 
-    def __init__(self, batch: AsyncBatch[R], loop: PrivateLoop) -> None:
+    def __init__(self, batch: AsyncBatch[R], loop: LoopThread) -> None:
         self._batch = batch
         self._loop = loop
         self._ready: deque[Success[R] | Failure[R]] = deque()
@@ -81,7 +81,7 @@ class SyncFetchResource(Generic[R]):
     Each call takes exactly the parameters of its async twin (see `_twins`).
     """
 
-    def __init__(self, resource: AsyncFetchResource[R], loop: PrivateLoop) -> None:
+    def __init__(self, resource: AsyncFetchResource[R], loop: LoopThread) -> None:
         self._async = resource
         self._loop = loop
 
@@ -97,7 +97,7 @@ class SyncFetchResource(Generic[R]):
     def wait(self, *args: Any, **kwargs: Any) -> R:
         """Poll the job until it finishes; see `AsyncFetchResource.wait`.
 
-        `on_update` is called in the thread running the client's loop: usually yours.
+        `on_update` is called in the client's loop thread, not yours.
         """
         return self._loop.run(partial(self._async.wait, *args, **kwargs))
 
@@ -118,10 +118,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     """The blocking ModelsLab fetch client, for scripts, notebooks and legacy code.
 
     It takes the same options as `AsyncModelsLab` and offers the same calls, returning
-    results instead of awaitables. The work runs on a private event loop, made on first use
-    and closed by `close()` or the end of a `with` block: run by the calling thread when it
-    is free (no thread hand-off), by a helper thread when it is busy, so the client also
-    works inside a running event loop (Jupyter) and from many threads at once.
+    results instead of awaitables. The work runs on the client's own event loop, in a
+    thread of its own started by the first call and ended by `close()` or the end of a
+    `with` block; each call hands its work there and waits. So the client works from many
+    threads at once, and inside a running event loop (Jupyter, trio, an async handler
+    calling legacy code).
     """
 
     @parameters_of(AsyncModelsLab.__init__)
@@ -138,7 +139,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._parent: ModelsLab | None = None
         self._wire(self._async, loop)
 
-    def _wire(self, async_client: AsyncModelsLab, loop: PrivateLoop) -> None:
+    def _wire(self, async_client: AsyncModelsLab, loop: LoopThread) -> None:
         self._async = async_client
         self._loop = loop
         resources: dict[FetchEndpoint[Any], SyncFetchResource[Any]] = {}
@@ -200,7 +201,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
 class _LoopLease:
     """One blocking client's use of an event loop: its own, or one shared per http_client."""
 
-    def __init__(self, loop: PrivateLoop, key: httpx.AsyncClient | None) -> None:
+    def __init__(self, loop: LoopThread, key: httpx.AsyncClient | None) -> None:
         self.loop = loop
         self._key = key
         self._users = 0
@@ -212,13 +213,13 @@ class _LoopLease:
     def take(cls, http_client: httpx.AsyncClient | None) -> _LoopLease:
         """A lease on a fresh event loop, or on the one `http_client` already runs on."""
         if http_client is None:
-            lease = cls(PrivateLoop(), None)
+            lease = cls(LoopThread(), None)
             lease._users = 1
             return lease
         with _LEASES_LOCK:
             found = _SHARED_LEASES.get(http_client)
             if found is None or found.loop.closed:
-                found = _SHARED_LEASES[http_client] = cls(PrivateLoop(), http_client)
+                found = _SHARED_LEASES[http_client] = cls(LoopThread(), http_client)
             found._users += 1
             return found
 
@@ -242,7 +243,10 @@ class _LoopLease:
         elif last:
             self.loop.close(cleanup)
         elif self.loop.started and not self.loop.closed:
-            self.loop.run_or_spawn(cleanup)  # a finalizer may run inside a call
+            if self.loop.in_its_thread:  # a finalizer run by the loop's own thread
+                self.loop.spawn(cleanup)
+            else:
+                self.loop.run(cleanup)
 
 
 async def _close_connections(http_client: httpx.AsyncClient) -> None:

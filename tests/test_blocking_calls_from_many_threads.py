@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import httpx
@@ -17,7 +17,7 @@ import pytest
 import respx
 
 from modelslab_fetch import ModelsLab, PollUpdate
-from modelslab_fetch._private_loop import PrivateLoop
+from modelslab_fetch._loop_thread import LoopThread
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.test_shutdown import client_sockets
@@ -103,7 +103,7 @@ PROCESSING = {"status": "processing", "eta": 1, "id": 1}
 def call_in_thread(
     call: Callable[[], object], *, in_a_loop: bool
 ) -> tuple[list[object], list[BaseException]]:
-    """Run `call` in a new thread (inside asyncio.run if `in_a_loop`: handed over); join it."""
+    """Run `call` in a new thread (inside asyncio.run if `in_a_loop`); join it."""
     results: list[object] = []
     errors: list[BaseException] = []
 
@@ -128,12 +128,11 @@ def call_in_thread(
 
 
 @pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt])
-def test_an_exit_raised_by_on_update_on_the_helper_neither_kills_it_nor_hangs(
+def test_an_exit_raised_by_on_update_neither_kills_the_loop_thread_nor_hangs(
     clock: FakeClock, router: respx.MockRouter, raised: type[BaseException]
 ) -> None:
-    # The call comes from a thread running an event loop: the helper runs it, and
-    # on_update runs there. SystemExit/KeyboardInterrupt escaped the task and killed the
-    # helper: the call, and every handed-over call after it, waited forever.
+    # on_update runs on the loop's thread. SystemExit/KeyboardInterrupt escaping the
+    # task would kill that thread: the call, and every call after it, would wait forever.
     router.post(IMAGES_URL).mock(
         side_effect=[httpx.Response(200, json=PROCESSING)]
         + [httpx.Response(200, json={"status": "success", "id": 1, "output": ["u"]})] * 5
@@ -152,18 +151,19 @@ def test_an_exit_raised_by_on_update_on_the_helper_neither_kills_it_nor_hangs(
     assert loop_threads() == []
 
 
-def test_an_exit_in_one_threads_call_does_not_end_the_call_running_the_loop(
+def test_an_exit_in_one_threads_call_does_not_end_another_threads_call(
     clock: FakeClock, router: respx.MockRouter
 ) -> None:
-    # The main thread runs the loop for its own wait; another thread's call, handed to
-    # it, raises SystemExit from on_update. That SystemExit went through the main
-    # thread's run of the loop: its own call was cancelled and it got the other's exit.
+    # The main thread's wait is in flight; another thread's call raises SystemExit from
+    # on_update, on the loop both share. Only that call may end, and in its own thread.
+    slow_started = threading.Event()
     other_started = threading.Event()
     release = threading.Event()
 
     async def answer(request: httpx.Request) -> httpx.Response:
         request_id = json.loads(request.content)["request_id"]
         if request_id == "slow":
+            slow_started.set()
             await anyio.to_thread.run_sync(release.wait, 10)
         else:
             other_started.set()
@@ -178,9 +178,7 @@ def test_an_exit_in_one_threads_call_does_not_end_the_call_running_the_loop(
     outcome: list[BaseException] = []
 
     def other() -> None:
-        deadline = time.monotonic() + 5
-        while client._loop._runner is None and time.monotonic() < deadline:
-            time.sleep(0.001)  # until the main thread runs the loop
+        slow_started.wait(5)
         try:
             client.images.wait("other", on_update=exit_now)
         except BaseException as exc:
@@ -233,46 +231,37 @@ def test_a_client_sharing_an_http_client_dropped_inside_a_call_is_still_closed(
     assert loop_threads() == []
 
 
-def test_ctrl_c_while_waiting_for_a_call_being_started_stops_that_call() -> None:
-    # The main thread's call is handed over (another thread runs the loop), and Ctrl-C
-    # comes just while that thread starts the call: cancel() found no task yet, start()
-    # did not look again, and the call ran on, unobserved, until close().
-    private = PrivateLoop()
-    release = threading.Event()
-    started: list[asyncio.Task[Any]] = []
+def test_ctrl_c_while_a_call_is_being_started_stops_that_call() -> None:
+    # Ctrl-C comes just as the loop's thread starts the main thread's call: the call
+    # must be cancelled (not run on, unobserved, until close()) before the interruption
+    # goes on in the main thread.
+    loop_thread = LoopThread()
+    cancelled: list[bool] = []
     main = threading.get_ident()
     assert main == threading.main_thread().ident
 
-    async def busy() -> None:
-        await asyncio.to_thread(release.wait, 10)
-
     async def forever() -> None:
-        started.append(cast("asyncio.Task[Any]", asyncio.current_task()))
-        await asyncio.sleep(3600)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
 
     def ctrl_c_then_forever() -> Coroutine[Any, Any, None]:
-        # Runs in the thread running the loop as the call starts, before its task exists.
+        # Runs in the loop's thread as the call starts, before its coroutine exists.
         signal.pthread_kill(main, signal.SIGINT)
         time.sleep(0.3)  # the main thread takes the interruption and cancels meanwhile
         return forever()
 
-    runner = threading.Thread(target=private.run, args=(busy,), daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 5
-    while private._runner != runner.ident and time.monotonic() < deadline:
-        time.sleep(0.001)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            private.run(ctrl_c_then_forever)
-    finally:
-        release.set()
-        runner.join(10)
-    deadline = time.monotonic() + 5
-    while not (started and started[0].done()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert started and started[0].cancelled()
-    private.close()
+    with pytest.raises(KeyboardInterrupt):
+        loop_thread.run(ctrl_c_then_forever)
+    assert cancelled == [True]  # waited for: cancelled before KeyboardInterrupt went on
+    loop_thread.close()
     assert loop_threads() == []
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 def test_close_from_several_threads_at_once_returns_only_when_all_is_shut(
@@ -285,9 +274,8 @@ def test_close_from_several_threads_at_once_returns_only_when_all_is_shut(
     ids = [sim.queue() for _ in range(20)]
     client = ModelsLab()
     batch = client.images.wait_many([*ids, never])
-    next(batch)  # a batch between reads: the helper runs the loop, connections are open
-    loop = client._loop._loop
-    assert loop is not None
+    next(batch)  # a batch between reads: its work goes on, connections are open
+    loop = client._loop.run(_running_loop)
     barrier = threading.Barrier(4)
     seen: list[tuple[bool, list[str], int]] = []
 

@@ -8,6 +8,7 @@ the fixtures they name. So the docs cannot drift from the code.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import re
 from collections.abc import Iterator
@@ -51,13 +52,19 @@ def test_example_runs(
     code: str, docs_server: SimulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     namespace: dict[str, Any] = {"__name__": "__docs_example__"}
-    exec(compile(code, "<docs example>", "exec"), namespace)  # noqa: S102 - our own docs
-    fixtures = {
-        "modelslab_server": docs_server,
-        "modelslab_simulator": docs_server.simulator,
-        "tmp_path": tmp_path,
-    }
-    for name, value in list(namespace.items()):
-        if name.startswith("test_") and inspect.isfunction(value):
-            value(**{arg: fixtures[arg] for arg in inspect.signature(value).parameters})
-    capsys.readouterr()
+    try:
+        exec(compile(code, "<docs example>", "exec"), namespace)  # noqa: S102 - our own docs
+        fixtures = {
+            "modelslab_server": docs_server,
+            "modelslab_simulator": docs_server.simulator,
+            "tmp_path": tmp_path,
+        }
+        for name, value in list(namespace.items()):
+            if name.startswith("test_") and inspect.isfunction(value):
+                value(**{arg: fixtures[arg] for arg in inspect.signature(value).parameters})
+        capsys.readouterr()
+    finally:
+        # A client an example never closes (a module-level one) is closed when collected,
+        # as at the end of the program it stands for: now, not during some later test.
+        namespace.clear()
+        gc.collect()

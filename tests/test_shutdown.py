@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 import pytest
 
 from modelslab_fetch import AsyncModelsLab, ClientClosedError, ModelsLab
@@ -96,6 +97,74 @@ def test_closing_from_another_thread_ends_a_sync_batch_cleanly(
     assert not consumer.is_alive()
     assert sorted(seen) == sorted(ids[:3])
     assert len(raised) == 1 and isinstance(raised[0], ClientClosedError)
+    assert loop_threads() == []
+
+
+async def test_aclose_ends_a_hundred_waits_asleep_between_polls_at_once(
+    modelslab_server: SimulatorServer,
+) -> None:
+    # Each wait sleeps until its next poll (the jobs are an hour away); aclose() must end
+    # them all, each with ClientClosedError, not leave them to run until that poll.
+    ids = [modelslab_server.simulator.queue(ready_in=3600) for _ in range(100)]
+    client = AsyncModelsLab()
+    ended: dict[str, BaseException | None] = {}
+    first_polls, all_ended = anyio.Event(), anyio.Event()
+
+    async def wait(request_id: str) -> None:
+        try:
+            await client.images.wait(request_id, timeout=None, on_update=lambda _: polled())
+        except BaseException as exc:
+            ended[request_id] = exc
+        else:
+            ended[request_id] = None
+        if len(ended) == len(ids):
+            all_ended.set()
+
+    polls = 0
+
+    def polled() -> None:
+        nonlocal polls
+        polls += 1
+        if polls == len(ids):
+            first_polls.set()
+
+    async with anyio.create_task_group() as tg:
+        for request_id in ids:
+            tg.start_soon(wait, request_id)
+        with anyio.fail_after(10):
+            await first_polls.wait()
+        started = time.monotonic()
+        await client.aclose()
+        with anyio.fail_after(1):  # all end at once, not at their next poll
+            await all_ended.wait()
+    assert time.monotonic() - started < 1
+    assert all(isinstance(error, ClientClosedError) for error in ended.values()), ended
+    assert {error.request_id for error in ended.values() if error} == set(ids)  # type: ignore[attr-defined]
+    assert leftover_tasks() == []
+
+
+def test_close_from_another_thread_ends_a_blocking_wait_asleep_between_polls(
+    modelslab_server: SimulatorServer,
+) -> None:
+    request_id = modelslab_server.simulator.queue(ready_in=3600)
+    client = ModelsLab()
+    polled = threading.Event()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            client.images.wait(request_id, timeout=None, on_update=lambda _: polled.set())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert polled.wait(10)
+    started = time.monotonic()
+    client.close()
+    waiter.join(5)
+    assert time.monotonic() - started < 1
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientClosedError)
     assert loop_threads() == []
 
 

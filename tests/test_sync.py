@@ -1,4 +1,4 @@
-"""The blocking facade: same calls, a private loop thread, safe from loops and threads."""
+"""The blocking facade: same calls, on the client's own loop thread, safe from loops and threads."""
 
 from __future__ import annotations
 
@@ -85,25 +85,34 @@ def answering_from(threads: list[int]) -> Callable[[httpx.Request], httpx.Respon
     return answer
 
 
-def test_a_call_runs_the_loop_in_the_calling_thread_and_starts_no_thread(
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def loop_of(client: ModelsLab) -> asyncio.AbstractEventLoop:
+    """The event loop the blocking client's calls run on."""
+    return client._loop.run(_running_loop)
+
+
+def test_every_call_runs_on_the_clients_own_loop_thread(
     clock: FakeClock, router: respx.MockRouter
 ) -> None:
     threads: list[int] = []
     router.post(IMAGES_URL).mock(side_effect=answering_from(threads))
     client = ModelsLab(api_key=API_KEY, clock=clock)
+    assert loop_threads() == []  # nothing is started before the first call
     assert client.images.fetch(1).id == "1"
     assert client.images.wait(2).id == "2"
-    assert threads == [threading.get_ident()] * 2  # no hand-off to another thread
-    assert loop_threads() == []
-    loop = client._loop._loop
-    assert loop is not None and not loop.is_running()
+    [loop_thread] = loop_threads()
+    assert threads == [loop_thread.ident] * 2  # not the calling thread
+    loop = loop_of(client)
     client.close()
     assert loop.is_closed()
     assert loop_threads() == []
     client.close()  # idempotent
 
 
-def test_a_helper_runs_the_loop_only_while_a_batch_works_between_reads(
+def test_one_loop_thread_serves_calls_while_a_batch_works_between_reads(
     clock: FakeClock, router: respx.MockRouter
 ) -> None:
     threads: list[int] = []
@@ -115,27 +124,14 @@ def test_a_helper_runs_the_loop_only_while_a_batch_works_between_reads(
         return echo_noting_thread(request)
 
     router.post(IMAGES_URL).mock(side_effect=answer)
-    me = threading.get_ident()
     with ModelsLab(api_key=API_KEY, clock=clock) as client:
         batch = client.images.fetch_many(["quick", "slow"])
         assert next(batch).request_id == "quick"
-        # The batch goes on working after the read returned: a helper runs the loop.
-        assert [t.name for t in loop_threads()] == ["modelslab-fetch"]
-        helper = loop_threads()[0].ident
-        deadline = time.monotonic() + 5
-        while client._loop._runner != helper and time.monotonic() < deadline:
-            time.sleep(0.01)  # (a call made before the helper takes the loop runs it itself)
-        threads.clear()
-        assert client.images.fetch("x").id == "x"  # handed to the helper meanwhile
-        assert threads != [] and me not in threads
+        assert client.images.fetch("x").id == "x"  # while the batch waits for "slow"
         batch.close()
-        # Nothing is left to do: the helper hands the loop back within its idle check.
-        deadline = time.monotonic() + 5
-        while client._loop._runner is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        threads.clear()
         assert client.images.fetch("y").id == "y"
-        assert threads == [me]
+        [loop_thread] = loop_threads()
+        assert threads == [loop_thread.ident] * 3
     assert loop_threads() == []
 
 
@@ -210,9 +206,8 @@ def test_eight_threads_racing_to_start_get_one_loop(
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert sorted(pool.map(first_call, range(8)), key=int) == [str(n) for n in range(8)]
-    assert len(loops) == 1  # one loop, one pool of connections, whoever ran it
-    # A helper only if work was left when the first caller's own call ended.
-    assert len(loop_threads()) <= 1
+    assert len(loops) == 1  # one loop, one pool of connections, whoever asked first
+    assert len(loop_threads()) == 1
     client.close()
     assert loop_threads() == []
 
@@ -262,8 +257,8 @@ def test_a_client_never_closed_is_closed_when_collected(router: respx.MockRouter
     router.post(IMAGES_URL).mock(side_effect=echo_success)
     client = ModelsLab(api_key=API_KEY)
     assert client.images.fetch(1).succeeded
-    loop = client._loop._loop
-    assert loop is not None and not loop.is_closed()
+    loop = loop_of(client)
+    assert not loop.is_closed()
     del client
     gc.collect()
     assert loop.is_closed()
@@ -280,9 +275,9 @@ def test_a_blocking_call_from_its_own_on_update_is_refused_clearly(
     with ModelsLab(api_key=API_KEY, clock=clock) as client:
 
         def nested(update: PollUpdate) -> None:
-            client.images.fetch(2)  # this thread is running the loop for wait()
+            client.images.fetch(2)  # on_update runs on the loop's thread: it would wait for itself
 
-        with pytest.raises(RuntimeError, match=r"inside one of its own calls.*AsyncModelsLab"):
+        with pytest.raises(RuntimeError, match=r"its own event loop's thread.*AsyncModelsLab"):
             client.images.wait(1, on_update=nested)
         assert client.images.wait(1).succeeded  # the client is still fine
 
@@ -298,15 +293,15 @@ def test_context_variables_follow_the_call_either_way(
         seen.append(request_tag.get(None))
 
     with ModelsLab(api_key=API_KEY, clock=clock) as client:
-        request_tag.set("run here")
+        request_tag.set("plain thread")
         client.images.wait(1, on_update=note)
 
-        async def in_a_running_loop() -> None:  # handed to the helper
-            request_tag.set("handed over")
+        async def in_a_running_loop() -> None:
+            request_tag.set("inside a running loop")
             client.images.wait(2, on_update=note)
 
         anyio.run(in_a_running_loop)
-    assert seen == ["run here", "handed over"]
+    assert seen == ["plain thread", "inside a running loop"]
 
 
 def test_bad_arguments_raise_in_the_caller_either_way(sync_client: ModelsLab) -> None:
@@ -339,10 +334,9 @@ def test_closing_inside_a_call_ends_it_and_shuts_the_loop_after(
     def close_now(update: PollUpdate) -> None:
         client.close()  # from inside the call: must neither wait for itself nor hang
 
+    loop = loop_of(client)
     with pytest.raises(ClientClosedError):
         client.images.wait(1, on_update=close_now, timeout=None)
-    loop = client._loop._loop
-    assert loop is not None
     deadline = time.monotonic() + 5
     while not loop.is_closed() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -357,10 +351,10 @@ async def test_closing_from_inside_a_running_event_loop_shuts_everything(
 ) -> None:
     router.post(IMAGES_URL).mock(side_effect=echo_id)
     client = ModelsLab(api_key=API_KEY)
-    assert client.images.fetch(3).id == "3"  # handed to the helper: a loop runs here
-    loop = client._loop._loop
+    assert client.images.fetch(3).id == "3"  # an event loop runs in this thread too
+    loop = loop_of(client)
     client.close()
-    assert loop is not None and loop.is_closed()
+    assert loop.is_closed()
     assert loop_threads() == []
 
 
@@ -377,7 +371,6 @@ def test_ctrl_c_while_the_main_thread_runs_a_call_cancels_that_call(
         with pytest.raises(KeyboardInterrupt):
             client.images.wait(1, timeout=None, on_update=lambda update: interrupt_main())
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert client._loop._runner is None and client._loop._in_flight == set()
 
         def interrupted_in_the_loop(update: PollUpdate) -> None:
             # As a second Ctrl-C does (raised by the handler at once), or one under a

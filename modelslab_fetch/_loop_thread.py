@@ -1,0 +1,248 @@
+"""The blocking client's event loop, on one thread of its own for the client's life.
+
+The rule it keeps: a coroutine of the SDK runs from start to end on one OS thread, since
+libraries keep per-thread state (tenacity's retry statistics, logging adapters, tracing
+contexts). Every blocking call, from any thread (one running an event loop of its own
+included: Jupyter, trio), hands its coroutine to this thread through anyio's blocking
+portal and waits; the thread starts with the first call and ends with `close()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Generic, TypeVar, cast
+
+import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._closing import CLOSED_MESSAGE
+from ._errors import ClientClosedError
+from ._per_loop import leave_behind
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+_Cleanup = Callable[[], Awaitable[None]] | None
+
+_NESTED_MESSAGE = (
+    "the blocking client cannot be called from its own event loop's thread (from an "
+    "on_update or on_progress callback, say): that call would wait for itself; use the "
+    "AsyncModelsLab client there, or make the call after the first one returns"
+)
+
+
+class LoopThread:
+    """One client's event loop, on a thread of its own started by the first call.
+
+    `run()` hands a coroutine to it and blocks until it ends. `close()` runs a cleanup
+    there (the client's `aclose()`, which ends calls in flight), cancels what is left,
+    and joins the thread. After `os.fork()` the child starts a thread of its own on first
+    use; the parent's loop, which is not the child's, is left untouched.
+    """
+
+    def __init__(self, name: str = "modelslab-fetch") -> None:
+        self._name = name
+        self.closed = False  # close() has begun: calls are refused
+        self.after_fork()  # the initial state: what a forked child starts from too
+        _instances.add(self)
+
+    def __repr__(self) -> str:
+        return f"LoopThread({self._name!r}, closed={self.closed}, started={self.started})"
+
+    @property
+    def started(self) -> bool:
+        """Whether the thread has been started (by the first call)."""
+        return self._portal is not None
+
+    @property
+    def in_its_thread(self) -> bool:
+        """Whether the calling thread is the loop's own (where no call may block)."""
+        return threading.get_ident() == self._thread_id
+
+    def check_open(self) -> None:
+        """Raise `ClientClosedError` once `close()` has begun."""
+        if self.closed:
+            raise ClientClosedError(CLOSED_MESSAGE)
+
+    def run(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run `func(*args)` on the loop's thread; block until it ends; return or raise.
+
+        Interrupted (Ctrl-C), the call is cancelled, and waited for unless interrupted
+        again. A call refused or ended by `close()` raises `ClientClosedError`.
+        """
+        portal = self._portal_for_a_call()
+        call = _Call(func, args)
+        try:
+            portal.start_task_soon(call.run)
+            call.wait()
+        except BaseException:
+            call.cancel(portal)  # a second Ctrl-C while it ends goes on at once
+            raise
+        ok, value = call.outcome
+        if ok:
+            return cast(T, value)
+        raise value
+
+    def spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Start `func(*args)` on the loop, if it runs, and return at once; errors are lost.
+
+        For finalizers (a batch left early, a client dropped): they run in any thread.
+        """
+        self._check_fork()
+        portal = self._portal
+        if portal is None or self._shut.is_set():
+            return
+        start = partial(_start_quietly, portal, func, args)
+        if self.in_its_thread:  # the portal would wait for this very thread
+            threading.Thread(target=start).start()
+        else:
+            start()
+
+    def close(self, cleanup: _Cleanup = None) -> None:
+        """Run `cleanup` on the loop, cancel what is left, stop the loop, join the thread.
+
+        Safe to call more than once, from any thread; from the loop's own (a finalizer
+        run there), a short-lived thread does the work.
+        """
+        self._check_fork()
+        with self._lock:
+            begun, self.closed = self.closed, True
+            portal, stopper = self._portal, self._stopper
+        if begun:
+            self.wait_closed()
+            return
+        if portal is None or stopper is None:
+            self._shut.set()  # never used: no thread, no connections, nothing to release
+            return
+        if self.in_its_thread:
+            threading.Thread(target=self._shut_down, args=(portal, stopper, cleanup)).start()
+        else:
+            self._shut_down(portal, stopper, cleanup)
+
+    def wait_closed(self) -> None:
+        """Once `close()` has begun, wait until the thread has ended (if not this thread)."""
+        if self.closed and not self.in_its_thread:
+            self._shut.wait()
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's loop and thread, never touching them.
+
+        Stopping that loop would unregister the parent's sockets, its finalizers would
+        close the parent's connections; the child has no copy of the thread anyway.
+        """
+        leave_behind(getattr(self, "_portal", None), getattr(self, "_stopper", None))
+        self._lock = threading.Lock()  # it may have been held by another thread at the fork
+        self._portal: BlockingPortal | None = None
+        self._stopper: contextlib.ExitStack | None = None  # leaving it joins the thread
+        self._thread_id: int | None = None
+        self._shut = threading.Event()
+        self._pid = os.getpid()
+
+    def _portal_for_a_call(self) -> BlockingPortal:
+        self._check_fork()
+        with self._lock:
+            if self.closed:
+                raise ClientClosedError(CLOSED_MESSAGE)
+            if self.in_its_thread:
+                raise RuntimeError(_NESTED_MESSAGE)
+            if self._portal is None:
+                stopper = contextlib.ExitStack()
+                self._portal = stopper.enter_context(start_blocking_portal())
+                self._thread_id = self._portal.call(_name_this_thread, self._name)
+                self._stopper = stopper
+            return self._portal
+
+    def _shut_down(
+        self, portal: BlockingPortal, stopper: contextlib.ExitStack, cleanup: _Cleanup
+    ) -> None:
+        try:
+            if cleanup is not None:
+                portal.call(cleanup)
+        finally:
+            with contextlib.suppress(RuntimeError):  # what is left (a batch between reads)
+                portal.call(portal.stop, True)  # is cancelled
+            stopper.close()  # the loop finishes its async generators; the thread ends
+            self._shut.set()
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # a fork the at-fork hook did not see (a C extension)
+            self.after_fork()
+
+
+def _name_this_thread(name: str) -> int:
+    threading.current_thread().name = name  # what a thread dump or a debugger shows
+    return threading.get_ident()
+
+
+def _start_quietly(
+    portal: BlockingPortal, func: Callable[..., Awaitable[object]], args: tuple[object, ...]
+) -> None:
+    with contextlib.suppress(RuntimeError):  # stopped meanwhile: nothing left to do
+        portal.start_task_soon(_quietly, func, args)
+
+
+async def _quietly(func: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+    with contextlib.suppress(Exception):
+        await func(*args)
+
+
+class _Call(Generic[T]):
+    """One blocking call: its coroutine on the loop, and the caller waiting for it."""
+
+    def __init__(self, func: Callable[..., Awaitable[T]], args: tuple[object, ...]) -> None:
+        self._func, self._args = func, args
+        self.done = threading.Event()
+        self._lock = threading.Lock()  # between caller and loop: has it begun, or given up?
+        self._begun = self._given_up = False
+        self._scope: anyio.CancelScope | None = None
+        self.outcome: tuple[bool, Any] = (False, ClientClosedError(CLOSED_MESSAGE))
+
+    async def run(self) -> None:
+        """On the loop: run the coroutine unless its caller gave up; keep its outcome."""
+        try:
+            with anyio.CancelScope() as self._scope:
+                with self._lock:
+                    self._begun = not self._given_up
+                if self._begun:
+                    self.outcome = (True, await self._func(*self._args))
+        except anyio.get_cancelled_exc_class():
+            raise  # close() stopping the loop: the outcome stays ClientClosedError
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt from an on_update callback ends this call,
+            # in its caller's thread, not the loop that every call shares.
+            self.outcome = (False, exc)
+        finally:
+            self.done.set()
+
+    def cancel(self, portal: BlockingPortal) -> None:
+        """From the caller: give up; if the coroutine began, cancel it and wait for its end."""
+        with self._lock:
+            self._given_up = True
+            if not self._begun:
+                return
+        with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile: it has ended
+            portal.call(lambda: self._scope.cancel() if self._scope else None)
+        self.wait()
+
+    def wait(self) -> None:
+        """Block until the coroutine has ended; Ctrl-C raises meanwhile."""
+        # In steps: a signal that does not wake a blocked wait (one delivered to another
+        # thread, `_thread.interrupt_main()`) is still taken within a step.
+        while not self.done.wait(0.1):
+            pass
+
+
+_instances: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
+    for loop_thread in list(_instances):
+        loop_thread.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
