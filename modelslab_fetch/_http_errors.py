@@ -33,6 +33,7 @@ from ._errors import (
     RequestNotFoundError,
     ResponseParseError,
 )
+from ._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
 from ._retry_after import stated_wait
 from ._retry_policy import DEFAULT_RETRY_STATUSES
 
@@ -266,10 +267,16 @@ def decode_response(
     if status >= 300:
         return _status_error(raw, content, body, request_id=request_id, now=now)
     if parse_error is not None:
-        kind = "an HTML page" if is_html(raw.headers, content) else parse_error
+        if parse_error is TOO_DEEP:
+            said = f"HTTP {status} response is {TOO_DEEP}"
+        else:
+            kind = "an HTML page" if is_html(raw.headers, content) else parse_error
+            said = (
+                f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "
+                "(is base_url right?)"
+            )
         return ResponseParseError(
-            f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "
-            "(is base_url right?)",
+            said,
             excerpt=excerpt_of(content),
             status_code=status,
             request_id=request_id,
@@ -286,8 +293,14 @@ def decode_response(
 def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
     try:
         value = json.loads(content)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+    except RecursionError:  # nesting deeper than json's own guard (Python's stack)
+        return None, TOO_DEEP
+    except ValueError:
         return None, "not JSON"
+    # Bounded here, where every answer enters: redaction, parsing, excerpts, logs and
+    # results files all walk the value afterwards (see _json_depth).
+    if not bracket_count_allows(content) and nested_deeper_than(value):
+        return None, TOO_DEEP
     if not isinstance(value, dict):
         return None, f"JSON but not an object (expected a JSON object, got {type(value).__name__})"
     return value, None
