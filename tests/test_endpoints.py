@@ -372,6 +372,121 @@ async def test_wait_for_refuses_a_fetch_result_outside_base_url(
     assert router.calls.call_count == 0
 
 
+# What a generation request answers instead of a job is read through the error table, with
+# the server's words: never a ConfigurationError asking for endpoint=.
+GENERATION_ERRORS: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "bad-key",
+        {"status": "error", "message": "Invalid Api Key"},
+        "AuthenticationError",
+        "Invalid Api Key",
+    ),
+    (
+        "queue-limit",
+        {
+            "status": "error",
+            "message": "Rate limit exceeded. Maximum 5 queued requests allowed.",
+            "retry_after": 30,
+        },
+        "RateLimitError",
+        "Maximum 5 queued requests allowed",
+    ),
+    (
+        "validation",
+        {"status": "error", "message": {"prompt": ["The prompt field is required."]}},
+        "BadRequestError",
+        "The prompt field is required.",
+    ),
+    ("no-status", {"message": "Unauthenticated."}, "AuthenticationError", "Unauthenticated"),
+    (
+        "failed",
+        {"status": "failed", "message": "GPU out of memory"},
+        "GenerationFailedError",
+        "GPU out of memory",
+    ),
+    (
+        "error-misspelt",
+        {"status": "error", "messege": "Something went wrong while generating"},
+        "GenerationFailedError",
+        "Something went wrong while generating",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("queued", "error", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in GENERATION_ERRORS],
+)
+async def test_wait_for_reads_an_error_response_through_the_error_table(
+    queued: dict[str, Any], error: str, words: str, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    import modelslab_fetch
+
+    with pytest.raises(getattr(modelslab_fetch, error)) as raised:
+        await client.wait_for(queued)
+    assert type(raised.value).__name__ == error
+    assert words in str(raised.value)
+    assert not isinstance(raised.value, ConfigurationError)
+    if error == "RateLimitError":
+        assert raised.value.retry_after == 30.0
+    assert router.calls.call_count == 0
+
+
+def test_the_blocking_wait_for_reads_an_error_response_too(sync_client: ModelsLab) -> None:
+    from modelslab_fetch import AuthenticationError
+
+    with pytest.raises(AuthenticationError, match="Invalid Api Key"):
+        sync_client.wait_for({"status": "error", "message": "Invalid Api Key"})
+
+
+async def test_an_error_response_never_shows_the_key(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    from modelslab_fetch import AuthenticationError
+
+    echoed = {"status": "error", "message": f"Invalid Api Key {API_KEY}", "key": API_KEY}
+    with pytest.raises(AuthenticationError) as raised:
+        await client.wait_for(echoed)
+    assert API_KEY not in str(raised.value)
+    assert API_KEY not in repr(raised.value.body)
+
+
+async def test_a_response_nested_too_deeply_is_a_parse_error(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    from modelslab_fetch import ResponseParseError
+
+    deep: Any = []
+    for _ in range(600):
+        deep = [deep]
+    queued = {"status": "processing", "id": 1, "fetch_result": f"{BASE_URL}/v6/video/fetch/1"}
+    with pytest.raises(ResponseParseError, match="nested more than 64 levels"):
+        await client.wait_for({**queued, "meta": deep})
+    outcomes = await collect(client.wait_for_many([{**queued, "meta": deep}]))
+    assert isinstance(outcomes[0].error, ResponseParseError)
+    assert router.calls.call_count == 0
+
+
+async def test_wait_for_many_gives_error_responses_their_own_errors_and_goes_on(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+
+    route = router.post(f"{BASE_URL}/v6/video/fetch/7").respond(
+        json={"status": "success", "id": 7, "output": ["https://cdn/7.mp4"]}
+    )
+    good = {"status": "processing", "id": 7, "fetch_result": f"{BASE_URL}/v6/video/fetch/7"}
+    items: list[dict[str, Any]] = [queued for _name, queued, _error, _words in GENERATION_ERRORS]
+    outcomes = await collect(client.wait_for_many([*items, good], ordered=True))
+    expected = [error for _name, _queued, error, _words in GENERATION_ERRORS]
+    assert [type(o.error).__name__ for o in outcomes[:-1]] == expected
+    for outcome, (_name, _queued, _error, words) in zip(outcomes, GENERATION_ERRORS, strict=False):
+        assert words in str(outcome.error)
+    # The rejected key of an input is that input's answer: no request was sent, so it
+    # does not stop the batch as an account error met by a fetch would.
+    assert outcomes[-1].ok
+    assert route.call_count == 1
+
+
 class Listener:
     """A TCP listener on a loopback address that counts the connections it accepts."""
 
