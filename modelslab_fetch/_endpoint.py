@@ -225,7 +225,8 @@ class AsyncFetchResource(Generic[R]):
         """Fetch each id once; an async iterator of one `Outcome` per input id.
 
         `concurrency` ids are fetched at once (default: the client's `max_concurrency`).
-        Outcomes come as they finish, or in input order with `ordered=True`. An outcome
+        `ids` is read as `wait_many` reads it (a file object one id a line). Outcomes
+        come as they finish, or in input order with `ordered=True`. An outcome
         is `ok` when the fetch answered, whatever the job's status. `on_progress` is
         called with a `Progress` after each outcome.
         """
@@ -254,9 +255,11 @@ class AsyncFetchResource(Generic[R]):
         polling starts; an outcome is `ok` only for a success. Up to `concurrency` ids
         are waited on at once (default 1024: they mostly sleep; the client's
         `max_concurrency` caps the requests). Read the ids lazily from any iterable or
-        async iterable; duplicates are asked for once. Outcomes come as they finish, or
-        in input order with `ordered=True`. `on_progress` hears of each outcome
-        (`Progress`), `on_update` of each poll of each id (`PollUpdate`).
+        async iterable, item by item; a file object (`open("ids.txt")`, `sys.stdin`,
+        anyio's `AsyncFile`) is read as `--ids-file` is: one id a line, stripped, blank
+        lines and `#` comments skipped. Duplicates are asked for once. Outcomes come as
+        they finish, or in input order with `ordered=True`. `on_progress` hears of each
+        outcome (`Progress`), `on_update` of each poll of each id (`PollUpdate`).
         """
         check_wait_timeout(timeout)
         self._refuse_if_closed()
