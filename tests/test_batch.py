@@ -388,7 +388,7 @@ async def test_a_failing_progress_callback_surfaces(
 @pytest.mark.parametrize("concurrency", [0, -1, 1.5, True])
 def test_bad_concurrency_is_refused(concurrency: object, client: AsyncModelsLab) -> None:
     with pytest.raises(ConfigurationError, match="concurrency"):
-        client.images.wait_many([1], concurrency=concurrency)
+        client.images.wait_many([1], concurrency=concurrency)  # type: ignore[arg-type]
 
 
 @pytest.mark.usefixtures("anyio_backend")
