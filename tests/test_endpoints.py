@@ -54,9 +54,7 @@ ENTERPRISE_SERVERS = [
     "flux_klein",
     "flux_kontext_dev",
     "z_image_turbo",
-    "nano_banana",
-    "krea_2_turbo",
-    "minimax_h3",
+    "faceswap",
 ]
 CALLS = ("fetch", "wait", "fetch_many", "wait_many")
 
@@ -88,14 +86,16 @@ def recorder(router: respx.MockRouter, answer: dict[str, Any]) -> list[httpx.Req
 def test_the_table_holds_every_endpoint_of_the_wire_notes() -> None:
     top = {"images", "realtime", "image_editing", "video", "voice", "three_d", "faceswap"}
     expected = top | {"interior", "v7.images", "v7.video_fusion", "v7.voice"}
-    expected |= {"enterprise.images", "enterprise.pony"}
+    expected |= {"enterprise.images"}
     expected |= {f"enterprise.{s.replace('3d', 'three_d')}" for s in ENTERPRISE_SERVERS}
     assert set(TABLE) == expected
     for server in ENTERPRISE_SERVERS:
         name = f"enterprise.{server.replace('3d', 'three_d')}"
         assert TABLE[name].path_template == f"/v1/enterprise/{server}/fetch/{{id}}"
     assert TABLE["enterprise.images"].id_field == "request_id"
-    assert TABLE["enterprise.pony"].id_field == "request_id"
+    # Rows no public source shows are gone (docs/endpoints.md says which and why).
+    assert not {"enterprise.pony", "enterprise.nano_banana"} & set(TABLE)
+    assert not {"enterprise.krea_2_turbo", "enterprise.minimax_h3"} & set(TABLE)
     assert TABLE["images"].path_template == "/v6/images/fetch"
     assert TABLE["v7.video_fusion"].path_template == "/v7/video-fusion/fetch/{id}"
 
