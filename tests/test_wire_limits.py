@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import anyio.lowlevel
@@ -508,7 +509,7 @@ DEPTHS = pytest.mark.parametrize("levels", [65, 600, 5000])
 @DEPTHS
 @pytest.mark.parametrize("http_backend", ["aiohttp", "httpx"])
 async def test_deeply_nested_json_is_a_parse_error_from_fetch_wait_and_wait_many(
-    hostile: Hostile, levels: int, http_backend: str
+    hostile: Hostile, levels: int, http_backend: Literal["aiohttp", "httpx"]
 ) -> None:
     from modelslab_fetch import ResponseParseError
 
@@ -545,9 +546,12 @@ def test_deeply_nested_json_fails_the_id_on_the_command_line(
     from tests.cli_support import command
 
     server = hostile(answer(body=deep_body(levels)))
-    env = {"MODELSLAB_BASE_URL": server.base_url, "MODELSLAB_API_KEY": "k"}
-    fetched = command(None, "fetch", "1", **env)
-    waited = command(None, "wait", "1", "2", "-o", str(tmp_path / "r.jsonl"), **env)
+    url = server.base_url
+    fetched = command(None, "fetch", "1", MODELSLAB_BASE_URL=url, MODELSLAB_API_KEY="k")
+    out = str(tmp_path / "r.jsonl")
+    waited = command(
+        None, "wait", "1", "2", "-o", out, MODELSLAB_BASE_URL=url, MODELSLAB_API_KEY="k"
+    )
     for done in (fetched, waited):
         assert done.returncode == 1, done.stderr
         assert "unexpected" not in done.stderr
