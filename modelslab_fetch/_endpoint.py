@@ -82,6 +82,24 @@ class FetchEndpoint(Generic[R]):
             return self
         return obj._resource_for(self)  # type: ignore[attr-defined]
 
+    def __set__(self, obj: object, value: object) -> None:
+        # A data descriptor: `help()` then lists each row as a documented attribute of the
+        # client (with the doc `__set_name__` writes), not as a method showing a repr.
+        raise AttributeError(
+            "a client's endpoints are read-only; use client.with_options(...) for other "
+            "settings, or a FetchEndpoint of your own with wait_for(..., endpoint=)"
+        )
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        where = "in the path" if self.id_field is None else f"in the body as `{self.id_field}`"
+        doc = (
+            f"`POST {self.path_template}`, the id {where}: {self.output}, "
+            f"as `{self.result_model.__name__}`.\n\n"
+            "A resource: `.fetch(id)`, `.wait(id, timeout=600)`, `.fetch_many(ids)`,\n"
+            "`.wait_many(ids)` (see `AsyncFetchResource`, `SyncFetchResource`)."
+        )
+        object.__setattr__(self, "__doc__", doc)
+
     def __post_init__(self) -> None:
         in_path = "{id}" in self.path_template
         if in_path == (self.id_field is not None):

@@ -68,12 +68,20 @@ class SimulatorApp:
         self, simulator: Simulator, *, faults: Faults | None = None, seed: int = 0
     ) -> None:
         self.simulator = simulator
+        self._seed = seed
         self.faults = FaultPlan(faults or Faults(), seed=seed)
+        """What is injected, and counts of what was (`kinds`, `injected`)."""
         self.routes = fetch_routes()
         """The fetch routes served, from the endpoint table when the app was made."""
 
     def __repr__(self) -> str:
         return f"SimulatorApp({self.simulator!r})"
+
+    def use_faults(self, faults: Faults) -> None:
+        """Inject `faults` from the next request on; the counts of `faults` start afresh."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
+        self.faults = FaultPlan(faults, seed=self._seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from .._config import API_KEY_ENV, BASE_URL_ENV
 from ._asgi import SimulatorApp
-from ._server import simulator_server
+from ._server import SimulatorServer, simulator_server
 from ._simulator import Simulator
 
 __all__ = ["SIMULATOR_KEY", "SimulatorServer", "new_simulator", "serve_for_test"]
 
 SIMULATOR_KEY = "simulator-test-key"
-
-
-@dataclass(frozen=True)
-class SimulatorServer:
-    """A simulator served on loopback for one test."""
-
-    base_url: str
-    """The API root, e.g. `http://127.0.0.1:54321/api` (also in `MODELSLAB_BASE_URL`)."""
-    api_key: str
-    """The key the simulator accepts (also in `MODELSLAB_API_KEY`)."""
-    simulator: Simulator
-    """The queue behind it: `queue()` jobs, read `jobs` and `polls()`."""
-    app: SimulatorApp
-    """The ASGI app, whose `faults` can be inspected."""
 
 
 def new_simulator() -> Simulator:
