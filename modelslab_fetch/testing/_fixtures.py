@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 
@@ -23,7 +23,7 @@ def new_simulator() -> Simulator:
 
 def serve_for_test(
     simulator: Simulator, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SimulatorServer]:
+) -> Generator[SimulatorServer, None, None]:
     """Serve `simulator` on a free loopback port, with the environment pointing at it."""
     app = SimulatorApp(simulator)
     with simulator_server(app) as base_url:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,10 +46,24 @@ def _config(app: SimulatorApp, host: str, port: int) -> Any:
     )
 
 
-def run_simulator(app: SimulatorApp, *, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve `app` until interrupted (what `modelslab-fetch simulate` runs)."""
+def run_simulator(
+    app: SimulatorApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    before_serving: Callable[[], object] | None = None,
+) -> None:
+    """Serve `app` until interrupted (what `modelslab-fetch simulate` runs).
+
+    `before_serving` is called once the server can start, just before it listens: the
+    place for a banner, so none is printed for a server that cannot run. Raises
+    `ConfigurationError` if uvicorn is missing.
+    """
+    server = _uvicorn().Server(_config(app, host, port))
     app.simulator.image_base_url = f"http://{host}:{port}/generations"
-    _uvicorn().Server(_config(app, host, port)).run()
+    if before_serving is not None:
+        before_serving()
+    server.run()
 
 
 @contextmanager
