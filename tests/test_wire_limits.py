@@ -560,3 +560,34 @@ def test_deeply_nested_json_fails_the_id_on_the_command_line(
     records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert sorted(record["request_id"] for record in records) == ["1", "2"]
     assert all("nested more than 64 levels" in json.dumps(record) for record in records)
+
+
+def test_deeply_nested_generation_responses_fail_their_line_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    from tests.cli_support import command
+
+    queued = {"status": "processing", "id": 1, "fetch_result": "http://127.0.0.1:9/api/v6/x/1"}
+    lines = [
+        json.dumps(queued)[:-1] + ', "meta": ' + "[" * 600 + "]" * 600 + "}",
+        '{"status": "processing", "id": 2, "meta": ' + "[" * 5000 + "]" * 5000 + "}",
+    ]
+    source = tmp_path / "queued.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    done = command(
+        None,
+        "wait",
+        "--from-responses",
+        str(source),
+        "-o",
+        str(out),
+        MODELSLAB_BASE_URL="http://127.0.0.1:9/api",  # never contacted: nothing is sent
+        MODELSLAB_API_KEY="k",
+    )
+    assert done.returncode == 1, done.stderr
+    assert "unexpected" not in done.stderr
+    assert "Traceback" not in done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2
+    assert not any(record["ok"] for record in records)
