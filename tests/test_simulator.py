@@ -735,6 +735,18 @@ def test_the_served_simulator_bounds_its_fetch_and_file_routes() -> None:
         assert http.get("/generations/13443927-0.png").status_code in (200, 404)
 
 
+async def test_the_same_bounds_hold_in_process() -> None:
+    # The served test above meets the bounds over a socket; the same app in-process
+    # (httpx.ASGITransport, as in_process_client) gives the same answers.
+    async with wire(SimulatorApp(Simulator(seed=1))) as http:
+        for route, body, status, words in REFUSED_CONTROL_BODIES:
+            answer = await http.post(f"/_simulator/{route}", json=body)
+            assert (answer.status_code, words in answer.json()["message"]) == (status, True)
+        for route, raw, status, words in RAW_BODIES:
+            answer = await http.post(f"/_simulator/{route}", content=raw)
+            assert (answer.status_code, words in answer.json()["message"]) == (status, True)
+
+
 async def test_the_jobs_a_simulator_holds_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from modelslab_fetch.testing import _limits
 
