@@ -1,8 +1,9 @@
 """pytest fixtures to test your own code against the ModelsLab simulator (auto-registered).
 
 `modelslab_simulator` is a fresh `modelslab_fetch.testing.Simulator`; queue jobs on it.
-`modelslab_server` serves it on a free loopback port and points `MODELSLAB_BASE_URL`
-and `MODELSLAB_API_KEY` at it for the test, so code that builds its client from the
+`modelslab_server` serves it on a free loopback port (a `modelslab_fetch.testing.
+SimulatorServer`, whose `faults` you may set) and points `MODELSLAB_BASE_URL` and
+`MODELSLAB_API_KEY` at it for the test, so code that builds its client from the
 environment talks to the simulator unchanged::
 
     def test_my_collector(modelslab_server):
@@ -21,8 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from modelslab_fetch.testing import Simulator
-    from modelslab_fetch.testing._fixtures import SimulatorServer
+    from modelslab_fetch.testing import Simulator, SimulatorServer
 
 
 @pytest.fixture
@@ -37,7 +37,10 @@ def modelslab_simulator() -> Simulator:
 def modelslab_server(
     modelslab_simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SimulatorServer]:
-    """The simulator on a free loopback port, with the environment pointing at it."""
+    """A `SimulatorServer`: the simulator on a free loopback port, the environment at it.
+
+    Set `modelslab_server.faults = Faults(...)` to make it misbehave for the test.
+    """
     from modelslab_fetch.testing._fixtures import serve_for_test  # noqa: PLC0415 - see above
 
     yield from serve_for_test(modelslab_simulator, monkeypatch)

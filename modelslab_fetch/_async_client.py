@@ -25,12 +25,12 @@ from ._downloads import Downloaded, Downloader
 from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import AsyncSurface
 from ._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
-from ._errors import ConfigurationError, InvalidRequestIdError
+from ._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
 from ._models import FetchResult, Status
 from ._per_loop import PerLoop
 from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
 from ._retry_policy import RetryPolicy
-from ._routing import Queued, QueuedItems, body_of, resolve
+from ._routing import Queued, QueuedItems, body_of, failure_of, refusal, resolve
 from ._tls import CertTypes, VerifyTypes
 from ._transport import Transport
 from ._updates import UpdateCallback
@@ -219,17 +219,34 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         returned at once, with no request; otherwise the first poll waits for its `eta`.
         The result is the endpoint family's type (`VoiceResult`, `ThreeDResult`, ...).
         `on_update` hears of every poll as for `wait()` (the response counts as poll 1).
+        A response that reports an error instead of a job is read through the same
+        error table as any answer, with the server's words: `{"status": "error",
+        "message": "Invalid Api Key"}` raises `AuthenticationError`, a queue-limit body
+        `RateLimitError` (with its `retry_after`), a validation message
+        `BadRequestError`, any other `failed`/`error` response `GenerationFailedError`.
         Raises `ForeignFetchURLError` (nothing sent), `ConfigurationError`,
         `GenerationFailedError`, `WaitTimeoutError`, and what `wait()` raises.
         """
         check_wait_timeout(timeout)
         body = body_of(queued)
+        clean = self._transport.redact_json
+        # What the response itself says went wrong (a rejected key, a queue limit, a
+        # validation message) is raised as such, with the server's words: never lost
+        # behind a complaint that it cannot be routed.
+        refused = refusal(body, base_url=self.base_url, clean=clean)
+        if refused is not None:
+            raise refused
+        failed: ModelsLabError | None = None
         try:
             route = resolve(body, base_url=self.base_url, table=self._table(), endpoint=endpoint)
         except (ConfigurationError, InvalidRequestIdError):
             if _says_success(body):  # nothing to fetch: keep it, wherever it came from
                 return FetchResult.from_body(body, request_id=str(body.get("id") or ""))
-            raise
+            failed = failure_of(body, clean=clean)
+            if failed is None:
+                raise
+        if failed is not None:  # raised outside the handler: no routing complaint attached
+            raise failed
         resource = self._resource_for(route.endpoint)
         first = route.endpoint.parse(body, request_id=route.request_id)
         result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
@@ -249,10 +266,12 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         """`wait_for` for many generation responses: one `Outcome` per input, lazily.
 
         Each input is routed as by `wait_for`, each to its own endpoint; an input that
-        cannot be (a foreign `fetch_result`, no id) gets an outcome with that error and
-        sends nothing. Bounded and lazy as `wait_many`, and stopped the same way by an
-        account-level error. An outcome's `request_id` is the job's id, written
-        `name:id` only if the same id came just before from another endpoint.
+        cannot be (a foreign `fetch_result`, no id), or that reports an error as
+        `wait_for` reads it, gets an outcome with that error and sends nothing; such an
+        input never stops the others. Bounded and lazy as `wait_many`, and stopped the
+        same way by an account-level error that a fetch meets. An outcome's
+        `request_id` is the job's id, written `name:id` only if the same id came just
+        before from another endpoint.
         """
         check_wait_timeout(timeout)
         self._transport.calls.check_open()
@@ -263,20 +282,28 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             table=self._table(),
             endpoint=endpoint,
             remembered=RECENT_OUTCOMES_KEPT + (width if isinstance(width, int) else 0),
+            clean=self._transport.redact_json,
         )
+        stop = AccountStop()
 
         async def work(key: str) -> FetchResult:
+            # An input's own error (a response saying "Invalid Api Key") is raised
+            # outside the account guard: no request was sent, so the rest still run.
             route, body = items.take(key)
-            first = route.endpoint.parse(body, request_id=route.request_id)
-            resource = self._resource_for(route.endpoint)
-            result: FetchResult = await resource._wait_from(
-                route.request_id, first, timeout, on_update
-            )
-            return result
+
+            async def wait_on(_key: str) -> FetchResult:
+                first = route.endpoint.parse(body, request_id=route.request_id)
+                resource = self._resource_for(route.endpoint)
+                result: FetchResult = await resource._wait_from(
+                    route.request_id, first, timeout, on_update
+                )
+                return result
+
+            return await stop.guard(wait_on)(key)
 
         return AsyncBatch(
             items.keys(),
-            AccountStop().guard(work),
+            work,
             concurrency=width,
             ordered=ordered,
             on_progress=on_progress,

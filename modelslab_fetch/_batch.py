@@ -21,7 +21,7 @@ import anyio
 import anyio.abc
 
 from ._errors import ClientClosedError, ConfigurationError
-from ._ids import normalize_request_id
+from ._ids import ids_in_file, is_file, normalize_request_id
 from ._models import FetchResult
 
 if TYPE_CHECKING:
@@ -65,7 +65,10 @@ class Outcome(Generic[R]):
 
         @property
         def index(self) -> int:
-            """The id's position in the input, counting from 0."""
+            """The id's position among the ids read, counting from 0.
+
+            In a file object, blank lines and `#` comments are not ids and do not count.
+            """
 
         @property
         def result(self) -> R | None:
@@ -87,7 +90,7 @@ class Success(Outcome[R]):
     request_id: str
     """The id as normalised (always text)."""
     index: int
-    """The id's position in the input, counting from 0."""
+    """The id's position among the ids read, counting from 0 (see `Outcome.index`)."""
     result: R
     """The typed result."""
     error: None = None
@@ -106,7 +109,7 @@ class Failure(Outcome[R]):
     request_id: str
     """The id as normalised (always text); for a malformed id, its text as given."""
     index: int
-    """The id's position in the input, counting from 0."""
+    """The id's position among the ids read, counting from 0 (see `Outcome.index`)."""
     error: Exception
     """Why there is no result: any `ModelsLabError` (`GenerationFailedError`, ...)."""
     result: None = None
@@ -574,11 +577,19 @@ def _text_of(raw: object) -> str:
 
 
 class _Source:
-    """The input ids, read one at a time by many workers; remembers why it broke, if it did."""
+    """The input ids, read one at a time by many workers; remembers why it broke, if it did.
+
+    A file object is read as the command line's `--ids-file` is: one id a line, stripped;
+    blank lines and lines starting with `#` are skipped (an outcome's `index` counts the
+    ids read, not the lines). Any other iterable is taken item by item, one outcome each.
+    """
 
     def __init__(self, ids: Iterable[object] | AsyncIterable[object]) -> None:
         self._sync: Iterator[object] | None = None
         self._async: AsyncIterator[object] | None = None
+        if is_file(ids):
+            # Wrapped in a generator of ours, which __aexit__ closes; the file stays yours.
+            ids = ids_in_file(ids)
         if isinstance(ids, AsyncIterable):
             self._async = aiter(ids)
         else:

@@ -81,6 +81,24 @@ class FetchEndpoint(Generic[R]):
             return self
         return obj._resource_for(self)  # type: ignore[attr-defined]
 
+    def __set__(self, obj: object, value: object) -> None:
+        # A data descriptor: `help()` then lists each row as a documented attribute of the
+        # client (with the doc `__set_name__` writes), not as a method showing a repr.
+        raise AttributeError(
+            "a client's endpoints are read-only; use client.with_options(...) for other "
+            "settings, or a FetchEndpoint of your own with wait_for(..., endpoint=)"
+        )
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        where = "in the path" if self.id_field is None else f"in the body as `{self.id_field}`"
+        doc = (
+            f"`POST {self.path_template}`, the id {where}: {self.output}, "
+            f"as `{self.result_model.__name__}`.\n\n"
+            "A resource: `.fetch(id)`, `.wait(id, timeout=600)`, `.fetch_many(ids)`,\n"
+            "`.wait_many(ids)` (see `AsyncFetchResource`, `SyncFetchResource`)."
+        )
+        object.__setattr__(self, "__doc__", doc)
+
     def __post_init__(self) -> None:
         in_path = "{id}" in self.path_template
         if in_path == (self.id_field is not None):
@@ -223,7 +241,8 @@ class AsyncFetchResource(Generic[R]):
         """Fetch each id once; an async iterator of one `Outcome` per input id.
 
         `concurrency` ids are fetched at once (default: the client's `max_concurrency`).
-        Outcomes come as they finish, or in input order with `ordered=True`. An outcome
+        `ids` is read as `wait_many` reads it (a file object one id a line). Outcomes
+        come as they finish, or in input order with `ordered=True`. An outcome
         is `ok` when the fetch answered, whatever the job's status. `on_progress` is
         called with a `Progress` after each outcome.
         """
@@ -252,9 +271,11 @@ class AsyncFetchResource(Generic[R]):
         polling starts; an outcome is `ok` only for a success. Up to `concurrency` ids
         are waited on at once (default 1024: they mostly sleep; the client's
         `max_concurrency` caps the requests). Read the ids lazily from any iterable or
-        async iterable; duplicates are asked for once. Outcomes come as they finish, or
-        in input order with `ordered=True`. `on_progress` hears of each outcome
-        (`Progress`), `on_update` of each poll of each id (`PollUpdate`).
+        async iterable, item by item; a file object (`open("ids.txt")`, `sys.stdin`,
+        anyio's `AsyncFile`) is read as `--ids-file` is: one id a line, stripped, blank
+        lines and `#` comments skipped. Duplicates are asked for once. Outcomes come as
+        they finish, or in input order with `ordered=True`. `on_progress` hears of each
+        outcome (`Progress`), `on_update` of each poll of each id (`PollUpdate`).
         """
         check_wait_timeout(timeout)
         self._refuse_if_closed()

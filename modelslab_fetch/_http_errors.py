@@ -33,6 +33,7 @@ from ._errors import (
     RequestNotFoundError,
     ResponseParseError,
 )
+from ._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
 from ._retry_after import stated_wait
 from ._retry_policy import DEFAULT_RETRY_STATUSES
 
@@ -41,6 +42,7 @@ __all__ = [
     "RETRYABLE_STATUS_CODES",
     "ErrorRule",
     "decode_response",
+    "error_in_body",
     "excerpt_of",
     "is_transient",
 ]
@@ -266,10 +268,16 @@ def decode_response(
     if status >= 300:
         return _status_error(raw, content, body, request_id=request_id, now=now)
     if parse_error is not None:
-        kind = "an HTML page" if is_html(raw.headers, content) else parse_error
+        if parse_error is TOO_DEEP:
+            said = f"HTTP {status} response is {TOO_DEEP}"
+        else:
+            kind = "an HTML page" if is_html(raw.headers, content) else parse_error
+            said = (
+                f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "
+                "(is base_url right?)"
+            )
         return ResponseParseError(
-            f"HTTP {status} response is {kind}; ModelsLab fetch endpoints answer JSON "
-            "(is base_url right?)",
+            said,
             excerpt=excerpt_of(content),
             status_code=status,
             request_id=request_id,
@@ -283,11 +291,52 @@ def decode_response(
     return body
 
 
+def error_in_body(
+    body: Mapping[str, Any],
+    *,
+    request_id: str | None,
+    now: float,
+    url: str,
+    clean: Callable[[Any], Any] = _unchanged,
+) -> ModelsLabError | None:
+    """The error a decoded body stands for by the same table as any answer, or None.
+
+    For a body that did not come with its HTTP answer (what a generation request
+    returned, handed to `wait_for`): read as an HTTP 200 error body is, so
+    `{"status": "error", "message": "Invalid Api Key"}` is an `AuthenticationError` and a
+    queue-limit body a `RateLimitError` with its `retry_after`. A body with no `status`
+    at all is judged by its words alone. None: no rule matches (a job's own failure, a
+    result). `url` is where the body is said to come from, for the error's `response`.
+    """
+    status = body.get("status")
+    if status is None:
+        body_status = "error"
+    elif isinstance(status, str) and status.strip().lower() in _ERROR_OR_FAILED_BODY:
+        body_status = status.strip().lower()
+    else:
+        return None
+    cleaned = dict(clean(dict(body)))
+    rule = _rule_for(200, body_status, _message_of(cleaned))
+    if rule is None:
+        return None
+    content = json.dumps(cleaned, ensure_ascii=False, default=str).encode("utf-8", "replace")
+    raw = RawResponse(200, {}, content, url)
+    return _error_from(
+        rule, raw, content, cleaned, request_id=request_id, now=now, where="generation response"
+    )
+
+
 def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
     try:
         value = json.loads(content)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+    except RecursionError:  # nesting deeper than json's own guard (Python's stack)
+        return None, TOO_DEEP
+    except ValueError:
         return None, "not JSON"
+    # Bounded here, where every answer enters: redaction, parsing, excerpts, logs and
+    # results files all walk the value afterwards (see _json_depth).
+    if not bracket_count_allows(content) and nested_deeper_than(value):
+        return None, TOO_DEEP
     if not isinstance(value, dict):
         return None, f"JSON but not an object (expected a JSON object, got {type(value).__name__})"
     return value, None
@@ -371,10 +420,12 @@ def _error_from(
     *,
     request_id: str | None,
     now: float,
+    where: str | None = None,
 ) -> ModelsLabError:
     response = raw.to_httpx(content)
     said = _message_of(body) or excerpt_of(content)
-    where = f"HTTP {raw.status_code}" + (" error body" if raw.status_code < 300 else "")
+    if where is None:
+        where = f"HTTP {raw.status_code}" + (" error body" if raw.status_code < 300 else "")
     if rule.error is AuthenticationError:
         return AuthenticationError(
             f"{rule.advice} ({where}: {said[:EXCERPT_CHARS]!r})",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
 import unicodedata
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+
+import anyio
 
 from ._errors import InvalidRequestIdError
 
-__all__ = ["RequestId", "normalize_request_id"]
+__all__ = ["RequestId", "ids_in_file", "is_file", "normalize_request_id"]
 
 RequestId = str | int
 """A request id as callers hold it; ModelsLab sends ints in some bodies, strings in others."""
@@ -67,3 +71,58 @@ def normalize_request_id(value: object) -> str:
     if text in {".", ".."}:
         raise InvalidRequestIdError(f"{text!r} is not a request id")
     return text
+
+
+def is_file(ids: object) -> bool:
+    """Whether `ids` is a file object, read as lines of ids rather than item by item.
+
+    That is what `open()` returns (text or binary), `io.StringIO`, `sys.stdin`, or anyio's
+    `AsyncFile`.
+    """
+    return isinstance(ids, io.IOBase | anyio.AsyncFile)
+
+
+def ids_in_file(
+    file: Iterable[object] | AsyncIterable[object],
+) -> Iterator[str] | AsyncIterator[str]:
+    """The ids a file object holds, read lazily as the command line's `--ids-file` is.
+
+    One id a line, stripped; blank lines and lines starting with `#` are skipped; a
+    byte-order mark is dropped; the lines of a binary file are read as UTF-8.
+    """
+    if isinstance(file, AsyncIterable):
+        return _async_lines_of(file)
+    return _lines_of(file)
+
+
+def _id_of_line(line: object, first: bool) -> str | None:
+    """The id a line of a file holds, or None for a blank line or a `#` comment."""
+    if isinstance(line, bytes | bytearray):
+        # Undecodable bytes become visible escapes, which no id may contain: the line
+        # gets a Failure naming them, rather than stopping the whole batch.
+        line = bytes(line).decode("utf-8", "backslashreplace")
+    text = str(line)
+    if first:
+        text = text.removeprefix("\ufeff")  # a byte-order mark, kept by open() as text
+    text = text.strip()
+    if not text or text.startswith("#"):
+        return None
+    return text
+
+
+def _lines_of(file: Iterable[object]) -> Iterator[str]:
+    first = True
+    for line in file:
+        found = _id_of_line(line, first)
+        first = False
+        if found is not None:
+            yield found
+
+
+async def _async_lines_of(file: AsyncIterable[object]) -> AsyncIterator[str]:
+    first = True
+    async for line in file:
+        found = _id_of_line(line, first)
+        first = False
+        if found is not None:
+            yield found

@@ -10,18 +10,35 @@ in the body of every fetch and would go with it.
 from __future__ import annotations
 
 import inspect
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._endpoint import FetchEndpoint
-from ._errors import ConfigurationError, InvalidRequestIdError
+from ._errors import (
+    ConfigurationError,
+    GenerationFailedError,
+    InvalidRequestIdError,
+    ModelsLabError,
+    ResponseParseError,
+)
+from ._http_errors import error_in_body
 from ._ids import normalize_request_id
+from ._json_depth import TOO_DEEP, nested_deeper_than
 from ._models import FetchResult
 
-__all__ = ["ForeignFetchURLError", "Queued", "Route", "body_of", "resolve"]
+__all__ = [
+    "ForeignFetchURLError",
+    "Queued",
+    "Route",
+    "body_of",
+    "failure_of",
+    "refusal",
+    "resolve",
+]
 
 Queued = Mapping[str, Any] | FetchResult
 """What a generation request returned: its decoded JSON body, or a `FetchResult` of it."""
@@ -59,6 +76,62 @@ def body_of(queued: object) -> dict[str, Any]:
         f"a FetchResult), not {type(queued).__name__}; to wait on a bare id use "
         "client.<endpoint>.wait(id)"
     )
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _stated_id(body: Mapping[str, Any]) -> str | None:
+    """The response's own id, when it is a usable one, to name its error by."""
+    raw_id = body.get("id")
+    if isinstance(raw_id, float) and raw_id.is_integer():
+        raw_id = int(raw_id)
+    try:
+        return normalize_request_id(raw_id)
+    except ValueError:
+        return None
+
+
+def refusal(
+    body: Mapping[str, Any], *, base_url: str, clean: Callable[[Any], Any] = _unchanged
+) -> ModelsLabError | None:
+    """The error a generation response stands for instead of a queued job, or None.
+
+    A response nested past `MAX_JSON_DEPTH` is a `ResponseParseError` (nothing may walk
+    it); otherwise the body is read through the one error table as any answer is: a
+    rejected key, a queue limit (with its `retry_after`), a validation message. The
+    server's words are in the error; `clean` redacts the key from them.
+    """
+    if nested_deeper_than(body):
+        return ResponseParseError(
+            f"the generation response is {TOO_DEEP}",
+            excerpt="<a JSON object nested too deeply to show>",
+        )
+    fetch_result = body.get("fetch_result")
+    return error_in_body(
+        body,
+        request_id=_stated_id(body),
+        now=time.time(),
+        url=fetch_result if isinstance(fetch_result, str) and fetch_result else base_url,
+        clean=clean,
+    )
+
+
+def failure_of(
+    body: Mapping[str, Any], *, clean: Callable[[Any], Any] = _unchanged
+) -> GenerationFailedError | None:
+    """A `GenerationFailedError` for a `failed`/`error` response with nothing to wait on.
+
+    The job ended before anything could be fetched: its error carries the response as a
+    `FetchResult`, so the server's words (`message`) are kept. None for any other body.
+    """
+    status = body.get("status")
+    if not isinstance(status, str) or status.strip().lower() not in ("failed", "error"):
+        return None
+    request_id = _stated_id(body)
+    result = FetchResult.from_body(dict(clean(dict(body))), request_id=request_id or "")
+    return GenerationFailedError(result, request_id=request_id)
 
 
 def resolve(
@@ -164,8 +237,10 @@ class QueuedItems:
         table: Mapping[str, FetchEndpoint[Any]],
         endpoint: str | FetchEndpoint[Any] | None,
         remembered: int,
+        clean: Callable[[Any], Any] = _unchanged,
     ) -> None:
         self._items = items
+        self._clean = clean
         self._base_url = base_url
         self._table = table
         self._endpoint = endpoint
@@ -206,11 +281,15 @@ class QueuedItems:
         body: dict[str, Any] = {}
         try:
             body = body_of(item)
-            route = resolve(
-                body, base_url=self._base_url, table=self._table, endpoint=self._endpoint
-            )
+            # What the response itself says went wrong comes first: its words, not a
+            # complaint about routing, are what the outcome must carry.
+            error = refusal(body, base_url=self._base_url, clean=self._clean)
+            if error is None:
+                route = resolve(
+                    body, base_url=self._base_url, table=self._table, endpoint=self._endpoint
+                )
         except (ConfigurationError, InvalidRequestIdError) as exc:
-            error = exc
+            error = failure_of(body, clean=self._clean) or exc
         if route is None:
             key = f"input-{position}"
         else:

@@ -421,6 +421,13 @@ class Transport:
     def _redact_text(self, text: str) -> str:
         return self._redactor.text(text)
 
+    def redact_json(self, value: Any) -> Any:
+        """Decoded JSON with this client's key redacted from every string.
+
+        For bodies that reach the SDK without an HTTP answer, such as a generation response.
+        """
+        return self._redactor.json(value)
+
 
 USER_AGENT = f"modelslab-fetch/{__version__}"
 

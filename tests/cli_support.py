@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from modelslab_fetch.testing._fixtures import SimulatorServer
 
@@ -65,3 +70,34 @@ def records(path: Path) -> list[dict[str, Any]]:
 
 def finals(path: Path) -> list[str]:
     return [str(r["request_id"]) for r in records(path) if r.get("final")]
+
+
+@contextmanager
+def simulate_command(*argv: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`modelslab-fetch simulate` on a free port, as a user runs it; yields its root URL
+    (`http://127.0.0.1:PORT`, the API below `/api`) and the process, stopped by Ctrl-C."""
+    from tests.local_server import free_port
+
+    port = free_port()
+    with subprocess.Popen(
+        cli("simulate", "--port", str(port), *argv),
+        env=env_for(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            root = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    httpx.get(f"{root}/_simulator/faults", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None, "modelslab-fetch simulate did not start"
+                    assert time.monotonic() < deadline, "modelslab-fetch simulate did not answer"
+                    time.sleep(0.05)
+            yield root, process
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(10)

@@ -530,3 +530,80 @@ async def test_a_bare_async_for_on_trio_says_to_use_async_with(
     with pytest.raises(RuntimeError, match=r"async with client\.images\.wait_many"):
         async for _ in client.images.wait_many([1]):
             pass
+
+
+# --- a file object is read as lines of ids ------------------------------------------------
+
+IDS_FILE = (
+    "\ufeff# ids queued on Monday\r\n1\r\n\r\n  2  \n# 3 was cancelled\n\t\n4\n"
+    "   # indented comment\n5"
+)
+
+
+async def test_an_open_file_is_read_as_lines_of_ids(
+    client: AsyncModelsLab, router: respx.MockRouter, tmp_path: Any
+) -> None:
+    server = Server()
+    router.post(IMAGES_URL).mock(side_effect=server)
+    path = tmp_path / "ids.txt"
+    path.write_bytes(IDS_FILE.encode())
+    with path.open(encoding="utf-8") as lines:
+        outcomes = await collect(client.images.wait_many(lines, ordered=True))
+        assert not lines.closed  # the file is yours to close
+    assert [(o.index, o.request_id, o.ok) for o in outcomes] == [
+        (0, "1", True),
+        (1, "2", True),
+        (2, "4", True),
+        (3, "5", True),
+    ]
+    assert sorted(server.calls) == ["1", "2", "4", "5"]  # no comment, no blank was sent
+
+
+async def test_a_binary_file_is_read_as_utf8_and_a_bad_line_fails_alone(
+    client: AsyncModelsLab, router: respx.MockRouter, tmp_path: Any
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=Server())
+    path = tmp_path / "ids.bin"
+    path.write_bytes(b"\xef\xbb\xbf1\n\n# c\n2\xff\n3\n")
+    with path.open("rb") as lines:
+        outcomes = await collect(client.images.fetch_many(lines, ordered=True))
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert isinstance(outcomes[1].error, InvalidRequestIdError)
+    assert outcomes[1].request_id == "2\\xff"
+
+
+async def test_an_anyio_async_file_is_read_as_lines_of_ids(
+    client: AsyncModelsLab, router: respx.MockRouter, tmp_path: Any
+) -> None:
+    router.post(IMAGES_URL).mock(side_effect=Server())
+    path = tmp_path / "ids.txt"
+    path.write_text(IDS_FILE, encoding="utf-8")
+    async with await anyio.open_file(path, encoding="utf-8") as lines:
+        outcomes = await collect(client.images.wait_many(lines, ordered=True))
+    assert [o.request_id for o in outcomes] == ["1", "2", "4", "5"]
+
+
+async def test_any_other_iterable_is_taken_item_by_item(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    # A list is what you built: an empty entry is answered (as a failure), never dropped.
+    router.post(IMAGES_URL).mock(side_effect=Server())
+    outcomes = await collect(client.images.fetch_many(["1\n", "", "# 2"], ordered=True))
+    assert [o.ok for o in outcomes] == [True, False, False]
+
+
+def test_the_blocking_client_reads_an_open_file_and_stdin_alike(
+    router: respx.MockRouter, tmp_path: Any
+) -> None:
+    import io
+
+    router.post(IMAGES_URL).mock(side_effect=Server())
+    path = tmp_path / "ids.txt"
+    path.write_text("13443927\n\n# done later\n13443928\n", encoding="utf-8")
+    with ModelsLab(api_key=API_KEY) as client, open(path) as lines:  # as the README
+        from_file = [o.request_id for o in client.images.wait_many(lines, ordered=True)]
+        from_stream = [
+            o.request_id
+            for o in client.images.wait_many(io.StringIO(path.read_text()), ordered=True)
+        ]
+    assert from_file == from_stream == ["13443927", "13443928"]

@@ -1,9 +1,12 @@
-"""Every Python example in README.md and docs/ runs, against the simulator on loopback.
+"""Every Python example in README.md and docs/ runs as written against `modelslab-fetch simulate`.
 
-Each ```python block is executed as it is written, in a fresh namespace, in a scratch
-folder, with MODELSLAB_BASE_URL and MODELSLAB_API_KEY pointing at a simulator that has
-the ids the examples use; `test_*` functions an example defines are then called with
-the fixtures they name. So the docs cannot drift from the code.
+A newcomer copies an example, starts `modelslab-fetch simulate` and points
+MODELSLAB_BASE_URL at it: so that is what each ```python block meets here, the command
+itself run as a subprocess (module-wide, as one would leave it running), with nothing
+queued on it by the test. Each block is executed in a fresh namespace, in a scratch
+folder; the `test_*` functions an example defines are then called with the fixtures they
+name (`modelslab_server` is the pytest plugin's, as in a user's project). So the docs
+cannot drift from the code, nor name an id the simulator does not know.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from modelslab_fetch.testing import Simulator
-from modelslab_fetch.testing._fixtures import SimulatorServer, serve_for_test
+from modelslab_fetch.testing._fixtures import new_simulator, serve_for_test
+from modelslab_fetch.testing._simulator import EXAMPLE_JOBS
+from tests.cli_support import simulate_command
 
 pytestmark = pytest.mark.integration
 
@@ -37,34 +42,60 @@ def test_the_docs_have_examples() -> None:
     assert len(EXAMPLES) >= 12
 
 
-@pytest.fixture
-def docs_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SimulatorServer]:
-    simulator = Simulator(seed=0)  # any key is accepted, as "..." in the examples
-    for request_id in ("13443927", "13443928", "13443929", "12202888"):
-        simulator.queue(request_id=request_id, ready_in=0.05)
-    simulator.queue(request_id="13443930", final="failed")
-    monkeypatch.chdir(tmp_path)
-    yield from serve_for_test(simulator, monkeypatch)
+@pytest.fixture(scope="module")
+def simulate() -> Iterator[str]:
+    """`modelslab-fetch simulate` as a user runs it; yields its API root."""
+    with simulate_command() as (root, _process):
+        yield f"{root}/api"
+
+
+def test_simulate_knows_every_id_the_examples_name(simulate: str) -> None:
+    named = set()
+    for page in PAGES:
+        for code in BLOCK.findall(page.read_text()):
+            named |= set(re.findall(r"\b1\d{7}\b", code))
+    assert named <= set(EXAMPLE_JOBS), "an example names an id `simulate` does not queue"
+    stats = httpx.get(simulate.removesuffix("/api") + "/_simulator/stats", timeout=5).json()
+    assert set(EXAMPLE_JOBS) <= set(stats)
 
 
 @pytest.mark.parametrize("code", EXAMPLES)
 def test_example_runs(
-    code: str, docs_server: SimulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    code: str,
+    simulate: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELSLAB_BASE_URL", simulate)
+    monkeypatch.setenv("MODELSLAB_API_KEY", "my-key")  # simulate accepts any key
     namespace: dict[str, Any] = {"__name__": "__docs_example__"}
     try:
         exec(compile(code, "<docs example>", "exec"), namespace)  # noqa: S102 - our own docs
-        fixtures = {
-            "modelslab_server": docs_server,
-            "modelslab_simulator": docs_server.simulator,
-            "tmp_path": tmp_path,
-        }
         for name, value in list(namespace.items()):
             if name.startswith("test_") and inspect.isfunction(value):
-                value(**{arg: fixtures[arg] for arg in inspect.signature(value).parameters})
+                call_as_pytest_would(value, monkeypatch, tmp_path)
         capsys.readouterr()
     finally:
         # A client an example never closes (a module-level one) is closed when collected,
         # as at the end of the program it stands for: now, not during some later test.
         namespace.clear()
         gc.collect()
+
+
+def call_as_pytest_would(test: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Call an example's test function with the plugin's fixtures it names."""
+    wanted = inspect.signature(test).parameters
+    simulator = new_simulator()
+    fixtures: dict[str, Any] = {"modelslab_simulator": simulator, "tmp_path": tmp_path}
+    if "modelslab_server" not in wanted:
+        test(**{arg: fixtures[arg] for arg in wanted})
+        return
+    with monkeypatch.context() as scoped:
+        served = serve_for_test(simulator, scoped)
+        fixtures["modelslab_server"] = next(served)
+        try:
+            test(**{arg: fixtures[arg] for arg in wanted})
+        finally:
+            served.close()

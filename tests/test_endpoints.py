@@ -54,9 +54,7 @@ ENTERPRISE_SERVERS = [
     "flux_klein",
     "flux_kontext_dev",
     "z_image_turbo",
-    "nano_banana",
-    "krea_2_turbo",
-    "minimax_h3",
+    "faceswap",
 ]
 CALLS = ("fetch", "wait", "fetch_many", "wait_many")
 
@@ -88,14 +86,16 @@ def recorder(router: respx.MockRouter, answer: dict[str, Any]) -> list[httpx.Req
 def test_the_table_holds_every_endpoint_of_the_wire_notes() -> None:
     top = {"images", "realtime", "image_editing", "video", "voice", "three_d", "faceswap"}
     expected = top | {"interior", "v7.images", "v7.video_fusion", "v7.voice"}
-    expected |= {"enterprise.images", "enterprise.pony"}
+    expected |= {"enterprise.images"}
     expected |= {f"enterprise.{s.replace('3d', 'three_d')}" for s in ENTERPRISE_SERVERS}
     assert set(TABLE) == expected
     for server in ENTERPRISE_SERVERS:
         name = f"enterprise.{server.replace('3d', 'three_d')}"
         assert TABLE[name].path_template == f"/v1/enterprise/{server}/fetch/{{id}}"
     assert TABLE["enterprise.images"].id_field == "request_id"
-    assert TABLE["enterprise.pony"].id_field == "request_id"
+    # Rows no public source shows are gone (docs/endpoints.md says which and why).
+    assert not {"enterprise.pony", "enterprise.nano_banana"} & set(TABLE)
+    assert not {"enterprise.krea_2_turbo", "enterprise.minimax_h3"} & set(TABLE)
     assert TABLE["images"].path_template == "/v6/images/fetch"
     assert TABLE["v7.video_fusion"].path_template == "/v7/video-fusion/fetch/{id}"
 
@@ -370,6 +370,121 @@ async def test_wait_for_refuses_a_fetch_result_outside_base_url(
     with pytest.raises(ForeignFetchURLError, match="Nothing was sent"):
         await client.wait_for({"status": "processing", "id": 1, "fetch_result": url})
     assert router.calls.call_count == 0
+
+
+# What a generation request answers instead of a job is read through the error table, with
+# the server's words: never a ConfigurationError asking for endpoint=.
+GENERATION_ERRORS: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "bad-key",
+        {"status": "error", "message": "Invalid Api Key"},
+        "AuthenticationError",
+        "Invalid Api Key",
+    ),
+    (
+        "queue-limit",
+        {
+            "status": "error",
+            "message": "Rate limit exceeded. Maximum 5 queued requests allowed.",
+            "retry_after": 30,
+        },
+        "RateLimitError",
+        "Maximum 5 queued requests allowed",
+    ),
+    (
+        "validation",
+        {"status": "error", "message": {"prompt": ["The prompt field is required."]}},
+        "BadRequestError",
+        "The prompt field is required.",
+    ),
+    ("no-status", {"message": "Unauthenticated."}, "AuthenticationError", "Unauthenticated"),
+    (
+        "failed",
+        {"status": "failed", "message": "GPU out of memory"},
+        "GenerationFailedError",
+        "GPU out of memory",
+    ),
+    (
+        "error-misspelt",
+        {"status": "error", "messege": "Something went wrong while generating"},
+        "GenerationFailedError",
+        "Something went wrong while generating",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("queued", "error", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in GENERATION_ERRORS],
+)
+async def test_wait_for_reads_an_error_response_through_the_error_table(
+    queued: dict[str, Any], error: str, words: str, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    import modelslab_fetch
+
+    with pytest.raises(getattr(modelslab_fetch, error)) as raised:
+        await client.wait_for(queued)
+    assert type(raised.value).__name__ == error
+    assert words in str(raised.value)
+    assert not isinstance(raised.value, ConfigurationError)
+    if error == "RateLimitError":
+        assert raised.value.retry_after == 30.0
+    assert router.calls.call_count == 0
+
+
+def test_the_blocking_wait_for_reads_an_error_response_too(sync_client: ModelsLab) -> None:
+    from modelslab_fetch import AuthenticationError
+
+    with pytest.raises(AuthenticationError, match="Invalid Api Key"):
+        sync_client.wait_for({"status": "error", "message": "Invalid Api Key"})
+
+
+async def test_an_error_response_never_shows_the_key(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    from modelslab_fetch import AuthenticationError
+
+    echoed = {"status": "error", "message": f"Invalid Api Key {API_KEY}", "key": API_KEY}
+    with pytest.raises(AuthenticationError) as raised:
+        await client.wait_for(echoed)
+    assert API_KEY not in str(raised.value)
+    assert API_KEY not in repr(raised.value.body)
+
+
+async def test_a_response_nested_too_deeply_is_a_parse_error(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    from modelslab_fetch import ResponseParseError
+
+    deep: Any = []
+    for _ in range(600):
+        deep = [deep]
+    queued = {"status": "processing", "id": 1, "fetch_result": f"{BASE_URL}/v6/video/fetch/1"}
+    with pytest.raises(ResponseParseError, match="nested more than 64 levels"):
+        await client.wait_for({**queued, "meta": deep})
+    outcomes = await collect(client.wait_for_many([{**queued, "meta": deep}]))
+    assert isinstance(outcomes[0].error, ResponseParseError)
+    assert router.calls.call_count == 0
+
+
+async def test_wait_for_many_gives_error_responses_their_own_errors_and_goes_on(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+
+    route = router.post(f"{BASE_URL}/v6/video/fetch/7").respond(
+        json={"status": "success", "id": 7, "output": ["https://cdn/7.mp4"]}
+    )
+    good = {"status": "processing", "id": 7, "fetch_result": f"{BASE_URL}/v6/video/fetch/7"}
+    items: list[dict[str, Any]] = [queued for _name, queued, _error, _words in GENERATION_ERRORS]
+    outcomes = await collect(client.wait_for_many([*items, good], ordered=True))
+    expected = [error for _name, _queued, error, _words in GENERATION_ERRORS]
+    assert [type(o.error).__name__ for o in outcomes[:-1]] == expected
+    for outcome, (_name, _queued, _error, words) in zip(outcomes, GENERATION_ERRORS, strict=False):
+        assert words in str(outcome.error)
+    # The rejected key of an input is that input's answer: no request was sent, so it
+    # does not stop the batch as an account error met by a fetch would.
+    assert outcomes[-1].ok
+    assert route.call_count == 1
 
 
 class Listener:

@@ -113,3 +113,49 @@ def test_every_error_class_is_documented_in_the_readme_and_docs() -> None:
         if name.endswith("Error") and name != "ModelsLabError":
             assert f"| `{name}`" in readme, name
             assert f"| `{name}`" in errors_page, name
+
+
+def test_the_testing_module_exports_are_documented_too() -> None:
+    from modelslab_fetch import testing
+
+    assert "SimulatorServer" in testing.__all__
+    for name in testing.__all__:
+        obj = getattr(testing, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), name
+            for member_name, member in vars(obj).items():
+                if isinstance(member, property) and not member_name.startswith("_"):
+                    assert inspect.getdoc(member.fget), f"{name}.{member_name}"
+
+
+def test_help_shows_each_endpoint_as_a_resource_with_its_calls() -> None:
+    import pydoc
+
+    for client in (AsyncModelsLab, ModelsLab):
+        text = pydoc.plain(pydoc.render_doc(client))
+        # Rows read as documented attributes, never as a method that prints a repr.
+        assert "FetchEndpoint(path_template=" not in text
+        assert "Group(Async" not in text
+        for name, path in (("images", "/v6/images/fetch"), ("video", "/v6/video/fetch/{id}")):
+            start = text.index(f"\n |  {name}\n")
+            entry = text[start : text.index("\n |  \n", start)]
+            assert f"`POST {path}`" in entry
+            for call in (".fetch(id)", ".wait(id", ".fetch_many(ids)", ".wait_many(ids)"):
+                assert call in entry, (name, call)
+        start = text.index("\n |  enterprise\n")
+        entry = text[start : text.index("\n |  \n", start)]
+        assert "enterprise servers" in entry
+        assert "super_resolution" in entry and "faceswap" in entry
+
+
+def test_endpoints_of_a_client_are_read_only() -> None:
+    import pytest
+
+    client = ModelsLab(api_key="k")
+    try:
+        with pytest.raises(AttributeError, match="read-only"):
+            client.images = None
+        with pytest.raises(AttributeError, match="read-only"):
+            client.enterprise = None
+    finally:
+        client.close()

@@ -66,3 +66,31 @@ def test_the_plugin_needs_no_async_plugin(pytester: pytest.Pytester) -> None:
         "-p", "no:cacheprovider", "-p", "no:anyio", "-p", "no:asyncio", "-W", "error"
     )
     result.assert_outcomes(passed=1)
+
+
+FAULTY_USER_TESTS = """
+import pytest
+
+from modelslab_fetch import InsufficientCreditsError, ModelsLab
+from modelslab_fetch.testing import Faults, SimulatorServer
+
+
+def test_faults_on_the_fixture_server(modelslab_server: SimulatorServer):
+    assert isinstance(modelslab_server, SimulatorServer)
+    assert modelslab_server.faults == Faults()
+    job = modelslab_server.simulator.queue()
+    modelslab_server.faults = Faults(account_error="no_credits")
+    with ModelsLab() as client:
+        with pytest.raises(InsufficientCreditsError):
+            client.images.fetch(job)
+        assert modelslab_server.faults_met == {"no credits": 1}
+        modelslab_server.faults = Faults()  # and well again
+        assert client.images.wait(job).succeeded
+    assert modelslab_server.faults_met == {}
+"""
+
+
+def test_faults_can_be_set_on_the_fixture_server(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=FAULTY_USER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=1)

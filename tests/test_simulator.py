@@ -1,9 +1,12 @@
-"""The simulator, driven through the SDK in-process (httpx.ASGITransport, no socket)."""
+"""The simulator, driven through the SDK in-process (httpx.ASGITransport, no socket); and
+what its routes accept, tested against `modelslab-fetch simulate` served for real."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -649,3 +652,199 @@ def test_the_simulate_command_takes_the_error_model() -> None:
     assert parser.parse_args(["--eta-error-model", "per_job"]).eta_error_model == "per_job"
     with pytest.raises(SystemExit):
         parser.parse_args(["--eta-error-model", "often"])
+
+
+# --- what the routes accept, served for real --------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process `pid`, in MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")  # pragma: no cover - not Linux
+
+
+REFUSED_CONTROL_BODIES = [
+    # (route, body, status, words): each refused at once, with what to do instead.
+    ("jobs", {"count": 200_000}, 413, "more than one request may queue (10000)"),
+    ("jobs", {"count": 10_001}, 413, "send several requests"),
+    ("jobs", {"count": "9"}, 400, "count must be a whole number"),
+    ("jobs", {"count": 2.5}, 400, "count must be a whole number"),
+    ("jobs", {"count": -1}, 400, "count cannot be negative"),
+    ("jobs", {"count": True}, 400, "count must be a whole number"),
+    ("jobs", {"ready_in": [0, 1e300]}, 400, "ready_in must be [low, high]"),
+    ("jobs", {"ready_in": [5, 1]}, 400, "ready_in must be [low, high]"),
+    ("jobs", {"ready_in": 3}, 400, "ready_in must be [low, high]"),
+    ("jobs", {"ready_in": ["a", 1]}, 400, "ready_in must be a number"),
+    ("jobs", {"failure_rate": 2}, 400, "failure_rate is a share from 0 to 1"),
+    ("jobs", {"eta_error_model": "always"}, 400, "eta_error_model must be one of"),
+    ("responses", {"count": 200_000}, 413, "more than one request may queue"),
+    ("responses", {"endpoint": "holograms"}, 400, "endpoint must name an endpoint"),
+    ("responses", {"endpoint": ["video"]}, 400, "endpoint must name an endpoint"),
+]
+
+RAW_BODIES = [
+    # (route, raw body, status, words)
+    ("jobs", b"not json", 400, "not JSON"),
+    ("jobs", b"[1, 2]", 400, "must be a JSON object"),
+    ("jobs", b'{"count": 1e400}', 400, "count must be a whole number"),
+    ("jobs", b'{"ready_in": [0, NaN]}', 400, "ready_in must be a finite number"),
+    ("jobs", b'{"ready_in": [0, Infinity]}', 400, "ready_in must be a finite number"),
+    ("jobs", b"[" * 100_000 + b"]" * 100_000, 413, "larger than 65536 bytes"),
+    ("jobs", b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nested more than 64"),
+    ("responses", b" " * (2**20), 413, "larger than 65536 bytes"),
+]
+
+
+def test_the_served_simulator_refuses_what_it_cannot_take_at_once_and_stays_small() -> None:
+    from tests.cli_support import simulate_command
+
+    with simulate_command() as (root, process), httpx.Client(base_url=root, timeout=5) as http:
+        before = rss_mb(process.pid)
+        for route, body, status, words in REFUSED_CONTROL_BODIES:
+            started = time.monotonic()
+            answer = http.post(f"/_simulator/{route}", json=body)
+            assert time.monotonic() - started < 0.5, (route, body)
+            assert answer.status_code == status, (route, body, answer.text)
+            assert words in answer.json()["message"], (route, body, answer.text)
+        for route, raw, status, words in RAW_BODIES:
+            answer = http.post(f"/_simulator/{route}", content=raw)
+            assert answer.status_code == status, (route, raw[:40], answer.text)
+            assert words in answer.json()["message"], (route, raw[:40], answer.text)
+        grown = rss_mb(process.pid) - before
+        assert grown < 20, f"the simulator grew by {grown:.0f} MB"
+        # It still does its job, and the bounds are not in the way of ordinary use.
+        queued = http.post("/_simulator/jobs", json={"count": 3, "ready_in": [0, 0]}).json()
+        assert len(queued["ids"]) == 3
+        fetched = http.post(f"/api/v6/images/fetch/{queued['ids'][0]}", json={"key": "k"})
+        assert fetched.json()["status"] == "success"
+
+
+def test_the_served_simulator_bounds_its_fetch_and_file_routes() -> None:
+    from tests.cli_support import simulate_command
+
+    with simulate_command() as (root, _process), httpx.Client(base_url=root, timeout=5) as http:
+        huge = http.post("/api/v6/images/fetch", json={"key": "k", "request_id": "1" * 100_000})
+        assert huge.status_code == 413
+        long_id = http.post("/api/v6/images/fetch", json={"key": "k", "request_id": "1" * 300})
+        assert long_id.json()["message"] == "Request not found"
+        deep = http.post("/api/v6/images/fetch", content=b"[" * 5000 + b"]" * 5000)
+        assert deep.status_code == 400
+        assert http.get("/generations/13443927-" + "9" * 5000 + ".png").status_code == 404
+        assert http.get("/generations/13443927-0.png").status_code in (200, 404)
+
+
+async def test_the_same_bounds_hold_in_process() -> None:
+    # The served test above meets the bounds over a socket; the same app in-process
+    # (httpx.ASGITransport, as in_process_client) gives the same answers.
+    async with wire(SimulatorApp(Simulator(seed=1))) as http:
+        for route, body, status, words in REFUSED_CONTROL_BODIES:
+            answer = await http.post(f"/_simulator/{route}", json=body)
+            assert (answer.status_code, words in answer.json()["message"]) == (status, True)
+        for route, raw, status, words in RAW_BODIES:
+            answer = await http.post(f"/_simulator/{route}", content=raw)
+            assert (answer.status_code, words in answer.json()["message"]) == (status, True)
+
+
+async def test_the_jobs_a_simulator_holds_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelslab_fetch.testing import _limits
+
+    monkeypatch.setattr(_limits, "MAX_JOBS_HELD", 10)
+    simulator = Simulator(seed=1)
+    async with wire(SimulatorApp(simulator)) as http:
+        assert (await http.post("/_simulator/jobs", json={"count": 8})).status_code == 200
+        refused = await http.post("/_simulator/responses", json={"count": 3})
+        assert refused.status_code == 413
+        assert "holds 8 jobs and keeps at most 10" in refused.json()["message"]
+    assert len(simulator.jobs) == 8  # all or nothing: none of the three was made
+
+
+def run_simulate_in_process(monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str]:
+    """`modelslab-fetch simulate ARGV` with the serving itself left out: what it says first."""
+    import io
+
+    from modelslab_fetch.cli import _demo, main
+    from modelslab_fetch.cli._commands import Streams
+
+    def serve(app: SimulatorApp, **options: Any) -> None:
+        options["before_serving"]()
+
+    monkeypatch.setattr(_demo, "run_simulator", serve)
+    monkeypatch.setattr(_demo, "_check_address", lambda host, port: None)  # binds nothing
+    err = io.StringIO()
+    code = main(["simulate", *argv], streams=Streams(out=io.StringIO(), err=err))
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "example.internal"])  # noqa: S104
+def test_simulate_warns_when_it_listens_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    code, err = run_simulate_in_process(monkeypatch, "--host", host)
+    assert code == 0
+    first = err.splitlines()[0]
+    assert first.startswith(f"warning: --host {host} is not a loopback address")
+    assert "test server that accepts any key" in first
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_simulate_on_loopback_gives_no_warning(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    code, err = run_simulate_in_process(monkeypatch, "--host", host)
+    assert code == 0
+    assert "warning" not in err
+    assert "13443927" in err  # the docs' example jobs are named
+
+
+# --- the simulator's server comes with the package ---------------------------------------
+
+
+def test_a_plain_install_brings_the_simulators_server() -> None:
+    from importlib.metadata import metadata, requires
+
+    plain = [r for r in requires("modelslab-fetch") or [] if "extra ==" not in r]
+    assert any(r.startswith("uvicorn") for r in plain), plain
+    # The old install line keeps working: the extra still exists (and adds nothing).
+    assert "simulator" in (metadata("modelslab-fetch").get_all("Provides-Extra") or [])
+
+
+WITHOUT_UVICORN = (
+    "import sys; sys.modules['uvicorn'] = None; "  # import uvicorn now fails, as if missing
+    "from modelslab_fetch.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("argv", [["demo", "--jobs", "3"], ["simulate", "--port", "0"]])
+def test_without_uvicorn_the_commands_say_what_to_install(argv: list[str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.cli_support import env_for
+    from tests.local_server import free_port
+
+    if argv[0] == "simulate":
+        argv = ["simulate", "--port", str(free_port())]
+    else:
+        argv = [*argv, "--dir", str(tmp_path / "demo")]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_UVICORN, *argv],
+        env=env_for(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "unexpected error" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"modelslab-fetch {argv[0]}: error: " in done.stderr
+    assert "needs uvicorn" in done.stderr and "pip install uvicorn" in done.stderr
+    assert "ModelsLab simulator on" not in done.stderr  # no banner for a server that cannot run
+
+
+def test_without_uvicorn_the_fixture_says_what_to_install(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("import sys\n\nsys.modules['uvicorn'] = None\n")
+    pytester.makepyfile(test_user="def test_it(modelslab_server):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ConfigurationError*needs uvicorn*pip install uvicorn*"])

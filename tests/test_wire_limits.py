@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import anyio.lowlevel
@@ -489,3 +490,104 @@ async def test_a_gzip_bomb_through_the_client_stops_at_the_cap(clock: FakeClock)
             with pytest.raises(ResponseParseError, match="larger than 10 MB"):
                 await c.images.fetch(1)
     await anyio.lowlevel.checkpoint()
+
+
+# --- JSON nested past any sane depth ------------------------------------------------------
+
+
+def deep_body(levels: int) -> bytes:
+    """A success whose `meta` nests `levels` lists deep: 600 levels is a 1.3 kB body."""
+    head = b'{"status": "success", "id": 1, "output": ["https://cdn.example/1.png"], "meta": '
+    return head + b"[" * levels + b"]" * levels + b"}"
+
+
+# 600 passes json.loads and used to break every later walk of the value (redaction,
+# pydantic); 5,000 trips json's own recursion guard.
+DEPTHS = pytest.mark.parametrize("levels", [65, 600, 5000])
+
+
+@DEPTHS
+@pytest.mark.parametrize("http_backend", ["aiohttp", "httpx"])
+async def test_deeply_nested_json_is_a_parse_error_from_fetch_wait_and_wait_many(
+    hostile: Hostile, levels: int, http_backend: Literal["aiohttp", "httpx"]
+) -> None:
+    from modelslab_fetch import ResponseParseError
+
+    server = hostile(answer(body=deep_body(levels)))
+    async with AsyncModelsLab(
+        base_url=server.base_url, api_key="k", max_retries=0, http_backend=http_backend
+    ) as client:
+        with pytest.raises(ResponseParseError, match="nested more than 64 levels deep"):
+            await client.images.fetch("1")
+        with pytest.raises(ResponseParseError, match="nested more than 64 levels deep"):
+            await client.images.wait("1", timeout=5)
+        async with client.images.wait_many(["1", "2"], timeout=5) as batch:
+            outcomes = [outcome async for outcome in batch]
+    assert sorted(o.request_id for o in outcomes) == ["1", "2"]
+    assert all(isinstance(o.error, ResponseParseError) for o in outcomes)
+
+
+def test_json_nested_just_within_the_limit_still_reads() -> None:
+    from modelslab_fetch._backends import RawResponse
+    from modelslab_fetch._http_errors import decode_response
+
+    body = deep_body(63)  # 63 lists inside the object: 64 levels
+    decoded = decode_response(
+        RawResponse(200, {}, body, "http://127.0.0.1/api"), body, request_id="1", now=0.0
+    )
+    assert isinstance(decoded, dict)
+    assert decoded["status"] == "success"
+
+
+@DEPTHS
+def test_deeply_nested_json_fails_the_id_on_the_command_line(
+    hostile: Hostile, levels: int, tmp_path: Path
+) -> None:
+    from tests.cli_support import command
+
+    server = hostile(answer(body=deep_body(levels)))
+    url = server.base_url
+    fetched = command(None, "fetch", "1", MODELSLAB_BASE_URL=url, MODELSLAB_API_KEY="k")
+    out = str(tmp_path / "r.jsonl")
+    waited = command(
+        None, "wait", "1", "2", "-o", out, MODELSLAB_BASE_URL=url, MODELSLAB_API_KEY="k"
+    )
+    for done in (fetched, waited):
+        assert done.returncode == 1, done.stderr
+        assert "unexpected" not in done.stderr
+        assert "Traceback" not in done.stderr
+    assert "nested more than 64 levels" in fetched.stdout + fetched.stderr
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert sorted(record["request_id"] for record in records) == ["1", "2"]
+    assert all("nested more than 64 levels" in json.dumps(record) for record in records)
+
+
+def test_deeply_nested_generation_responses_fail_their_line_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    from tests.cli_support import command
+
+    queued = {"status": "processing", "id": 1, "fetch_result": "http://127.0.0.1:9/api/v6/x/1"}
+    lines = [
+        json.dumps(queued)[:-1] + ', "meta": ' + "[" * 600 + "]" * 600 + "}",
+        '{"status": "processing", "id": 2, "meta": ' + "[" * 5000 + "]" * 5000 + "}",
+    ]
+    source = tmp_path / "queued.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    done = command(
+        None,
+        "wait",
+        "--from-responses",
+        str(source),
+        "-o",
+        str(out),
+        MODELSLAB_BASE_URL="http://127.0.0.1:9/api",  # never contacted: nothing is sent
+        MODELSLAB_API_KEY="k",
+    )
+    assert done.returncode == 1, done.stderr
+    assert "unexpected" not in done.stderr
+    assert "Traceback" not in done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2
+    assert not any(record["ok"] for record in records)

@@ -7,6 +7,7 @@ mypy follows the same overloads, so `client.video.wait(...)` is typed on both cl
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -73,6 +74,20 @@ class Group(Generic[A, S]):
 
     def __repr__(self) -> str:
         return f"Group({self.async_class.__name__}, {self.sync_class.__name__})"
+
+    def __set__(self, obj: object, value: object) -> None:
+        # A data descriptor, as rows are: `help()` shows the group with its doc.
+        raise AttributeError("a client's endpoint groups are read-only")
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        # The rows' own class (e.g. EnterpriseEndpoints) says what the group is, for both
+        # clients; the surface classes' docs name one client only.
+        what = (self.async_class.__bases__[0].__doc__ or name).strip().splitlines()[0]
+        rows = textwrap.fill(", ".join(rows_of(self.async_class)) + ".", width=80)
+        self.__doc__ = (
+            f"{what}\n\nEndpoints, each a resource with `.fetch`, `.wait`, `.fetch_many` "
+            f"and `.wait_many`:\n{rows}"
+        )
 
     @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Group[A, S]: ...

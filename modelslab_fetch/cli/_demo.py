@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 
 from .._async_client import AsyncModelsLab
+from .._config import is_loopback
 from ..testing import Faults, Simulator, SimulatorApp, run_simulator, simulator_server
 from ..testing._simulator import ETA_ERROR_MODELS
 from ._commands import (
@@ -222,30 +223,43 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
         eta_error_model=args.eta_error_model,
     )
     app = SimulatorApp(simulator, faults=faults, seed=args.seed)
+    # The ids the README and docs use, so their examples run against this as written.
+    examples = simulator.queue_examples()
     ids = (
         simulator.queue_many(args.jobs, ready_in=(1.0, 8.0), failure_rate=0.05) if args.jobs else []
     )
     base_url = f"http://{args.host}:{args.port}/api"
-    streams.err.write(
-        f"ModelsLab simulator on {base_url}\n"
-        f"  point the SDK or the CLI at it: MODELSLAB_BASE_URL={base_url}\n"
-        f"  key: {'any non-empty key' if args.accept_key is None else 'the one given'}\n"
-        f"  queue jobs: POST http://{args.host}:{args.port}/_simulator/jobs "
-        '{"count": 10, "ready_in": [1, 8]}\n'
-    )
-    if faults.account_error is not None:
+
+    def banner() -> None:  # once the server can start: nothing is said for one that cannot
+        if not is_loopback(args.host):
+            streams.err.write(
+                f"warning: --host {args.host} is not a loopback address: this is a test "
+                f"server that accepts {'any key' if args.accept_key is None else 'one key'} "
+                "and answers with made-up jobs, to anyone who can reach this address. Serve "
+                "on 127.0.0.1 unless that is what you mean.\n"
+            )
         streams.err.write(
-            f"  refusing every fetch after the first {faults.account_error_after} "
-            f"({args.account_error})\n"
+            f"ModelsLab simulator on {base_url}\n"
+            f"  point the SDK or the CLI at it: MODELSLAB_BASE_URL={base_url}\n"
+            f"  key: {'any non-empty key' if args.accept_key is None else 'the one given'}\n"
+            f"  the docs' example jobs: {', '.join(examples)} (ready in a few seconds)\n"
+            f"  queue jobs: POST http://{args.host}:{args.port}/_simulator/jobs "
+            '{"count": 10, "ready_in": [1, 8]}\n'
         )
-    if ids:
-        streams.out.write("\n".join(ids) + "\n")
-        streams.out.flush()
-    streams.err.write("Ctrl-C to stop\n")
-    streams.err.flush()
+        if faults.account_error is not None:
+            streams.err.write(
+                f"  refusing every fetch after the first {faults.account_error_after} "
+                f"({args.account_error})\n"
+            )
+        if ids:
+            streams.out.write("\n".join(ids) + "\n")
+            streams.out.flush()
+        streams.err.write("Ctrl-C to stop\n")
+        streams.err.flush()
+
     try:
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C by itself
-            run_simulator(app, host=args.host, port=args.port)
+            run_simulator(app, host=args.host, port=args.port, before_serving=banner)
     except SystemExit as exit_:  # pragma: no cover - the port was taken since the check
         if exit_.code:
             raise UsageError(

@@ -45,7 +45,7 @@ async def _decoded(lines: AsyncIterator[str]) -> AsyncIterator[object]:
     async for line in lines:
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past json's guard
             yield line
 
 

@@ -3,14 +3,15 @@
 `Simulator` holds the queue; `SimulatorApp` serves it as an ASGI app (with `Faults` on
 demand), which runs in-process through `httpx.ASGITransport` (no socket, see
 `in_process_client`) or on loopback under uvicorn (`simulator_server`,
-`modelslab-fetch simulate`). The pytest plugin offers both as fixtures.
+`modelslab-fetch simulate`). The pytest plugin offers both as fixtures: `modelslab_server`
+is a `SimulatorServer`, whose `faults` can be set in a test.
 """
 
 from ._asgi import SimulatorApp
 from ._client import in_process_client
 from ._faults import AccountRefusal, Faults, QueueLimitWait
 from ._png import solid_png
-from ._server import run_simulator, simulator_server
+from ._server import SimulatorServer, run_simulator, simulator_server
 from ._simulator import SimulatedJob, Simulator
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "SimulatedJob",
     "Simulator",
     "SimulatorApp",
+    "SimulatorServer",
     "in_process_client",
     "run_simulator",
     "simulator_server",

@@ -12,8 +12,17 @@ import anyio
 
 from .._endpoints.table import endpoint_table
 from ._faults import FaultPlan, Faults
+from ._limits import (
+    MAX_BODY_BYTES,
+    MAX_REQUEST_ID_CHARS,
+    Refused,
+    count_of,
+    json_object_of,
+    ready_in_of,
+    share_of,
+)
 from ._media import KIND_FILES, file_of_kind
-from ._simulator import Simulator
+from ._simulator import ETA_ERROR_MODELS, NOT_FOUND_BODY, Simulator
 
 __all__ = ["SimulatorApp"]
 
@@ -23,7 +32,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _FILE_ROUTE = re.compile(
-    r"^/generations/(?P<id>[^/]+)-(?P<n>\d+)\.(?P<ext>"
+    r"^/generations/(?P<id>[^/]+)-(?P<n>\d{1,6})\.(?P<ext>"
     + "|".join(ext for ext, _ in KIND_FILES.values())
     + ")$"
 )
@@ -62,18 +71,29 @@ class SimulatorApp:
     their generation responses (`fetch_result` pointing at this server);
     `GET /_simulator/stats` returns polls per job;
     `GET /_simulator/faults` returns the faults injected so far, by kind and by HTTP status.
+    Every route takes bounded requests only (a 64 KiB body, 10,000 jobs a request,
+    50,000 held, `ready_in` within a day, shares within 0..1: see `_limits`); anything
+    else is answered 400 or 413 with the bound named, before any work is done.
     """
 
     def __init__(
         self, simulator: Simulator, *, faults: Faults | None = None, seed: int = 0
     ) -> None:
         self.simulator = simulator
+        self._seed = seed
         self.faults = FaultPlan(faults or Faults(), seed=seed)
+        """What is injected, and counts of what was (`kinds`, `injected`)."""
         self.routes = fetch_routes()
         """The fetch routes served, from the endpoint table when the app was made."""
 
     def __repr__(self) -> str:
         return f"SimulatorApp({self.simulator!r})"
+
+    def use_faults(self, faults: Faults) -> None:
+        """Inject `faults` from the next request on; the counts of `faults` start afresh."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
+        self.faults = FaultPlan(faults, seed=self._seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -81,7 +101,11 @@ class SimulatorApp:
             return
         if scope["type"] != "http":  # pragma: no cover - websockets are not served
             return
-        body = await _read_body(receive)
+        body = await _read_body(receive, MAX_BODY_BYTES)
+        if body is None:
+            message = f"the request body is larger than {MAX_BODY_BYTES} bytes"
+            await _send(send, 413, _error_json(message), "application/json")
+            return
         path, method = scope["path"], scope["method"]
         image = _FILE_ROUTE.match(path)
         if image is not None and method in ("GET", "HEAD"):
@@ -123,10 +147,14 @@ class SimulatorApp:
         return self._control(method, path, body, scope)
 
     def _control(self, method: str, path: str, body: bytes, scope: Scope) -> tuple[int, Any]:
-        if path == "/_simulator/jobs" and method == "POST":
-            return 200, self._queue_jobs(json.loads(body or b"{}"))
-        if path == "/_simulator/responses" and method == "POST":
-            return self._queue_responses(json.loads(body or b"{}"), f"http://{_host(scope)}/api")
+        try:
+            if path == "/_simulator/jobs" and method == "POST":
+                return 200, self._queue_jobs(json_object_of(body))
+            if path == "/_simulator/responses" and method == "POST":
+                spec = json_object_of(body)
+                return self._queue_responses(spec, f"http://{_host(scope)}/api")
+        except Refused as refused:
+            return refused.status, {"status": "error", "message": refused.message}
         if path == "/_simulator/stats" and method == "GET":
             return 200, self._stats()
         if path == "/_simulator/faults" and method == "GET":
@@ -140,45 +168,51 @@ class SimulatorApp:
         self, path_id: str | None, body: bytes, fetch_url: str, kind: str = "images"
     ) -> tuple[int, Any]:
         try:
-            data = json.loads(body or b"{}")
-        except ValueError:
+            data: object = json_object_of(body)
+        except Refused:
             data = None
         if not isinstance(data, dict):
             return 400, {"status": "error", "message": "Invalid JSON body"}
         request_id = path_id if path_id is not None else data.get("request_id")
         if request_id is None:
             return 200, {"status": "error", "message": {"request_id": ["required"]}}
+        if len(str(request_id)) > MAX_REQUEST_ID_CHARS:
+            # Never looked up, never made a job of (auto_ready): as the API, "not found".
+            return 200, dict(NOT_FOUND_BODY)
         status, answer = self.simulator.answer(
             str(request_id), data.get("key"), fetch_url=fetch_url, kind=kind
         )
         return status, self.faults.reshape(answer, fetch_url=fetch_url)
 
     def _queue_jobs(self, spec: dict[str, Any]) -> dict[str, Any]:
-        low, high = spec.get("ready_in", (1.0, 8.0))
+        # Every value checked before any job is made (see _limits): a request either
+        # queues all it asks for, or nothing.
+        count = count_of(spec, held=len(self.simulator.jobs))
+        ready_in = ready_in_of(spec, (1.0, 8.0))
+        failure_rate = share_of(spec, "failure_rate")
+        model = spec.get("eta_error_model")
+        if model is not None and model not in ETA_ERROR_MODELS:
+            raise Refused(400, f"eta_error_model must be one of {', '.join(ETA_ERROR_MODELS)}")
         ids = self.simulator.queue_many(
-            int(spec.get("count", 1)),
-            ready_in=(float(low), float(high)),
-            failure_rate=float(spec.get("failure_rate", 0.0)),
-            eta_error_model=spec.get("eta_error_model"),
+            count, ready_in=ready_in, failure_rate=failure_rate, eta_error_model=model
         )
         offset = time.time() - self.simulator.clock()
         jobs = self.simulator.jobs
         return {"ids": ids, "ready_at": {rid: jobs[rid].ready_at + offset for rid in ids}}
 
     def _queue_responses(self, spec: dict[str, Any], base_url: str) -> tuple[int, Any]:
-        endpoint = str(spec.get("endpoint", "images"))
-        low, high = spec.get("ready_in", (1.0, 8.0))
-        try:
-            responses = [
-                self.simulator.queue_response(
-                    endpoint,
-                    ready_in=self.simulator.uniform(float(low), float(high)),
-                    base_url=base_url,
-                )
-                for _ in range(int(spec.get("count", 1)))
-            ]
-        except ValueError as exc:
-            return 400, {"message": str(exc)}
+        endpoint = spec.get("endpoint", "images")
+        if not isinstance(endpoint, str) or endpoint not in endpoint_table():
+            names = ", ".join(endpoint_table())
+            raise Refused(400, f"endpoint must name an endpoint of the table: one of {names}")
+        count = count_of(spec, held=len(self.simulator.jobs))
+        low, high = ready_in_of(spec, (1.0, 8.0))
+        responses = [
+            self.simulator.queue_response(
+                endpoint, ready_in=self.simulator.uniform(low, high), base_url=base_url
+            )
+            for _ in range(count)
+        ]
         return 200, {"responses": responses}
 
     def _stats(self) -> dict[str, Any]:
@@ -203,13 +237,23 @@ def _host(scope: Scope) -> str:
     return f"{server[0]}:{server[1]}"
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it grows past `limit` bytes."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _error_json(message: str) -> bytes:
+    return json.dumps({"status": "error", "message": message}).encode()
 
 
 async def _send(

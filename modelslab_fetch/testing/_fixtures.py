@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Generator
 
 import pytest
 
 from .._config import API_KEY_ENV, BASE_URL_ENV
 from ._asgi import SimulatorApp
-from ._server import simulator_server
+from ._server import SimulatorServer, simulator_server
 from ._simulator import Simulator
 
 __all__ = ["SIMULATOR_KEY", "SimulatorServer", "new_simulator", "serve_for_test"]
 
 SIMULATOR_KEY = "simulator-test-key"
-
-
-@dataclass(frozen=True)
-class SimulatorServer:
-    """A simulator served on loopback for one test."""
-
-    base_url: str
-    """The API root, e.g. `http://127.0.0.1:54321/api` (also in `MODELSLAB_BASE_URL`)."""
-    api_key: str
-    """The key the simulator accepts (also in `MODELSLAB_API_KEY`)."""
-    simulator: Simulator
-    """The queue behind it: `queue()` jobs, read `jobs` and `polls()`."""
-    app: SimulatorApp
-    """The ASGI app, whose `faults` can be inspected."""
 
 
 def new_simulator() -> Simulator:
@@ -38,7 +23,7 @@ def new_simulator() -> Simulator:
 
 def serve_for_test(
     simulator: Simulator, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[SimulatorServer]:
+) -> Generator[SimulatorServer, None, None]:
     """Serve `simulator` on a free loopback port, with the environment pointing at it."""
     app = SimulatorApp(simulator)
     with simulator_server(app) as base_url:

@@ -1,26 +1,36 @@
-"""The simulator on a real loopback socket, served by uvicorn (the `simulator` extra)."""
+"""The simulator on a real loopback socket, served by uvicorn (a dependency since 0.x).
+
+uvicorn is imported only when a server starts: `import modelslab_fetch` never pays for it.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._errors import ConfigurationError
 from ._asgi import SimulatorApp
+from ._faults import Faults
+from ._simulator import Simulator
 
-__all__ = ["run_simulator", "simulator_server"]
+__all__ = ["SimulatorServer", "run_simulator", "simulator_server"]
 
 
 def _uvicorn() -> Any:
     try:
-        import uvicorn  # noqa: PLC0415 - optional: only the server needs it
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
-            "the simulator's HTTP server needs uvicorn: pip install 'modelslab-fetch[simulator]'"
-        ) from exc
+        import uvicorn  # noqa: PLC0415 - imported when a server starts, not with the package
+    except ImportError:
+        # uvicorn is a dependency of the package: only a broken or hand-trimmed
+        # environment lacks it. Said as what to do, never as an unexpected error.
+        raise ConfigurationError(
+            "the simulator's HTTP server needs uvicorn, which is missing from this Python "
+            "environment although modelslab-fetch depends on it: pip install uvicorn (or "
+            "reinstall modelslab-fetch)"
+        ) from None
     return uvicorn
 
 
@@ -36,10 +46,24 @@ def _config(app: SimulatorApp, host: str, port: int) -> Any:
     )
 
 
-def run_simulator(app: SimulatorApp, *, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve `app` until interrupted (what `modelslab-fetch simulate` runs)."""
+def run_simulator(
+    app: SimulatorApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    before_serving: Callable[[], object] | None = None,
+) -> None:
+    """Serve `app` until interrupted (what `modelslab-fetch simulate` runs).
+
+    `before_serving` is called once the server can start, just before it listens: the
+    place for a banner, so none is printed for a server that cannot run. Raises
+    `ConfigurationError` if uvicorn is missing.
+    """
+    server = _uvicorn().Server(_config(app, host, port))
     app.simulator.image_base_url = f"http://{host}:{port}/generations"
-    _uvicorn().Server(_config(app, host, port)).run()
+    if before_serving is not None:
+        before_serving()
+    server.run()
 
 
 @contextmanager
@@ -66,3 +90,58 @@ def simulator_server(app: SimulatorApp, *, host: str = "127.0.0.1") -> Iterator[
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class SimulatorServer:
+    """A simulator served on loopback for one test: what the `modelslab_server` fixture gives.
+
+    `MODELSLAB_BASE_URL` and `MODELSLAB_API_KEY` point at it for the test, so code that
+    builds its client from the environment talks to it unchanged. Queue jobs on
+    `simulator`; set `faults` to make the server misbehave::
+
+        def test_my_code_rides_out_a_flaky_api(modelslab_server):
+            modelslab_server.faults = Faults(error_rate=0.3)
+            job = modelslab_server.simulator.queue(ready_in=0.2)
+            ...
+            assert modelslab_server.faults_met["5xx"] > 0
+
+    Attributes:
+        base_url: The API root, e.g. `http://127.0.0.1:54321/api`.
+        api_key: The key the simulator accepts.
+        simulator: The queue behind it: `queue()` jobs, read `jobs` and `polls()`.
+        app: The ASGI app serving it.
+
+    """
+
+    def __init__(
+        self, base_url: str, api_key: str, simulator: Simulator, app: SimulatorApp
+    ) -> None:
+        self.base_url = base_url
+        self.api_key = api_key
+        self.simulator = simulator
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"SimulatorServer({self.base_url!r}, {self.simulator!r})"
+
+    @property
+    def faults(self) -> Faults:
+        """The faults injected into fetches; none by default.
+
+        Set it to other `Faults` at any time: they apply from the next request on, and
+        `faults_met` starts counting afresh.
+        """
+        return self.app.faults.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self.app.use_faults(faults)
+
+    @property
+    def faults_met(self) -> dict[str, int]:
+        """How many fetches met each kind of fault since `faults` was set.
+
+        Kinds: `"5xx"`, `"429"`, `"edge page"`, `"truncated"`, `"stall"`, `"queue limit"`,
+        `"spam filter"`, `"odd shape"` and the account refusals.
+        """
+        return dict(self.app.faults.kinds)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from .._endpoints.table import endpoint_table
 from ._media import KIND_FILES
 
-__all__ = ["SimulatedJob", "Simulator"]
+__all__ = ["EXAMPLE_JOBS", "SimulatedJob", "Simulator"]
 
 FinalStatus = Literal["success", "failed", "error"]
 EtaErrorModel = Literal["per_answer", "per_job"]
@@ -26,6 +26,16 @@ INVALID_KEY_401_BODY = {"status": "error", "message": "Invalid API key"}
 NOT_FOUND_BODY = {"status": "failed", "id": "", "message": "Request not found", "output": ""}
 """The answer to an id the server does not know (or no longer keeps): `failed`, with
 HTTP 200, though no generation failed."""
+
+
+EXAMPLE_JOBS: dict[str, FinalStatus] = {
+    "13443927": "success",
+    "13443928": "success",
+    "13443929": "success",
+    "13443930": "failed",
+    "12202888": "success",
+}
+"""The jobs the README's and docs' examples name, and how each ends (`queue_examples`)."""
 
 
 @dataclass
@@ -130,13 +140,30 @@ class Simulator:
         model = self.eta_error_model if eta_error_model is None else eta_error_model
         model = _checked_model(model)
         with self._lock:
-            rid = request_id if request_id is not None else str(next(self._ids))
+            rid = request_id
+            while rid is None or (request_id is None and rid in self._jobs):
+                # A made-up id never replaces a job queued under that id by name (the
+                # example jobs of the docs, say).
+                rid = str(next(self._ids))
             meta = {"prompt": "a simulated cat", "seed": self._random.randrange(1 << 31)}
             job = SimulatedJob(rid, self.clock() + ready_in, final, images, meta=meta, kind=kind)
             if model == "per_job":
                 job.eta_bias = 1 + self._random.uniform(-self.eta_error, self.eta_error)
             self._jobs[rid] = job
             return rid
+
+    def queue_examples(self, *, ready_in: float = 2.0) -> list[str]:
+        """Queue the jobs the docs' examples wait on; return their ids.
+
+        `EXAMPLE_JOBS`: 13443927, 13443928, 13443929 and 12202888 succeed, 13443930
+        fails, each `ready_in` seconds from now (staggered by a fraction of a second);
+        any other id stays unknown ("Request not found"), as 99999999 is meant to.
+        `modelslab-fetch simulate` queues them, so the README's examples run against it
+        as written.
+        """
+        for n, (request_id, final) in enumerate(EXAMPLE_JOBS.items()):
+            self.queue(request_id=request_id, final=final, ready_in=ready_in + 0.25 * n)
+        return list(EXAMPLE_JOBS)
 
     def queue_response(
         self,
