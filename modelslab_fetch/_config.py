@@ -15,6 +15,7 @@ import httpx
 from ._errors import AuthenticationError, ConfigurationError
 from ._retry_policy import RetryPolicy
 from ._tls import CertTypes, VerifyTypes, make_ssl_context
+from ._urls import UnusableURL, checked_http_url
 
 __all__ = [
     "API_KEY_ENV",
@@ -209,22 +210,31 @@ def _resolve_api_key(api_key: str | None, env: Mapping[str, str]) -> Secret:
 
 
 def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
-    text = (base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip()
-    try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"base_url is not a URL: {text!r}") from exc
-    if url.scheme not in {"http", "https"} or not url.host:
+    given = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    if not isinstance(given, str):
         raise ConfigurationError(
-            f"base_url must be an http(s) URL with a host, like {DEFAULT_BASE_URL!r}; got {text!r}"
+            f"base_url must be a str, like {DEFAULT_BASE_URL!r}; got {type(given).__name__}"
         )
+    text = given.strip()
+    if any(char.isspace() for char in text):
+        raise ConfigurationError(
+            f"base_url cannot contain spaces or line breaks: {text!r}; give the API root, "
+            f"like {DEFAULT_BASE_URL!r}"
+        )
+    try:
+        url = checked_http_url(text)
+    except UnusableURL as exc:
+        raise ConfigurationError(
+            f"base_url {text!r} is not a usable URL: {exc}; give the API root as an "
+            f"http(s) URL, like {DEFAULT_BASE_URL!r}"
+        ) from None
     if url.query or url.fragment:
         raise ConfigurationError(f"base_url cannot carry a query or fragment: {text!r}")
     if url.userinfo:
         raise ConfigurationError("base_url cannot carry credentials; pass api_key=... instead")
     if url.scheme == "http" and not is_loopback(url.host):
         raise ConfigurationError(
-            f"refusing plain http:// to {url.host!r}: the API key travels in the request "
+            f"refusing plain http:// to {url.host!r} in base_url: the API key travels in the request "
             "body and would cross the network unencrypted; use https:// "
             "(plain http is allowed only for loopback hosts such as 127.0.0.1)"
         )
