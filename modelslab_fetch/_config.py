@@ -234,8 +234,8 @@ def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
         raise ConfigurationError("base_url cannot carry credentials; pass api_key=... instead")
     if url.scheme == "http" and not is_loopback(url.host):
         raise ConfigurationError(
-            f"refusing plain http:// to {url.host!r} in base_url: the API key travels in the request "
-            "body and would cross the network unencrypted; use https:// "
+            f"refusing plain http:// to {url.host!r} in base_url: the API key travels in "
+            "the request body and would cross the network unencrypted; use https:// "
             "(plain http is allowed only for loopback hosts such as 127.0.0.1)"
         )
     return text.rstrip("/")

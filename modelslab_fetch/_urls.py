@@ -24,7 +24,7 @@ _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _MAX_HOST_LENGTH = 253
 
 
-class UnusableURL(ValueError):  # noqa: N818 - a reason, always wrapped by its caller
+class UnusableURL(ValueError):
     """Why a URL cannot be used; callers turn it into their own typed error."""
 
 
@@ -59,7 +59,7 @@ def checked_http_url(text: object) -> httpx.URL:
     if problem is not None:
         raise UnusableURL(f"its host {host!r} {problem}")
     port = url.port
-    if port is not None and not 1 <= port <= 65535:  # noqa: PLR2004 - the TCP port range
+    if port is not None and not 1 <= port <= 65535:
         raise UnusableURL(f"its port {port} is not a TCP port (1-65535)")
     return url
 
@@ -96,4 +96,4 @@ def _host_problem(host: str) -> str | None:
 
 def _short(error: BaseException) -> str:
     text = str(error) or type(error).__name__
-    return text if len(text) <= 120 else text[:117] + "..."  # noqa: PLR2004
+    return text if len(text) <= 120 else text[:117] + "..."
