@@ -143,13 +143,20 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._poll_policy = poll_policy
         self._clock = clock
         resources: dict[FetchEndpoint[Any], AsyncFetchResource[Any]] = {}
+        names = {row: name for name, row in self._table().items()}
 
         def resource(endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
             # One resource per row, made when first read: the rows are the table's.
             found = resources.get(endpoint)
             if found is None:
                 found = resources[endpoint] = AsyncFetchResource(
-                    endpoint, self._transport, poll_policy=poll_policy, clock=clock
+                    endpoint,
+                    self._transport,
+                    poll_policy=poll_policy,
+                    clock=clock,
+                    # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named
+                    # by its path, as wait_for's routing names it.
+                    name=names.get(endpoint, endpoint.path_template),
                 )
             return found
 
@@ -231,7 +238,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
                 return FetchResult.from_body(body, request_id=str(body.get("id") or ""))
             raise
         resource = self._resource_for(route.endpoint)
-        first = route.endpoint.parse(body, request_id=route.request_id)
+        first = route.endpoint.parse(body, request_id=route.request_id, endpoint_name=route.name)
         result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
         return result
 
@@ -268,7 +275,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
 
         async def work(key: str) -> FetchResult:
             route, body = items.take(key)
-            first = route.endpoint.parse(body, request_id=route.request_id)
+            first = route.endpoint.parse(
+                body, request_id=route.request_id, endpoint_name=route.name
+            )
             resource = self._resource_for(route.endpoint)
             result: FetchResult = await resource._wait_from(
                 route.request_id, first, timeout, on_update
@@ -289,10 +298,12 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory` (created if needed); return their paths.
 
-        Files are named `{request_id}-{n}{ext}` whatever the URLs say, written to a
-        temporary file and renamed into place, so a file under its final name is always
-        complete and is not downloaded again. Only http(s) URLs are fetched, redirects
-        followed, at most 64 MB each. Raises `DownloadError`.
+        Files are named from what was asked, whatever the answer and URLs say:
+        `{request_id}-{n}{ext}` for the `images` endpoint, `{endpoint}.{request_id}-{n}{ext}`
+        for the others (`video.123-0.mp4`), so the same id on two endpoints never shares
+        a file. Each is written to a temporary file and renamed into place, so a file under
+        its final name is always complete and is not downloaded again. Only http(s) URLs
+        are fetched, redirects followed, at most 64 MB each. Raises `DownloadError`.
         """
         return await self._get_downloader().download(result, directory)
 

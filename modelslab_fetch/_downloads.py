@@ -69,7 +69,14 @@ _CONTENT_TYPES = {
     "text/plain": ".txt",
 }
 _UNKNOWN = ".bin"
+# Ids and endpoint names used as they are in file names; anything else is digested. Ids
+# never hold a dot and digests a plus, so no two (endpoint, id, index) share a name.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SAFE_ENDPOINT = re.compile(r"[A-Za-z0-9_]{1,64}(?:\.[A-Za-z0-9_]{1,64}){0,3}")
+
+UNQUALIFIED_ENDPOINT = "images"
+"""The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
+told apart; every other endpoint's name is prefixed (`video.123-0.mp4`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,7 @@ class Downloaded:
     """What became of one result's images: the files saved (or already there), or the error."""
 
     request_id: str
-    """The result's request id."""
+    """The id the result was asked for (`FetchResult.request_id`)."""
     paths: tuple[Path, ...]
     """The files, in the order of `result.output`; complete files found are included."""
     error: Exception | None = None
@@ -89,15 +96,18 @@ class Downloaded:
         return self.error is None
 
 
-def file_name_for(request_id: str, index: int, url: str) -> str:
-    """The file name an output image is saved under: `{id}-{index}{extension}`.
+def file_name_for(request_id: str, index: int, url: str, *, endpoint: str | None = None) -> str:
+    """The file name an output is saved under: `{id}-{index}{ext}`, or `{endpoint}.{id}-...`.
 
-    Built from the request id and position, never from the URL's path, so no URL can
-    name a file outside the folder, a hidden file, or a reserved device name; the
-    extension is kept only when it is a known output type (image, video, audio, 3D,
-    zip), else `.bin` (the download then names it by the response's content type).
+    Built from what the caller asked (the request id, the output's position and the
+    endpoint's name, e.g. `video.123-0.mp4`; the `images` endpoint's files keep the bare
+    `123-0.png`), never from the answer or the URL's path: no URL can name a file outside
+    the folder, a hidden file or a reserved device name, and jobs with the same id on two
+    endpoints (ModelsLab's ids are per product) never share a file. The extension is kept
+    only when it is a known output type (image, video, audio, 3D, zip), else `.bin`
+    (the download then names it by the response's content type).
     """
-    return f"{_stem(request_id, index)}{_extension_in(url) or _UNKNOWN}"
+    return f"{_stem(request_id, index, endpoint)}{_extension_in(url) or _UNKNOWN}"
 
 
 def extension_for_content_type(content_type: str | None) -> str | None:
@@ -107,22 +117,27 @@ def extension_for_content_type(content_type: str | None) -> str | None:
     return _CONTENT_TYPES.get(content_type.split(";", 1)[0].strip().lower())
 
 
-def _stem(request_id: str, index: int) -> str:
-    safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name(request_id)
-    return f"{safe_id}-{index}"
+def _stem(request_id: str, index: int, endpoint: str | None) -> str:
+    safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name("id", request_id)
+    if endpoint is None or endpoint == UNQUALIFIED_ENDPOINT:
+        return f"{safe_id}-{index}"
+    prefix = endpoint if _SAFE_ENDPOINT.fullmatch(endpoint) else _digest_name("ep", endpoint)
+    return f"{prefix}.{safe_id}-{index}"
 
 
 def _extension_in(url: str) -> str | None:
     try:
         suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
-    except ValueError:  # a malformed URL: _save refuses it with a DownloadError
+    except (ValueError, TypeError):  # a malformed URL: _save refuses it with a DownloadError
         return None
     return suffix if suffix in _EXTENSIONS else None
 
 
-def _digest_name(text: str) -> str:
-    # A short, stable, filename-safe stand-in for an id that is not a plain one.
-    return "id-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+def _digest_name(kind: str, text: str) -> str:
+    # A short, stable, filename-safe stand-in for a name that is not a plain one; the plus
+    # keeps it apart from every plain id.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{kind}+{digest}"
 
 
 class Downloader:
@@ -151,20 +166,23 @@ class Downloader:
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save every image of `result` into `directory`; return their paths.
 
-        Files already there are complete (they are only ever renamed into place) and
-        are not fetched again. Raises `DownloadError` for the first image that fails.
+        Files are named from `result.request_id` and `result.endpoint_name` (see
+        `file_name_for`). Files already there are complete (they are only ever renamed
+        into place) and are not fetched again. Raises `DownloadError` for the first
+        image that fails.
         """
         folder = Path(directory)
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        request_id, endpoint = result.request_id, result.endpoint_name
         paths = []
         for index, url in enumerate(result.output):
             if _extension_in(url) is not None:
-                target = folder / file_name_for(result.id, index, url)
-                paths.append(await self._save(result.id, url, target))
+                target = folder / file_name_for(request_id, index, url, endpoint=endpoint)
+                paths.append(await self._save(request_id, url, target))
                 continue
             # No kind in the URL: a file saved before under any known extension counts
             # as done, else the response's content type names the file.
-            stem = _stem(result.id, index)
+            stem = _stem(request_id, index, endpoint)
             found = [
                 folder / f"{stem}{ext}"
                 for ext in (*sorted(_EXTENSIONS), _UNKNOWN)
@@ -173,7 +191,7 @@ class Downloader:
             if found:
                 paths.append(found[0])
             else:
-                paths.append(await self._save(result.id, url, folder / stem, by_type=True))
+                paths.append(await self._save(request_id, url, folder / stem, by_type=True))
         return paths
 
     async def download_many(
@@ -187,9 +205,9 @@ class Downloader:
             try:
                 paths = await self.download(result, directory)
             except Exception as exc:
-                done[position] = Downloaded(result.id, (), exc)
+                done[position] = Downloaded(result.request_id, (), exc)
             else:
-                done[position] = Downloaded(result.id, tuple(paths))
+                done[position] = Downloaded(result.request_id, tuple(paths))
 
         async with anyio.create_task_group() as tg:
             for position, result in enumerate(ordered):

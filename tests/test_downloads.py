@@ -1,16 +1,20 @@
-"""Image downloads: safe names, atomic files, resumable, hostile URLs kept out."""
+"""Image downloads: names from what was asked, atomic files, resumable, hostile URLs kept out."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLab
 from modelslab_fetch._downloads import MAX_IMAGE_BYTES, file_name_for
-from tests.conftest import API_KEY
+from modelslab_fetch._endpoints.table import endpoint_table
+from tests.conftest import API_KEY, BASE_URL, IMAGES_URL
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -164,3 +168,99 @@ async def test_malformed_image_urls_are_download_errors_and_spare_the_others(
         [result("1", "http://[::1/x.png"), result("2", "https://cdn.example/ok.png")], tmp_path
     )
     assert [d.ok for d in done] == [False, True]
+
+
+# --- file names: from what the caller asked, never from the answer ------------------------
+
+
+async def test_files_are_named_from_the_id_asked_never_from_the_answer(
+    tmp_path: Path, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    # A server (a bug, a proxy's cache) answers three ids with one body id: three jobs,
+    # three files, each with its own content.
+    def answer_999(request: httpx.Request) -> httpx.Response:
+        asked = json.loads(request.content)["request_id"]
+        output = [f"https://cdn.example/{asked}.png"]
+        return httpx.Response(200, json={"status": "success", "id": "999", "output": output})
+
+    router.post(IMAGES_URL).side_effect = answer_999
+    for rid in ("1", "2", "3"):
+        router.get(f"https://cdn.example/{rid}.png").respond(content=rid.encode())
+    results = [await client.images.fetch(rid) for rid in ("1", "2", "3")]
+    assert [r.id for r in results] == ["999", "999", "999"]
+    assert [r.request_id for r in results] == ["1", "2", "3"]
+    done = await client.download_many(results, tmp_path)
+    assert [(d.request_id, d.ok) for d in done] == [("1", True), ("2", True), ("3", True)]
+    saved = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert saved == {"1-0.png": b"1", "2-0.png": b"2", "3-0.png": b"3"}
+
+
+async def test_the_same_id_on_two_endpoints_gets_two_files(
+    tmp_path: Path, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    # ModelsLab's ids are per product: 123 on images and 123 on realtime are two jobs.
+    realtime_url = f"{BASE_URL}/v1/enterprise/realtime/fetch/123"
+    router.post(IMAGES_URL).respond(
+        json={"status": "success", "id": 123, "output": ["https://cdn.example/a.png"]}
+    )
+    router.post(realtime_url).respond(
+        json={"status": "success", "id": 123, "output": ["https://cdn.example/b.png"]}
+    )
+    router.get("https://cdn.example/a.png").respond(content=b"images")
+    router.get("https://cdn.example/b.png").respond(content=b"realtime")
+    router.get("https://cdn.example/c.png").respond(content=b"routed")
+    images = await client.images.fetch(123)
+    realtime = await client.enterprise.realtime.fetch(123)
+    assert (images.endpoint_name, realtime.endpoint_name) == ("images", "enterprise.realtime")
+    first = await client.download(images, tmp_path)
+    second = await client.download(realtime, tmp_path)
+    assert [p.name for p in first + second] == ["123-0.png", "enterprise.realtime.123-0.png"]
+    assert [p.read_bytes() for p in first + second] == [b"images", b"realtime"]
+    # A generation response routed by its fetch_result is named the same way.
+    queued = {
+        "status": "success",
+        "id": 7,
+        "output": ["https://cdn.example/c.png"],
+        "fetch_result": f"{BASE_URL}/v1/enterprise/video/fetch/7",
+    }
+    routed = await client.wait_for(queued)
+    assert (routed.request_id, routed.endpoint_name) == ("7", "enterprise.video")
+    assert [p.name for p in await client.download(routed, tmp_path)] == ["enterprise.video.7-0.png"]
+
+
+def test_the_blocking_client_names_files_the_same_way(
+    tmp_path: Path, router: respx.MockRouter
+) -> None:
+    router.post(f"{BASE_URL}/v6/video/fetch/5").respond(
+        json={"status": "success", "id": "other", "output": ["https://cdn.example/v.mp4"]}
+    )
+    router.get("https://cdn.example/v.mp4").respond(content=b"mp4")
+    with ModelsLab(api_key=API_KEY) as client:
+        video = client.video.fetch(5)
+        assert [p.name for p in client.download(video, tmp_path)] == ["video.5-0.mp4"]
+
+
+_ENDPOINTS = [None, *endpoint_table()]
+_IDS = st.one_of(
+    st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True),
+    st.text(min_size=1, max_size=12).filter(lambda t: t.strip() == t and t),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(st.sampled_from(_ENDPOINTS), _IDS, st.integers(0, 12)),
+    st.tuples(st.sampled_from(_ENDPOINTS), _IDS, st.integers(0, 12)),
+)
+def test_no_two_jobs_share_a_file_name(
+    one: tuple[str | None, str, int], other: tuple[str | None, str, int]
+) -> None:
+    def job(endpoint: str | None, request_id: str, index: int) -> tuple[str, str, int]:
+        return (endpoint or "images", request_id, index)
+
+    def name(endpoint: str | None, request_id: str, index: int) -> str:
+        return file_name_for(request_id, index, "https://cdn.example/x.png", endpoint=endpoint)
+
+    if job(*one) != job(*other):
+        assert name(*one) != name(*other)
+    assert not name(*one).startswith(".") and "/" not in name(*one)

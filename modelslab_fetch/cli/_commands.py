@@ -212,7 +212,7 @@ async def collect(
             paths = await client.download(result, download_dir)
         except Exception as exc:
             words = _download_words(exc, download_dir)
-            summary.download_failures.append(f"{result.id}: {words}")
+            summary.download_failures.append(f"{result.request_id}: {words}")
             record.update(
                 ok=False,
                 final=False,
