@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,7 @@ from ._decoding import (
 )
 from ._errors import DownloadError
 from ._models import FetchResult
+from ._part_files import PartFile
 
 __all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
 
@@ -230,24 +230,26 @@ class Downloader:
                 url=url,
                 request_id=request_id,
             )
-        partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
-        try:
-            async with self._limiter:
-                content_type = await self._stream_to(url, partial, request_id)
-            if by_type:
-                ext = extension_for_content_type(content_type) or _UNKNOWN
-                target = target.with_name(target.name + ext)
-            await partial.replace(target)  # atomic: a file under its final name is complete
-        finally:
-            await partial.unlink(missing_ok=True)
-        return target
+        async with self._limiter:
+            # Locked by this writer until renamed into place: another run cleaning the
+            # folder leaves it alone (see _part_files).
+            part = PartFile(target)
+            try:
+                content_type = await self._stream_to(url, part, request_id)
+                if by_type:
+                    ext = extension_for_content_type(content_type) or _UNKNOWN
+                    target = target.with_name(target.name + ext)
+                return part.commit(target)  # atomic: a file under its final name is complete
+            except BaseException:
+                part.discard()
+                raise
 
-    async def _stream_to(self, url: str, partial: anyio.Path, request_id: str) -> str | None:
-        """Download `url` into `partial`; return the response's content type."""
+    async def _stream_to(self, url: str, part: PartFile, request_id: str) -> str | None:
+        """Download `url` into `part`; return the response's content type."""
         limit, why = self._time_limit()
         content_type: str | None = None
         with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
-            content_type = await self._fetch_to(url, partial, request_id)
+            content_type = await self._fetch_to(url, part, request_id)
         if scope.cancelled_caught:
             raise DownloadError(
                 f"could not download {url} within {limit:g} s ({why}); the server sent it "
@@ -264,7 +266,7 @@ class Downloader:
             return own, "the per-file limit, Downloader(file_time_limit=...)"
         return attempt, "the client's timeout, for the whole download"
 
-    async def _fetch_to(self, url: str, partial: anyio.Path, request_id: str) -> str | None:
+    async def _fetch_to(self, url: str, part: PartFile, request_id: str) -> str | None:
         try:
             request = self._http.build_request(
                 "GET", url, headers={"accept-encoding": ACCEPT_ENCODING}
@@ -275,7 +277,7 @@ class Downloader:
                 response = await self._http.send(request, stream=True)
                 try:
                     if response.next_request is None:
-                        await self._write(url, response, partial, request_id)
+                        await self._write(url, response, part, request_id)
                         content_type: str | None = response.headers.get("content-type")
                         return content_type
                     request = response.next_request
@@ -294,21 +296,21 @@ class Downloader:
         )
 
     async def _write(
-        self, url: str, response: httpx.Response, partial: anyio.Path, request_id: str
+        self, url: str, response: httpx.Response, part: PartFile, request_id: str
     ) -> None:
         if response.status_code != 200:
             raise DownloadError(
                 f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
             )
         try:
+            file = anyio.wrap_file(part.file)
             decoder, raw = decoded_chunks(response, MAX_IMAGE_BYTES)
-            async with await partial.open("wb") as file:
-                async with closing_chunks(raw) as chunks:
-                    async for chunk in chunks:
-                        for piece in decoder.feed(chunk):
-                            await file.write(piece)
-                for piece in decoder.finish():
-                    await file.write(piece)
+            async with closing_chunks(raw) as chunks:
+                async for chunk in chunks:
+                    for piece in decoder.feed(chunk):
+                        await file.write(piece)
+            for piece in decoder.finish():
+                await file.write(piece)
         except DecodedTooLarge:
             raise DownloadError(
                 f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",

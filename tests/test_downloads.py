@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +22,13 @@ from hypothesis import strategies as st
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLab
 from modelslab_fetch._downloads import MAX_IMAGE_BYTES, file_name_for
 from modelslab_fetch._endpoints.table import endpoint_table
+from modelslab_fetch._part_files import PART_FILE, PartFile, remove_abandoned
+from tests.cli_support import cli, env_for
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL
+from tests.hostile_servers import Behaviour, HostileServer, Peer, response_head
+from tests.local_server import scripted_server
+
+Hostile = Callable[..., HostileServer]
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -264,3 +278,129 @@ def test_no_two_jobs_share_a_file_name(
     if job(*one) != job(*other):
         assert name(*one) != name(*other)
     assert not name(*one).startswith(".") and "/" not in name(*one)
+
+
+# --- .part files: only those nobody writes any more are removed ----------------------------
+
+_WRITER = """
+import sys
+import anyio
+from modelslab_fetch import AsyncModelsLab, FetchResult
+
+async def main(url, folder):
+    body = {"status": "success", "id": "slow", "output": [url]}
+    result = FetchResult.from_body(body, request_id="slow")
+    async with AsyncModelsLab(api_key="k", base_url="http://127.0.0.1:9/api") as client:
+        paths = await client.download(result, folder)
+    print(paths[0].name)
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+def held_body(body: bytes, release: threading.Event) -> Behaviour:
+    """A behaviour: headers and half of `body`, the rest once `release` (an Event) is set."""
+
+    async def behave(peer: Peer) -> None:
+        await peer.read_request()
+        head = {"Content-Type": "image/png", "Content-Length": str(len(body))}
+        await peer.send(response_head(200, head) + body[: len(body) // 2])
+        while not release.is_set():  # noqa: ASYNC110 - set by the test, on another thread
+            await asyncio.sleep(0.02)
+        await peer.send(body[len(body) // 2 :])
+        await peer.wait_for_close()
+
+    return behave
+
+
+def start_writer(url: str, folder: Path) -> subprocess.Popen[str]:
+    """Another process downloading `url` into `folder`; returns once its .part file exists."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, url, str(folder)],
+        env=env_for(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not [p for p in folder.iterdir() if PART_FILE.fullmatch(p.name)]:
+        assert writer.poll() is None, writer.communicate()
+        assert time.monotonic() < deadline, "the writer never started its download"
+        time.sleep(0.02)
+    return writer
+
+
+def run_download_command(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`modelslab-fetch download --from-results ... --dir folder`, for another file."""
+    with scripted_server() as api:
+        record = {
+            "request_id": "fast",
+            "ok": True,
+            "status": "success",
+            "output": [api.file_url("/fast.png", b"fast")],
+            "final": True,
+            "source": "modelslab-fetch wait",
+        }
+        results = tmp_path / "results.jsonl"
+        results.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        env = env_for(MODELSLAB_API_KEY="k", MODELSLAB_BASE_URL=api.base_url)
+        return subprocess.run(
+            cli("download", "--from-results", str(results), "--dir", str(folder)),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+
+def test_a_download_command_leaves_the_part_files_of_a_run_still_writing(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    server = hostile(held_body(PNG, release))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    writer = start_writer(server.url("/slow.png"), folder)
+    try:
+        part = next(p for p in folder.iterdir() if PART_FILE.fullmatch(p.name))
+        done = run_download_command(folder, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert part.exists()  # the other run's file, still being written, is still there
+    finally:
+        release.set()
+    out, err = writer.communicate(timeout=30)
+    assert writer.returncode == 0, err
+    assert out.strip() == "slow-0.png"
+    assert (folder / "slow-0.png").read_bytes() == PNG
+    assert sorted(p.name for p in folder.iterdir()) == ["fast-0.png", "slow-0.png"]
+
+
+def test_a_download_command_removes_the_part_files_of_a_killed_run(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    server = hostile(held_body(PNG, threading.Event()))  # never finishes
+    folder = tmp_path / "images"
+    folder.mkdir()
+    writer = start_writer(server.url("/slow.png"), folder)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.communicate(timeout=10)
+    assert [p for p in folder.iterdir() if PART_FILE.fullmatch(p.name)]  # left behind
+    (folder / ".old-0.png.0123abcd.part").write_bytes(b"from a version without locks")
+    done = run_download_command(folder, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["fast-0.png"]
+
+
+def test_a_part_file_open_in_this_process_is_kept_and_a_renamed_one_untouched(
+    tmp_path: Path,
+) -> None:
+    part = PartFile(tmp_path / "1-0.png")
+    part.file.write(b"half")
+    assert remove_abandoned(tmp_path) == 0
+    assert part.path.exists()
+    part.commit()
+    assert remove_abandoned(tmp_path) == 0
+    assert (tmp_path / "1-0.png").read_bytes() == b"half"
+    os.mkfifo(tmp_path / ".2-0.png.00000000.part")  # not a file of ours: never opened to block
+    assert remove_abandoned(tmp_path) == 0
