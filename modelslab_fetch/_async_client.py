@@ -303,7 +303,8 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         for the others (`video.123-0.mp4`), so the same id on two endpoints never shares
         a file. Each is written to a temporary file and renamed into place, so a file under
         its final name is always complete and is not downloaded again. Only http(s) URLs
-        are fetched, redirects followed, at most 64 MB each. Raises `DownloadError`.
+        are fetched, redirects followed, at most 64 MB each; a transient failure is
+        retried as API calls are (`max_retries`, `retry_policy`). Raises `DownloadError`.
         """
         return await self._get_downloader().download(result, directory)
 
@@ -319,11 +320,17 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         return self._downloaders.get()[0]
 
     def _new_downloader(self) -> tuple[Downloader, httpx.AsyncClient | None]:
+        config = self._config
+        # Downloads are retried as API calls are: the same policy, counts and clock.
+        options: dict[str, Any] = {
+            "retry_policy": config.retry_policy,
+            "max_retries": config.max_retries,
+            "clock": self._clock,
+        }
         if self._http_client is not None:
-            return Downloader(self._http_client), None
+            return Downloader(self._http_client, **options), None
         # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
         # fine; the same TLS context and headers as the API calls.
-        config = self._config
         try:
             owned = httpx.AsyncClient(
                 timeout=config.timeout,
@@ -336,7 +343,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             raise ConfigurationError(
                 f"proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
             ) from None
-        return Downloader(owned), owned
+        return Downloader(owned, **options), owned
 
     async def aclose(self) -> None:
         """Close connections; further calls raise `ClientClosedError`. Safe to call twice."""

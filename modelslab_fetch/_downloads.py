@@ -1,19 +1,30 @@
-"""Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically."""
+"""Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically.
+
+Each output is saved under a name made from what the caller asked (the request id and the
+endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
+its writer (`_part_files`) and renamed into place once whole; and retried like an API
+call (the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpx
 
 from ._backends import overall_deadline
+from ._clock import Clock, EventLoopClock
+from ._config import DEFAULT_MAX_RETRIES
 from ._decoding import (
     ACCEPT_ENCODING,
     DecodedTooLarge,
@@ -22,16 +33,30 @@ from ._decoding import (
     decoded_chunks,
 )
 from ._errors import DownloadError
+from ._http_errors import is_html
 from ._models import FetchResult
 from ._part_files import PartFile
+from ._retry_after import parse_retry_after, stated_delay
+from ._retry_policy import RetryPolicy
+from ._try_first import try_first_then_retry
+
+if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
+    from tenacity import AsyncRetrying
 
 __all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
+
+logger = logging.getLogger("modelslab_fetch")
 
 MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
 
 FILE_TIME_LIMIT = 300.0
-"""The default for `Downloader(file_time_limit=...)`: the most one image may take, in seconds."""
+"""The default for `Downloader(file_time_limit=...)`: the most one file may take, retries
+included, in seconds."""
+
+UNQUALIFIED_ENDPOINT = "images"
+"""The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
+told apart; every other endpoint's name is prefixed (`video.123-0.mp4`)."""
 
 _MAX_REDIRECTS = 20  # as httpx's own default
 
@@ -73,10 +98,6 @@ _UNKNOWN = ".bin"
 # never hold a dot and digests a plus, so no two (endpoint, id, index) share a name.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SAFE_ENDPOINT = re.compile(r"[A-Za-z0-9_]{1,64}(?:\.[A-Za-z0-9_]{1,64}){0,3}")
-
-UNQUALIFIED_ENDPOINT = "images"
-"""The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
-told apart; every other endpoint's name is prefixed (`video.123-0.mp4`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +162,13 @@ def _digest_name(kind: str, text: str) -> str:
 
 
 class Downloader:
-    """Downloads output images with one httpx client, a few at a time.
+    """Downloads outputs with one httpx client, a few at a time.
 
-    Each image must arrive whole within the client's timeout (its largest value, bounding
-    the download from connect to last byte, as for API calls) and within
+    Each attempt at a file must arrive whole within the client's timeout (its largest
+    value, bounding the attempt from connect to last byte, as for API calls); a
+    transient failure (a dropped connection, a timeout, one of the `RetryPolicy`'s
+    statuses such as 503 or 429) is retried up to `max_retries` times, waiting as
+    `fetch()` does; the whole file, retries included, must arrive within
     `file_time_limit` seconds (None: no limit of its own), and decode to at most
     `MAX_IMAGE_BYTES`, however the server encodes it.
     """
@@ -155,21 +179,29 @@ class Downloader:
         *,
         concurrency: int = 8,
         file_time_limit: float | None = FILE_TIME_LIMIT,
+        retry_policy: RetryPolicy | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        clock: Clock | None = None,
     ) -> None:
         self._http = http_client
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._file_time_limit = file_time_limit
+        self._policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self._retries = (
+            max_retries if self._policy.max_retries is None else self._policy.max_retries
+        )
+        self._clock = clock if clock is not None else EventLoopClock()
 
     def __repr__(self) -> str:
         return f"Downloader(concurrency={self._limiter.total_tokens})"
 
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
-        """Save every image of `result` into `directory`; return their paths.
+        """Save every output of `result` into `directory`; return their paths.
 
         Files are named from `result.request_id` and `result.endpoint_name` (see
         `file_name_for`). Files already there are complete (they are only ever renamed
         into place) and are not fetched again. Raises `DownloadError` for the first
-        image that fails.
+        output that fails.
         """
         folder = Path(directory)
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
@@ -231,50 +263,108 @@ class Downloader:
                 request_id=request_id,
             )
         async with self._limiter:
-            # Locked by this writer until renamed into place: another run cleaning the
-            # folder leaves it alone (see _part_files).
             part = PartFile(target)
             try:
-                content_type = await self._stream_to(url, part, request_id)
+                content_type = await self._fetch_within_limit(url, part, request_id)
                 if by_type:
                     ext = extension_for_content_type(content_type) or _UNKNOWN
                     target = target.with_name(target.name + ext)
-                return part.commit(target)  # atomic: a file under its final name is complete
+                return part.commit(target)
             except BaseException:
                 part.discard()
                 raise
 
-    async def _stream_to(self, url: str, part: PartFile, request_id: str) -> str | None:
-        """Download `url` into `part`; return the response's content type."""
-        limit, why = self._time_limit()
+    async def _fetch_within_limit(self, url: str, part: PartFile, request_id: str) -> str | None:
+        """Download `url` into `part`, retries included; return the response's content type."""
+        limit = self._file_time_limit
         content_type: str | None = None
         with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
-            content_type = await self._fetch_to(url, part, request_id)
+            content_type = await self._fetch_with_retries(url, part, request_id)
         if scope.cancelled_caught:
             raise DownloadError(
-                f"could not download {url} within {limit:g} s ({why}); the server sent it "
-                "too slowly or not at all",
+                f"could not download {url} within {limit:g} s (the per-file limit, "
+                "Downloader(file_time_limit=...)); the server sent it too slowly or not at all",
                 url=url,
                 request_id=request_id,
             )
         return content_type
 
-    def _time_limit(self) -> tuple[float | None, str]:
-        attempt = overall_deadline(self._http.timeout)
-        own = self._file_time_limit
-        if own is not None and (attempt is None or own < attempt):
-            return own, "the per-file limit, Downloader(file_time_limit=...)"
-        return attempt, "the client's timeout, for the whole download"
+    async def _fetch_with_retries(self, url: str, part: PartFile, request_id: str) -> str | None:
+        # The transport's machinery, not a backoff of our own: the same policy, the same
+        # waits (a stated Retry-After, else exponential backoff with jitter), the same logs.
+        from ._transport import _log_retry, _wait_stated_or_backoff  # noqa: PLC0415
+
+        attempts = 0
+        retries, policy = self._retries, self._policy
+
+        async def attempt() -> str | None:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(url, part, request_id)
+
+        def retrying() -> AsyncRetrying:
+            from tenacity import (  # noqa: PLC0415 - only a download that failed needs it
+                AsyncRetrying,
+                retry_if_exception,
+                stop_after_attempt,
+            )
+
+            return AsyncRetrying(
+                stop=stop_after_attempt(retries + 1),
+                wait=_wait_stated_or_backoff(policy),
+                retry=retry_if_exception(self._retried),
+                sleep=self._clock.sleep,
+                before_sleep=_log_retry,
+                reraise=True,
+            )
+
+        try:
+            return await try_first_then_retry(
+                attempt, retrying, retried=lambda error: bool(retries) and self._retried(error)
+            )
+        except DownloadError as exc:
+            if attempts < 2:
+                raise
+            error = DownloadError(
+                f"{exc.message} (gave up after {attempts} attempts)",
+                url=exc.url,
+                request_id=exc.request_id,
+                status_code=exc.status_code,
+                retry_after=exc.retry_after,
+            )
+        raise error
+
+    def _retried(self, error: BaseException) -> bool:
+        """Whether a failed attempt is worth another: transient, and no long stated wait."""
+        if not (isinstance(error, DownloadError) and getattr(error, "_transient", False)):
+            return False
+        retry_after = stated_delay(error)
+        return retry_after is None or retry_after <= self._policy.max_stated_wait
+
+    async def _attempt(self, url: str, part: PartFile, request_id: str) -> str | None:
+        deadline = overall_deadline(self._http.timeout)
+        content_type: str | None = None
+        with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
+            content_type = await self._fetch_to(url, part, request_id)
+        if scope.cancelled_caught:
+            raise _transient(
+                DownloadError(
+                    f"could not download {url} within {deadline:g} s (the client's timeout, "
+                    "for the whole download); the server sent it too slowly or not at all",
+                    url=url,
+                    request_id=request_id,
+                )
+            )
+        return content_type
 
     async def _fetch_to(self, url: str, part: PartFile, request_id: str) -> str | None:
+        headers = {"accept-encoding": ACCEPT_ENCODING}
         try:
-            request = self._http.build_request(
-                "GET", url, headers={"accept-encoding": ACCEPT_ENCODING}
-            )
+            request = self._http.build_request("GET", url, headers=headers)
             for _ in range(_MAX_REDIRECTS + 1):
                 # Redirects are followed here, not by httpx: httpx reads (and inflates,
                 # without a bound) the body of every redirect it follows.
-                response = await self._http.send(request, stream=True)
+                response = await self._http.send(request, stream=True, follow_redirects=False)
                 try:
                     if response.next_request is None:
                         await self._write(url, response, part, request_id)
@@ -284,10 +374,14 @@ class Downloader:
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            raise DownloadError(
-                f"could not download {url} ({type(exc).__name__}: {exc})",
-                url=url,
-                request_id=request_id,
+            raise _transient(
+                DownloadError(
+                    f"could not download {url} ({type(exc).__name__}: {exc})",
+                    url=url,
+                    request_id=request_id,
+                ),
+                isinstance(exc, httpx.TransportError)
+                and not isinstance(exc, httpx.UnsupportedProtocol),
             ) from None
         raise DownloadError(
             f"could not download {url}: more than {_MAX_REDIRECTS} redirects",
@@ -299,10 +393,9 @@ class Downloader:
         self, url: str, response: httpx.Response, part: PartFile, request_id: str
     ) -> None:
         if response.status_code != 200:
-            raise DownloadError(
-                f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
-            )
+            raise self._status_error(url, response, request_id)
         try:
+            part.restart()  # a retry starts the file afresh
             file = anyio.wrap_file(part.file)
             decoder, raw = decoded_chunks(response, MAX_IMAGE_BYTES)
             async with closing_chunks(raw) as chunks:
@@ -321,3 +414,29 @@ class Downloader:
             raise DownloadError(
                 f"could not download {url} ({exc})", url=url, request_id=request_id
             ) from None
+
+    def _status_error(self, url: str, response: httpx.Response, request_id: str) -> DownloadError:
+        status = response.status_code
+        policy = self._policy
+        transient = (
+            status == 429
+            or status in policy.statuses
+            or (policy.retry_edge_pages and status >= 500 and is_html(response.headers, b""))
+        )
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+        return _transient(
+            DownloadError(
+                f"HTTP {status} for {url}",
+                url=url,
+                request_id=request_id,
+                status_code=status,
+                retry_after=retry_after,
+            ),
+            transient,
+        )
+
+
+def _transient(error: DownloadError, transient: bool = True) -> DownloadError:
+    """`error`, marked as worth another attempt (or not)."""
+    error._transient = transient  # type: ignore[attr-defined]
+    return error

@@ -334,11 +334,25 @@ class WaitTimeoutError(ModelsLabError, TimeoutError):
 class DownloadError(ModelsLabError):
     """Raised when an output file cannot be saved: a refused URL, an HTTP error, a size cap.
 
+    Transient failures are retried first, as for API calls.
+
     Attributes:
         url: The output URL concerned.
+        status_code: The HTTP status the file was answered with, if that was the failure.
+        retry_after: Seconds the server asked to wait before asking again, or None.
 
     """
 
-    def __init__(self, message: str, *, url: str, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        request_id: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.url = url
+        self.status_code = status_code
+        self.retry_after = retry_after
         super().__init__(message, request_id=request_id)

@@ -19,13 +19,13 @@ import respx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLab
+from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLab, RetryPolicy
 from modelslab_fetch._downloads import MAX_IMAGE_BYTES, file_name_for
 from modelslab_fetch._endpoints.table import endpoint_table
 from modelslab_fetch._part_files import PART_FILE, PartFile, remove_abandoned
 from tests.cli_support import cli, env_for
-from tests.conftest import API_KEY, BASE_URL, IMAGES_URL
-from tests.hostile_servers import Behaviour, HostileServer, Peer, response_head
+from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
+from tests.hostile_servers import Behaviour, HostileServer, Peer, answer, response_head
 from tests.local_server import scripted_server
 
 Hostile = Callable[..., HostileServer]
@@ -76,8 +76,9 @@ async def test_an_interrupted_download_leaves_no_file_and_resumes(
         httpx.Response(200, content=PNG),
     ]
     (tmp_path / ".9-0.png.dead.part").write_bytes(b"left by a killed run")
-    with pytest.raises(DownloadError, match="ReadError"):
-        await client.download(result("9", "https://cdn.example/big.png"), tmp_path)
+    async with AsyncModelsLab(api_key=API_KEY, max_retries=0) as no_retries:
+        with pytest.raises(DownloadError, match="ReadError"):
+            await no_retries.download(result("9", "https://cdn.example/big.png"), tmp_path)
     assert not (tmp_path / "9-0.png").exists()
     assert [p.name for p in tmp_path.iterdir()] == [".9-0.png.dead.part"]  # ours cleaned up
     paths = await client.download(result("9", "https://cdn.example/big.png"), tmp_path)
@@ -278,6 +279,97 @@ def test_no_two_jobs_share_a_file_name(
     if job(*one) != job(*other):
         assert name(*one) != name(*other)
     assert not name(*one).startswith(".") and "/" not in name(*one)
+
+
+# --- retries: a CDN that fails once does not fail the file --------------------------------
+
+LOOPBACK_API = "http://127.0.0.1:9/api"  # never contacted; its outputs may be on loopback
+QUICK = RetryPolicy(backoff_initial=0.01, backoff_max=0.05, jitter=0.0)
+
+
+def first_then(first: Behaviour, then: Behaviour) -> Behaviour:
+    """A behaviour: the first connection gets `first`, every later one `then`."""
+    seen: list[Peer] = []
+
+    async def behave(peer: Peer) -> None:
+        seen.append(peer)
+        await (first if len(seen) == 1 else then)(peer)
+
+    return behave
+
+
+async def drop(peer: Peer) -> None:
+    """Read the request, then close the connection without a word."""
+    await peer.read_request()
+    peer.writer.close()
+
+
+PNG_ANSWER = answer(body=PNG, headers={"Content-Type": "image/png"})
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        answer(503, body=b"busy"),
+        answer(502, b"<html>bad gateway</html>", {"Content-Type": "text/html"}),
+        drop,
+    ],
+    ids=["503", "502 edge page", "dropped connection"],
+)
+async def test_a_cdn_that_fails_once_then_serves_saves_the_file(
+    hostile: Hostile, tmp_path: Path, failure: Behaviour
+) -> None:
+    server = hostile(first_then(failure, PNG_ANSWER))
+    async with AsyncModelsLab(api_key=API_KEY, base_url=LOOPBACK_API, retry_policy=QUICK) as c:
+        paths = await c.download(result("8", server.url("/a.png")), tmp_path)
+    assert paths[0].read_bytes() == PNG
+    assert len(server.requests) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["8-0.png"]  # no .part left behind
+
+
+async def test_download_retries_follow_max_retries_and_say_how_many_were_made(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    server = hostile(answer(503, body=b"busy"))
+    options = {"api_key": API_KEY, "base_url": LOOPBACK_API, "retry_policy": QUICK}
+    async with AsyncModelsLab(max_retries=2, **options) as client:  # type: ignore[arg-type]
+        with pytest.raises(DownloadError) as caught:
+            await client.download(result("8", server.url("/a.png")), tmp_path)
+    assert len(server.requests) == 3
+    assert caught.value.status_code == 503
+    assert "HTTP 503" in str(caught.value) and "after 3 attempts" in str(caught.value)
+    async with AsyncModelsLab(max_retries=0, **options) as client:  # type: ignore[arg-type]
+        with pytest.raises(DownloadError, match="HTTP 503"):
+            await client.download(result("8", server.url("/a.png")), tmp_path)
+    assert len(server.requests) == 4
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_missing_file_is_not_retried(hostile: Hostile, tmp_path: Path) -> None:
+    server = hostile(answer(404, body=b"gone"))
+    async with AsyncModelsLab(api_key=API_KEY, base_url=LOOPBACK_API, retry_policy=QUICK) as c:
+        with pytest.raises(DownloadError, match="HTTP 404") as caught:
+            await c.download(result("8", server.url("/a.png")), tmp_path)
+    assert len(server.requests) == 1
+    assert "attempts" not in str(caught.value)
+
+
+async def test_a_download_waits_what_the_cdn_states_unless_it_is_too_long(
+    tmp_path: Path, client: AsyncModelsLab, router: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = router.get("https://cdn.example/r.png")
+    route.side_effect = [
+        httpx.Response(429, headers={"Retry-After": "7"}),
+        httpx.Response(200, content=PNG),
+    ]
+    paths = await client.download(result("1", "https://cdn.example/r.png"), tmp_path)
+    assert paths[0].read_bytes() == PNG
+    assert clock.sleeps == [7.0]
+    router.get("https://cdn.example/later.png").respond(429, headers={"Retry-After": "3600"})
+    with pytest.raises(DownloadError, match="HTTP 429") as caught:
+        await client.download(result("2", "https://cdn.example/later.png"), tmp_path)
+    assert caught.value.retry_after == 3600
+    assert clock.sleeps == [7.0]  # an hour is not slept through, as for fetch()
 
 
 # --- .part files: only those nobody writes any more are removed ----------------------------
