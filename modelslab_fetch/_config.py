@@ -102,6 +102,8 @@ class ClientConfig:
     """How `fetch()` retries transient failures."""
     http_backend: str = "auto"
     """"auto", "aiohttp" or "httpx": which HTTP library carries API calls."""
+    allow_private_downloads: bool = False
+    """Whether downloads may reach private, loopback and link-local addresses."""
 
     @property
     def retries(self) -> int:
@@ -133,6 +135,11 @@ class ClientConfig:
             changes["retry_policy"] = retry_policy if retry_policy is not None else RetryPolicy()
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def base_url_is_loopback(self) -> bool:
+        """Whether `base_url` is on this machine (a simulator), whose outputs are too."""
+        return is_loopback(httpx.URL(self.base_url).host)
+
     def tls(self) -> ssl.SSLContext:
         """The TLS context for every connection this client makes."""
         return self.ssl_context if self.ssl_context is not None else make_ssl_context()
@@ -163,6 +170,7 @@ class ClientConfig:
         default_headers: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
         http_backend: str = "auto",
+        allow_private_downloads: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`.
@@ -173,6 +181,10 @@ class ClientConfig:
         env = os.environ if environ is None else environ
         if not isinstance(trust_env, bool):
             raise ConfigurationError(f"trust_env must be True or False; got {trust_env!r}")
+        if not isinstance(allow_private_downloads, bool):
+            raise ConfigurationError(
+                f"allow_private_downloads must be True or False; got {allow_private_downloads!r}"
+            )
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError(
                 f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
@@ -190,6 +202,7 @@ class ClientConfig:
             default_headers=_resolve_headers(default_headers),
             retry_policy=retry_policy if retry_policy is not None else RetryPolicy(),
             http_backend=_resolve_http_backend(http_backend),
+            allow_private_downloads=allow_private_downloads,
         )
 
 

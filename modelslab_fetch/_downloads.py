@@ -2,8 +2,9 @@
 
 Each output is saved under a name made from what the caller asked (the request id and the
 endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
-its writer (`_part_files`) and renamed into place once whole; and retried like an API
-call (the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
+its writer (`_part_files`) and renamed into place once whole; fetched only from public
+addresses unless the user opted in (`_download_guard`); and retried like an API call
+(the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ._decoding import (
     closing_chunks,
     decoded_chunks,
 )
+from ._download_guard import OPT_IN, AddressPolicy, DownloadRefused
 from ._errors import DownloadError
 from ._http_errors import is_html
 from ._models import FetchResult
@@ -39,6 +41,7 @@ from ._part_files import PartFile
 from ._retry_after import parse_retry_after, stated_delay
 from ._retry_policy import RetryPolicy
 from ._try_first import try_first_then_retry
+from ._urls import UnusableURL, checked_http_url
 
 if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
     from tenacity import AsyncRetrying
@@ -170,7 +173,9 @@ class Downloader:
     statuses such as 503 or 429) is retried up to `max_retries` times, waiting as
     `fetch()` does; the whole file, retries included, must arrive within
     `file_time_limit` seconds (None: no limit of its own), and decode to at most
-    `MAX_IMAGE_BYTES`, however the server encodes it.
+    `MAX_IMAGE_BYTES`, however the server encodes it. `addresses` says which addresses
+    may be reached (None: any); `lookup_names` checks host names by a lookup of their
+    own before each request, for an `http_client` whose connections are not checked.
     """
 
     def __init__(
@@ -179,6 +184,8 @@ class Downloader:
         *,
         concurrency: int = 8,
         file_time_limit: float | None = FILE_TIME_LIMIT,
+        addresses: AddressPolicy | None = None,
+        lookup_names: bool = False,
         retry_policy: RetryPolicy | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         clock: Clock | None = None,
@@ -186,6 +193,8 @@ class Downloader:
         self._http = http_client
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._file_time_limit = file_time_limit
+        self._addresses = addresses if addresses is not None else AddressPolicy(True)
+        self._lookup_names = lookup_names
         self._policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._retries = (
             max_retries if self._policy.max_retries is None else self._policy.max_retries
@@ -252,16 +261,7 @@ class Downloader:
     ) -> Path:
         if not by_type and await anyio.Path(target).exists():
             return target
-        try:
-            scheme = urlsplit(url).scheme.lower()
-        except ValueError:  # e.g. a malformed IPv6 host
-            scheme = ""
-        if scheme not in ("http", "https"):
-            raise DownloadError(
-                f"refusing to download {url!r}: only http(s) URLs are fetched",
-                url=url,
-                request_id=request_id,
-            )
+        self._checked(url, url, request_id)  # before any file is made
         async with self._limiter:
             part = PartFile(target)
             try:
@@ -357,13 +357,37 @@ class Downloader:
             )
         return content_type
 
+    def _checked(self, url: str, first: str, request_id: str) -> httpx.URL:
+        """`url` (the output URL `first`, or a redirect from it), if it may be fetched."""
+        hop = "" if url == first else f" (redirected to {url!r})"
+        try:
+            checked = checked_http_url(url)
+            self._addresses.check_host(checked.raw_host.decode("ascii"))
+        except UnusableURL as exc:
+            raise DownloadError(
+                f"refusing to download {first!r}{hop}: {exc}", url=first, request_id=request_id
+            ) from None
+        except DownloadRefused as exc:
+            raise _refused(first, hop, exc, request_id) from None
+        if checked.userinfo:  # nothing of ours to send; a disguise (`https://cdn@evil/`)
+            raise DownloadError(
+                f"refusing to download {first!r}{hop}: it carries a user name or password",
+                url=first,
+                request_id=request_id,
+            )
+        return checked
+
     async def _fetch_to(self, url: str, part: PartFile, request_id: str) -> str | None:
         headers = {"accept-encoding": ACCEPT_ENCODING}
         try:
-            request = self._http.build_request("GET", url, headers=headers)
+            checked = self._checked(url, url, request_id)
+            request = self._http.build_request("GET", checked, headers=headers)
             for _ in range(_MAX_REDIRECTS + 1):
+                if self._lookup_names:
+                    await self._addresses.check_by_lookup(request.url.raw_host.decode("ascii"))
                 # Redirects are followed here, not by httpx: httpx reads (and inflates,
-                # without a bound) the body of every redirect it follows.
+                # without a bound) the body of every redirect it follows, and each hop
+                # must pass the address check.
                 response = await self._http.send(request, stream=True, follow_redirects=False)
                 try:
                     if response.next_request is None:
@@ -371,9 +395,13 @@ class Downloader:
                         content_type: str | None = response.headers.get("content-type")
                         return content_type
                     request = response.next_request
+                    self._checked(str(request.url), url, request_id)
                 finally:
                     await response.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+        except DownloadRefused as exc:
+            raise _refused(url, "", exc, request_id) from None
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError) as exc:
+            # ValueError: a Location no URL parser takes (IDNAError, UnicodeError...).
             raise _transient(
                 DownloadError(
                     f"could not download {url} ({type(exc).__name__}: {exc})",
@@ -440,3 +468,12 @@ def _transient(error: DownloadError, transient: bool = True) -> DownloadError:
     """`error`, marked as worth another attempt (or not)."""
     error._transient = transient  # type: ignore[attr-defined]
     return error
+
+
+def _refused(url: str, hop: str, refusal: DownloadRefused, request_id: str) -> DownloadError:
+    return DownloadError(
+        f"refusing to download {url!r}{hop}: {refusal.reason}; downloads reach only "
+        f"public addresses by default: {OPT_IN}",
+        url=url,
+        request_id=request_id,
+    )

@@ -334,7 +334,9 @@ class WaitTimeoutError(ModelsLabError, TimeoutError):
 class DownloadError(ModelsLabError):
     """Raised when an output file cannot be saved: a refused URL, an HTTP error, a size cap.
 
-    Transient failures are retried first, as for API calls.
+    A URL is refused when it is unusable (another scheme, a malformed host or port) or
+    leads to an address downloads may not reach (loopback, private, link-local...; see
+    `allow_private_downloads`). Transient failures are retried first, as for API calls.
 
     Attributes:
         url: The output URL concerned.

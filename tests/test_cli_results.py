@@ -356,3 +356,35 @@ def test_answers_that_name_another_id_cannot_make_jobs_share_a_file(tmp_path: Pa
         ("2", "2-0.png"),
         ("3", "3-0.png"),
     ]
+
+
+# --- downloads reach private addresses only when asked to -----------------------------------
+
+
+def test_download_refuses_private_addresses_unless_allowed(tmp_path: Path) -> None:
+    from tests.local_server import scripted_server
+
+    with scripted_server() as files:
+        record = {
+            "request_id": "5",
+            "ok": True,
+            "status": "success",
+            "output": [files.file_url("/5.png", b"five")],
+            "final": True,
+            "source": "modelslab-fetch wait",
+        }
+        results = tmp_path / "r.jsonl"
+        results.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        # The API is elsewhere (never contacted: the results file says what to fetch).
+        argv = ("download", "--from-results", str(results), "--dir", str(tmp_path / "d"))
+        refused = run_cli(*argv, base_url="https://api.example/api")
+        assert files.gets == []
+        allowed = run_cli(*argv, "--allow-private-downloads", base_url="https://api.example/api")
+        assert files.gets == ["/5.png"]
+    assert refused.returncode == 1
+    assert "loopback" in refused.stderr
+    assert "--allow-private-downloads" in refused.stderr
+    assert "allow_private_downloads=True" not in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+    assert (tmp_path / "d" / "5-0.png").read_bytes() == b"five"

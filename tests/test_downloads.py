@@ -1,4 +1,4 @@
-"""Image downloads: names from what was asked, atomic files, resumable, hostile URLs kept out."""
+"""Image downloads: names from what was asked, atomic files, retries, hostile URLs kept out."""
 
 from __future__ import annotations
 
@@ -16,20 +16,25 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLab, RetryPolicy
+from modelslab_fetch import (
+    AsyncModelsLab,
+    DownloadError,
+    FetchResult,
+    ModelsLab,
+    RetryPolicy,
+)
 from modelslab_fetch._downloads import MAX_IMAGE_BYTES, file_name_for
 from modelslab_fetch._endpoints.table import endpoint_table
 from modelslab_fetch._part_files import PART_FILE, PartFile, remove_abandoned
 from tests.cli_support import cli, env_for
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
-from tests.hostile_servers import Behaviour, HostileServer, Peer, answer, response_head
+from tests.hostile_servers import Behaviour, HostileServer, Peer, answer, raw, response_head
 from tests.local_server import scripted_server
 
 Hostile = Callable[..., HostileServer]
-
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
@@ -370,6 +375,84 @@ async def test_a_download_waits_what_the_cdn_states_unless_it_is_too_long(
         await client.download(result("2", "https://cdn.example/later.png"), tmp_path)
     assert caught.value.retry_after == 3600
     assert clock.sleeps == [7.0]  # an hour is not slept through, as for fetch()
+
+
+# --- unusable output URLs: always a DownloadError that says why ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://cdn.example:99999/x.png", "port 99999 is not a TCP port"),
+        ("http://cdn.example:0/x.png", "port 0 is not a TCP port"),
+        ("http://xn--ls8h.la/x.png", "not a valid international domain name"),
+        ("http://xn--/x.png", "not a valid host name"),
+        ("http://ex ample.com/x.png", "not a valid host name"),
+        ("http://exa\x00mple.com/x.png", "control or invalid character"),
+        ("http://cdn.example/\ud83d.png", "control or invalid character"),
+        ("http://cdn.example/a\nb.png", "control or invalid character"),
+        ("http:///x.png", "it has no host"),
+        ("http://user:pw@cdn.example/x.png", "user name or password"),
+        ("http://cdn.example@evil.example/x.png", "user name or password"),
+        ("https://[::1/x.png", "not a URL"),
+        ("http://1.2.3.4.5/x.png", "neither an IP address nor a host name"),
+    ],
+)
+async def test_unusable_output_urls_are_download_errors_saying_why(
+    url: str, why: str, tmp_path: Path, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    router.route().respond(content=PNG)
+    with pytest.raises(DownloadError) as caught:
+        await client.download(result("3", url), tmp_path)
+    assert why in str(caught.value)
+    assert caught.value.url == url
+    assert not router.calls
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "location",
+    [b"http://127.0.0.1:99999/x.png", b"http://xn--ls8h.la/x.png", b"http://exa\xc3mple/x.png"],
+)
+async def test_a_redirect_to_an_unusable_url_is_a_download_error(
+    hostile: Hostile, tmp_path: Path, location: bytes
+) -> None:
+    # Over a real socket: the port was an ExceptionGroup (OverflowError) from the connect.
+    hop = hostile(
+        raw(b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n")
+    )
+    async with AsyncModelsLab(api_key=API_KEY, base_url=LOOPBACK_API, retry_policy=QUICK) as c:
+        with pytest.raises(DownloadError) as caught:
+            await c.download(result("4", hop.url("/a.png")), tmp_path)
+    assert hop.url("/a.png") in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+_URL_TEXT = st.one_of(
+    st.builds(
+        "{}://{}{}{}".format,
+        st.sampled_from(["http", "https", "HTTP", "ftp", ""]),
+        st.one_of(
+            st.sampled_from(["cdn.example", "xn--", "xn--ls8h.la", "exämple.com", "[::1", "@", ""]),
+            st.text(max_size=10),
+        ),
+        st.one_of(st.just(""), st.integers(-5, 10**6).map(":{}".format), st.text(max_size=4)),
+        st.one_of(st.just("/x.png"), st.text(max_size=10).map("/{}".format)),
+    ),
+    st.text(max_size=30),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(url=_URL_TEXT)
+async def test_any_output_url_is_saved_or_a_download_error(url: str, tmp_path: Path) -> None:
+    with respx.mock(assert_all_called=False) as router:
+        router.route().respond(content=PNG)
+        async with AsyncModelsLab(api_key=API_KEY, allow_private_downloads=True) as client:
+            try:
+                await client.download(result("5", url), tmp_path / "out")
+            except DownloadError as exc:
+                assert exc.message  # noqa: PT017 - every refusal says why
 
 
 # --- .part files: only those nobody writes any more are removed ----------------------------

@@ -136,6 +136,7 @@ def make_client(
     """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
     if api_key is None:
         api_key = read_api_key(args)
+    options.setdefault("allow_private_downloads", getattr(args, "allow_private_downloads", False))
     try:
         return AsyncModelsLab(api_key=api_key, base_url=args.base_url, **options)
     except (ConfigurationError, AuthenticationError) as exc:
