@@ -579,3 +579,32 @@ def test_a_part_file_open_in_this_process_is_kept_and_a_renamed_one_untouched(
     assert (tmp_path / "1-0.png").read_bytes() == b"half"
     os.mkfifo(tmp_path / ".2-0.png.00000000.part")  # not a file of ours: never opened to block
     assert remove_abandoned(tmp_path) == 0
+
+
+def test_a_part_file_taken_by_a_cleaner_before_its_writer_locked_it_is_made_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelslab_fetch import _part_files
+
+    (tmp_path / ".1-0.png.00000000.part").write_bytes(b"someone else's")
+    names = iter(["00000000", "11111111", "22222222"])  # the first is taken already
+    monkeypatch.setattr("modelslab_fetch._part_files.secrets.token_hex", lambda _n: next(names))
+    real_lock = _part_files._lock
+    raced: list[str] = []
+
+    def cleaner_first(fd: int) -> bool:
+        # A cleaner removes the new file in the instant between its creation and its lock.
+        if not raced:
+            raced.append("removed")
+            (tmp_path / ".1-0.png.11111111.part").unlink()
+        return real_lock(fd)
+
+    monkeypatch.setattr(_part_files, "_lock", cleaner_first)
+    part = PartFile(tmp_path / "1-0.png")
+    assert raced == ["removed"]
+    assert part.path.name == ".1-0.png.22222222.part"
+    assert (tmp_path / ".1-0.png.00000000.part").read_bytes() == b"someone else's"
+    part.file.write(b"mine")
+    assert part.commit().read_bytes() == b"mine"
+    assert remove_abandoned(tmp_path) == 1  # the other, unlocked: nobody writes it
+    assert [p.name for p in tmp_path.iterdir()] == ["1-0.png"]
