@@ -49,6 +49,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 OPT_IN = "if you trust that server, create the client with allow_private_downloads=True"
 """How a user lets downloads reach private addresses, for refusal messages."""
 
+# As anyio's (and RFC 8305's) own: how long one address may try alone before the next.
+_HAPPY_EYEBALLS_DELAY = 0.25
+
 # The prefix of IPv6 addresses a NAT64 gateway translates to the IPv4 address inside.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
@@ -227,19 +230,69 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
             except OSError as exc:
                 raise httpcore.ConnectError(f"cannot look up {host}: {exc}") from None
         self._policy.check_addresses(host, addresses)
-        failure: Exception = httpcore.ConnectError(f"{host} resolves to no address")
-        for address in addresses:
+        return await self._connect_first(
+            host,
+            addresses,
+            port=port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def _connect_first(
+        self,
+        host: str,
+        addresses: list[str],
+        *,
+        port: int,
+        timeout: float | None,
+        local_address: str | None,
+        socket_options: Iterable[Any] | None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Connect to the first of `addresses` that answers ("happy eyeballs").
+
+        A connection is resolved to addresses here, so the name's own connect (which
+        races its addresses) cannot be used: as it does, each address gets a head start
+        of `_HAPPY_EYEBALLS_DELAY` before the next is tried alongside, so an address
+        that swallows packets (a broken IPv6 route) costs a quarter second, not the
+        whole connect timeout.
+        """
+        connected: list[httpcore.AsyncNetworkStream] = []
+        failures: list[Exception] = []
+
+        async def attempt(address: str, done: anyio.Event) -> None:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     address,
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc  # the next address may answer
-        raise failure
+            except Exception as exc:  # each failure is kept: none escapes as a group
+                failures.append(exc)
+            else:
+                if connected:  # another address won meanwhile
+                    await stream.aclose()
+                else:
+                    connected.append(stream)
+                    group.cancel_scope.cancel()
+            finally:
+                done.set()
+
+        async with anyio.create_task_group() as group:
+            for address in addresses:
+                done = anyio.Event()
+                group.start_soon(attempt, address, done)
+                with anyio.move_on_after(_HAPPY_EYEBALLS_DELAY):
+                    await done.wait()
+        if connected:
+            return connected[0]
+        timed_out = [exc for exc in failures if isinstance(exc, httpcore.ConnectTimeout)]
+        if failures and len(timed_out) == len(failures):
+            raise httpcore.ConnectTimeout(f"connecting to {host} timed out")
+        detail = "; ".join(dict.fromkeys(str(exc) or type(exc).__name__ for exc in failures))
+        raise httpcore.ConnectError(f"cannot connect to {host} ({detail or 'no address'})")
 
     async def connect_unix_socket(
         self,
@@ -317,7 +370,7 @@ class DownloadTransport(httpx.AsyncBaseTransport):
         if self._explicit is not None:
             return self._explicit
         proxy = self._environment.get(url.scheme) or self._environment.get("all")
-        if proxy is None or urllib.request.proxy_bypass(url.host):
+        if proxy is None or urllib.request.proxy_bypass(url.raw_host.decode("ascii")):
             return None
         return proxy
 
@@ -326,7 +379,7 @@ class DownloadTransport(httpx.AsyncBaseTransport):
         proxy = self.proxy_for(request.url)
         if proxy is None:
             return await self._direct.handle_async_request(request)
-        await self._policy.check_by_lookup(request.url.host)
+        await self._policy.check_by_lookup(request.url.raw_host.decode("ascii"))
         return await self._proxied[proxy].handle_async_request(request)
 
     async def aclose(self) -> None:

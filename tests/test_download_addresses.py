@@ -10,6 +10,8 @@ import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
+import httpcore
 import httpx
 import pytest
 import respx
@@ -239,3 +241,68 @@ async def test_through_a_proxy_addresses_and_names_are_checked_before_it_is_aske
             with pytest.raises(DownloadError, match="private"):
                 await client.download(result(url), tmp_path)
     assert recording_proxy.connections == 0
+
+
+# --- connecting to the addresses checked: the first that answers ---------------------------
+
+
+class Inner:
+    """A stand-in for the backend that opens sockets: `behaviour[address]` says what happens."""
+
+    def __init__(self, behaviour: dict[str, str]) -> None:
+        self.behaviour = behaviour
+        self.closed: list[str] = []
+
+    async def connect_tcp(self, address: str, port: int, **_options: object) -> object:
+        what = self.behaviour[address]
+        if what == "hangs":
+            await anyio.sleep_forever()
+        if what == "refuses":
+            raise httpcore.ConnectError(f"{address}: connection refused")
+        if what == "times out":
+            raise httpcore.ConnectTimeout(f"{address}: timed out")
+        inner = self
+
+        class Stream:
+            async def aclose(self) -> None:
+                inner.closed.append(address)
+
+        return Stream()
+
+
+async def test_an_address_that_hangs_costs_a_quarter_second_not_the_timeout() -> None:
+    backend = guard.CheckingBackend(AddressPolicy(allow_loopback=True))
+    backend._inner = Inner({"127.0.0.2": "hangs", "127.0.0.3": "answers"})  # type: ignore[assignment]
+    started = anyio.current_time()
+    with anyio.fail_after(5):
+        await backend._connect_first(
+            "cdn.test",
+            ["127.0.0.2", "127.0.0.3"],
+            port=80,
+            timeout=30,
+            local_address=None,
+            socket_options=None,
+        )
+    assert anyio.current_time() - started == pytest.approx(0.25, abs=0.2)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "error"),
+    [
+        (["refuses", "refuses"], httpcore.ConnectError),
+        (["times out", "times out"], httpcore.ConnectTimeout),
+        (["times out", "refuses"], httpcore.ConnectError),
+    ],
+)
+async def test_when_no_address_answers_one_connect_error_says_why(
+    outcomes: list[str], error: type[Exception]
+) -> None:
+    addresses = ["127.0.0.2", "127.0.0.3"]
+    backend = guard.CheckingBackend(AddressPolicy(allow_loopback=True))
+    backend._inner = Inner(dict(zip(addresses, outcomes, strict=True)))  # type: ignore[assignment]
+    with pytest.raises(error) as caught:
+        await backend._connect_first(
+            "cdn.test", addresses, port=80, timeout=1, local_address=None, socket_options=None
+        )
+    assert type(caught.value) is error  # one error, never a group
+    assert "cdn.test" in str(caught.value)
