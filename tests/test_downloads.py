@@ -443,16 +443,21 @@ _URL_TEXT = st.one_of(
 )
 
 
+_examples = iter(range(10**9))  # a fresh id per example: no file is "already there"
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(url=_URL_TEXT)
-async def test_any_output_url_is_saved_or_a_download_error(url: str, tmp_path: Path) -> None:
-    with respx.mock(assert_all_called=False) as router:
-        router.route().respond(content=PNG)
-        async with AsyncModelsLab(api_key=API_KEY, allow_private_downloads=True) as client:
-            try:
-                await client.download(result("5", url), tmp_path / "out")
-            except DownloadError as exc:
-                assert exc.message  # noqa: PT017 - every refusal says why
+async def test_any_output_url_is_saved_or_a_download_error(
+    url: str, tmp_path: Path, client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    # One client for every example (the fixtures are made once per test): each is a
+    # download through the whole check, refused (private addresses too) or fetched.
+    router.route().respond(content=PNG)
+    try:
+        await client.download(result(str(next(_examples)), url), tmp_path / "out")
+    except DownloadError as exc:
+        assert exc.message  # noqa: PT017 - every refusal says why
 
 
 # --- .part files: only those nobody writes any more are removed ----------------------------
