@@ -21,6 +21,7 @@ from ._config import (
     ClientConfig,
     NotGiven,
 )
+from ._download_guard import AddressPolicy, DownloadTransport
 from ._downloads import Downloaded, Downloader
 from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource, FetchEndpoint
 from ._endpoints._surface import AsyncSurface
@@ -78,6 +79,11 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             standard library's event loop; httpx under trio, through a SOCKS proxy, or
             under respx), "aiohttp" or "httpx". Decided once, on the first request.
             Ignored with `http_client=`.
+        allow_private_downloads: False (the default): downloads reach only public
+            addresses; an output URL or redirect to a loopback, private, link-local or
+            other non-public address is refused with `DownloadError` (loopback is
+            allowed when `base_url` is loopback, as for a local simulator). True: any
+            address, for outputs served inside your own network.
 
     """
 
@@ -100,6 +106,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         default_headers: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
         http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
+        allow_private_downloads: bool = False,
     ) -> None:
         self._config = ClientConfig.resolve(
             api_key=api_key,
@@ -115,6 +122,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             default_headers=default_headers,
             retry_policy=retry_policy,
             http_backend=http_backend,
+            allow_private_downloads=allow_private_downloads,
         )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
@@ -143,13 +151,20 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._poll_policy = poll_policy
         self._clock = clock
         resources: dict[FetchEndpoint[Any], AsyncFetchResource[Any]] = {}
+        names = {row: name for name, row in self._table().items()}
 
         def resource(endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
             # One resource per row, made when first read: the rows are the table's.
             found = resources.get(endpoint)
             if found is None:
                 found = resources[endpoint] = AsyncFetchResource(
-                    endpoint, self._transport, poll_policy=poll_policy, clock=clock
+                    endpoint,
+                    self._transport,
+                    poll_policy=poll_policy,
+                    clock=clock,
+                    # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named
+                    # by its path, as wait_for's routing names it.
+                    name=names.get(endpoint, endpoint.path_template),
                 )
             return found
 
@@ -248,7 +263,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         if failed is not None:  # raised outside the handler: no routing complaint attached
             raise failed
         resource = self._resource_for(route.endpoint)
-        first = route.endpoint.parse(body, request_id=route.request_id)
+        first = route.endpoint.parse(body, request_id=route.request_id, endpoint_name=route.name)
         result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
         return result
 
@@ -292,7 +307,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             route, body = items.take(key)
 
             async def wait_on(_key: str) -> FetchResult:
-                first = route.endpoint.parse(body, request_id=route.request_id)
+                first = route.endpoint.parse(
+                    body, request_id=route.request_id, endpoint_name=route.name
+                )
                 resource = self._resource_for(route.endpoint)
                 result: FetchResult = await resource._wait_from(
                     route.request_id, first, timeout, on_update
@@ -315,12 +332,16 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory` (created if needed); return their paths.
 
-        Files are named `{request_id}-{n}{ext}` whatever the URLs say, written to a
-        temporary file and renamed into place, so a file under its final name is always
-        complete and is not downloaded again. Only http(s) URLs are fetched, redirects
-        followed, at most 64 MB each. Raises `DownloadError`.
+        Files are named from what was asked, whatever the answer and URLs say:
+        `{request_id}-{n}{ext}` for the `images` endpoint, `{endpoint}.{request_id}-{n}{ext}`
+        for the others (`video.123-0.mp4`), so the same id on two endpoints never shares
+        a file. Each is written to a temporary file and renamed into place, so a file under
+        its final name is always complete and is not downloaded again. Only http(s) URLs
+        are fetched, only from public addresses (see `allow_private_downloads`), redirects
+        followed, at most 64 MB each; a transient failure is retried as API calls are
+        (`max_retries`, `retry_policy`). Raises `DownloadError`.
         """
-        with self._transport.calls.scope(result.id or None):
+        with self._transport.calls.scope(result.request_id or None):
             return await self._get_downloader().download(result, directory)
 
     async def download_many(
@@ -334,24 +355,45 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         return self._downloaders.get()[0]
 
     def _new_downloader(self) -> tuple[Downloader, httpx.AsyncClient | None]:
+        config = self._config
+        addresses = AddressPolicy(
+            allow_private=config.allow_private_downloads,
+            allow_loopback=config.base_url_is_loopback,
+        )
+        options: dict[str, Any] = {
+            "addresses": addresses,
+            "retry_policy": config.retry_policy,
+            "max_retries": config.max_retries,
+            "clock": self._clock,
+        }
         if self._http_client is not None:
-            return Downloader(self._http_client), None
+            # Its connections are not ours to check: names are looked up beforehand.
+            return Downloader(self._http_client, lookup_names=True, **options), None
         # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
         # fine; the same TLS context and headers as the API calls.
-        config = self._config
         try:
+            transport = None
+            if not addresses.allow_private:
+                transport = DownloadTransport(
+                    addresses,
+                    ssl_context=config.tls(),
+                    proxy=config.proxy,
+                    trust_env=config.trust_env,
+                )
             owned = httpx.AsyncClient(
                 timeout=config.timeout,
                 verify=config.tls(),
-                proxy=config.proxy,
+                # With our transport, it picks the proxy (httpx would bypass it for one).
+                proxy=config.proxy if transport is None else None,
                 trust_env=config.trust_env,
                 headers=dict(config.default_headers),
+                transport=transport,
             )
         except ImportError as exc:  # a socks:// proxy without socksio installed
             raise ConfigurationError(
                 f"proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
             ) from None
-        return Downloader(owned), owned
+        return Downloader(owned, **options), owned
 
     async def aclose(self) -> None:
         """End calls in flight and close connections: both raise `ClientClosedError`.

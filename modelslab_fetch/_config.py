@@ -15,6 +15,7 @@ import httpx
 from ._errors import AuthenticationError, ConfigurationError
 from ._retry_policy import RetryPolicy
 from ._tls import CertTypes, VerifyTypes, make_ssl_context
+from ._urls import UnusableURL, checked_http_url
 
 __all__ = [
     "API_KEY_ENV",
@@ -101,6 +102,8 @@ class ClientConfig:
     """How `fetch()` retries transient failures."""
     http_backend: str = "auto"
     """"auto", "aiohttp" or "httpx": which HTTP library carries API calls."""
+    allow_private_downloads: bool = False
+    """Whether downloads may reach private, loopback and link-local addresses."""
 
     @property
     def retries(self) -> int:
@@ -132,6 +135,11 @@ class ClientConfig:
             changes["retry_policy"] = retry_policy if retry_policy is not None else RetryPolicy()
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def base_url_is_loopback(self) -> bool:
+        """Whether `base_url` is on this machine (a simulator), whose outputs are too."""
+        return is_loopback(httpx.URL(self.base_url).host)
+
     def tls(self) -> ssl.SSLContext:
         """The TLS context for every connection this client makes."""
         return self.ssl_context if self.ssl_context is not None else make_ssl_context()
@@ -162,6 +170,7 @@ class ClientConfig:
         default_headers: Mapping[str, str] | None = None,
         retry_policy: RetryPolicy | None = None,
         http_backend: str = "auto",
+        allow_private_downloads: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`.
@@ -172,6 +181,10 @@ class ClientConfig:
         env = os.environ if environ is None else environ
         if not isinstance(trust_env, bool):
             raise ConfigurationError(f"trust_env must be True or False; got {trust_env!r}")
+        if not isinstance(allow_private_downloads, bool):
+            raise ConfigurationError(
+                f"allow_private_downloads must be True or False; got {allow_private_downloads!r}"
+            )
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError(
                 f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
@@ -189,6 +202,7 @@ class ClientConfig:
             default_headers=_resolve_headers(default_headers),
             retry_policy=retry_policy if retry_policy is not None else RetryPolicy(),
             http_backend=_resolve_http_backend(http_backend),
+            allow_private_downloads=allow_private_downloads,
         )
 
 
@@ -209,23 +223,32 @@ def _resolve_api_key(api_key: str | None, env: Mapping[str, str]) -> Secret:
 
 
 def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
-    text = (base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL).strip()
-    try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise ConfigurationError(f"base_url is not a URL: {text!r}") from exc
-    if url.scheme not in {"http", "https"} or not url.host:
+    given = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    if not isinstance(given, str):
         raise ConfigurationError(
-            f"base_url must be an http(s) URL with a host, like {DEFAULT_BASE_URL!r}; got {text!r}"
+            f"base_url must be a str, like {DEFAULT_BASE_URL!r}; got {type(given).__name__}"
         )
+    text = given.strip()
+    if any(char.isspace() for char in text):
+        raise ConfigurationError(
+            f"base_url cannot contain spaces or line breaks: {text!r}; give the API root, "
+            f"like {DEFAULT_BASE_URL!r}"
+        )
+    try:
+        url = checked_http_url(text)
+    except UnusableURL as exc:
+        raise ConfigurationError(
+            f"base_url {text!r} is not a usable URL: {exc}; give the API root as an "
+            f"http(s) URL, like {DEFAULT_BASE_URL!r}"
+        ) from None
     if url.query or url.fragment:
         raise ConfigurationError(f"base_url cannot carry a query or fragment: {text!r}")
     if url.userinfo:
         raise ConfigurationError("base_url cannot carry credentials; pass api_key=... instead")
     if url.scheme == "http" and not is_loopback(url.host):
         raise ConfigurationError(
-            f"refusing plain http:// to {url.host!r}: the API key travels in the request "
-            "body and would cross the network unencrypted; use https:// "
+            f"refusing plain http:// to {url.host!r} in base_url: the API key travels in "
+            "the request body and would cross the network unencrypted; use https:// "
             "(plain http is allowed only for loopback hosts such as 127.0.0.1)"
         )
     return text.rstrip("/")

@@ -1,20 +1,31 @@
-"""Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically."""
+"""Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically.
+
+Each output is saved under a name made from what the caller asked (the request id and the
+endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
+its writer (`_part_files`) and renamed into place once whole; fetched only from public
+addresses unless the user opted in (`_download_guard`); and retried like an API call
+(the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
-import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpx
 
 from ._backends import overall_deadline
+from ._clock import Clock, EventLoopClock
+from ._config import DEFAULT_MAX_RETRIES
 from ._decoding import (
     ACCEPT_ENCODING,
     DecodedTooLarge,
@@ -22,16 +33,33 @@ from ._decoding import (
     closing_chunks,
     decoded_chunks,
 )
+from ._download_guard import OPT_IN, AddressPolicy, DownloadRefused
 from ._errors import DownloadError
+from ._http_errors import is_html
 from ._models import FetchResult
+from ._part_files import PartFile
+from ._retry_after import parse_retry_after, stated_delay
+from ._retry_policy import RetryPolicy
+from ._try_first import try_first_then_retry
+from ._urls import UnusableURL, checked_http_url
+
+if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
+    from tenacity import AsyncRetrying
 
 __all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
+
+logger = logging.getLogger("modelslab_fetch")
 
 MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
 
 FILE_TIME_LIMIT = 300.0
-"""The default for `Downloader(file_time_limit=...)`: the most one image may take, in seconds."""
+"""The default for `Downloader(file_time_limit=...)`: the most one file may take, retries
+included, in seconds."""
+
+UNQUALIFIED_ENDPOINT = "images"
+"""The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
+told apart; every other endpoint's name is prefixed (`video.123-0.mp4`)."""
 
 _MAX_REDIRECTS = 20  # as httpx's own default
 
@@ -69,7 +97,10 @@ _CONTENT_TYPES = {
     "text/plain": ".txt",
 }
 _UNKNOWN = ".bin"
+# Ids and endpoint names used as they are in file names; anything else is digested. Ids
+# never hold a dot and digests a plus, so no two (endpoint, id, index) share a name.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SAFE_ENDPOINT = re.compile(r"[A-Za-z0-9_]{1,64}(?:\.[A-Za-z0-9_]{1,64}){0,3}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +108,7 @@ class Downloaded:
     """What became of one result's images: the files saved (or already there), or the error."""
 
     request_id: str
-    """The result's request id."""
+    """The id the result was asked for (`FetchResult.request_id`)."""
     paths: tuple[Path, ...]
     """The files, in the order of `result.output`; complete files found are included."""
     error: Exception | None = None
@@ -89,15 +120,18 @@ class Downloaded:
         return self.error is None
 
 
-def file_name_for(request_id: str, index: int, url: str) -> str:
-    """The file name an output image is saved under: `{id}-{index}{extension}`.
+def file_name_for(request_id: str, index: int, url: str, *, endpoint: str | None = None) -> str:
+    """The file name an output is saved under: `{id}-{index}{ext}`, or `{endpoint}.{id}-...`.
 
-    Built from the request id and position, never from the URL's path, so no URL can
-    name a file outside the folder, a hidden file, or a reserved device name; the
-    extension is kept only when it is a known output type (image, video, audio, 3D,
-    zip), else `.bin` (the download then names it by the response's content type).
+    Built from what the caller asked (the request id, the output's position and the
+    endpoint's name, e.g. `video.123-0.mp4`; the `images` endpoint's files keep the bare
+    `123-0.png`), never from the answer or the URL's path: no URL can name a file outside
+    the folder, a hidden file or a reserved device name, and jobs with the same id on two
+    endpoints (ModelsLab's ids are per product) never share a file. The extension is kept
+    only when it is a known output type (image, video, audio, 3D, zip), else `.bin`
+    (the download then names it by the response's content type).
     """
-    return f"{_stem(request_id, index)}{_extension_in(url) or _UNKNOWN}"
+    return f"{_stem(request_id, index, endpoint)}{_extension_in(url) or _UNKNOWN}"
 
 
 def extension_for_content_type(content_type: str | None) -> str | None:
@@ -107,31 +141,41 @@ def extension_for_content_type(content_type: str | None) -> str | None:
     return _CONTENT_TYPES.get(content_type.split(";", 1)[0].strip().lower())
 
 
-def _stem(request_id: str, index: int) -> str:
-    safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name(request_id)
-    return f"{safe_id}-{index}"
+def _stem(request_id: str, index: int, endpoint: str | None) -> str:
+    safe_id = request_id if _SAFE_ID.fullmatch(request_id) else _digest_name("id", request_id)
+    if endpoint is None or endpoint == UNQUALIFIED_ENDPOINT:
+        return f"{safe_id}-{index}"
+    prefix = endpoint if _SAFE_ENDPOINT.fullmatch(endpoint) else _digest_name("ep", endpoint)
+    return f"{prefix}.{safe_id}-{index}"
 
 
 def _extension_in(url: str) -> str | None:
     try:
         suffix = PurePosixPath(unquote(urlsplit(url).path)).suffix.lower()
-    except ValueError:  # a malformed URL: _save refuses it with a DownloadError
+    except (ValueError, TypeError):  # a malformed URL: _save refuses it with a DownloadError
         return None
     return suffix if suffix in _EXTENSIONS else None
 
 
-def _digest_name(text: str) -> str:
-    # A short, stable, filename-safe stand-in for an id that is not a plain one.
-    return "id-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+def _digest_name(kind: str, text: str) -> str:
+    # A short, stable, filename-safe stand-in for a name that is not a plain one; the plus
+    # keeps it apart from every plain id.
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{kind}+{digest}"
 
 
 class Downloader:
-    """Downloads output images with one httpx client, a few at a time.
+    """Downloads outputs with one httpx client, a few at a time.
 
-    Each image must arrive whole within the client's timeout (its largest value, bounding
-    the download from connect to last byte, as for API calls) and within
+    Each attempt at a file must arrive whole within the client's timeout (its largest
+    value, bounding the attempt from connect to last byte, as for API calls); a
+    transient failure (a dropped connection, a timeout, one of the `RetryPolicy`'s
+    statuses such as 503 or 429) is retried up to `max_retries` times, waiting as
+    `fetch()` does; the whole file, retries included, must arrive within
     `file_time_limit` seconds (None: no limit of its own), and decode to at most
-    `MAX_IMAGE_BYTES`, however the server encodes it.
+    `MAX_IMAGE_BYTES`, however the server encodes it. `addresses` says which addresses
+    may be reached (None: any); `lookup_names` checks host names by a lookup of their
+    own before each request, for an `http_client` whose connections are not checked.
     """
 
     def __init__(
@@ -140,31 +184,46 @@ class Downloader:
         *,
         concurrency: int = 8,
         file_time_limit: float | None = FILE_TIME_LIMIT,
+        addresses: AddressPolicy | None = None,
+        lookup_names: bool = False,
+        retry_policy: RetryPolicy | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        clock: Clock | None = None,
     ) -> None:
         self._http = http_client
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._file_time_limit = file_time_limit
+        self._addresses = addresses if addresses is not None else AddressPolicy(True)
+        self._lookup_names = lookup_names
+        self._policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self._retries = (
+            max_retries if self._policy.max_retries is None else self._policy.max_retries
+        )
+        self._clock = clock if clock is not None else EventLoopClock()
 
     def __repr__(self) -> str:
         return f"Downloader(concurrency={self._limiter.total_tokens})"
 
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
-        """Save every image of `result` into `directory`; return their paths.
+        """Save every output of `result` into `directory`; return their paths.
 
-        Files already there are complete (they are only ever renamed into place) and
-        are not fetched again. Raises `DownloadError` for the first image that fails.
+        Files are named from `result.request_id` and `result.endpoint_name` (see
+        `file_name_for`). Files already there are complete (they are only ever renamed
+        into place) and are not fetched again. Raises `DownloadError` for the first
+        output that fails.
         """
         folder = Path(directory)
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        request_id, endpoint = result.request_id, result.endpoint_name
         paths = []
         for index, url in enumerate(result.output):
             if _extension_in(url) is not None:
-                target = folder / file_name_for(result.id, index, url)
-                paths.append(await self._save(result.id, url, target))
+                target = folder / file_name_for(request_id, index, url, endpoint=endpoint)
+                paths.append(await self._save(request_id, url, target))
                 continue
             # No kind in the URL: a file saved before under any known extension counts
             # as done, else the response's content type names the file.
-            stem = _stem(result.id, index)
+            stem = _stem(request_id, index, endpoint)
             found = [
                 folder / f"{stem}{ext}"
                 for ext in (*sorted(_EXTENSIONS), _UNKNOWN)
@@ -173,7 +232,7 @@ class Downloader:
             if found:
                 paths.append(found[0])
             else:
-                paths.append(await self._save(result.id, url, folder / stem, by_type=True))
+                paths.append(await self._save(request_id, url, folder / stem, by_type=True))
         return paths
 
     async def download_many(
@@ -187,9 +246,9 @@ class Downloader:
             try:
                 paths = await self.download(result, directory)
             except Exception as exc:
-                done[position] = Downloaded(result.id, (), exc)
+                done[position] = Downloaded(result.request_id, (), exc)
             else:
-                done[position] = Downloaded(result.id, tuple(paths))
+                done[position] = Downloaded(result.request_id, tuple(paths))
 
         async with anyio.create_task_group() as tg:
             for position, result in enumerate(ordered):
@@ -202,72 +261,155 @@ class Downloader:
     ) -> Path:
         if not by_type and await anyio.Path(target).exists():
             return target
-        try:
-            scheme = urlsplit(url).scheme.lower()
-        except ValueError:  # e.g. a malformed IPv6 host
-            scheme = ""
-        if scheme not in ("http", "https"):
-            raise DownloadError(
-                f"refusing to download {url!r}: only http(s) URLs are fetched",
-                url=url,
-                request_id=request_id,
-            )
-        partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
-        try:
-            async with self._limiter:
-                content_type = await self._stream_to(url, partial, request_id)
-            if by_type:
-                ext = extension_for_content_type(content_type) or _UNKNOWN
-                target = target.with_name(target.name + ext)
-            await partial.replace(target)  # atomic: a file under its final name is complete
-        finally:
-            await partial.unlink(missing_ok=True)
-        return target
+        self._checked(url, url, request_id)  # before any file is made
+        async with self._limiter:
+            part = PartFile(target)
+            try:
+                content_type = await self._fetch_within_limit(url, part, request_id)
+                if by_type:
+                    ext = extension_for_content_type(content_type) or _UNKNOWN
+                    target = target.with_name(target.name + ext)
+                return part.commit(target)
+            except BaseException:
+                part.discard()
+                raise
 
-    async def _stream_to(self, url: str, partial: anyio.Path, request_id: str) -> str | None:
-        """Download `url` into `partial`; return the response's content type."""
-        limit, why = self._time_limit()
+    async def _fetch_within_limit(self, url: str, part: PartFile, request_id: str) -> str | None:
+        """Download `url` into `part`, retries included; return the response's content type."""
+        limit = self._file_time_limit
         content_type: str | None = None
         with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
-            content_type = await self._fetch_to(url, partial, request_id)
+            content_type = await self._fetch_with_retries(url, part, request_id)
         if scope.cancelled_caught:
             raise DownloadError(
-                f"could not download {url} within {limit:g} s ({why}); the server sent it "
-                "too slowly or not at all",
+                f"could not download {url} within {limit:g} s (the per-file limit, "
+                "Downloader(file_time_limit=...)); the server sent it too slowly or not at all",
                 url=url,
                 request_id=request_id,
             )
         return content_type
 
-    def _time_limit(self) -> tuple[float | None, str]:
-        attempt = overall_deadline(self._http.timeout)
-        own = self._file_time_limit
-        if own is not None and (attempt is None or own < attempt):
-            return own, "the per-file limit, Downloader(file_time_limit=...)"
-        return attempt, "the client's timeout, for the whole download"
+    async def _fetch_with_retries(self, url: str, part: PartFile, request_id: str) -> str | None:
+        # The transport's machinery, not a backoff of our own: the same policy, the same
+        # waits (a stated Retry-After, else exponential backoff with jitter), the same logs.
+        from ._transport import _log_retry, _wait_stated_or_backoff  # noqa: PLC0415
 
-    async def _fetch_to(self, url: str, partial: anyio.Path, request_id: str) -> str | None:
-        try:
-            request = self._http.build_request(
-                "GET", url, headers={"accept-encoding": ACCEPT_ENCODING}
+        attempts = 0
+        retries, policy = self._retries, self._policy
+
+        async def attempt() -> str | None:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(url, part, request_id)
+
+        def retrying() -> AsyncRetrying:
+            from tenacity import (  # noqa: PLC0415 - only a download that failed needs it
+                AsyncRetrying,
+                retry_if_exception,
+                stop_after_attempt,
             )
+
+            return AsyncRetrying(
+                stop=stop_after_attempt(retries + 1),
+                wait=_wait_stated_or_backoff(policy),
+                retry=retry_if_exception(self._retried),
+                sleep=self._clock.sleep,
+                before_sleep=_log_retry,
+                reraise=True,
+            )
+
+        try:
+            return await try_first_then_retry(
+                attempt, retrying, retried=lambda error: bool(retries) and self._retried(error)
+            )
+        except DownloadError as exc:
+            if attempts < 2:
+                raise
+            error = DownloadError(
+                f"{exc.message} (gave up after {attempts} attempts)",
+                url=exc.url,
+                request_id=exc.request_id,
+                status_code=exc.status_code,
+                retry_after=exc.retry_after,
+            )
+        raise error
+
+    def _retried(self, error: BaseException) -> bool:
+        """Whether a failed attempt is worth another: transient, and no long stated wait."""
+        if not (isinstance(error, DownloadError) and getattr(error, "_transient", False)):
+            return False
+        retry_after = stated_delay(error)
+        return retry_after is None or retry_after <= self._policy.max_stated_wait
+
+    async def _attempt(self, url: str, part: PartFile, request_id: str) -> str | None:
+        deadline = overall_deadline(self._http.timeout)
+        content_type: str | None = None
+        with anyio.move_on_after(deadline if deadline is not None else float("inf")) as scope:
+            content_type = await self._fetch_to(url, part, request_id)
+        if scope.cancelled_caught:
+            raise _transient(
+                DownloadError(
+                    f"could not download {url} within {deadline:g} s (the client's timeout, "
+                    "for the whole download); the server sent it too slowly or not at all",
+                    url=url,
+                    request_id=request_id,
+                )
+            )
+        return content_type
+
+    def _checked(self, url: str, first: str, request_id: str) -> httpx.URL:
+        """`url` (the output URL `first`, or a redirect from it), if it may be fetched."""
+        hop = "" if url == first else f" (redirected to {url!r})"
+        try:
+            checked = checked_http_url(url)
+            self._addresses.check_host(checked.raw_host.decode("ascii"))
+        except UnusableURL as exc:
+            raise DownloadError(
+                f"refusing to download {first!r}{hop}: {exc}", url=first, request_id=request_id
+            ) from None
+        except DownloadRefused as exc:
+            raise _refused(first, hop, exc, request_id) from None
+        if checked.userinfo:  # nothing of ours to send; a disguise (`https://cdn@evil/`)
+            raise DownloadError(
+                f"refusing to download {first!r}{hop}: it carries a user name or password",
+                url=first,
+                request_id=request_id,
+            )
+        return checked
+
+    async def _fetch_to(self, url: str, part: PartFile, request_id: str) -> str | None:
+        headers = {"accept-encoding": ACCEPT_ENCODING}
+        try:
+            checked = self._checked(url, url, request_id)
+            request = self._http.build_request("GET", checked, headers=headers)
             for _ in range(_MAX_REDIRECTS + 1):
+                if self._lookup_names:
+                    await self._addresses.check_by_lookup(request.url.raw_host.decode("ascii"))
                 # Redirects are followed here, not by httpx: httpx reads (and inflates,
-                # without a bound) the body of every redirect it follows.
-                response = await self._http.send(request, stream=True)
+                # without a bound) the body of every redirect it follows, and each hop
+                # must pass the address check.
+                response = await self._http.send(request, stream=True, follow_redirects=False)
                 try:
                     if response.next_request is None:
-                        await self._write(url, response, partial, request_id)
+                        await self._write(url, response, part, request_id)
                         content_type: str | None = response.headers.get("content-type")
                         return content_type
                     request = response.next_request
+                    self._checked(str(request.url), url, request_id)
                 finally:
                     await response.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            raise DownloadError(
-                f"could not download {url} ({type(exc).__name__}: {exc})",
-                url=url,
-                request_id=request_id,
+        except DownloadRefused as exc:
+            raise _refused(url, "", exc, request_id) from None
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError) as exc:
+            # ValueError: a Location no URL parser takes (IDNAError, UnicodeError...).
+            raise _transient(
+                DownloadError(
+                    f"could not download {url} ({type(exc).__name__}: {exc})",
+                    url=url,
+                    request_id=request_id,
+                ),
+                isinstance(exc, httpx.TransportError)
+                and not isinstance(exc, httpx.UnsupportedProtocol),
             ) from None
         raise DownloadError(
             f"could not download {url}: more than {_MAX_REDIRECTS} redirects",
@@ -276,21 +418,20 @@ class Downloader:
         )
 
     async def _write(
-        self, url: str, response: httpx.Response, partial: anyio.Path, request_id: str
+        self, url: str, response: httpx.Response, part: PartFile, request_id: str
     ) -> None:
         if response.status_code != 200:
-            raise DownloadError(
-                f"HTTP {response.status_code} for {url}", url=url, request_id=request_id
-            )
+            raise self._status_error(url, response, request_id)
         try:
+            part.restart()  # a retry starts the file afresh
+            file = anyio.wrap_file(part.file)
             decoder, raw = decoded_chunks(response, MAX_IMAGE_BYTES)
-            async with await partial.open("wb") as file:
-                async with closing_chunks(raw) as chunks:
-                    async for chunk in chunks:
-                        for piece in decoder.feed(chunk):
-                            await file.write(piece)
-                for piece in decoder.finish():
-                    await file.write(piece)
+            async with closing_chunks(raw) as chunks:
+                async for chunk in chunks:
+                    for piece in decoder.feed(chunk):
+                        await file.write(piece)
+            for piece in decoder.finish():
+                await file.write(piece)
         except DecodedTooLarge:
             raise DownloadError(
                 f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",
@@ -301,3 +442,38 @@ class Downloader:
             raise DownloadError(
                 f"could not download {url} ({exc})", url=url, request_id=request_id
             ) from None
+
+    def _status_error(self, url: str, response: httpx.Response, request_id: str) -> DownloadError:
+        status = response.status_code
+        policy = self._policy
+        transient = (
+            status == 429
+            or status in policy.statuses
+            or (policy.retry_edge_pages and status >= 500 and is_html(response.headers, b""))
+        )
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
+        return _transient(
+            DownloadError(
+                f"HTTP {status} for {url}",
+                url=url,
+                request_id=request_id,
+                status_code=status,
+                retry_after=retry_after,
+            ),
+            transient,
+        )
+
+
+def _transient(error: DownloadError, transient: bool = True) -> DownloadError:
+    """`error`, marked as worth another attempt (or not)."""
+    error._transient = transient  # type: ignore[attr-defined]
+    return error
+
+
+def _refused(url: str, hop: str, refusal: DownloadRefused, request_id: str) -> DownloadError:
+    return DownloadError(
+        f"refusing to download {url!r}{hop}: {refusal.reason}; downloads reach only "
+        f"public addresses by default: {OPT_IN}",
+        url=url,
+        request_id=request_id,
+    )

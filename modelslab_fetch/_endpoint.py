@@ -128,8 +128,13 @@ class FetchEndpoint(Generic[R]):
         """The JSON body for `request_id`, without the key (the transport adds it)."""
         return {} if self.id_field is None else {self.id_field: request_id}
 
-    def parse(self, body: dict[str, Any], *, request_id: str) -> R:
+    def parse(
+        self, body: dict[str, Any], *, request_id: str, endpoint_name: str | None = None
+    ) -> R:
         """Turn a decoded response body into a typed result.
+
+        `request_id` and `endpoint_name` say what was asked where (see
+        `FetchResult.request_id` and `FetchResult.endpoint_name`).
 
         Which bodies are errors was decided by the transport (`_http_errors`); here a body
         whose `status` is readable always becomes a result. Raises `ResponseParseError`
@@ -137,7 +142,9 @@ class FetchEndpoint(Generic[R]):
         """
         error: ResponseParseError | None = None
         try:
-            result = self.result_model.from_body(body, request_id=request_id)
+            result = self.result_model.from_body(
+                body, request_id=request_id, endpoint_name=endpoint_name
+            )
         except (ValueError, RecursionError) as exc:
             error = ResponseParseError(
                 f"the response is not a fetch result: {_first_problem(exc)}",
@@ -187,8 +194,10 @@ class AsyncFetchResource(Generic[R]):
         *,
         poll_policy: PollPolicy,
         clock: Clock,
+        name: str | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self._name = name  # the table's name for the endpoint, carried by every result
         self._transport = transport
         self._poll_policy = poll_policy
         self._clock = clock
@@ -344,7 +353,7 @@ class AsyncFetchResource(Generic[R]):
         body = await self._transport.post_json(
             self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid, retry=retry
         )
-        return self._endpoint.parse(body, request_id=rid)
+        return self._endpoint.parse(body, request_id=rid, endpoint_name=self._name)
 
 
 class AccountStop:

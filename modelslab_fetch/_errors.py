@@ -299,16 +299,31 @@ class GenerationFailedError(ModelsLabError):
 class WaitTimeoutError(ModelsLabError, TimeoutError):
     """Raised by `wait()` when the job is still unfinished at the deadline.
 
+    Its `__cause__` is the error of the last poll when that poll failed (a
+    `RateLimitError` whose pause outlasted the deadline, a network error...).
+
     Attributes:
-        result: The last fetch result seen, or None if no poll completed.
+        result: The last fetch result seen, or None if no poll was answered with one.
         timeout: The deadline, in seconds, that ran out.
 
     """
 
-    def __init__(self, *, request_id: str, timeout: float, result: FetchResult | None) -> None:
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        timeout: float,
+        result: FetchResult | None,
+        error: BaseException | None = None,
+    ) -> None:
         self.result = result
         self.timeout = timeout
-        last = "no poll completed" if result is None else f"last status {result.status.value!r}"
+        if error is not None:
+            last = f"the last poll failed: {type(error).__name__}"
+        elif result is None:
+            last = "no poll completed"
+        else:
+            last = f"last status {result.status.value!r}"
         super().__init__(
             f"not finished after {timeout:g} s ({last}); "
             "call wait() again with a larger timeout, or fetch() later",
@@ -319,11 +334,27 @@ class WaitTimeoutError(ModelsLabError, TimeoutError):
 class DownloadError(ModelsLabError):
     """Raised when an output file cannot be saved: a refused URL, an HTTP error, a size cap.
 
+    A URL is refused when it is unusable (another scheme, a malformed host or port) or
+    leads to an address downloads may not reach (loopback, private, link-local...; see
+    `allow_private_downloads`). Transient failures are retried first, as for API calls.
+
     Attributes:
         url: The output URL concerned.
+        status_code: The HTTP status the file was answered with, if that was the failure.
+        retry_after: Seconds the server asked to wait before asking again, or None.
 
     """
 
-    def __init__(self, message: str, *, url: str, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        request_id: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.url = url
+        self.status_code = status_code
+        self.retry_after = retry_after
         super().__init__(message, request_id=request_id)

@@ -147,11 +147,34 @@ class FetchResult(BaseModel):
     """The URL the server suggests for the next fetch."""
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # What the caller asked, not what the server answered: files are named from these.
+    _request_id: str | None = PrivateAttr(default=None)
+    _endpoint_name: str | None = PrivateAttr(default=None)
 
     @property
     def raw(self) -> dict[str, Any]:
         """The response body exactly as received (with the API key redacted, if echoed)."""
         return self._raw
+
+    @property
+    def request_id(self) -> str:
+        """The id this result was asked for; `id` is what the server answered.
+
+        They differ only when the server answers with another id (a bug, a proxy's
+        cache). Downloads name files from this one, so no answer can make two jobs
+        write one file. For a result built by hand it is `id`.
+        """
+        return self._request_id if self._request_id is not None else self.id
+
+    @property
+    def endpoint_name(self) -> str | None:
+        """The endpoint this result was fetched from, by table name, or None.
+
+        A table name is `"video"`, `"enterprise.three_d"`...; a result built by hand has
+        None. ModelsLab's ids are per product: downloads prefix file names with it (except
+        for `images`), so the same id on two endpoints never shares a file.
+        """
+        return self._endpoint_name
 
     @property
     def finished(self) -> bool:
@@ -164,8 +187,17 @@ class FetchResult(BaseModel):
         return self.status is Status.SUCCESS
 
     @classmethod
-    def from_body(cls: type[_Result], body: dict[str, Any], *, request_id: str) -> _Result:
+    def from_body(
+        cls: type[_Result],
+        body: dict[str, Any],
+        *,
+        request_id: str,
+        endpoint_name: str | None = None,
+    ) -> _Result:
         """Build a result from a decoded response body; `request_id` is the id asked about.
+
+        `request_id` and `endpoint_name` (where it was asked, e.g. `"video"`) become the
+        result's `request_id` and `endpoint_name`, which name its downloaded files.
 
         Lenient wherever a field is only optional: an unusable `id` (missing, `""`) becomes
         `request_id`, and any other optional field of an unusable shape is left out of its
@@ -203,6 +235,8 @@ class FetchResult(BaseModel):
                     fields["id"] = request_id
             else:
                 result._raw = body
+                result._request_id = request_id
+                result._endpoint_name = endpoint_name
                 return result
         raise ValueError("the response fields could not be read")  # pragma: no cover
 

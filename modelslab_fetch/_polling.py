@@ -264,6 +264,9 @@ class _Waiter(Generic[R]):
         self._started = clock.now()
         self.deadline = None if timeout is None else self._started + timeout
         self._last: R | None = None
+        # The error of the latest poll, if it failed: the cause of a timeout that falls
+        # after it (in a client-wide rate-limit pause, say), even with no poll under way.
+        self._last_error: Exception | None = None
         self._polls = 0
 
     async def poll_until_finished(self) -> R:
@@ -294,7 +297,12 @@ class _Waiter(Generic[R]):
 
     async def _poll_and_remember(self) -> R:
         self._polls += 1
-        self._last = await self._poll()
+        try:
+            self._last = await self._poll()
+        except Exception as exc:
+            self._last_error = exc
+            raise
+        self._last_error = None
         return self._last
 
     def report(self, outcome: R | Exception, *, next_poll_in: float | None) -> None:
@@ -316,9 +324,18 @@ class _Waiter(Generic[R]):
         )
 
     def timeout_error(self, cause: BaseException | None) -> WaitTimeoutError:
-        """The error for a deadline reached, carrying the last result and `cause`."""
+        """The error for a deadline reached, carrying the last result and `cause`.
+
+        Without a `cause` (the deadline cut the wait between polls, or in a rate-limit
+        pause), the latest poll's error is the cause, if that poll failed.
+        """
+        if cause is None:
+            cause = self._last_error
         error = WaitTimeoutError(
-            request_id=self._request_id, timeout=self._timeout or 0.0, result=self._last
+            request_id=self._request_id,
+            timeout=self._timeout or 0.0,
+            result=self._last,
+            error=cause,
         )
         error.__cause__ = cause
         return error

@@ -41,6 +41,9 @@ class ScriptedServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.scripts: dict[str, list[Reply]] = defaultdict(list)
+        self.files: dict[str, bytes] = {}
+        """What a GET of each path answers (an output file); other paths are 404."""
+        self.gets: list[str] = []
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -48,6 +51,11 @@ class ScriptedServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/api"
+
+    def file_url(self, path: str, content: bytes) -> str:
+        """Serve `content` at `path` (as a CDN would an output); return its URL."""
+        self.files[path] = content
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
 
     def script(self, request_id: str, *replies: Reply) -> None:
         """Answer `request_id` with `replies` in turn, repeating the last."""
@@ -67,6 +75,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.gets.append(self.path)
+            content = self.server.files.get(self.path)
+        self.send_response(404 if content is None else 200)
+        self.send_header("content-type", "image/png")
+        self.send_header("content-length", str(len(content or b"")))
+        self.end_headers()
+        self.wfile.write(content or b"")
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))

@@ -281,3 +281,110 @@ def test_resume_still_exits_1_for_ids_that_failed_before(
     assert "2 already finished (skipped, 1 of them failed)" in again.stderr
     assert "1 repeated ids waited on once" in again.stderr
     assert Counter(finals(results)) == {good: 1, bad: 1}
+
+
+# --- file names: one file per job, whatever the answers say --------------------------------
+
+
+def run_cli(*argv: str, base_url: str) -> subprocess.CompletedProcess[str]:
+    env = env_for(MODELSLAB_API_KEY="k", MODELSLAB_BASE_URL=base_url)
+    return subprocess.run(
+        cli(*argv), env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_same_id_on_two_endpoints_is_saved_to_two_files_and_downloaded_again_so(
+    tmp_path: Path,
+) -> None:
+    from tests.local_server import scripted_server
+
+    with scripted_server() as api:
+        base = api.base_url
+        lines = [
+            {
+                "status": "success",
+                "id": 123,
+                "output": [api.file_url("/a.png", b"the images job")],
+                "fetch_result": f"{base}/v6/images/fetch",
+            },
+            {
+                "status": "success",
+                "id": 123,
+                "output": [api.file_url("/b.png", b"the realtime job")],
+                "fetch_result": f"{base}/v1/enterprise/realtime/fetch/123",
+            },
+        ]
+        queued = tmp_path / "queued.jsonl"
+        queued.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        results, images, again = tmp_path / "r.jsonl", tmp_path / "images", tmp_path / "again"
+        done = run_cli(
+            "wait", "--from-responses", str(queued), "-o", str(results), "--download",
+            str(images), base_url=base,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        expected = {
+            "123-0.png": b"the images job",
+            "enterprise.realtime.123-0.png": b"the realtime job",
+        }
+        assert {p.name: p.read_bytes() for p in images.iterdir()} == expected
+        claimed = sorted(name for record in records(results) for name in record["files"])
+        assert claimed == sorted(expected)
+        done = run_cli(
+            "download", "--from-results", str(results), "--dir", str(again), base_url=base
+        )
+        assert done.returncode == 0, done.stderr
+        assert {p.name: p.read_bytes() for p in again.iterdir()} == expected
+
+
+def test_answers_that_name_another_id_cannot_make_jobs_share_a_file(tmp_path: Path) -> None:
+    from tests.local_server import Reply, scripted_server
+
+    with scripted_server() as api:
+        for rid in ("1", "2", "3"):
+            output = [api.file_url(f"/{rid}.png", f"job {rid}".encode())]
+            api.script(rid, Reply(200, {"status": "success", "id": "999", "output": output}))
+        results, images = tmp_path / "r.jsonl", tmp_path / "images"
+        done = run_cli(
+            "wait", "1", "2", "3", "-o", str(results), "--download", str(images),
+            base_url=api.base_url,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    saved = {p.name: p.read_bytes() for p in images.iterdir()}
+    assert saved == {"1-0.png": b"job 1", "2-0.png": b"job 2", "3-0.png": b"job 3"}
+    assert sorted((r["request_id"], r["files"][0]) for r in records(results)) == [
+        ("1", "1-0.png"),
+        ("2", "2-0.png"),
+        ("3", "3-0.png"),
+    ]
+
+
+# --- downloads reach private addresses only when asked to -----------------------------------
+
+
+def test_download_refuses_private_addresses_unless_allowed(tmp_path: Path) -> None:
+    from tests.local_server import scripted_server
+
+    with scripted_server() as files:
+        record = {
+            "request_id": "5",
+            "ok": True,
+            "status": "success",
+            "output": [files.file_url("/5.png", b"five")],
+            "final": True,
+            "source": "modelslab-fetch wait",
+        }
+        results = tmp_path / "r.jsonl"
+        results.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        # The API is elsewhere (never contacted: the results file says what to fetch).
+        argv = ("download", "--from-results", str(results), "--dir", str(tmp_path / "d"))
+        refused = run_cli(*argv, base_url="https://api.example/api")
+        assert files.gets == []
+        allowed = run_cli(*argv, "--allow-private-downloads", base_url="https://api.example/api")
+        assert files.gets == ["/5.png"]
+    assert refused.returncode == 1
+    assert "loopback" in refused.stderr
+    assert "--allow-private-downloads" in refused.stderr
+    assert "allow_private_downloads=True" not in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+    assert (tmp_path / "d" / "5-0.png").read_bytes() == b"five"

@@ -226,3 +226,23 @@ async def test_the_pause_is_client_wide(clock: FakeClock, router: respx.MockRout
         await client.images.fetch(2)
     assert seen[1] - seen[0] >= 30
     assert seen[2] - seen[0] >= 30
+
+
+async def test_a_deadline_that_falls_in_a_client_wide_pause_has_the_rate_limit_as_cause(
+    router: respx.MockRouter,
+) -> None:
+    # Real time: the pause (5 s, as stated) outlasts the wait's 1 s deadline, so the
+    # deadline cuts the wait while it sits in the client-wide pause, not in a poll.
+    router.post(IMAGES_URL).side_effect = [
+        stated("Retry-After seconds", 5),
+        httpx.Response(200, json=OK),
+    ]
+    async with AsyncModelsLab(api_key="k") as client:
+        started = time.monotonic()
+        with anyio.fail_after(4), pytest.raises(WaitTimeoutError) as caught:
+            await client.images.wait(1, timeout=1.0)
+    assert time.monotonic() - started == pytest.approx(1.0, abs=0.5)
+    assert isinstance(caught.value.__cause__, RateLimitError)
+    assert caught.value.__cause__.retry_after == 5
+    assert "no poll completed" not in str(caught.value)
+    assert "RateLimitError" in str(caught.value)

@@ -191,6 +191,15 @@ def _ids(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _private_downloads(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--allow-private-downloads",
+        action="store_true",
+        help="let downloads reach private, loopback and link-local addresses (by default "
+        "only public ones: an output URL into your own network is refused)",
+    )
+
+
 def add_wait_options(wait: argparse.ArgumentParser) -> None:
     """The options of `modelslab-fetch wait` (ids and common options included)."""
     _ids(wait)
@@ -216,6 +225,7 @@ def add_wait_options(wait: argparse.ArgumentParser) -> None:
     wait.add_argument(
         "--download", metavar="DIR", help="save each success's images here before its line"
     )
+    _private_downloads(wait)
     wait.add_argument(
         "--from-responses",
         metavar="FILE",
@@ -268,7 +278,8 @@ def _parser() -> argparse.ArgumentParser:
         "download",
         "Save the images of finished jobs into a folder",
         "From a results file of `wait`, or by asking for each id once. Files are named "
-        "{id}-{n}.{ext}; complete files already there are kept. Exits 1 if any id had "
+        "{id}-{n}.{ext} ({endpoint}.{id}-{n}.{ext} for endpoints other than images); "
+        "complete files already there are kept. Exits 1 if any id had "
         "nothing to download or any image was not saved. " + KEY_HELP,
         "modelslab-fetch download --from-results results.jsonl --dir images/",
     )
@@ -276,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(download, "one JSON object per id on stdout, then a summary")
     download.add_argument("--from-results", metavar="FILE", help="a results file of `wait`")
     download.add_argument("--dir", required=True, metavar="DIR", help="folder to save into")
+    _private_downloads(download)
     download.set_defaults(run=run_download)
 
     demo = _command(

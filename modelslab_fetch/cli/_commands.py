@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from .._endpoint import FetchResource
 from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
 from .._ids import normalize_request_id
 from .._models import FetchResult, Status
+from .._part_files import remove_abandoned
 from ._ids import read_ids
 from ._progress import Activity, ProgressView, choose_mode
 from ._responses import read_responses, resource_named, start_waiting, unfinished
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 DOWNLOADS_PENDING = 64
-
-_PART_FILE = re.compile(r"\..+\.[0-9a-f]{8}\.part")  # the Downloader's temporary files
 
 
 @dataclass
@@ -138,6 +136,7 @@ def make_client(
     """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
     if api_key is None:
         api_key = read_api_key(args)
+    options.setdefault("allow_private_downloads", getattr(args, "allow_private_downloads", False))
     try:
         return AsyncModelsLab(api_key=api_key, base_url=args.base_url, **options)
     except (ConfigurationError, AuthenticationError) as exc:
@@ -151,8 +150,9 @@ def make_client(
 def prepare_folder(path: Path, option: str) -> None:
     """Make sure images can be saved in `path` before any work; remove stale `.part` files.
 
-    A `.part` file is an image cut short by a killed run: it is never complete, and the
-    image is downloaded again.
+    A `.part` file no process writes any more is an image cut short by a killed run: it
+    is never complete, and the image is downloaded again. One another run is still
+    writing (its writer holds a lock on it) is left alone.
     """
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file, not a folder; give a folder to save into")
@@ -162,9 +162,7 @@ def prepare_folder(path: Path, option: str) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"cannot save images in {option} {os_words(exc, path)}") from None
-    for entry in path.iterdir():
-        if _PART_FILE.fullmatch(entry.name) and entry.is_file():
-            entry.unlink(missing_ok=True)
+    remove_abandoned(path)
 
 
 def _download_words(error: BaseException, folder: Path | None) -> str:
@@ -212,7 +210,7 @@ async def collect(
             paths = await client.download(result, download_dir)
         except Exception as exc:
             words = _download_words(exc, download_dir)
-            summary.download_failures.append(f"{result.id}: {words}")
+            summary.download_failures.append(f"{result.request_id}: {words}")
             record.update(
                 ok=False,
                 final=False,

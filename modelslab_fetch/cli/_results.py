@@ -53,6 +53,8 @@ def outcome_record(outcome: Outcome[FetchResult], *, source: str | None = None) 
     record["status"] = None if result is None else result.status.value
     record["output"] = [] if result is None else list(result.output)
     record["message"] = None if result is None else result.message
+    # Where the id was asked: files are named from it, now and by `download --from-results`.
+    record["endpoint"] = None if result is None else result.endpoint_name
     record["error"] = (
         None
         if outcome.error is None
@@ -80,9 +82,14 @@ def record_result(record: dict[str, Any]) -> FetchResult | None:
     if not all(isinstance(url, str) and url for url in output):
         return None  # a hand-edited or corrupt line: nothing to download from it
     request_id = str(record.get("request_id"))
+    endpoint = record.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        endpoint = None  # a line of an earlier version: named as before, by id alone
+    elif request_id.startswith(f"{endpoint}:"):  # a batch key told apart by endpoint
+        request_id = request_id[len(endpoint) + 1 :]
     body = {"status": "success", "id": request_id, "output": record["output"]}
     try:
-        return FetchResult.from_body(body, request_id=request_id)
+        return FetchResult.from_body(body, request_id=request_id, endpoint_name=endpoint)
     except ValueError:  # a hand-edited or corrupt line: nothing to download from it
         return None
 

@@ -77,6 +77,10 @@ _LIBRARY_TERMS = (
     ("base_url / the endpoint", "--base-url / the endpoint"),
     ("base_url", "--base-url"),
     ("Downloader(file_time_limit=...)", "the download time limit"),
+    (
+        "create the client with allow_private_downloads=True",
+        "run the command with --allow-private-downloads",
+    ),
 )
 
 
