@@ -5,6 +5,7 @@ Each test drives the real command in a subprocess against the simulator on loopb
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import resource
@@ -16,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from modelslab_fetch.cli._commands import emit
+from modelslab_fetch.cli._lines import forgiving
+from modelslab_fetch.cli._results import SOURCE, ResultsFile
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for, finals, records
+from tests.local_server import Reply, scripted_server
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +286,81 @@ def test_resume_still_exits_1_for_ids_that_failed_before(
     assert "2 already finished (skipped, 1 of them failed)" in again.stderr
     assert "1 repeated ids waited on once" in again.stderr
     assert Counter(finals(results)) == {good: 1, bad: 1}
+
+
+# Valid JSON a buggy server may send: an emoji cut in half leaves a lone surrogate, in a
+# message, a nested value, a key, an error's words.
+HALF_EMOJI_FAILED = (
+    b'{"status": "failed", "id": 11, "message": "GPU busy \\ud83d",'
+    b' "meta": {"\\udc00k": ["v\\ud800", {"x": "\\udfff"}]}, "extra\\ud83d": "y\\ud83d"}'
+)
+HALF_EMOJI_SUCCESS = (
+    b'{"status": "success", "id": 12, "output": ["https://cdn.example/12.png"],'
+    b' "message": "done \\ud83d", "tip": "\\udbff"}'
+)
+HALF_EMOJI_REFUSAL = b'{"status": "error", "message": "invalid value \\ud83d"}'
+
+
+def test_a_lone_surrogate_from_the_server_is_written_everywhere_and_resumed(
+    tmp_path: Path,
+) -> None:
+    with scripted_server() as server:
+        server.script("11", Reply(200, HALF_EMOJI_FAILED))
+        server.script("12", Reply(200, HALF_EMOJI_SUCCESS))
+        server.script("13", Reply(400, HALF_EMOJI_REFUSAL))
+        # Standard output strict (as in any UTF-8 locale), every log line on stderr.
+        env = {
+            "MODELSLAB_BASE_URL": server.base_url,
+            "MODELSLAB_API_KEY": "k",
+            "PYTHONIOENCODING": "utf-8:strict",
+            "MODELSLAB_LOG": "debug",
+        }
+        results = tmp_path / "r.jsonl"
+        runs = [
+            command(None, "wait", "11", "12", "13", "-o", str(results), **env),
+            command(None, "wait", "11", "12", "13", "-o", str(results), "--resume", **env),
+            command(None, "wait", "11", "12", "13", "--json", "-v", **env),
+            command(None, "fetch", "11", "12", "13", **env),
+            command(None, "fetch", "11", "12", "13", "--json", **env),
+        ]
+    for done in runs:
+        assert done.returncode == 1, done.stderr  # 11 failed and 13 was refused
+        assert "unexpected error" not in done.stderr
+        assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    lines = {r["request_id"]: r for r in records(results)}
+    assert set(lines) == {"11", "12", "13"} and all(r["final"] for r in lines.values())
+    assert lines["11"]["message"] == "GPU busy \ufffd"
+    assert lines["12"]["ok"] and lines["12"]["output"] == ["https://cdn.example/12.png"]
+    assert "invalid value" in lines["13"]["error"]["message"]
+    assert "3 already finished (skipped, 2 of them failed)" in runs[1].stderr
+    for done in (runs[2], runs[4]):
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        assert {e["request_id"] for e in events if e["event"] == "result"} == {"11", "12", "13"}
+    assert "GPU busy \ufffd" in runs[3].stdout
+
+
+def test_every_writer_of_the_command_takes_a_lone_surrogate(tmp_path: Path) -> None:
+    record = {
+        "request_id": "5",
+        "ok": False,
+        "final": True,
+        "error": {"message": "busy \ud83d", "odd\udc80key": "\udbff"},
+        "source": SOURCE,
+    }
+    path = tmp_path / "r.jsonl"
+    results = ResultsFile(path).open()
+    results.append(record)
+    results.close()
+    assert json.loads(path.read_bytes().decode("utf-8")) == record  # exact, and UTF-8
+    resumed = ResultsFile(path, resume=True).open()
+    assert resumed.finished_ids() == {"5"}
+    resumed.close()
+    # Standard output as in a UTF-8 locale (strict): made forgiving by the command.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    forgiving(out)
+    emit(out, {"event": "result", **record})
+    out.write("5\tfailed\tbusy \ud83d\n")
+    out.flush()
+    first, second = out.buffer.getvalue().decode("utf-8").splitlines()  # type: ignore[attr-defined]
+    assert json.loads(first)["error"] == record["error"]
+    assert second == "5\tfailed\tbusy \\ud83d"

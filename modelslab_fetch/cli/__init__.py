@@ -28,6 +28,7 @@ from ._commands import (
     run_wait,
 )
 from ._demo import add_simulate_options, run_demo, run_simulate
+from ._lines import forgiving
 from ._responses import ENDPOINT_NAMES
 from ._usage import os_words
 from ._words import in_plain_words
@@ -50,7 +51,11 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
     argv: Sequence[str] | None = None, *, streams: Streams | None = None
 ) -> int:
     """Run the command line; return the exit status (0 ok, 1 some failed, 2 usage, 130)."""
-    streams = streams or Streams()
+    if streams is None:
+        # The process's own streams: whatever a server says must not make a write fail.
+        forgiving(sys.stdout)
+        forgiving(sys.stderr)
+        streams = Streams()
     parser = _parser()
     try:
         # argparse prints usage errors and --help on sys.stderr/stdout: send them to ours.

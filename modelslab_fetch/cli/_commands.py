@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from .._errors import AccountError, AuthenticationError, ConfigurationError, Mod
 from .._ids import normalize_request_id
 from .._models import FetchResult, Status
 from ._ids import read_ids
+from ._lines import json_line
 from ._progress import Activity, ProgressView, choose_mode
 from ._responses import read_responses, resource_named, start_waiting, unfinished
 from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
@@ -101,7 +101,7 @@ class Streams:
 
 def emit(out: TextIO, event: dict[str, Any]) -> None:
     """Write one `--json` object on its own line (the only thing `--json` puts on stdout)."""
-    out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    out.write(json_line(event) + "\n")
     out.flush()
 
 

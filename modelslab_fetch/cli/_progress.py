@@ -7,7 +7,6 @@ has finished for it to mean something, and is smoothed so it does not swing.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from rich.text import Text
 
 from .._batch import Progress
 from .._updates import PollUpdate
+from ._lines import json_line
 from ._words import in_plain_words
 
 __all__ = ["Activity", "ProgressView", "RateEstimate", "ViewMode", "choose_mode"]
@@ -253,7 +253,7 @@ class ProgressView:
         state = self.state(now)
         if self._mode == "json":
             event = {"event": "finished" if final else "progress", **state}
-            self._stream.write(json.dumps(event) + "\n")
+            self._stream.write(json_line(event) + "\n")
             self._stream.flush()
         elif self._mode == "live":
             self._draw_live(state)

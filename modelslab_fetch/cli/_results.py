@@ -23,6 +23,7 @@ from .._errors import (
 )
 from .._ids import normalize_request_id
 from .._models import FetchResult
+from ._lines import json_line
 from ._usage import UsageError, os_words
 from ._words import in_plain_words
 
@@ -217,7 +218,7 @@ class ResultsFile:
         """Write one line and hand it to the OS before returning (it survives a kill)."""
         if self._file is None:
             raise RuntimeError("ResultsFile.open() was not called")  # pragma: no cover
-        line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        line = json_line(record).encode("utf-8") + b"\n"
         self._written = True
         try:
             self._file.write(line)
