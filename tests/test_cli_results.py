@@ -23,6 +23,7 @@ from modelslab_fetch.cli._results import SOURCE, ResultsFile
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for, finals, records
 from tests.local_server import Reply, scripted_server
+from tests.resume_memory import peak_rss_of_resume, write_finished_run
 
 pytestmark = pytest.mark.integration
 
@@ -308,20 +309,25 @@ def test_a_lone_surrogate_from_the_server_is_written_everywhere_and_resumed(
         server.script("11", Reply(200, HALF_EMOJI_FAILED))
         server.script("12", Reply(200, HALF_EMOJI_SUCCESS))
         server.script("13", Reply(400, HALF_EMOJI_REFUSAL))
-        # Standard output strict (as in any UTF-8 locale), every log line on stderr.
-        env = {
-            "MODELSLAB_BASE_URL": server.base_url,
-            "MODELSLAB_API_KEY": "k",
-            "PYTHONIOENCODING": "utf-8:strict",
-            "MODELSLAB_LOG": "debug",
-        }
+
+        def run(*argv: str) -> subprocess.CompletedProcess[str]:
+            # Standard output strict (as in any UTF-8 locale), every log line on stderr.
+            return command(
+                None,
+                *argv,
+                MODELSLAB_BASE_URL=server.base_url,
+                MODELSLAB_API_KEY="k",
+                PYTHONIOENCODING="utf-8:strict",
+                MODELSLAB_LOG="debug",
+            )
+
         results = tmp_path / "r.jsonl"
         runs = [
-            command(None, "wait", "11", "12", "13", "-o", str(results), **env),
-            command(None, "wait", "11", "12", "13", "-o", str(results), "--resume", **env),
-            command(None, "wait", "11", "12", "13", "--json", "-v", **env),
-            command(None, "fetch", "11", "12", "13", **env),
-            command(None, "fetch", "11", "12", "13", "--json", **env),
+            run("wait", "11", "12", "13", "-o", str(results)),
+            run("wait", "11", "12", "13", "-o", str(results), "--resume"),
+            run("wait", "11", "12", "13", "--json", "-v"),
+            run("fetch", "11", "12", "13"),
+            run("fetch", "11", "12", "13", "--json"),
         ]
     for done in runs:
         assert done.returncode == 1, done.stderr  # 11 failed and 13 was refused
@@ -353,7 +359,7 @@ def test_every_writer_of_the_command_takes_a_lone_surrogate(tmp_path: Path) -> N
     results.close()
     assert json.loads(path.read_bytes().decode("utf-8")) == record  # exact, and UTF-8
     resumed = ResultsFile(path, resume=True).open()
-    assert resumed.finished_ids() == {"5"}
+    assert "5" in resumed.finished_ids() and resumed.finished_ids().failed("5")
     resumed.close()
     # Standard output as in a UTF-8 locale (strict): made forgiving by the command.
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
@@ -361,6 +367,52 @@ def test_every_writer_of_the_command_takes_a_lone_surrogate(tmp_path: Path) -> N
     emit(out, {"event": "result", **record})
     out.write("5\tfailed\tbusy \ud83d\n")
     out.flush()
-    first, second = out.buffer.getvalue().decode("utf-8").splitlines()  # type: ignore[attr-defined]
+    first, second = out.buffer.getvalue().decode("utf-8").splitlines()
     assert json.loads(first)["error"] == record["error"]
     assert second == "5\tfailed\tbusy \\ud83d"
+
+
+def test_resume_keeps_only_what_it_needs_of_a_large_results_file(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    # 200,000 final lines (46 MB): once held whole, about 410 MB at peak. The goal is
+    # at most 100 MB at a million lines; here, proportionally, 20 MB over a small file.
+    server = (modelslab_server.base_url, modelslab_server.api_key)
+    small = tmp_path / "small"
+    small.mkdir()
+    baseline = peak_rss_of_resume(small, *write_finished_run(small, 10), *server)
+    ids_file, results = write_finished_run(tmp_path, 200_000)
+    peak = peak_rss_of_resume(tmp_path, ids_file, results, *server)
+    assert peak - baseline <= 20 * 2**20, (peak, baseline)
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r", "mixed"])
+def test_ids_and_results_files_read_alike_whatever_their_line_ends(
+    modelslab_server: SimulatorServer, tmp_path: Path, ending: str
+) -> None:
+    ids = [modelslab_server.simulator.queue() for _ in range(6)]
+    lines = ["# six jobs", "", ids[0], ids[1], f"  {ids[2]}  ", ids[0], *ids[3:], "# end"]
+    ends = ["\n", "\r\n", "\r"] if ending == "mixed" else [ending]
+    text = "".join(line + ends[n % len(ends)] for n, line in enumerate(lines))
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_bytes(text.encode())
+    results = tmp_path / "r.jsonl"
+    done = command(
+        modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {e["total"] for e in events if e["event"] in ("progress", "finished")} == {6}
+    assert events[-1]["succeeded"] == 6 and events[-1]["repeated"] == 1
+    assert sorted(finals(results)) == sorted(ids)
+    # The results file, its lines ended the same way (an editor, a copy through Windows).
+    written = results.read_bytes().decode().splitlines()
+    results.write_bytes(
+        "".join(line + ends[n % len(ends)] for n, line in enumerate(written)).encode()
+    )
+    again = command(
+        modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results), "--resume"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "6 already finished (skipped)" in again.stderr
+    assert sorted(finals(results)) == sorted(ids)  # nothing added

@@ -446,9 +446,13 @@ def test_modelslab_log_turns_logging_on_without_code(
 def test_a_log_record_holding_a_lone_surrogate_is_written_by_any_handler() -> None:
     # A strict UTF-8 stream, as a log file opened with encoding="utf-8" is.
     stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
-    handler = logging.StreamHandler(stream)
-    failed: list[object] = []
-    handler.handleError = failed.append  # type: ignore[method-assign]
+    failed: list[logging.LogRecord] = []
+
+    class Handler(logging.StreamHandler):  # type: ignore[type-arg]
+        def handleError(self, record: logging.LogRecord) -> None:
+            failed.append(record)
+
+    handler = Handler(stream)
     logger = logging.getLogger("modelslab_fetch")
     install_log_redaction()
     logger.addHandler(handler)
@@ -459,7 +463,7 @@ def test_a_log_record_holding_a_lone_surrogate_is_written_by_any_handler() -> No
         logger.removeHandler(handler)
     stream.flush()
     assert failed == []
-    assert "the server said GPU busy \ufffd" in stream.buffer.getvalue().decode()  # type: ignore[attr-defined]
+    assert "the server said GPU busy \ufffd" in stream.buffer.getvalue().decode()
 
 
 # with_options -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,7 +22,8 @@ from .._endpoint import FetchResource
 from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
 from .._ids import normalize_request_id
 from .._models import FetchResult, Status
-from ._ids import read_ids
+from ._ids import IdsToRead, read_ids
+from ._idset import IdSet
 from ._lines import json_line
 from ._progress import Activity, ProgressView, choose_mode
 from ._responses import read_responses, resource_named, start_waiting, unfinished
@@ -375,16 +376,14 @@ async def _wait(
     api_key: str | None,
     responses: AsyncIterator[object] | None,
 ) -> int:
-    finished = results.finished_ids() if results is not None else set()
+    finished = results.finished_ids() if results is not None else IdSet().freeze()
     skipped = _Counter()
     from_responses = responses is not None
     ids: Iterable[Any] | AsyncIterator[Any]
     if responses is not None:
         ids, total = unfinished(responses, finished, skipped), None
     else:
-        ids, total = _ids_from(args, finished)
-        failed_before = results.failed_ids() if results is not None else set()
-        ids, total = _without(ids, finished, failed_before, total, skipped)
+        ids, total = _without(_ids_from(args, finished), finished, skipped)
     client = make_client(args, api_key)
     activity = Activity()
     view_stream = streams.out if args.json else streams.err
@@ -441,7 +440,7 @@ async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Pa
     job's outcome has not changed); only the images are fetched again.
     """
     missing = []
-    for record in results.records:
+    for record in results.records():
         if record.get("final") is not True or not record.get("ok"):
             continue
         files = record.get("files")
@@ -470,11 +469,9 @@ def _need_ids(args: argparse.Namespace) -> None:
         raise UsageError("give ids as arguments or with --ids-file, not both")
 
 
-def _ids_from(
-    args: argparse.Namespace, known: set[str] | None = None
-) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
+def _ids_from(args: argparse.Namespace, known: Container[str] = ()) -> IdsToRead:
     _need_ids(args)
-    return read_ids(args.ids, args.ids_file, known or ())
+    return read_ids(args.ids, args.ids_file, known)
 
 
 @dataclass
@@ -485,13 +482,13 @@ class _Counter:
 
 
 def _without(
-    ids: Iterable[str] | AsyncIterator[str],
-    finished: set[str],
-    failed_before: set[str],
-    total: int | None,
-    skipped: _Counter,
+    given: IdsToRead, finished: IdSet, skipped: _Counter
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
-    """`ids` less those in `finished` and repeats, counted in `skipped` (lazily, if lazy)."""
+    """The ids less those in `finished` and repeats, counted in `skipped` (lazily, if lazy)."""
+    # Ids finished before, and those of a file (counted before the first request), are
+    # marked as met in their compact sets (a byte each): a run of millions stays small.
+    # Only ids not counted before (from standard input) are remembered here.
+    counted = given.counted if given.counted is not None else IdSet().freeze()
     seen: set[str] = set()
 
     def keep(request_id: str) -> bool:
@@ -499,30 +496,35 @@ def _without(
             key = normalize_request_id(request_id)
         except (ValueError, TypeError):
             return True  # the batch reports it as invalid, in plain words
-        if key in seen:
-            skipped.repeated += 1
-            return False
-        seen.add(key)
         if key in finished:
-            skipped.count += 1
-            skipped.failed += key in failed_before
+            if finished.first_sight(key):
+                skipped.count += 1
+                skipped.failed += finished.failed(key)
+            else:
+                skipped.repeated += 1
             return False
-        return True
+        if key in counted:
+            first = counted.first_sight(key)
+        else:
+            first = key not in seen
+            seen.add(key)
+        skipped.repeated += not first
+        return first
 
     async def remaining() -> AsyncIterator[str]:
-        async for request_id in ids:  # type: ignore[union-attr]
+        async for request_id in given.ids:  # type: ignore[union-attr]
             if keep(request_id):
                 yield request_id
 
-    if isinstance(ids, AsyncIterator):
-        return remaining(), total
-    kept = [request_id for request_id in ids if keep(request_id)]
+    if isinstance(given.ids, AsyncIterator):
+        return remaining(), given.total
+    kept = [request_id for request_id in given.ids if keep(request_id)]
     return kept, len(kept)
 
 
 async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch fetch`: one status line per id; exit 1 if any failed or errored."""
-    ids, _total = _ids_from(args)
+    ids = _ids_from(args).ids
     bad = 0
     async with make_client(args) as client:
         async for outcome in resource_for(client, args).fetch_many(ids, ordered=True):
@@ -563,7 +565,7 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
     not_downloadable = 0
     async with make_client(args, api_key) as client:
         if not args.from_results:
-            ids, _total = _ids_from(args)
+            ids = _ids_from(args).ids
             async for outcome in resource_for(client, args).fetch_many(ids):
                 if isinstance(outcome.error, AccountError):
                     message = account_stop_message(outcome.error, results=None)

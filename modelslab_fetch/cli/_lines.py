@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import Any, BinaryIO, TextIO
 
-__all__ = ["forgiving", "json_line"]
+__all__ = ["forgiving", "json_line", "physical_lines"]
+
+CHUNK = 1 << 16
+_BREAK = re.compile(rb"\r\n|\r|\n")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # surrogateescape (the C locale's) writes back only the surrogates it made from bytes.
@@ -37,3 +41,29 @@ def forgiving(stream: TextIO) -> None:
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is not None and getattr(stream, "errors", None) in _REFUSING:
         reconfigure(errors="backslashreplace")
+
+
+def physical_lines(file: BinaryIO) -> Iterator[bytes]:
+    r"""The lines of `file`, without their ends: `\n`, `\r\n` and `\r`, mixed as they come.
+
+    The same lines Python's text files give (universal newlines), so every reader of a
+    file agrees on what line N is. In bytes, so that a line that is not UTF-8 can be
+    named by its number (in UTF-8 a `\r` or `\n` byte is only ever itself). Read in
+    chunks, each byte looked at once: linear whatever the file holds, one long line
+    included; standard input is read as it arrives (`read1`), not in whole chunks.
+    """
+    read = getattr(file, "read1", file.read)
+    pieces: list[bytes] = []  # the line so far, joined once its end is found
+    after_cr = False  # the last chunk ended in \r: a \n starting this one is its pair
+    while chunk := read(CHUNK):
+        start = 1 if after_cr and chunk.startswith(b"\n") else 0
+        for end in _BREAK.finditer(chunk, start):
+            pieces.append(chunk[start : end.start()])
+            yield b"".join(pieces)
+            pieces = []
+            start = end.end()
+        if start < len(chunk):
+            pieces.append(chunk[start:])
+        after_cr = chunk.endswith(b"\r")
+    if pieces:
+        yield b"".join(pieces)

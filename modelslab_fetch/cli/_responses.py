@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Container, Iterable
 from typing import Any, Protocol
 
 from .._async_client import AsyncModelsLab
@@ -36,7 +36,7 @@ def read_responses(source: str) -> AsyncIterator[object]:
     Read lazily, as ids are. A line that is not JSON is passed on as its text, so that
     it gets an outcome of its own saying what is wrong instead of stopping the run.
     """
-    lines, _total = read_ids([], source, option="--from-responses")
+    lines = read_ids([], source, option="--from-responses").ids
     assert isinstance(lines, AsyncIterator)  # noqa: S101 - a file is always read lazily
     return _decoded(lines)
 
@@ -65,7 +65,7 @@ class Counter(Protocol):
 
 
 async def unfinished(
-    items: AsyncIterator[object], finished: set[str], skipped: Counter
+    items: AsyncIterator[object], finished: Container[str], skipped: Counter
 ) -> AsyncIterator[object]:
     """`items` less the responses whose id is in `finished`; counts them in `skipped`."""
     async for item in items:
