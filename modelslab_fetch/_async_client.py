@@ -252,7 +252,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         cannot be (a foreign `fetch_result`, no id) gets an outcome with that error and
         sends nothing. Bounded and lazy as `wait_many`, and stopped the same way by an
         account-level error. An outcome's `request_id` is the job's id, written
-        `name:id` only if the same id came just before from another endpoint.
+        `name:id` only if the same id came just before from another endpoint. An input
+        that cannot be routed keeps its id too (a success is its own result, as with
+        `wait_for`); one with no usable id is `input-N`, N its position from 0.
         """
         check_wait_timeout(timeout)
         if self._transport.closed:
@@ -268,6 +270,8 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
 
         async def work(key: str) -> FetchResult:
             route, body = items.take(key)
+            if route is None:  # already a success, with no endpoint named: kept as it is
+                return FetchResult.from_body(body, request_id=key)
             first = route.endpoint.parse(body, request_id=route.request_id)
             resource = self._resource_for(route.endpoint)
             result: FetchResult = await resource._wait_from(

@@ -189,10 +189,10 @@ def _ids(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument(
         "--endpoint",
-        default="images",
         choices=ENDPOINT_NAMES,
         metavar="NAME",
-        help="the fetch endpoint the ids were queued on: " + ", ".join(ENDPOINT_NAMES),
+        help="the fetch endpoint the ids were queued on (default: images; with "
+        "--from-responses, the one each response names): " + ", ".join(ENDPOINT_NAMES),
     )
 
 
@@ -225,7 +225,7 @@ def add_wait_options(wait: argparse.ArgumentParser) -> None:
         "--from-responses",
         metavar="FILE",
         help="generation responses, one JSON object a line (- for stdin); each is waited "
-        "on at the endpoint its fetch_result names",
+        "on at the endpoint its fetch_result names, or at --endpoint if given",
     )
 
 

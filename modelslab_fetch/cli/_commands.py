@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import anyio
 
 from .._async_client import AsyncModelsLab
+from .._batch import Outcome
 from .._config import API_KEY_ENV
 from .._downloads import Downloaded
 from .._endpoint import FetchResource
@@ -26,7 +27,13 @@ from ._ids import IdsToRead, read_ids
 from ._idset import IdSet
 from ._lines import json_line
 from ._progress import Activity, ProgressView, choose_mode
-from ._responses import read_responses, resource_named, start_waiting, unfinished
+from ._responses import (
+    DEFAULT_ENDPOINT,
+    ResponseLines,
+    line_record,
+    resource_named,
+    start_waiting,
+)
 from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
 from ._words import account_stop_message, in_cli_terms, in_plain_words
@@ -108,7 +115,7 @@ def emit(out: TextIO, event: dict[str, Any]) -> None:
 
 def resource_for(client: AsyncModelsLab, args: argparse.Namespace) -> FetchResource[Any]:
     """The endpoint a command works on, from `--endpoint` (the one place it is chosen)."""
-    return resource_named(client, getattr(args, "endpoint", "images"))
+    return resource_named(client, getattr(args, "endpoint", None) or DEFAULT_ENDPOINT)
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
@@ -187,16 +194,17 @@ async def collect(
     concurrency: int | None,
     timeout: float | None,
     as_json: bool,
-    endpoint: str = "images",
-    from_responses: bool = False,
+    endpoint: str | None = None,
+    lines: ResponseLines | None = None,
 ) -> Summary:
     """Wait for every id, writing each outcome once all asked of it is done.
 
     With a download folder, a success's line is written only after its images are on
     disk: an id whose line says it is final has everything; one without a line (the run
     was interrupted) or with a non-final line is done again by `--resume`. The ids are
-    waited on at `endpoint`; with `from_responses`, `ids` are generation responses
-    instead, each waited on at the endpoint it names.
+    waited on at `endpoint` (default: images); with `lines`, `ids` are its generation
+    responses instead, each waited on at the endpoint it names (or at `endpoint`), and
+    an input whose line is the problem is recorded as `line-N`.
     """
     summary = Summary()
     started = time.monotonic()
@@ -247,7 +255,7 @@ async def collect(
                 client,
                 _counted(ids, view),
                 endpoint=endpoint,
-                from_responses=from_responses,
+                from_responses=lines is not None,
                 concurrency=concurrency,
                 timeout=timeout,
                 on_progress=view.update,
@@ -261,7 +269,7 @@ async def collect(
                         # record nothing (these ids are not final; --resume asks again).
                         summary.stopped_by = outcome.error
                         break
-                    record = outcome_record(outcome, source=SOURCE)
+                    record = _record_of(outcome, lines)
                     if not outcome.ok:
                         summary.failed += 1
                         write(record)
@@ -276,6 +284,14 @@ async def collect(
     summary.elapsed = time.monotonic() - started
     view.finish()
     return summary
+
+
+def _record_of(outcome: Outcome[FetchResult], lines: ResponseLines | None) -> dict[str, Any]:
+    if lines is not None:
+        problem = line_record(outcome, lines.line_of(outcome.index))
+        if problem is not None:  # the line itself is what to fix: named by its number
+            return {**problem, "source": SOURCE}
+    return outcome_record(outcome, source=SOURCE)
 
 
 def _counted(
@@ -342,11 +358,11 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         raise UsageError("--overwrite needs --output FILE: it empties that file first")
     if args.resume and args.overwrite:
         raise UsageError("give --resume (finish the run in the file) or --overwrite, not both")
-    responses = None
     if args.from_responses is not None:
         if args.ids or args.ids_file:
             raise UsageError("give ids or --from-responses FILE, not both")
-        responses = read_responses(args.from_responses)  # checked now, read lazily
+        if args.from_responses != "-":
+            read_ids([], args.from_responses, option="--from-responses")  # checked now
     else:
         _need_ids(args)
     api_key = read_api_key(args)
@@ -359,9 +375,7 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         else None
     )
     try:
-        return await _wait(
-            args, streams, results=results, folder=folder, api_key=api_key, responses=responses
-        )
+        return await _wait(args, streams, results=results, folder=folder, api_key=api_key)
     finally:
         if results is not None:
             results.close()
@@ -374,14 +388,14 @@ async def _wait(
     results: ResultsFile | None,
     folder: Path | None,
     api_key: str | None,
-    responses: AsyncIterator[object] | None,
 ) -> int:
     finished = results.finished_ids() if results is not None else IdSet().freeze()
     skipped = _Counter()
-    from_responses = responses is not None
+    lines = None
     ids: Iterable[Any] | AsyncIterator[Any]
-    if responses is not None:
-        ids, total = unfinished(responses, finished, skipped), None
+    if args.from_responses is not None:
+        lines = ResponseLines(args.from_responses, finished, skipped)
+        ids, total = lines.items(), None
     else:
         ids, total = _without(_ids_from(args, finished), finished, skipped)
     client = make_client(args, api_key)
@@ -411,7 +425,7 @@ async def _wait(
                 timeout=args.timeout,
                 as_json=args.json,
                 endpoint=args.endpoint,
-                from_responses=from_responses,
+                lines=lines,
             )
     finally:
         view.close()
