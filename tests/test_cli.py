@@ -156,13 +156,23 @@ def test_fetch_prints_one_status_per_id(modelslab_server: SimulatorServer) -> No
     assert run("fetch", ready)[0] == 0
 
 
+def test_one_option_names_the_image_folder_and_the_old_name_still_runs(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    for name in ("wait", "download", "demo"):
+        assert "--dir DIR" in run(name, "--help")[1], name
+    assert "--download" not in run("wait", "--help")[1]  # the old name: hidden, not gone
+    rid = modelslab_server.simulator.queue()
+    code, _out, err = run("wait", rid, "--download", str(tmp_path / "old"))
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "old").iterdir()] == [f"{rid}-0.png"]
+
+
 def test_wait_downloads_images_as_they_finish(
     modelslab_server: SimulatorServer, tmp_path: Path
 ) -> None:
     ids = [modelslab_server.simulator.queue(ready_in=0.1, images=2) for _ in range(3)]
-    code, _out, err = run(
-        "wait", *ids, "--download", str(tmp_path / "img"), "-o", str(tmp_path / "r")
-    )
+    code, _out, err = run("wait", *ids, "--dir", str(tmp_path / "img"), "-o", str(tmp_path / "r"))
     assert code == 0
     files = sorted(p.name for p in (tmp_path / "img").iterdir())
     assert files == sorted(f"{rid}-{n}.png" for rid in ids for n in range(2))

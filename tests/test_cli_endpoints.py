@@ -34,9 +34,7 @@ def test_wait_on_an_endpoint_downloads_its_kind(
     sim = modelslab_server.simulator
     ids = [str(sim.queue_response("video", ready_in=0.1)["id"]) for _ in range(3)]
     out, folder = tmp_path / "r.jsonl", tmp_path / "videos"
-    code, _out, err = run(
-        "wait", "--endpoint", "video", *ids, "-o", str(out), "--download", str(folder)
-    )
+    code, _out, err = run("wait", "--endpoint", "video", *ids, "-o", str(out), "--dir", str(folder))
     assert code == 0, err
     assert sorted(str(r["request_id"]) for r in records(out)) == sorted(ids)
     saved = sorted(folder.iterdir())
@@ -75,7 +73,7 @@ def test_wait_from_responses_each_on_its_own_endpoint_with_resume_and_download(
     file.write_text("".join(json.dumps(r) + "\n" for r in [*responses, foreign]) + "not json\n")
     out, folder = tmp_path / "r.jsonl", tmp_path / "files"
     code, _out, err = run(
-        "wait", "--from-responses", str(file), "-o", str(out), "--download", str(folder)
+        "wait", "--from-responses", str(file), "-o", str(out), "--dir", str(folder)
     )
     assert code == 1  # the foreign and the broken lines failed, and said so
     done = records(out)

@@ -58,7 +58,7 @@ def test_killed_at_random_points_then_resumed_every_success_has_its_images(
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
-    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--download", str(images))
+    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--dir", str(images))
     rng = random.Random(20261121)  # noqa: S311 - seeded kill times, not secrets
     finished_at_kills = []
     for third in range(3):
@@ -109,7 +109,7 @@ def test_images_that_cannot_be_saved_are_not_reported_saved(
         modelslab_server,
         "wait",
         *ids,
-        "--download",
+        "--dir",
         str(images),
         "--json",
         "-q",
@@ -131,7 +131,7 @@ def test_a_results_file_that_hits_the_size_limit_is_named_and_resume_finishes(
 ) -> None:
     ids = modelslab_server.simulator.queue_many(30, ready_in=(0.0, 0.3))
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
-    argv = ("wait", *ids, "-o", str(results), "--download", str(images))
+    argv = ("wait", *ids, "-o", str(results), "--dir", str(images))
     done = command(modelslab_server, *argv, "-q", preexec_fn=lambda: file_size_limit(3000))
     assert done.returncode == 1
     assert f"{results}: cannot write: File too large" in done.stderr
@@ -152,7 +152,7 @@ def test_ctrl_c_exits_130_and_resume_finishes(
 ) -> None:
     ids = modelslab_server.simulator.queue_many(20, ready_in=(0.1, 3.0))
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
-    argv = ("wait", *ids, "-o", str(results), "--download", str(images))
+    argv = ("wait", *ids, "-o", str(results), "--dir", str(images))
     process = subprocess.Popen(
         cli(*argv), env=env_for(modelslab_server), stderr=subprocess.PIPE, text=True
     )
@@ -180,7 +180,7 @@ def test_resume_saves_the_images_of_successes_recorded_without_them(
     assert command(modelslab_server, "wait", *ids, "-o", str(results)).returncode == 0
     polls = {rid: sim.jobs[rid].polls for rid in ids}
     done = command(
-        modelslab_server, "wait", *ids, "-o", str(results), "--resume", "--download", str(images)
+        modelslab_server, "wait", *ids, "-o", str(results), "--resume", "--dir", str(images)
     )
     assert done.returncode == 0, done.stderr
     assert "6 files saved" in done.stderr

@@ -23,15 +23,15 @@ from ._commands import (
     EXIT_USAGE,
     Streams,
     UsageError,
-    run_download,
     run_fetch,
     run_wait,
 )
 from ._demo import add_simulate_options, run_demo, run_simulate
+from ._download import run_download
 from ._lines import forgiving
 from ._responses import ENDPOINT_NAMES
 from ._usage import os_words
-from ._words import in_plain_words
+from ._words import in_cli_terms, in_plain_words
 
 __all__ = ["main"]
 
@@ -41,6 +41,18 @@ exit status:
   1    some ids or images failed, or the account stopped the run (see the message)
   2    the command was called wrongly (nothing was sent)
   130  interrupted (Ctrl-C); with --output, --resume finishes the run"""
+
+DEMO_EXIT_CODES = """\
+exit status:
+  0    every simulated job was accounted for as simulated, its images saved
+  1    the demo did not go as simulated (see the message)
+  2    the command was called wrongly (nothing was started)
+  130  interrupted (Ctrl-C)"""
+
+SIMULATE_EXIT_CODES = """\
+exit status:
+  0    stopped with Ctrl-C (it serves until then)
+  2    the command was called wrongly, or cannot listen there (nothing was served)"""
 
 KEY_HELP = (
     "The API key is read from MODELSLAB_API_KEY or --api-key-file (never from the command line)."
@@ -160,12 +172,14 @@ def _command(
     summary: str,
     description: str,
     example: str,
+    *,
+    exit_codes: str = EXIT_CODES,
 ) -> argparse.ArgumentParser:
     return commands.add_parser(
         name,
         help=summary,
         description=f"{summary}.\n\n" + "\n".join(textwrap.wrap(description, 79)),
-        epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
+        epilog=f"example:\n  {example}\n\n{exit_codes}",
         formatter_class=_Help,
     )
 
@@ -219,8 +233,12 @@ def add_wait_options(wait: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="empty --output first (its results are lost)"
     )
     wait.add_argument(
-        "--download", metavar="DIR", help="save each success's images here before its line"
+        "--dir",
+        metavar="DIR",
+        help="save each success's images into DIR (as `download --dir` does) before its line",
     )
+    # Its first name, kept (hidden) so that scripts written for it still run.
+    wait.add_argument("--download", dest="dir", metavar="DIR", help=argparse.SUPPRESS)
     wait.add_argument(
         "--from-responses",
         metavar="FILE",
@@ -237,8 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelslab-fetch",
         description="Collect ModelsLab's queued images: fetch, wait, download.\n\n" + KEY_HELP,
-        epilog="run `modelslab-fetch COMMAND --help` for each command's options; "
-        "start with `modelslab-fetch demo`\n\n" + EXIT_CODES,
+        epilog="run `modelslab-fetch COMMAND --help` for each command's options (and "
+        "exit statuses); start with `modelslab-fetch demo`\n\n"
+        + EXIT_CODES.replace("exit status:", "exit status of fetch, wait and download:", 1),
         formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -261,9 +280,9 @@ def _parser() -> argparse.ArgumentParser:
         "wait",
         "Wait for every job to finish, optionally saving the images",
         "Polls each id until it succeeds or fails. With --output, each id's line is written "
-        "once everything asked of it is done (with --download: its files saved), so an "
+        "once everything asked of it is done (with --dir: its files saved), so an "
         "interrupted run is finished by the same command with --resume. " + KEY_HELP,
-        "modelslab-fetch wait --ids-file ids.txt -o results.jsonl --download images/",
+        "modelslab-fetch wait --ids-file ids.txt -o results.jsonl --dir images/",
     )
     add_wait_options(wait)
     wait.set_defaults(run=run_wait)
@@ -290,6 +309,7 @@ def _parser() -> argparse.ArgumentParser:
         "Queues simulated jobs on a simulator on loopback, with faults, waits for them "
         "with progress and saves their images. No API key needed.",
         "modelslab-fetch demo --jobs 50 --dir demo/",
+        exit_codes=DEMO_EXIT_CODES,
     )
     demo.add_argument("--jobs", type=_positive_int, default=200, metavar="N", help="jobs to queue")
     demo.add_argument("--dir", default="modelslab-demo", help="where images and results go")
@@ -306,6 +326,7 @@ def _parser() -> argparse.ArgumentParser:
         "Answers ModelsLab's fetch calls with simulated jobs and chosen faults, until "
         "Ctrl-C. Point code at it with MODELSLAB_BASE_URL.",
         "modelslab-fetch simulate --port 8787 --jobs 20 --error-rate 0.05",
+        exit_codes=SIMULATE_EXIT_CODES,
     )
     add_simulate_options(simulate)
     simulate.set_defaults(run=run_simulate)
@@ -346,10 +367,18 @@ def _route_logs(streams: Streams, *, verbose: bool) -> None:
     )
     handler._modelslab_cli = True  # type: ignore[attr-defined]
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_InCliTerms("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     if verbose:
         logger.setLevel(logging.INFO)
+
+
+class _InCliTerms(logging.Formatter):
+    """The library's log lines, their advice in the command's terms (`--verbose`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line as logging formats it, library names replaced by the options."""
+        return in_cli_terms(super().format(record))
 
 
 def console_main() -> None:  # pragma: no cover - the installed script's entry point

@@ -8,7 +8,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Container, Iterable
+from collections.abc import AsyncIterator, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,7 +18,6 @@ import anyio
 from .._async_client import AsyncModelsLab
 from .._batch import Outcome
 from .._config import API_KEY_ENV
-from .._downloads import Downloaded
 from .._endpoint import FetchResource
 from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
 from .._ids import normalize_request_id
@@ -34,7 +33,7 @@ from ._responses import (
     resource_named,
     start_waiting,
 )
-from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
+from ._results import SOURCE, ResultsFile, outcome_record, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
 from ._words import account_stop_message, in_cli_terms, in_plain_words
 
@@ -175,7 +174,7 @@ def prepare_folder(path: Path, option: str) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _download_words(error: BaseException, folder: Path | None) -> str:
+def download_words(error: BaseException, folder: Path | None) -> str:
     if isinstance(error, ModelsLabError):
         return in_cli_terms(error.message)
     if isinstance(error, OSError):
@@ -220,7 +219,7 @@ async def collect(
         try:
             paths = await client.download(result, download_dir)
         except Exception as exc:
-            words = _download_words(exc, download_dir)
+            words = download_words(exc, download_dir)
             summary.download_failures.append(f"{result.id}: {words}")
             record.update(
                 ok=False,
@@ -364,11 +363,11 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         if args.from_responses != "-":
             read_ids([], args.from_responses, option="--from-responses")  # checked now
     else:
-        _need_ids(args)
+        need_ids(args)
     api_key = read_api_key(args)
-    folder = Path(args.download) if args.download else None
+    folder = Path(args.dir) if args.dir else None
     if folder is not None:
-        prepare_folder(folder, "--download")
+        prepare_folder(folder, "--dir")
     results = (
         ResultsFile(Path(args.output), resume=args.resume, overwrite=args.overwrite).open()
         if args.output
@@ -397,7 +396,7 @@ async def _wait(
         lines = ResponseLines(args.from_responses, finished, skipped)
         ids, total = lines.items(), None
     else:
-        ids, total = _without(_ids_from(args, finished), finished, skipped)
+        ids, total = _without(ids_from(args, finished), finished, skipped)
     client = make_client(args, api_key)
     activity = Activity()
     view_stream = streams.out if args.json else streams.err
@@ -450,7 +449,7 @@ async def _wait(
 async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Path) -> Summary:
     """Save the images of successes recorded final whose files are not all in `folder`.
 
-    A run without `--download`, or files deleted since: the line stays as it is (the
+    A run without `--dir`, or files deleted since: the line stays as it is (the
     job's outcome has not changed); only the images are fetched again.
     """
     missing = []
@@ -471,20 +470,20 @@ async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Pa
     for done in await client.download_many(missing, folder):
         summary.images += len(done.paths)
         if done.error is not None:
-            words = _download_words(done.error, folder)
+            words = download_words(done.error, folder)
             summary.download_failures.append(f"{done.request_id}: {words}")
     return summary
 
 
-def _need_ids(args: argparse.Namespace) -> None:
+def need_ids(args: argparse.Namespace) -> None:
     if not args.ids and not args.ids_file:
         raise UsageError("give request ids as arguments, with --ids-file FILE, or - for stdin")
     if args.ids and args.ids_file:
         raise UsageError("give ids as arguments or with --ids-file, not both")
 
 
-def _ids_from(args: argparse.Namespace, known: Container[str] = ()) -> IdsToRead:
-    _need_ids(args)
+def ids_from(args: argparse.Namespace, known: Container[str] = ()) -> IdsToRead:
+    need_ids(args)
     return read_ids(args.ids, args.ids_file, known)
 
 
@@ -538,7 +537,7 @@ def _without(
 
 async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch fetch`: one status line per id; exit 1 if any failed or errored."""
-    ids = _ids_from(args).ids
+    ids = ids_from(args).ids
     bad = 0
     async with make_client(args) as client:
         async for outcome in resource_for(client, args).fetch_many(ids, ordered=True):
@@ -554,107 +553,3 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
             )
             bad += (not outcome.ok) or finished_badly
     return EXIT_FAILED if bad else EXIT_OK
-
-
-def _results_in(path: Path) -> list[FetchResult]:
-    if not path.exists():
-        raise UsageError(f"no results file at {path}; write one with `wait --output FILE`")
-    found = (record_result(record) for record in read_records(path, option="--from-results"))
-    return [result for result in found if result is not None]
-
-
-async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # noqa: PLR0912
-    """`modelslab-fetch download`: save the images of finished jobs into a folder."""
-    folder = Path(args.dir)
-    if args.from_results and (args.ids or args.ids_file):
-        raise UsageError("give ids or --from-results FILE, not both")
-    results: list[FetchResult] = []
-    if args.from_results:
-        results = _results_in(Path(args.from_results))
-    else:
-        _need_ids(args)
-    api_key = read_api_key(args)
-    prepare_folder(folder, "--dir")
-    say = _sayer(streams, as_json=args.json)
-    not_downloadable = 0
-    async with make_client(args, api_key) as client:
-        if not args.from_results:
-            ids = _ids_from(args).ids
-            async for outcome in resource_for(client, args).fetch_many(ids):
-                if isinstance(outcome.error, AccountError):
-                    message = account_stop_message(outcome.error, results=None)
-                    streams.err.write(f"modelslab-fetch download: {message}\n")
-                    return EXIT_FAILED
-                if outcome.result is not None and outcome.result.succeeded:
-                    results.append(outcome.result)
-                    continue
-                not_downloadable += 1
-                reason = (
-                    in_plain_words(outcome.error)
-                    if outcome.error is not None
-                    else _not_ready_words(outcome.result)
-                )
-                say(
-                    {"event": "skipped", "request_id": outcome.request_id, "reason": reason},
-                    f"{outcome.request_id}: nothing to download: {reason}",
-                )
-        done: list[Downloaded] = await client.download_many(results, folder)
-    saved = sum(len(d.paths) for d in done)
-    failures = [d for d in done if not d.ok]
-    for one in done:
-        if one.error is None:
-            say(
-                {
-                    "event": "downloaded",
-                    "request_id": one.request_id,
-                    "files": [str(p) for p in one.paths],
-                },
-                None,
-            )
-        else:
-            words = _download_words(one.error, folder)
-            say(
-                {"event": "failed", "request_id": one.request_id, "error": words},
-                f"{one.request_id}: files not saved: {words}",
-            )
-    nothing = not done and not not_downloadable
-    if args.json:
-        emit(
-            streams.out,
-            {
-                "event": "summary",
-                "images": saved,
-                "folder": str(folder),
-                "failed": len(failures),
-                "not_downloadable": not_downloadable,
-            },
-        )
-    elif not args.quiet:
-        streams.err.write(
-            f"{saved} files saved in {folder}/ ({len(failures)} failed, "
-            f"{not_downloadable} ids had nothing to download)\n"
-        )
-    if nothing:
-        streams.err.write(
-            f"modelslab-fetch download: {args.from_results} holds no successes to download "
-            "images for\n"
-        )
-    return EXIT_FAILED if failures or not_downloadable or nothing else EXIT_OK
-
-
-def _not_ready_words(result: FetchResult | None) -> str:
-    if result is None:
-        return "no answer"
-    if result.status is Status.PROCESSING:
-        return "the job is still processing; run `modelslab-fetch wait ID --download DIR`"
-    return f"the job {result.status.value}" + (f": {result.message}" if result.message else "")
-
-
-def _sayer(streams: Streams, *, as_json: bool) -> Callable[[dict[str, Any], str | None], None]:
-    def say(event: dict[str, Any], words: str | None) -> None:
-        if as_json:
-            emit(streams.out, event)
-        elif words is not None:
-            streams.err.write(words + "\n")
-
-    return say

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -154,9 +153,9 @@ def line_record(outcome: Outcome[FetchResult], line: Line) -> dict[str, Any] | N
     if line.problem is not None:
         words, final, kind = line.problem, True, "BadLine"
     elif isinstance(error, InvalidRequestIdError):
-        words, final, kind = in_route_terms(error.message), True, type(error).__name__
+        words, final, kind = in_cli_terms(error.message), True, type(error).__name__
     elif isinstance(error, ConfigurationError) and not isinstance(error, ClientClosedError):
-        words, final, kind = in_route_terms(error.message), False, type(error).__name__
+        words, final, kind = in_cli_terms(error.message), False, type(error).__name__
     else:
         return None
     about = "" if outcome.request_id.startswith("input-") else f" (id {outcome.request_id})"
@@ -170,29 +169,6 @@ def line_record(outcome: Outcome[FetchResult], line: Line) -> dict[str, Any] | N
         "error": {"type": kind, "message": words, "words": words},
         "final": final,
     }
-
-
-# What the library says of a response it cannot route, in the command's terms.
-_ROUTE_TERMS = (
-    (re.compile(r"pass endpoint= \(one of: [^)]*\)"), "give --endpoint NAME (see --help)"),
-    (
-        re.compile(r"create the client with that base_url; else pass endpoint="),
-        "point --base-url (or MODELSLAB_BASE_URL) there; else give --endpoint NAME",
-    ),
-    (re.compile(r"pass endpoint= to choose one"), "give --endpoint NAME to choose one"),
-    (
-        re.compile(r"wait on the id you were given with client\.<endpoint>\.wait\(id\)"),
-        "give the id itself instead: modelslab-fetch wait ID --endpoint NAME",
-    ),
-    (re.compile(r"this client's base_url"), "--base-url"),
-)
-
-
-def in_route_terms(message: str) -> str:
-    """A routing error's message with the library's names replaced by the command's."""
-    for pattern, words in _ROUTE_TERMS:
-        message = pattern.sub(words, message)
-    return in_cli_terms(message)
 
 
 def start_waiting(

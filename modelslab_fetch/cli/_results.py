@@ -1,6 +1,6 @@
 """The results file of `wait`: one JSON line per id, written by one run at a time.
 
-A line is written once everything asked of its id is done (with `--download`, once its
+A line is written once everything asked of its id is done (with `--dir`, once its
 images are on disk), and flushed at once, so a killed run loses nothing it reported.
 Only lines that `wait` itself wrote (`"source": "modelslab-fetch wait"`) are trusted by
 `--resume`; any other content makes the file refused, with its name and line number.
@@ -27,7 +27,7 @@ from .._models import FetchResult
 from ._idset import IdSet
 from ._lines import json_line, physical_lines
 from ._usage import UsageError, os_words
-from ._words import in_plain_words
+from ._words import in_cli_terms, in_plain_words
 
 try:  # POSIX; on Windows the file is opened without a lock (documented in docs/cli.md)
     import fcntl
@@ -61,7 +61,9 @@ def outcome_record(outcome: Outcome[FetchResult], *, source: str | None = None) 
         if outcome.error is None
         else {
             "type": type(outcome.error).__name__,
-            "message": str(outcome.error),
+            # The library's message, its advice in the command's terms (--concurrency,
+            # not max_concurrency); `words` says what it means in plain words.
+            "message": in_cli_terms(str(outcome.error)),
             "words": in_plain_words(outcome.error),
         }
     )

@@ -36,7 +36,10 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
         )
     if isinstance(error, RateLimitError):
         wait = "" if error.retry_after is None else f" (it asked to wait {error.retry_after:g} s)"
-        return f"ModelsLab is rate limiting this account{wait}: try again later"
+        return (
+            f"ModelsLab is rate limiting this account{wait}: try again later, or wait on "
+            "fewer ids at once (`wait --concurrency N`)"
+        )
     if isinstance(error, RequestNotFoundError):
         return (
             "ModelsLab does not know this id: check it is the id returned when the job was "
@@ -63,8 +66,8 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
     return in_cli_terms(str(error))
 
 
-# The library speaks to programmers (`base_url=`, `wait()`); at the command line the same
-# advice is about options and commands.
+# The library speaks to programmers (`base_url=`, `wait()`, `max_concurrency`); at the
+# command line the same advice is about options and commands.
 _LIBRARY_TERMS = (
     ("check api_key= or MODELSLAB_API_KEY", "check MODELSLAB_API_KEY (or --api-key-file)"),
     ("pass api_key=... to the client or set", "set"),
@@ -73,15 +76,32 @@ _LIBRARY_TERMS = (
         "run the same command again later (with --output FILE and --resume, only "
         "unfinished ids are asked again), or give a larger --timeout",
     ),
+    (
+        "lower max_concurrency or max_requests_per_second, or try again later",
+        "try again later, or wait on fewer ids at once (`wait --concurrency N`)",
+    ),
     (", or pass your own http_client", ""),
+    (
+        "create the client with that base_url; else pass endpoint=",
+        "point --base-url (or MODELSLAB_BASE_URL) there; else give --endpoint NAME",
+    ),
+    ("pass endpoint= to choose one", "give --endpoint NAME to choose one"),
+    (
+        "wait on the id you were given with client.<endpoint>.wait(id)",
+        "give the id itself instead: modelslab-fetch wait ID --endpoint NAME",
+    ),
+    ("this client's base_url", "--base-url"),
     ("base_url / the endpoint", "--base-url / the endpoint"),
     ("base_url", "--base-url"),
     ("Downloader(file_time_limit=...)", "the download time limit"),
 )
+# The endpoint names are listed by --help; one line of advice need not hold them all.
+_ENDPOINT_LIST = re.compile(r"pass endpoint= \(one of: [^)]*\)")
 
 
 def in_cli_terms(text: str) -> str:
     """`text` with the library's parameter names replaced by the command's options."""
+    text = _ENDPOINT_LIST.sub("give --endpoint NAME (see --help)", text)
     for library, command in _LIBRARY_TERMS:
         text = text.replace(library, command)
     return text
