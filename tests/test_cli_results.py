@@ -285,7 +285,7 @@ def test_resume_still_exits_1_for_ids_that_failed_before(
     again = command(modelslab_server, "wait", good, bad, good, "-o", str(results), "--resume")
     assert again.returncode == 1  # nothing left to do, but not everything succeeded
     assert "2 already finished (skipped, 1 of them failed)" in again.stderr
-    assert "1 repeated ids waited on once" in again.stderr
+    assert "1 repeated id waited on once" in again.stderr
     assert Counter(finals(results)) == {good: 1, bad: 1}
 
 

@@ -35,7 +35,7 @@ from ._responses import (
 )
 from ._results import SOURCE, ResultsFile, outcome_record, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
-from ._words import account_stop_message, in_cli_terms, in_plain_words
+from ._words import account_stop_message, counted, in_cli_terms, in_plain_words
 
 __all__ = [
     "EXIT_FAILED",
@@ -52,6 +52,8 @@ __all__ = [
 
 DOWNLOADS_PENDING = 64
 
+_CLOCK_SLACK_NS = 50_000_000
+
 _PART_FILE = re.compile(r"\..+\.[0-9a-f]{8}\.part")  # the Downloader's temporary files
 
 
@@ -66,6 +68,9 @@ class Summary:
     """Of the ids skipped by --resume, those whose final outcome was a failure."""
     repeated: int = 0
     images: int = 0
+    """Files this run saved."""
+    already_there: int = 0
+    """Files found complete in the folder, kept as they were."""
     download_failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     stopped_by: AccountError | None = None
@@ -91,6 +96,7 @@ class Summary:
             "skipped_failed": self.skipped_failed,
             "repeated": self.repeated,
             "images": self.images,
+            "already_there": self.already_there,
             "download_failures": self.download_failures,
             "elapsed_s": round(self.elapsed, 2),
             "stopped": None if self.stopped_by is None else in_plain_words(self.stopped_by),
@@ -174,6 +180,39 @@ def prepare_folder(path: Path, option: str) -> None:
             entry.unlink(missing_ok=True)
 
 
+def count_files(summary: Summary, paths: Iterable[Path], since_ns: int) -> None:
+    """Count `paths` as saved by this run, or as already there (kept as they were).
+
+    The downloader keeps a complete file it finds and does not say so: a file last
+    written before the downloads started was there already. File times come from the
+    kernel's coarse clock (a tick, up to 10 ms behind): the start is moved back by 50
+    ms, far less than a command takes to start, so a file of an earlier run is never
+    taken for a new one. (On a file system that keeps times to the second or two, such
+    as FAT, a new file may be counted as there already: only the count is wrong.)
+    """
+    since_ns -= _CLOCK_SLACK_NS
+    for path in paths:
+        try:
+            written = path.stat().st_mtime_ns
+        except OSError:  # gone since (another program): it was saved, as far as we know
+            written = since_ns
+        if written >= since_ns:
+            summary.images += 1
+        else:
+            summary.already_there += 1
+
+
+def files_words(summary: Summary, folder: Path | None = None) -> str:
+    """`3 files saved, 2 already there`; `nothing new saved: 5 files already there`."""
+    where = "" if folder is None else f" in {folder}/"
+    if summary.already_there and not summary.images:
+        return f"nothing new saved{where}: {counted(summary.already_there, 'file')} already there"
+    words = f"{counted(summary.images, 'file')} saved{where}"
+    if summary.already_there:
+        words += f", {counted(summary.already_there, 'file')} already there"
+    return words
+
+
 def download_words(error: BaseException, folder: Path | None) -> str:
     if isinstance(error, ModelsLabError):
         return in_cli_terms(error.message)
@@ -206,7 +245,8 @@ async def collect(
     an input whose line is the problem is recorded as `line-N`.
     """
     summary = Summary()
-    started = time.monotonic()
+    # The second clock is the one file times are written with (see count_files).
+    started, started_ns = time.monotonic(), time.time_ns()
 
     def write(record: dict[str, Any]) -> None:
         if results is not None:
@@ -232,7 +272,7 @@ async def collect(
                 },
             )
         else:
-            summary.images += len(paths)
+            count_files(summary, paths, started_ns)
             record["files"] = [path.name for path in paths]
         finally:
             download_slots.release()
@@ -332,9 +372,9 @@ def print_summary(streams: Streams, summary: Summary, *, results: ResultsFile | 
         )
         parts.append(f"{summary.skipped} already finished (skipped{failed_before})")
     if summary.repeated:
-        parts.append(f"{summary.repeated} repeated ids waited on once")
-    if summary.images:
-        parts.append(f"{summary.images} files saved")
+        parts.append(f"{counted(summary.repeated, 'repeated id')} waited on once")
+    if summary.images or summary.already_there:
+        parts.append(files_words(summary))
     err.write(f"done in {summary.elapsed:.1f}s: " + ", ".join(parts) + "\n")
     for failure in summary.download_failures[:10]:
         err.write(f"  files not saved: {failure}\n")
@@ -433,6 +473,7 @@ async def _wait(
     summary.skipped_failed = skipped.failed
     summary.repeated = skipped.repeated
     summary.images += again.images
+    summary.already_there += again.already_there
     summary.download_failures[:0] = again.download_failures
     if args.quiet:
         pass
@@ -467,8 +508,9 @@ async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Pa
     summary = Summary()
     if not missing:
         return summary
+    started_ns = time.time_ns()
     for done in await client.download_many(missing, folder):
-        summary.images += len(done.paths)
+        count_files(summary, done.paths, started_ns)
         if done.error is not None:
             words = download_words(done.error, folder)
             summary.download_failures.append(f"{done.request_id}: {words}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,12 @@ from ._commands import (
     EXIT_FAILED,
     EXIT_OK,
     Streams,
+    Summary,
     UsageError,
+    count_files,
     download_words,
     emit,
+    files_words,
     ids_from,
     make_client,
     need_ids,
@@ -25,7 +29,7 @@ from ._commands import (
     resource_for,
 )
 from ._results import read_records, record_result
-from ._words import account_stop_message, in_plain_words
+from ._words import account_stop_message, counted, in_plain_words
 
 __all__ = ["run_download"]
 
@@ -72,8 +76,11 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
                     {"event": "skipped", "request_id": outcome.request_id, "reason": reason},
                     f"{outcome.request_id}: nothing to download: {reason}",
                 )
+        started_ns = time.time_ns()
         done: list[Downloaded] = await client.download_many(results, folder)
-    saved = sum(len(d.paths) for d in done)
+    files = Summary()
+    for one in done:
+        count_files(files, one.paths, started_ns)
     failures = [d for d in done if not d.ok]
     for one in done:
         if one.error is None:
@@ -97,17 +104,22 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
             streams.out,
             {
                 "event": "summary",
-                "images": saved,
+                "images": files.images,
+                "already_there": files.already_there,
                 "folder": str(folder),
                 "failed": len(failures),
                 "not_downloadable": not_downloadable,
             },
         )
     elif not args.quiet:
-        streams.err.write(
-            f"{saved} files saved in {folder}/ ({len(failures)} failed, "
-            f"{not_downloadable} ids had nothing to download)\n"
-        )
+        problems = [
+            f"{counted(len(failures), 'id')} with files not saved" if failures else "",
+            f"{counted(not_downloadable, 'id')} with nothing to download"
+            if not_downloadable
+            else "",
+        ]
+        said = "; ".join(p for p in problems if p)
+        streams.err.write(files_words(files, folder) + (f" ({said})" if said else "") + "\n")
     if nothing:
         streams.err.write(
             f"modelslab-fetch download: {args.from_results} holds no successes to download "

@@ -21,7 +21,7 @@ from rich.text import Text
 from .._batch import Progress
 from .._updates import PollUpdate
 from ._lines import json_line
-from ._words import in_plain_words
+from ._words import counted, in_plain_words
 
 __all__ = ["Activity", "ProgressView", "RateEstimate", "ViewMode", "choose_mode"]
 
@@ -338,9 +338,9 @@ def line_of(state: dict[str, Any], *, with_error: bool = True) -> str:
         f"{state['waiting']} waiting",
     ]
     if state["requests_in_flight"] is not None:
-        parts.append(f"{state['requests_in_flight']} requests in flight")
+        parts.append(f"{counted(state['requests_in_flight'], 'request')} in flight")
     if state["polls"] is not None:
-        parts.append(f"{state['polls']} polls")
+        parts.append(counted(state["polls"], "poll"))
     if state["rate_per_s"] is not None:
         parts.append(f"{state['rate_per_s']:.1f}/s")
     if state["seconds_left"] is not None:

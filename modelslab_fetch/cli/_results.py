@@ -27,7 +27,7 @@ from .._models import FetchResult
 from ._idset import IdSet
 from ._lines import json_line, physical_lines
 from ._usage import UsageError, os_words
-from ._words import in_cli_terms, in_plain_words
+from ._words import counted, in_cli_terms, in_plain_words
 
 try:  # POSIX; on Windows the file is opened without a lock (documented in docs/cli.md)
     import fcntl
@@ -128,7 +128,7 @@ def _records(file: BinaryIO, path: Path) -> Iterator[dict[str, Any]]:
 
 def _not_empty(path: Path, count: int) -> UsageError:
     return UsageError(
-        f"{path} already holds {count} results: add --resume to finish that run (ids "
+        f"{path} already holds {counted(count, 'result')}: add --resume to finish that run (ids "
         "already final are skipped), or --overwrite to start afresh"
     )
 

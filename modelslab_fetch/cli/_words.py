@@ -20,7 +20,12 @@ from .._errors import (
     WaitTimeoutError,
 )
 
-__all__ = ["account_stop_message", "in_cli_terms", "in_plain_words"]
+__all__ = ["account_stop_message", "counted", "in_cli_terms", "in_plain_words"]
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """`1 file`, `2 files`: a count and its noun, agreeing."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer per error class
