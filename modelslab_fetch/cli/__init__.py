@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import textwrap
 import traceback
@@ -35,12 +36,16 @@ from ._words import in_cli_terms, in_plain_words
 
 __all__ = ["main"]
 
+EXIT_BROKEN_PIPE = 128 + 13
+"""What a shell reports for a command killed by SIGPIPE: the reader went away."""
+
 EXIT_CODES = """\
 exit status:
   0    everything asked was done (every id succeeded, every image saved)
   1    some ids or images failed, or the account stopped the run (see the message)
   2    the command was called wrongly (nothing was sent)
-  130  interrupted (Ctrl-C); with --output, --resume finishes the run"""
+  130  interrupted (Ctrl-C); with --output, --resume finishes the run
+  141  whoever read the output stopped reading (`| head -1`): ended quietly"""
 
 DEMO_EXIT_CODES = """\
 exit status:
@@ -63,6 +68,7 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
     argv: Sequence[str] | None = None, *, streams: Streams | None = None
 ) -> int:
     """Run the command line; return the exit status (0 ok, 1 some failed, 2 usage, 130)."""
+    own_streams = streams is None
     if streams is None:
         # The process's own streams: whatever a server says must not make a write fail.
         forgiving(sys.stdout)
@@ -86,6 +92,12 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
     _route_logs(streams, verbose=getattr(args, "verbose", False))
     try:
         return _run(args, streams)
+    except BrokenPipeError:
+        # The reader went away (`modelslab-fetch fetch ... | head -1`): what it wanted it
+        # has. Stop quietly, as a command killed by SIGPIPE does, with its status.
+        if own_streams:
+            _silence_broken_pipes()
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         streams.err.write(f"{name}: error: {exc}\n")
         return EXIT_USAGE
@@ -109,6 +121,23 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
             "(run again with --verbose for details)\n"
         )
         return EXIT_FAILED
+
+
+def _silence_broken_pipes() -> None:
+    """Point a closed standard stream at /dev/null, so that nothing complains at exit.
+
+    Python flushes standard output once more when it exits; into a closed pipe that
+    prints "Exception ignored ... BrokenPipeError" (the fix Python's documentation
+    gives for SIGPIPE).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
 
 
 def _undecodable(args: argparse.Namespace) -> str | None:
