@@ -442,21 +442,20 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(
     # `modelslab-fetch fetch ID... | head -1` (or `2>&1 | head -1`).
     ids = [modelslab_server.simulator.queue(ready_in=0) for _ in range(300)]
     merged = subprocess.STDOUT if stream == "stderr" else subprocess.PIPE
-    process = subprocess.Popen(
+    with subprocess.Popen(
         cli(name, *ids),
         env=subprocess_env(modelslab_server),
         stdout=subprocess.PIPE,
         stderr=merged,
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline()  # the first line: all `head -1` wants
-    process.stdout.close()
-    assert process.wait(30) == 141  # as a command killed by SIGPIPE
-    if process.stderr is not None:
-        complaint = process.stderr.read().decode()
-        assert "Broken pipe" not in complaint and "Exception ignored" not in complaint
-        assert "error" not in complaint
-        process.stderr.close()
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline()  # the first line: all `head -1` wants
+        process.stdout.close()
+        status = process.wait(30)
+        complaint = "" if process.stderr is None else process.stderr.read().decode()
+    assert status == 141  # as a command killed by SIGPIPE
+    assert "Broken pipe" not in complaint and "Exception ignored" not in complaint
+    assert "error" not in complaint
 
 
 def test_simulate_serves_until_stopped(tmp_path: Path) -> None:
