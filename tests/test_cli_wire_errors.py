@@ -124,3 +124,23 @@ def test_advice_names_the_commands_options_not_the_librarys() -> None:
             assert name not in done.stdout + done.stderr, (name, done.stdout, done.stderr)
     assert "--concurrency N" in runs[0].stdout and "--concurrency N" in runs[1].stdout
     assert "--concurrency N" in runs[2].stderr  # the --verbose log lines
+
+
+def test_every_id_unknown_at_a_url_without_api_hints_that_the_url_is_wrong(
+    tmp_path: Path,
+) -> None:
+    for base_url, simulator, _app in serve(Faults()):
+        ids = simulator.queue_many(3, ready_in=(0.0, 0.0))
+        root = base_url.removesuffix("/api")  # a common slip: the host alone
+        wrong = [
+            command(root, "fetch", *ids),
+            command(root, "wait", *ids),
+            command(root, "download", *ids, "--dir", str(tmp_path / "d")),
+        ]
+        unknown_at_the_right_url = command(base_url, "fetch", "987654")
+    for done in wrong:
+        assert done.returncode == 1
+        assert done.stderr.count("hint: ") == 1, done.stderr
+        assert f"the server at {root} did not know any of the 3 ids" in done.stderr
+        assert "does not end in /api" in done.stderr and "--base-url" in done.stderr
+    assert "hint" not in unknown_at_the_right_url.stderr  # the id itself is what is wrong

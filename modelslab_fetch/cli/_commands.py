@@ -19,7 +19,13 @@ from .._async_client import AsyncModelsLab
 from .._batch import Outcome
 from .._config import API_KEY_ENV
 from .._endpoint import FetchResource
-from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
+from .._errors import (
+    AccountError,
+    AuthenticationError,
+    ConfigurationError,
+    ModelsLabError,
+    RequestNotFoundError,
+)
 from .._ids import normalize_request_id
 from .._models import FetchResult, Status
 from ._ids import IdsToRead, read_ids
@@ -35,7 +41,13 @@ from ._responses import (
 )
 from ._results import SOURCE, ResultsFile, outcome_record, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
-from ._words import account_stop_message, counted, in_cli_terms, in_plain_words
+from ._words import (
+    account_stop_message,
+    counted,
+    in_cli_terms,
+    in_plain_words,
+    unknown_ids_hint,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -67,6 +79,8 @@ class Summary:
     skipped_failed: int = 0
     """Of the ids skipped by --resume, those whose final outcome was a failure."""
     repeated: int = 0
+    unknown: int = 0
+    """Of the ids that failed, those the server did not know."""
     images: int = 0
     """Files this run saved."""
     already_there: int = 0
@@ -75,6 +89,11 @@ class Summary:
     elapsed: float = 0.0
     stopped_by: AccountError | None = None
     """The account-level error that stopped the run early, if one did."""
+
+    def count_failure(self, error: Exception | None) -> None:
+        """One more id failed, with `error`."""
+        self.failed += 1
+        self.unknown += isinstance(error, RequestNotFoundError)
 
     @property
     def all_ok(self) -> bool:
@@ -310,7 +329,7 @@ async def collect(
                         break
                     record = _record_of(outcome, lines)
                     if not outcome.ok:
-                        summary.failed += 1
+                        summary.count_failure(outcome.error)
                         write(record)
                         continue
                     summary.succeeded += 1
@@ -484,6 +503,9 @@ async def _wait(
     if summary.stopped_by is not None:
         message = account_stop_message(summary.stopped_by, results=args.output)
         streams.err.write(f"modelslab-fetch wait: {message}\n")
+    hint = unknown_ids_hint(client.base_url, summary.unknown, summary.succeeded + summary.failed)
+    if hint is not None:
+        streams.err.write(hint + "\n")
     return EXIT_OK if summary.all_ok else EXIT_FAILED
 
 
@@ -580,7 +602,7 @@ def _without(
 async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch fetch`: one status line per id; exit 1 if any failed or errored."""
     ids = ids_from(args).ids
-    bad = 0
+    bad = asked = unknown = 0
     async with make_client(args) as client:
         async for outcome in resource_for(client, args).fetch_many(ids, ordered=True):
             if isinstance(outcome.error, AccountError):
@@ -594,4 +616,9 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
                 Status.ERROR,
             )
             bad += (not outcome.ok) or finished_badly
+            asked += 1
+            unknown += isinstance(outcome.error, RequestNotFoundError)
+    hint = unknown_ids_hint(client.base_url, unknown, asked)
+    if hint is not None:
+        streams.err.write(hint + "\n")
     return EXIT_FAILED if bad else EXIT_OK

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._downloads import Downloaded
-from .._errors import AccountError
+from .._errors import AccountError, RequestNotFoundError
 from .._models import FetchResult, Status
 from ._commands import (
     EXIT_FAILED,
@@ -29,7 +29,7 @@ from ._commands import (
     resource_for,
 )
 from ._results import read_records, record_result
-from ._words import account_stop_message, counted, in_plain_words
+from ._words import account_stop_message, counted, in_plain_words, unknown_ids_hint
 
 __all__ = ["run_download"]
 
@@ -54,11 +54,12 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
     api_key = read_api_key(args)
     prepare_folder(folder, "--dir")
     say = _sayer(streams, as_json=args.json)
-    not_downloadable = 0
+    not_downloadable = unknown = 0
     async with make_client(args, api_key) as client:
         if not args.from_results:
             ids = ids_from(args).ids
             async for outcome in resource_for(client, args).fetch_many(ids):
+                unknown += isinstance(outcome.error, RequestNotFoundError)
                 if isinstance(outcome.error, AccountError):
                     message = account_stop_message(outcome.error, results=None)
                     streams.err.write(f"modelslab-fetch download: {message}\n")
@@ -120,6 +121,9 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
         ]
         said = "; ".join(p for p in problems if p)
         streams.err.write(files_words(files, folder) + (f" ({said})" if said else "") + "\n")
+    hint = unknown_ids_hint(client.base_url, unknown, not_downloadable + len(results))
+    if hint is not None:
+        streams.err.write(hint + "\n")
     if nothing:
         streams.err.write(
             f"modelslab-fetch download: {args.from_results} holds no successes to download "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from .._config import DEFAULT_BASE_URL
 from .._errors import (
     AccountError,
     APIConnectionError,
@@ -20,7 +21,13 @@ from .._errors import (
     WaitTimeoutError,
 )
 
-__all__ = ["account_stop_message", "counted", "in_cli_terms", "in_plain_words"]
+__all__ = [
+    "account_stop_message",
+    "counted",
+    "in_cli_terms",
+    "in_plain_words",
+    "unknown_ids_hint",
+]
 
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:
@@ -151,3 +158,27 @@ def account_stop_message(error: AccountError, *, results: str | None) -> str:
         else "then run the same command again"
     )
     return f"stopped: {in_plain_words(error)}; {again}. No further requests were sent."
+
+
+def unknown_ids_hint(base_url: str, unknown: int, asked: int) -> str | None:
+    """A hint when every id was unknown and the API root looks wrong; None otherwise.
+
+    ModelsLab's API root ends in `/api` (so does the simulator's): without it every
+    fetch lands on a path that is no endpoint, and each id reads as unknown. Said once,
+    after the run, rather than as many times as there are ids.
+    """
+    if unknown == 0 or unknown != asked:
+        return None
+    try:
+        path = urlsplit(base_url).path.rstrip("/")
+    except ValueError:  # pragma: no cover - the client checked the URL already
+        return None
+    if path.endswith("/api"):
+        return None
+    which = "the id" if asked == 1 else f"any of the {counted(asked, 'id')}"
+    return (
+        f"hint: the server at {base_url} did not know {which}, and that URL does not end "
+        f"in /api: if the ids are right, the URL may be wrong; ModelsLab's API root is "
+        f"{DEFAULT_BASE_URL} (a simulator's ends in /api too): check --base-url or "
+        "MODELSLAB_BASE_URL"
+    )
