@@ -15,7 +15,7 @@ from .._errors import ClientClosedError, ConfigurationError, InvalidRequestIdErr
 from .._ids import normalize_request_id
 from .._models import FetchResult
 from .._updates import UpdateCallback
-from ._ids import numbered_lines, read_ids
+from ._ids import numbered_lines
 from ._idset import IdSet
 from ._words import in_cli_terms
 
@@ -79,8 +79,6 @@ class ResponseLines:
         self._skipped = skipped
         self._lines: dict[int, Line] = {}
         self._handed = 0
-        # Checked now (readable, UTF-8), before any request.
-        read_ids([], source, option="--from-responses")
 
     def __repr__(self) -> str:
         return f"ResponseLines({self._source!r})"
