@@ -286,7 +286,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         input never stops the others. Bounded and lazy as `wait_many`, and stopped the
         same way by an account-level error that a fetch meets. An outcome's
         `request_id` is the job's id, written `name:id` only if the same id came just
-        before from another endpoint.
+        before from another endpoint. An input that cannot be routed keeps its id too (a
+        success is its own result, as with `wait_for`); one with no usable id is
+        `input-N`, N its position from 0.
         """
         check_wait_timeout(timeout)
         self._transport.calls.check_open()
@@ -305,14 +307,17 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             # An input's own error (a response saying "Invalid Api Key") is raised
             # outside the account guard: no request was sent, so the rest still run.
             route, body = items.take(key)
+            if route is None:  # already a success, with no endpoint named: kept as it is
+                return FetchResult.from_body(body, request_id=key)
+            chosen = route
 
             async def wait_on(_key: str) -> FetchResult:
-                first = route.endpoint.parse(
-                    body, request_id=route.request_id, endpoint_name=route.name
+                first = chosen.endpoint.parse(
+                    body, request_id=chosen.request_id, endpoint_name=chosen.name
                 )
-                resource = self._resource_for(route.endpoint)
+                resource = self._resource_for(chosen.endpoint)
                 result: FetchResult = await resource._wait_from(
-                    route.request_id, first, timeout, on_update
+                    chosen.request_id, first, timeout, on_update
                 )
                 return result
 

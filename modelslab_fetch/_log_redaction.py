@@ -4,7 +4,8 @@ httpcore logs every response's status line and headers at DEBUG (`receive_respon
 .complete return_value=(b'HTTP/1.1', 400, b'<reason>', [(b'X-Echo', b'<value>')])`) and
 httpx logs the reason phrase at INFO: a server echoing the request body there would put
 the key in your logs. A filter on those loggers redacts every live client's key from each
-record before any handler sees it.
+record before any handler sees it. The same filter makes every record writable: lone
+surrogates a server sent (half an emoji) become U+FFFD, which any handler can encode.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import weakref
 
 from ._redaction import Redactor
+from ._text import well_formed
 
 __all__ = ["KeyRedactingFilter", "install", "register"]
 
@@ -39,13 +41,13 @@ class KeyRedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; never drop it."""
         redactors = list(_live)
-        if not redactors:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: the handler reports it, we change nothing
             return True
-        redacted = message
+        # Server text may hold lone surrogates (half an emoji): no UTF-8 handler could
+        # write the record, so they become U+FFFD here, before any handler sees it.
+        redacted = well_formed(message)
         for redactor in redactors:
             redacted = redactor.text(redacted)
         if redacted != message:
@@ -56,6 +58,7 @@ class KeyRedactingFilter(logging.Filter):
             # redacted text is what every handler prints.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
+            record.exc_text = well_formed(record.exc_text)
             for redactor in redactors:
                 record.exc_text = redactor.text(record.exc_text)
         return True

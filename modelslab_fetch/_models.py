@@ -16,9 +16,11 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from ._numbers import finite_number
+from ._text import well_formed
 
 __all__ = ["FetchResult", "Status"]
 
@@ -239,6 +241,14 @@ class FetchResult(BaseModel):
                 result._endpoint_name = endpoint_name
                 return result
         raise ValueError("the response fields could not be read")  # pragma: no cover
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_any_writer_can_write(cls, data: object) -> object:
+        # Lone surrogates (valid JSON, an emoji cut in half) become U+FFFD in every typed
+        # field, key and nested value, so that printing, logging or `model_dump_json()` a
+        # result never fails; `raw` keeps the body exactly as received.
+        return well_formed(data)
 
     @field_validator("status", mode="before")
     @classmethod

@@ -290,28 +290,64 @@ class QueuedItems:
                 )
         except (ConfigurationError, InvalidRequestIdError) as exc:
             error = failure_of(body, clean=self._clean) or exc
-        if route is None:
-            key = f"input-{position}"
+        if route is not None:
+            key = self._unique(route.request_id, route.name, position)
         else:
-            key = route.request_id
-            seen = self._seen.get(key)
-            if seen is not None and seen != route.name:
-                key = f"{route.name}:{key}"
+            # A response names its job even with no endpoint to ask: its outcome carries
+            # that id; and a success is kept as it is (as wait_for keeps it), nothing sent.
+            named = _id_in(body)
+            if named is None:
+                key = f"input-{position}"
             else:
-                self._seen[key] = route.name
-                self._seen.move_to_end(key)
-                if len(self._seen) > self._remembered:
-                    self._seen.popitem(last=False)
+                key = self._unique(named, _UNROUTED, position)
+                if says_success(body):
+                    error = None
         self._pending[key] = (route, body, error)
         self._pending.move_to_end(key)
         if len(self._pending) > self._remembered:
             self._pending.popitem(last=False)
         return key
 
-    def take(self, key: str) -> tuple[Route, dict[str, Any]]:
-        """What `key` stands for; raises the error that made its input unusable."""
+    def _unique(self, request_id: str, name: str, position: int) -> str:
+        # The same id just seen on another endpoint is another job: keep them apart.
+        seen = self._seen.get(request_id)
+        if seen is not None and seen != name:
+            return f"input-{position}" if name == _UNROUTED else f"{name}:{request_id}"
+        self._seen[request_id] = name
+        self._seen.move_to_end(request_id)
+        if len(self._seen) > self._remembered:
+            self._seen.popitem(last=False)
+        return request_id
+
+    def take(self, key: str) -> tuple[Route | None, dict[str, Any]]:
+        """What `key` stands for; raises the error that made its input unusable.
+
+        The route is None for a success with no endpoint to ask: it is its own result.
+        """
         route, body, error = self._pending.pop(key)
         if error is not None:
             raise error
-        assert route is not None  # noqa: S101 - a route or an error, always
         return route, body
+
+
+_UNROUTED = ""  # the endpoint "name" of a response that cannot be routed
+
+
+def says_success(body: Mapping[str, Any]) -> bool:
+    """Whether a response body says its job succeeded (its `status`, in any case)."""
+    status = body.get("status")
+    return isinstance(status, str) and status.strip().lower() == "success"
+
+
+def _id_in(body: Mapping[str, Any]) -> str | None:
+    """The usable `id` a response body carries, or None."""
+    raw_id = body.get("id")
+    if isinstance(raw_id, float) and raw_id.is_integer():
+        raw_id = int(raw_id)
+    try:
+        return normalize_request_id(raw_id)
+    except ValueError:
+        return None
+
+
+_FINISHED = frozenset({"success", "failed", "error"})

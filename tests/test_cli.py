@@ -17,9 +17,10 @@ import pytest
 from modelslab_fetch._batch import Progress
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
-from modelslab_fetch.cli._progress import ProgressView, choose_mode
+from modelslab_fetch.cli._progress import ProgressView, choose_mode, line_of
 from modelslab_fetch.cli._results import SOURCE
 from modelslab_fetch.testing._fixtures import SimulatorServer
+from tests.cli_support import command
 
 pytestmark = pytest.mark.integration
 
@@ -156,13 +157,23 @@ def test_fetch_prints_one_status_per_id(modelslab_server: SimulatorServer) -> No
     assert run("fetch", ready)[0] == 0
 
 
+def test_one_option_names_the_image_folder_and_the_old_name_still_runs(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    for name in ("wait", "download", "demo"):
+        assert "--dir DIR" in run(name, "--help")[1], name
+    assert "--download" not in run("wait", "--help")[1]  # the old name: hidden, not gone
+    rid = modelslab_server.simulator.queue()
+    code, _out, err = run("wait", rid, "--download", str(tmp_path / "old"))
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "old").iterdir()] == [f"{rid}-0.png"]
+
+
 def test_wait_downloads_images_as_they_finish(
     modelslab_server: SimulatorServer, tmp_path: Path
 ) -> None:
     ids = [modelslab_server.simulator.queue(ready_in=0.1, images=2) for _ in range(3)]
-    code, _out, err = run(
-        "wait", *ids, "--download", str(tmp_path / "img"), "-o", str(tmp_path / "r")
-    )
+    code, _out, err = run("wait", *ids, "--dir", str(tmp_path / "img"), "-o", str(tmp_path / "r"))
     assert code == 0
     files = sorted(p.name for p in (tmp_path / "img").iterdir())
     assert files == sorted(f"{rid}-{n}.png" for rid in ids for n in range(2))
@@ -183,6 +194,57 @@ def test_download_from_results_and_by_id(modelslab_server: SimulatorServer, tmp_
     assert code == 1  # one id had nothing to download: not everything asked was done
     assert f"{failed}: nothing to download: the job failed" in err
     assert [p.name for p in (tmp_path / "b").iterdir()] == [f"{ids[0]}-0.png"]
+
+
+def test_download_run_twice_says_the_files_are_already_there(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ids = [sim.queue(images=2) for _ in range(2)]
+    results, folder = tmp_path / "r.jsonl", tmp_path / "images"
+    assert command(modelslab_server, "wait", *ids, "-o", str(results)).returncode == 0
+    argv = ("download", "--from-results", str(results), "--dir", str(folder))
+    first = command(modelslab_server, *argv)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.strip() == f"4 files saved in {folder}/"
+    (folder / f"{ids[0]}-1.png").unlink()  # one goes missing
+    second = command(modelslab_server, *argv)
+    assert second.returncode == 0
+    assert second.stderr.strip() == f"1 file saved in {folder}/, 3 files already there"
+    third = command(modelslab_server, *argv, "--json")
+    summary = json.loads(third.stdout.splitlines()[-1])
+    assert (summary["images"], summary["already_there"]) == (0, 4)
+    fourth = command(modelslab_server, *argv)
+    assert fourth.stderr.strip() == f"nothing new saved in {folder}/: 4 files already there"
+    # wait says it the same way, on a second run into the same folder.
+    again = command(modelslab_server, "wait", ids[0], "--dir", str(folder))
+    assert "1 succeeded, 0 failed, nothing new saved: 2 files already there" in again.stderr
+
+
+def test_counts_agree_with_their_nouns(modelslab_server: SimulatorServer, tmp_path: Path) -> None:
+    rid = modelslab_server.simulator.queue()
+    done = command(modelslab_server, "download", rid, "--dir", str(tmp_path / "one"))
+    assert done.stderr.strip() == f"1 file saved in {tmp_path / 'one'}/"
+    failed = modelslab_server.simulator.queue(final="failed")
+    done = command(modelslab_server, "download", failed, "--dir", str(tmp_path / "none"))
+    assert "(1 id with nothing to download)" in done.stderr
+    done = command(modelslab_server, "wait", rid, rid)
+    assert "1 repeated id waited on once" in done.stderr
+    line = line_of(
+        {
+            "succeeded": 0,
+            "failed": 0,
+            "total": 2,
+            "waiting": 1,
+            "requests_in_flight": 1,
+            "polls": 1,
+            "rate_per_s": None,
+            "seconds_left": None,
+            "elapsed_s": 1.0,
+            "last_error": None,
+        }
+    )
+    assert "1 request in flight · 1 poll ·" in line
 
 
 def test_resume_skips_final_ids_and_tolerates_a_cut_line(
@@ -370,6 +432,30 @@ def test_plain_progress_when_not_a_terminal(modelslab_server: SimulatorServer) -
     assert "\r" not in done.stderr
     assert "1/1 done" in done.stderr
     assert done.stdout.startswith(f"{rid}\tsuccess\t")
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+@pytest.mark.parametrize("name", ["fetch", "wait"])
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    modelslab_server: SimulatorServer, name: str, stream: str
+) -> None:
+    # `modelslab-fetch fetch ID... | head -1` (or `2>&1 | head -1`).
+    ids = [modelslab_server.simulator.queue(ready_in=0) for _ in range(300)]
+    merged = subprocess.STDOUT if stream == "stderr" else subprocess.PIPE
+    with subprocess.Popen(
+        cli(name, *ids),
+        env=subprocess_env(modelslab_server),
+        stdout=subprocess.PIPE,
+        stderr=merged,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline()  # the first line: all `head -1` wants
+        process.stdout.close()
+        status = process.wait(30)
+        complaint = "" if process.stderr is None else process.stderr.read().decode()
+    assert status == 141  # as a command killed by SIGPIPE
+    assert "Broken pipe" not in complaint and "Exception ignored" not in complaint
+    assert "error" not in complaint
 
 
 def test_simulate_serves_until_stopped(tmp_path: Path) -> None:

@@ -34,9 +34,7 @@ def test_wait_on_an_endpoint_downloads_its_kind(
     sim = modelslab_server.simulator
     ids = [str(sim.queue_response("video", ready_in=0.1)["id"]) for _ in range(3)]
     out, folder = tmp_path / "r.jsonl", tmp_path / "videos"
-    code, _out, err = run(
-        "wait", "--endpoint", "video", *ids, "-o", str(out), "--download", str(folder)
-    )
+    code, _out, err = run("wait", "--endpoint", "video", *ids, "-o", str(out), "--dir", str(folder))
     assert code == 0, err
     assert sorted(str(r["request_id"]) for r in records(out)) == sorted(ids)
     saved = sorted(folder.iterdir())
@@ -75,7 +73,7 @@ def test_wait_from_responses_each_on_its_own_endpoint_with_resume_and_download(
     file.write_text("".join(json.dumps(r) + "\n" for r in [*responses, foreign]) + "not json\n")
     out, folder = tmp_path / "r.jsonl", tmp_path / "files"
     code, _out, err = run(
-        "wait", "--from-responses", str(file), "-o", str(out), "--download", str(folder)
+        "wait", "--from-responses", str(file), "-o", str(out), "--dir", str(folder)
     )
     assert code == 1  # the foreign and the broken lines failed, and said so
     done = records(out)
@@ -85,7 +83,9 @@ def test_wait_from_responses_each_on_its_own_endpoint_with_resume_and_download(
     polls_before = sim.polls()
 
     code, _out, err = run("wait", "--from-responses", str(file), "-o", str(out), "--resume")
-    assert "4 already finished (skipped)" in err
+    # The broken line can never succeed: final. The foreign one could, with another
+    # --base-url: tried again (nothing is sent to it).
+    assert "5 already finished (skipped, 1 of them failed)" in err
     assert sim.polls() == polls_before  # nothing finished was asked again
     assert code == 1
 
@@ -115,3 +115,87 @@ def test_from_responses_on_stdin_in_a_real_process(modelslab_server: SimulatorSe
     [record] = [event for event in events if event["event"] == "result"]
     assert record["status"] == "success"
     assert str(record["output"][0]).endswith(".wav")
+
+
+def wait_command(server: SimulatorServer, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelslab_fetch", "wait", *argv],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(server),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_from_responses_honours_endpoint_keeps_successes_and_names_bad_lines_by_number(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    named = sim.queue_response("video", ready_in=0.1)
+    bare = sim.queue_response("video", ready_in=0.1)
+    del bare["fetch_result"]  # only --endpoint can say where it waits
+    already = {"status": "success", "id": 4242, "output": ["https://cdn.example/4242.mp4"]}
+    lines = [
+        json.dumps(named),
+        "# queued this morning",
+        json.dumps(bare),
+        json.dumps(already),  # finished, no fetch_result: as wait_for takes it
+        "not json",
+        "[1, 2]",
+        json.dumps({"status": "error", "message": "Invalid Api Key"}),
+        json.dumps({"status": "processing", "eta": 5}),  # no id anywhere
+    ]
+    file = tmp_path / "responses.jsonl"
+    file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    done = wait_command(
+        modelslab_server, "--from-responses", str(file), "--endpoint", "video", "-o", str(out)
+    )
+    assert done.returncode == 1, done.stderr
+    found = {str(r["request_id"]): r for r in records(out)}
+    good = [str(named["id"]), str(bare["id"]), "4242"]
+    assert set(found) == {*good, "line-5", "line-6", "line-7", "line-8"}
+    assert all(found[rid]["ok"] for rid in good)
+    assert found["4242"]["output"] == ["https://cdn.example/4242.mp4"]
+    for n in (5, 6, 7, 8):
+        bad = found[f"line-{n}"]
+        assert bad["final"] is True and bad["ok"] is False
+        words = bad["error"]["words"]  # type: ignore[index]
+        assert words.startswith(f"line {n}")
+        for library in ("endpoint=", "input-", "client.", "wait_for", "base_url"):
+            assert library not in words, words
+    assert "Invalid Api Key" in found["line-7"]["error"]["words"]  # type: ignore[index]
+    polls = sim.polls()
+
+    again = wait_command(
+        modelslab_server,
+        *("--from-responses", str(file), "--endpoint", "video", "-o", str(out), "--resume"),
+    )
+    assert again.returncode == 1  # the bad lines failed, for good
+    assert "7 already finished (skipped, 4 of them failed)" in again.stderr
+    assert len(records(out)) == 7  # no line tried again
+    assert sim.polls() == polls
+
+
+def test_a_response_only_another_endpoint_could_route_is_tried_again_by_resume(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    bare = modelslab_server.simulator.queue_response("voice", ready_in=0.1)
+    del bare["fetch_result"]
+    file = tmp_path / "responses.jsonl"
+    file.write_text(json.dumps(bare) + "\n")
+    out = tmp_path / "r.jsonl"
+    done = wait_command(modelslab_server, "--from-responses", str(file), "-o", str(out))
+    assert done.returncode == 1
+    [line] = records(out)
+    assert (line["request_id"], line["final"]) == ("line-1", False)
+    words = line["error"]["words"]  # type: ignore[index]
+    assert words.startswith(f"line 1 (id {bare['id']}): ") and "--endpoint NAME" in words
+    assert "endpoint=" not in words
+    again = wait_command(
+        modelslab_server,
+        *("--from-responses", str(file), "-o", str(out), "--resume", "--endpoint", "voice"),
+    )
+    assert again.returncode == 0, again.stderr
+    assert records(out)[-1]["request_id"] == str(bare["id"]) and records(out)[-1]["ok"]

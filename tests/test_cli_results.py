@@ -5,6 +5,7 @@ Each test drives the real command in a subprocess against the simulator on loopb
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import resource
@@ -16,8 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from modelslab_fetch.cli._commands import emit
+from modelslab_fetch.cli._lines import forgiving
+from modelslab_fetch.cli._results import SOURCE, ResultsFile
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for, finals, records
+from tests.local_server import Reply, scripted_server
+from tests.resume_memory import peak_rss_of_resume, write_finished_run
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +58,7 @@ def test_killed_at_random_points_then_resumed_every_success_has_its_images(
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("\n".join(ids) + "\n")
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
-    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--download", str(images))
+    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "--dir", str(images))
     rng = random.Random(20261121)  # noqa: S311 - seeded kill times, not secrets
     finished_at_kills = []
     for third in range(3):
@@ -103,7 +109,7 @@ def test_images_that_cannot_be_saved_are_not_reported_saved(
         modelslab_server,
         "wait",
         *ids,
-        "--download",
+        "--dir",
         str(images),
         "--json",
         "-q",
@@ -125,7 +131,7 @@ def test_a_results_file_that_hits_the_size_limit_is_named_and_resume_finishes(
 ) -> None:
     ids = modelslab_server.simulator.queue_many(30, ready_in=(0.0, 0.3))
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
-    argv = ("wait", *ids, "-o", str(results), "--download", str(images))
+    argv = ("wait", *ids, "-o", str(results), "--dir", str(images))
     done = command(modelslab_server, *argv, "-q", preexec_fn=lambda: file_size_limit(3000))
     assert done.returncode == 1
     assert f"{results}: cannot write: File too large" in done.stderr
@@ -146,7 +152,7 @@ def test_ctrl_c_exits_130_and_resume_finishes(
 ) -> None:
     ids = modelslab_server.simulator.queue_many(20, ready_in=(0.1, 3.0))
     results, images = tmp_path / "r.jsonl", tmp_path / "img"
-    argv = ("wait", *ids, "-o", str(results), "--download", str(images))
+    argv = ("wait", *ids, "-o", str(results), "--dir", str(images))
     process = subprocess.Popen(
         cli(*argv), env=env_for(modelslab_server), stderr=subprocess.PIPE, text=True
     )
@@ -174,7 +180,7 @@ def test_resume_saves_the_images_of_successes_recorded_without_them(
     assert command(modelslab_server, "wait", *ids, "-o", str(results)).returncode == 0
     polls = {rid: sim.jobs[rid].polls for rid in ids}
     done = command(
-        modelslab_server, "wait", *ids, "-o", str(results), "--resume", "--download", str(images)
+        modelslab_server, "wait", *ids, "-o", str(results), "--resume", "--dir", str(images)
     )
     assert done.returncode == 0, done.stderr
     assert "6 files saved" in done.stderr
@@ -279,7 +285,7 @@ def test_resume_still_exits_1_for_ids_that_failed_before(
     again = command(modelslab_server, "wait", good, bad, good, "-o", str(results), "--resume")
     assert again.returncode == 1  # nothing left to do, but not everything succeeded
     assert "2 already finished (skipped, 1 of them failed)" in again.stderr
-    assert "1 repeated ids waited on once" in again.stderr
+    assert "1 repeated id waited on once" in again.stderr
     assert Counter(finals(results)) == {good: 1, bad: 1}
 
 
@@ -388,3 +394,132 @@ def test_download_refuses_private_addresses_unless_allowed(tmp_path: Path) -> No
     assert "Traceback" not in refused.stderr
     assert allowed.returncode == 0, allowed.stderr
     assert (tmp_path / "d" / "5-0.png").read_bytes() == b"five"
+
+
+# Valid JSON a buggy server may send: an emoji cut in half leaves a lone surrogate, in a
+# message, a nested value, a key, an error's words.
+HALF_EMOJI_FAILED = (
+    b'{"status": "failed", "id": 11, "message": "GPU busy \\ud83d",'
+    b' "meta": {"\\udc00k": ["v\\ud800", {"x": "\\udfff"}]}, "extra\\ud83d": "y\\ud83d"}'
+)
+HALF_EMOJI_SUCCESS = (
+    b'{"status": "success", "id": 12, "output": ["https://cdn.example/12.png"],'
+    b' "message": "done \\ud83d", "tip": "\\udbff"}'
+)
+HALF_EMOJI_REFUSAL = b'{"status": "error", "message": "invalid value \\ud83d"}'
+
+
+def test_a_lone_surrogate_from_the_server_is_written_everywhere_and_resumed(
+    tmp_path: Path,
+) -> None:
+    with scripted_server() as server:
+        server.script("11", Reply(200, HALF_EMOJI_FAILED))
+        server.script("12", Reply(200, HALF_EMOJI_SUCCESS))
+        server.script("13", Reply(400, HALF_EMOJI_REFUSAL))
+
+        def run(*argv: str) -> subprocess.CompletedProcess[str]:
+            # Standard output strict (as in any UTF-8 locale), every log line on stderr.
+            return command(
+                None,
+                *argv,
+                MODELSLAB_BASE_URL=server.base_url,
+                MODELSLAB_API_KEY="k",
+                PYTHONIOENCODING="utf-8:strict",
+                MODELSLAB_LOG="debug",
+            )
+
+        results = tmp_path / "r.jsonl"
+        runs = [
+            run("wait", "11", "12", "13", "-o", str(results)),
+            run("wait", "11", "12", "13", "-o", str(results), "--resume"),
+            run("wait", "11", "12", "13", "--json", "-v"),
+            run("fetch", "11", "12", "13"),
+            run("fetch", "11", "12", "13", "--json"),
+        ]
+    for done in runs:
+        assert done.returncode == 1, done.stderr  # 11 failed and 13 was refused
+        assert "unexpected error" not in done.stderr
+        assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    lines = {r["request_id"]: r for r in records(results)}
+    assert set(lines) == {"11", "12", "13"} and all(r["final"] for r in lines.values())
+    assert lines["11"]["message"] == "GPU busy \ufffd"
+    assert lines["12"]["ok"] and lines["12"]["output"] == ["https://cdn.example/12.png"]
+    assert "invalid value" in lines["13"]["error"]["message"]
+    assert "3 already finished (skipped, 2 of them failed)" in runs[1].stderr
+    for done in (runs[2], runs[4]):
+        events = [json.loads(line) for line in done.stdout.splitlines()]
+        assert {e["request_id"] for e in events if e["event"] == "result"} == {"11", "12", "13"}
+    assert "GPU busy \ufffd" in runs[3].stdout
+
+
+def test_every_writer_of_the_command_takes_a_lone_surrogate(tmp_path: Path) -> None:
+    record = {
+        "request_id": "5",
+        "ok": False,
+        "final": True,
+        "error": {"message": "busy \ud83d", "odd\udc80key": "\udbff"},
+        "source": SOURCE,
+    }
+    path = tmp_path / "r.jsonl"
+    results = ResultsFile(path).open()
+    results.append(record)
+    results.close()
+    assert json.loads(path.read_bytes().decode("utf-8")) == record  # exact, and UTF-8
+    resumed = ResultsFile(path, resume=True).open()
+    assert "5" in resumed.finished_ids() and resumed.finished_ids().failed("5")
+    resumed.close()
+    # Standard output as in a UTF-8 locale (strict): made forgiving by the command.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    forgiving(out)
+    emit(out, {"event": "result", **record})
+    out.write("5\tfailed\tbusy \ud83d\n")
+    out.flush()
+    first, second = out.buffer.getvalue().decode("utf-8").splitlines()
+    assert json.loads(first)["error"] == record["error"]
+    assert second == "5\tfailed\tbusy \\ud83d"
+
+
+def test_resume_keeps_only_what_it_needs_of_a_large_results_file(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    # 200,000 final lines (46 MB): once held whole, about 410 MB at peak. The goal is
+    # at most 100 MB at a million lines; here, proportionally, 20 MB over a small file.
+    server = (modelslab_server.base_url, modelslab_server.api_key)
+    small = tmp_path / "small"
+    small.mkdir()
+    baseline = peak_rss_of_resume(small, *write_finished_run(small, 10), *server)
+    ids_file, results = write_finished_run(tmp_path, 200_000)
+    peak = peak_rss_of_resume(tmp_path, ids_file, results, *server)
+    assert peak - baseline <= 20 * 2**20, (peak, baseline)
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\r", "mixed"])
+def test_ids_and_results_files_read_alike_whatever_their_line_ends(
+    modelslab_server: SimulatorServer, tmp_path: Path, ending: str
+) -> None:
+    ids = [modelslab_server.simulator.queue() for _ in range(6)]
+    lines = ["# six jobs", "", ids[0], ids[1], f"  {ids[2]}  ", ids[0], *ids[3:], "# end"]
+    ends = ["\n", "\r\n", "\r"] if ending == "mixed" else [ending]
+    text = "".join(line + ends[n % len(ends)] for n, line in enumerate(lines))
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_bytes(text.encode())
+    results = tmp_path / "r.jsonl"
+    done = command(
+        modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {e["total"] for e in events if e["event"] in ("progress", "finished")} == {6}
+    assert events[-1]["succeeded"] == 6 and events[-1]["repeated"] == 1
+    assert sorted(finals(results)) == sorted(ids)
+    # The results file, its lines ended the same way (an editor, a copy through Windows).
+    written = results.read_bytes().decode().splitlines()
+    results.write_bytes(
+        "".join(line + ends[n % len(ends)] for n, line in enumerate(written)).encode()
+    )
+    again = command(
+        modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results), "--resume"
+    )
+    assert again.returncode == 0, again.stderr
+    assert "6 already finished (skipped)" in again.stderr
+    assert sorted(finals(results)) == sorted(ids)  # nothing added

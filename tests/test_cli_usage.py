@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -26,6 +27,7 @@ from modelslab_fetch.cli._commands import Streams
 from modelslab_fetch.cli._words import in_plain_words
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for
+from tests.local_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +67,7 @@ def test_a_download_folder_that_is_a_file_is_refused_once(
     a_file.write_text("x")
     for argv in (
         ("download", *ids, "--dir", str(a_file)),
-        ("wait", *ids, "--download", str(a_file)),
+        ("wait", *ids, "--dir", str(a_file)),
     ):
         done = command(modelslab_server, *argv)
         assert done.returncode == 2
@@ -153,7 +155,7 @@ def test_help_describes_each_command_with_defaults_exit_codes_and_an_example() -
     assert done.returncode == 0
     for name in ("fetch", "wait", "download", "demo", "simulate"):
         assert name in done.stdout
-    assert "exit status:" in done.stdout and "130" in done.stdout
+    assert "exit status of fetch, wait and download:" in done.stdout and "130" in done.stdout
     for name in ("fetch", "wait", "download", "demo", "simulate"):
         code, page, _err = run(name, "--help")
         assert code == 0
@@ -162,6 +164,41 @@ def test_help_describes_each_command_with_defaults_exit_codes_and_an_example() -
     wait = run("wait", "--help")[1]
     assert "(default: 600.0)" in wait
     assert "(default: 1024)" in wait
+
+
+def exit_statuses(page: str) -> set[int]:
+    block = page.split("exit status:\n", 1)[1]
+    return {int(line.split()[0]) for line in block.splitlines() if line.strip()}
+
+
+def test_simulate_and_demo_list_the_exit_statuses_they_really_give(tmp_path: Path) -> None:
+    simulate, demo = run("simulate", "--help")[1], run("demo", "--help")[1]
+    assert exit_statuses(simulate) == {0, 2}
+    assert "every id succeeded" not in simulate and "every id succeeded" not in demo
+    assert exit_statuses(demo) == {0, 1, 2, 130}
+    # simulate: 2 when it cannot serve, 0 once stopped with Ctrl-C.
+    assert command(None, "simulate", "--port", "0").returncode == 2
+    with subprocess.Popen(
+        cli("simulate", "--port", str(free_port())), stderr=subprocess.PIPE, text=True
+    ) as server:
+        assert server.stderr is not None
+        while "Ctrl-C to stop" not in server.stderr.readline():
+            assert server.poll() is None
+        server.send_signal(signal.SIGINT)
+        assert server.wait(20) == 0
+    # demo: 2 for a --dir it cannot use, 130 when interrupted.
+    (tmp_path / "a-file").write_text("")
+    assert command(None, "demo", "--dir", str(tmp_path / "a-file")).returncode == 2
+    with subprocess.Popen(
+        cli("demo", "--jobs", "50", "--dir", str(tmp_path / "demo")),
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as demo_run:
+        assert demo_run.stderr is not None
+        while "waiting for 50 queued jobs" not in demo_run.stderr.readline():
+            assert demo_run.poll() is None
+        demo_run.send_signal(signal.SIGINT)
+        assert demo_run.wait(20) == 130
 
 
 @pytest.mark.parametrize(
@@ -207,7 +244,7 @@ def test_json_puts_only_json_objects_on_stdout(
             "--json",
             "-o",
             str(tmp_path / "r.jsonl"),
-            "--download",
+            "--dir",
             str(tmp_path / "i"),
         ),
         ("download", good, failed, "--json", "--dir", str(tmp_path / "d")),
@@ -291,6 +328,7 @@ OPTIONS = {
         "--concurrency",
         "--timeout",
         "--output",
+        "--dir",
         "--download",
     ],
     "download": ["--ids-file", "--base-url", "--api-key-file", "--from-results", "--dir"],

@@ -20,7 +20,7 @@ from modelslab_fetch._errors import APIConnectionError
 from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, line_of
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, env_for
-from tests.local_server import free_port
+from tests.local_server import Reply, free_port, scripted_server
 
 # ----------------------------------------------------------------------- units
 
@@ -211,3 +211,24 @@ def test_a_single_id_shows_its_own_polls() -> None:
         )
     )
     assert line_of(view.state(0.0)).startswith("0/1 done")  # over: the run's counts again
+
+
+def test_outside_a_terminal_a_single_job_counts_down_and_never_repeats_a_line() -> None:
+    # The server says "about 14 s" once; the next poll is about 10 s away, so two plain
+    # lines (every 5 s) fall between the polls.
+    with scripted_server() as server:
+        server.script(
+            "77",
+            Reply(200, {"status": "processing", "id": 77, "eta": 14}),
+            Reply(200, {"status": "success", "id": 77, "output": ["https://cdn.example/77.png"]}),
+        )
+        env = env_for(None, MODELSLAB_BASE_URL=server.base_url, MODELSLAB_API_KEY="k")
+        done = subprocess.run(
+            cli("wait", "77"), env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 0, done.stderr
+    job_lines = [line for line in done.stderr.splitlines() if line.startswith("77: queued")]
+    assert len(job_lines) >= 2, done.stderr
+    assert len(set(job_lines)) == len(job_lines), done.stderr  # each says something new
+    assert sum("about 14s left" in line for line in job_lines) <= 1
+    assert "about 9s left" in done.stderr or "about 4s left" in done.stderr  # counted down

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, simulator_server
+from tests.local_server import Reply, scripted_server
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +89,58 @@ def test_wait_polls_through_rate_limits_to_success(tmp_path: Path) -> None:
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(records) == 20
     assert all(record["ok"] for record in records)
+
+
+LIBRARY_NAMES = ("max_concurrency", "max_requests_per_second", "api_key=", "base_url", "endpoint=")
+
+
+def test_advice_names_the_commands_options_not_the_librarys() -> None:
+    # Every answer a rate limit: the library's advice ("lower max_concurrency or
+    # max_requests_per_second") reaches the results, the words and the --verbose log.
+    with scripted_server() as server:
+        server.script(
+            "1",
+            Reply(429, {"status": "error", "message": "Too many requests"}, {"retry-after": "0"}),
+        )
+        env = {**os.environ, "MODELSLAB_API_KEY": KEY, "MODELSLAB_BASE_URL": server.base_url}
+        runs = [
+            subprocess.run(
+                [sys.executable, "-m", "modelslab_fetch", *argv],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            for argv in (
+                ["fetch", "1", "--json"],
+                ["fetch", "1"],
+                ["wait", "1", "--timeout", "1", "-v"],
+            )
+        ]
+    for done in runs:
+        assert done.returncode == 1, done.stderr
+        for name in LIBRARY_NAMES:
+            assert name not in done.stdout + done.stderr, (name, done.stdout, done.stderr)
+    assert "--concurrency N" in runs[0].stdout and "--concurrency N" in runs[1].stdout
+    assert "--concurrency N" in runs[2].stderr  # the --verbose log lines
+
+
+def test_every_id_unknown_at_a_url_without_api_hints_that_the_url_is_wrong(
+    tmp_path: Path,
+) -> None:
+    for base_url, simulator, _app in serve(Faults()):
+        ids = simulator.queue_many(3, ready_in=(0.0, 0.0))
+        root = base_url.removesuffix("/api")  # a common slip: the host alone
+        wrong = [
+            command(root, "fetch", *ids),
+            command(root, "wait", *ids),
+            command(root, "download", *ids, "--dir", str(tmp_path / "d")),
+        ]
+        unknown_at_the_right_url = command(base_url, "fetch", "987654")
+    for done in wrong:
+        assert done.returncode == 1
+        assert done.stderr.count("hint: ") == 1, done.stderr
+        assert f"the server at {root} did not know any of the 3 ids" in done.stderr
+        assert "does not end in /api" in done.stderr and "--base-url" in done.stderr
+    assert "hint" not in unknown_at_the_right_url.stderr  # the id itself is what is wrong

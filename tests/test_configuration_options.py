@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import json
+import logging
 import os
 import ssl
 import subprocess
@@ -38,6 +40,7 @@ from modelslab_fetch import (
 )
 from modelslab_fetch._aiohttp_backend import AiohttpBackend
 from modelslab_fetch._config import ClientConfig
+from modelslab_fetch._log_redaction import install as install_log_redaction
 from modelslab_fetch._transport import Transport
 from modelslab_fetch.testing import Simulator, SimulatorApp, simulator_server
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
@@ -438,6 +441,29 @@ def test_modelslab_log_turns_logging_on_without_code(
     for words in absent:
         assert words not in done.stderr
     assert API_KEY not in done.stderr
+
+
+def test_a_log_record_holding_a_lone_surrogate_is_written_by_any_handler() -> None:
+    # A strict UTF-8 stream, as a log file opened with encoding="utf-8" is.
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    failed: list[logging.LogRecord] = []
+
+    class Handler(logging.StreamHandler):  # type: ignore[type-arg]
+        def handleError(self, record: logging.LogRecord) -> None:
+            failed.append(record)
+
+    handler = Handler(stream)
+    logger = logging.getLogger("modelslab_fetch")
+    install_log_redaction()
+    logger.addHandler(handler)
+    try:
+        # WARNING: a CLI run elsewhere in the session may have raised our logger's level.
+        logger.warning("the server said %s", "GPU busy \ud83d")
+    finally:
+        logger.removeHandler(handler)
+    stream.flush()
+    assert failed == []
+    assert "the server said GPU busy \ufffd" in stream.buffer.getvalue().decode()
 
 
 # with_options -------------------------------------------------------------------------

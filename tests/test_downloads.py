@@ -389,7 +389,6 @@ async def test_a_download_waits_what_the_cdn_states_unless_it_is_too_long(
         ("http://xn--/x.png", "not a valid host name"),
         ("http://ex ample.com/x.png", "not a valid host name"),
         ("http://exa\x00mple.com/x.png", "control or invalid character"),
-        ("http://cdn.example/\ud83d.png", "control or invalid character"),
         ("http://cdn.example/a\nb.png", "control or invalid character"),
         ("http:///x.png", "it has no host"),
         ("http://user:pw@cdn.example/x.png", "user name or password"),

@@ -584,6 +584,31 @@ async def test_wait_for_many_gives_one_outcome_per_input(
     assert router.calls.call_count == 3  # nothing for the success, the foreign, the broken
 
 
+async def test_wait_for_many_names_responses_by_their_id_and_keeps_successes_as_wait_for(
+    client: AsyncModelsLab, router: respx.MockRouter
+) -> None:
+    recorder(router, {"status": "success", "id": 7, "output": ["https://cdn/7.png"]})
+    items: list[Any] = [
+        {"status": "success", "id": 555, "output": ["https://cdn/555.png"]},  # no fetch_result
+        {"status": "failed", "id": 556, "message": "out of memory"},
+        {"status": "processing", "id": 7, "fetch_result": f"{BASE_URL}/v6/images/fetch/7"},
+        {"status": "success", "id": 7, "output": ["https://cdn/other-7.png"]},  # another job 7
+        {"status": "processing", "id": 8},  # not finished, nowhere to ask: still named
+        {"status": "processing"},  # no id: by position
+    ]
+    outcomes = await collect(client.wait_for_many(iter(items), ordered=True))
+    assert [o.request_id for o in outcomes] == ["555", "556", "7", "input-3", "8", "input-5"]
+    assert [o.ok for o in outcomes] == [True, False, True, True, False, False]
+    assert outcomes[0].result is not None
+    assert outcomes[0].result.output == ["https://cdn/555.png"]  # as wait_for returns it
+    assert outcomes[3].result is not None
+    assert outcomes[3].result.output == ["https://cdn/other-7.png"]  # not job 7 of images
+    # A failed response says why in its own words (item 12), nothing is sent for it.
+    assert isinstance(outcomes[1].error, GenerationFailedError)
+    assert "out of memory" in str(outcomes[1].error)
+    assert router.calls.call_count == 1  # only job 7 was asked about
+
+
 async def test_wait_for_many_reads_an_async_input_lazily(
     client: AsyncModelsLab, router: respx.MockRouter
 ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pytest
 
 from modelslab_fetch import FetchResult, Status
+from modelslab_fetch._text import well_formed
 
 SUCCESS = {
     "status": "success",
@@ -252,3 +254,44 @@ def test_a_success_with_proxy_links_keyed_by_position_is_readable() -> None:
     }
     result = parse(body)
     assert result.proxy_links == ["https://proxy.example/0.png"]
+
+
+# Half an emoji: a lone surrogate is valid JSON, and Python decodes it, but no UTF-8
+# writer can encode it.
+HALF_EMOJI = json.loads(
+    '{"status": "failed", "id": 7, "message": "GPU busy \\ud83d",'
+    ' "meta": {"\\udc00": ["\\ud800", {"deep": "\\udfff"}], "prompt": "caf\\u00e9"},'
+    ' "extra\\ud83d": "x\\ud83d", "tip": "\\ud83d\\ude00 whole"}'
+)
+
+
+def test_a_lone_surrogate_anywhere_reads_as_a_replacement_character() -> None:
+    result = parse(HALF_EMOJI, "7")
+    assert result.message == "GPU busy \ufffd"
+    assert result.meta == {"\ufffd": ["\ufffd", {"deep": "\ufffd"}], "prompt": "café"}
+    assert result.model_extra == {"extra\ufffd": "x\ufffd"}
+    assert result.tip == "\U0001f600 whole"  # a whole pair is one character: kept
+    assert result.raw is HALF_EMOJI  # the body exactly as received
+
+
+def test_a_result_with_lone_surrogates_dumps_to_json_and_prints() -> None:
+    result = parse(HALF_EMOJI, "7")
+    dumped = json.loads(result.model_dump_json())
+    assert dumped["message"] == "GPU busy \ufffd"
+    assert dumped["extra\ufffd"] == "x\ufffd"
+    for text in (result.model_dump_json(), repr(result), str(result.model_dump())):
+        text.encode("utf-8")  # any UTF-8 writer takes it
+    built = FetchResult.model_validate({"status": "failed", "id": "1", "message": "\udc80"})
+    assert built.model_dump_json()  # not only from_body: every way in
+
+
+def test_cleaning_text_walks_any_depth_without_recursion() -> None:
+    deep: Any = "\ud83d"
+    for _ in range(20_000):
+        deep = [{"k": deep}]
+    cleaned = well_formed(deep)
+    for _ in range(20_000):
+        cleaned = cleaned[0]["k"]
+    assert cleaned == "\ufffd"
+    clean = {"a": ["b", {"c": "café"}]}
+    assert well_formed(clean) is clean  # nothing to replace: nothing copied

@@ -153,7 +153,7 @@ def test_cli_runs_and_results_files_never_show_the_key(
     out, err = io.StringIO(), io.StringIO()
     with simulator_server(app) as base_url:
         for argv in (
-            ["wait", *ids, "-o", str(results), "--verbose", "--download", str(tmp_path / "i")],
+            ["wait", *ids, "-o", str(results), "--verbose", "--dir", str(tmp_path / "i")],
             ["fetch", *ids, "--json", "--verbose"],
             ["wait", *ids, "--json", "--verbose", "--timeout", "5"],
         ):

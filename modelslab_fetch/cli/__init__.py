@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import textwrap
 import traceback
@@ -23,23 +24,40 @@ from ._commands import (
     EXIT_USAGE,
     Streams,
     UsageError,
-    run_download,
     run_fetch,
     run_wait,
 )
 from ._demo import add_simulate_options, run_demo, run_simulate
+from ._download import run_download
+from ._lines import forgiving
 from ._responses import ENDPOINT_NAMES
 from ._usage import os_words
-from ._words import in_plain_words
+from ._words import in_cli_terms, in_plain_words
 
 __all__ = ["main"]
+
+EXIT_BROKEN_PIPE = 128 + 13
+"""What a shell reports for a command killed by SIGPIPE: the reader went away."""
 
 EXIT_CODES = """\
 exit status:
   0    everything asked was done (every id succeeded, every image saved)
   1    some ids or images failed, or the account stopped the run (see the message)
   2    the command was called wrongly (nothing was sent)
-  130  interrupted (Ctrl-C); with --output, --resume finishes the run"""
+  130  interrupted (Ctrl-C); with --output, --resume finishes the run
+  141  whoever read the output stopped reading (`| head -1`): ended quietly"""
+
+DEMO_EXIT_CODES = """\
+exit status:
+  0    every simulated job was accounted for as simulated, its images saved
+  1    the demo did not go as simulated (see the message)
+  2    the command was called wrongly (nothing was started)
+  130  interrupted (Ctrl-C)"""
+
+SIMULATE_EXIT_CODES = """\
+exit status:
+  0    stopped with Ctrl-C (it serves until then)
+  2    the command was called wrongly, or cannot listen there (nothing was served)"""
 
 KEY_HELP = (
     "The API key is read from MODELSLAB_API_KEY or --api-key-file (never from the command line)."
@@ -50,7 +68,12 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
     argv: Sequence[str] | None = None, *, streams: Streams | None = None
 ) -> int:
     """Run the command line; return the exit status (0 ok, 1 some failed, 2 usage, 130)."""
-    streams = streams or Streams()
+    own_streams = streams is None
+    if streams is None:
+        # The process's own streams: whatever a server says must not make a write fail.
+        forgiving(sys.stdout)
+        forgiving(sys.stderr)
+        streams = Streams()
     parser = _parser()
     try:
         # argparse prints usage errors and --help on sys.stderr/stdout: send them to ours.
@@ -69,6 +92,12 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
     _route_logs(streams, verbose=getattr(args, "verbose", False))
     try:
         return _run(args, streams)
+    except BrokenPipeError:
+        # The reader went away (`modelslab-fetch fetch ... | head -1`): what it wanted it
+        # has. Stop quietly, as a command killed by SIGPIPE does, with its status.
+        if own_streams:
+            _silence_broken_pipes()
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         streams.err.write(f"{name}: error: {exc}\n")
         return EXIT_USAGE
@@ -92,6 +121,23 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
             "(run again with --verbose for details)\n"
         )
         return EXIT_FAILED
+
+
+def _silence_broken_pipes() -> None:
+    """Point a closed standard stream at /dev/null, so that nothing complains at exit.
+
+    Python flushes standard output once more when it exits; into a closed pipe that
+    prints "Exception ignored ... BrokenPipeError" (the fix Python's documentation
+    gives for SIGPIPE).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
 
 
 def _undecodable(args: argparse.Namespace) -> str | None:
@@ -155,12 +201,14 @@ def _command(
     summary: str,
     description: str,
     example: str,
+    *,
+    exit_codes: str = EXIT_CODES,
 ) -> argparse.ArgumentParser:
     return commands.add_parser(
         name,
         help=summary,
         description=f"{summary}.\n\n" + "\n".join(textwrap.wrap(description, 79)),
-        epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
+        epilog=f"example:\n  {example}\n\n{exit_codes}",
         formatter_class=_Help,
     )
 
@@ -184,10 +232,10 @@ def _ids(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument(
         "--endpoint",
-        default="images",
         choices=ENDPOINT_NAMES,
         metavar="NAME",
-        help="the fetch endpoint the ids were queued on: " + ", ".join(ENDPOINT_NAMES),
+        help="the fetch endpoint the ids were queued on (default: images; with "
+        "--from-responses, the one each response names): " + ", ".join(ENDPOINT_NAMES),
     )
 
 
@@ -223,14 +271,18 @@ def add_wait_options(wait: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="empty --output first (its results are lost)"
     )
     wait.add_argument(
-        "--download", metavar="DIR", help="save each success's images here before its line"
+        "--dir",
+        metavar="DIR",
+        help="save each success's images into DIR (as `download --dir` does) before its line",
     )
     _private_downloads(wait)
+    # Its first name, kept (hidden) so that scripts written for it still run.
+    wait.add_argument("--download", dest="dir", metavar="DIR", help=argparse.SUPPRESS)
     wait.add_argument(
         "--from-responses",
         metavar="FILE",
         help="generation responses, one JSON object a line (- for stdin); each is waited "
-        "on at the endpoint its fetch_result names",
+        "on at the endpoint its fetch_result names, or at --endpoint if given",
     )
 
 
@@ -242,8 +294,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelslab-fetch",
         description="Collect ModelsLab's queued images: fetch, wait, download.\n\n" + KEY_HELP,
-        epilog="run `modelslab-fetch COMMAND --help` for each command's options; "
-        "start with `modelslab-fetch demo`\n\n" + EXIT_CODES,
+        epilog="run `modelslab-fetch COMMAND --help` for each command's options (and "
+        "exit statuses); start with `modelslab-fetch demo`\n\n"
+        + EXIT_CODES.replace("exit status:", "exit status of fetch, wait and download:", 1),
         formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -266,9 +319,9 @@ def _parser() -> argparse.ArgumentParser:
         "wait",
         "Wait for every job to finish, optionally saving the images",
         "Polls each id until it succeeds or fails. With --output, each id's line is written "
-        "once everything asked of it is done (with --download: its files saved), so an "
+        "once everything asked of it is done (with --dir: its files saved), so an "
         "interrupted run is finished by the same command with --resume. " + KEY_HELP,
-        "modelslab-fetch wait --ids-file ids.txt -o results.jsonl --download images/",
+        "modelslab-fetch wait --ids-file ids.txt -o results.jsonl --dir images/",
     )
     add_wait_options(wait)
     wait.set_defaults(run=run_wait)
@@ -297,6 +350,7 @@ def _parser() -> argparse.ArgumentParser:
         "Queues simulated jobs on a simulator on loopback, with faults, waits for them "
         "with progress and saves their images. No API key needed.",
         "modelslab-fetch demo --jobs 50 --dir demo/",
+        exit_codes=DEMO_EXIT_CODES,
     )
     demo.add_argument("--jobs", type=_positive_int, default=200, metavar="N", help="jobs to queue")
     demo.add_argument("--dir", default="modelslab-demo", help="where images and results go")
@@ -313,6 +367,7 @@ def _parser() -> argparse.ArgumentParser:
         "Answers ModelsLab's fetch calls with simulated jobs and chosen faults, until "
         "Ctrl-C. Point code at it with MODELSLAB_BASE_URL.",
         "modelslab-fetch simulate --port 8787 --jobs 20 --error-rate 0.05",
+        exit_codes=SIMULATE_EXIT_CODES,
     )
     add_simulate_options(simulate)
     simulate.set_defaults(run=run_simulate)
@@ -353,10 +408,18 @@ def _route_logs(streams: Streams, *, verbose: bool) -> None:
     )
     handler._modelslab_cli = True  # type: ignore[attr-defined]
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_InCliTerms("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     if verbose:
         logger.setLevel(logging.INFO)
+
+
+class _InCliTerms(logging.Formatter):
+    """The library's log lines, their advice in the command's terms (`--verbose`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line as logging formats it, library names replaced by the options."""
+        return in_cli_terms(super().format(record))
 
 
 def console_main() -> None:  # pragma: no cover - the installed script's entry point

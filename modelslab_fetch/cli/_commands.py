@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,19 +15,39 @@ from typing import Any, TextIO
 import anyio
 
 from .._async_client import AsyncModelsLab
+from .._batch import Outcome
 from .._config import API_KEY_ENV
-from .._downloads import Downloaded
 from .._endpoint import FetchResource
-from .._errors import AccountError, AuthenticationError, ConfigurationError, ModelsLabError
+from .._errors import (
+    AccountError,
+    AuthenticationError,
+    ConfigurationError,
+    ModelsLabError,
+    RequestNotFoundError,
+)
 from .._ids import normalize_request_id
 from .._models import FetchResult, Status
 from .._part_files import remove_abandoned
-from ._ids import read_ids
+from ._ids import IdsToRead, read_ids
+from ._idset import IdSet
+from ._lines import json_line
 from ._progress import Activity, ProgressView, choose_mode
-from ._responses import read_responses, resource_named, start_waiting, unfinished
-from ._results import SOURCE, ResultsFile, outcome_record, read_records, record_result
+from ._responses import (
+    DEFAULT_ENDPOINT,
+    ResponseLines,
+    line_record,
+    resource_named,
+    start_waiting,
+)
+from ._results import SOURCE, ResultsFile, outcome_record, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
-from ._words import account_stop_message, in_cli_terms, in_plain_words
+from ._words import (
+    account_stop_message,
+    counted,
+    in_cli_terms,
+    in_plain_words,
+    unknown_ids_hint,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -45,6 +64,8 @@ __all__ = [
 
 DOWNLOADS_PENDING = 64
 
+_CLOCK_SLACK_NS = 50_000_000
+
 
 @dataclass
 class Summary:
@@ -56,11 +77,21 @@ class Summary:
     skipped_failed: int = 0
     """Of the ids skipped by --resume, those whose final outcome was a failure."""
     repeated: int = 0
+    unknown: int = 0
+    """Of the ids that failed, those the server did not know."""
     images: int = 0
+    """Files this run saved."""
+    already_there: int = 0
+    """Files found complete in the folder, kept as they were."""
     download_failures: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     stopped_by: AccountError | None = None
     """The account-level error that stopped the run early, if one did."""
+
+    def count_failure(self, error: Exception | None) -> None:
+        """One more id failed, with `error`."""
+        self.failed += 1
+        self.unknown += isinstance(error, RequestNotFoundError)
 
     @property
     def all_ok(self) -> bool:
@@ -82,6 +113,7 @@ class Summary:
             "skipped_failed": self.skipped_failed,
             "repeated": self.repeated,
             "images": self.images,
+            "already_there": self.already_there,
             "download_failures": self.download_failures,
             "elapsed_s": round(self.elapsed, 2),
             "stopped": None if self.stopped_by is None else in_plain_words(self.stopped_by),
@@ -99,13 +131,13 @@ class Streams:
 
 def emit(out: TextIO, event: dict[str, Any]) -> None:
     """Write one `--json` object on its own line (the only thing `--json` puts on stdout)."""
-    out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    out.write(json_line(event) + "\n")
     out.flush()
 
 
 def resource_for(client: AsyncModelsLab, args: argparse.Namespace) -> FetchResource[Any]:
     """The endpoint a command works on, from `--endpoint` (the one place it is chosen)."""
-    return resource_named(client, getattr(args, "endpoint", "images"))
+    return resource_named(client, getattr(args, "endpoint", None) or DEFAULT_ENDPOINT)
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
@@ -165,7 +197,40 @@ def prepare_folder(path: Path, option: str) -> None:
     remove_abandoned(path)
 
 
-def _download_words(error: BaseException, folder: Path | None) -> str:
+def count_files(summary: Summary, paths: Iterable[Path], since_ns: int) -> None:
+    """Count `paths` as saved by this run, or as already there (kept as they were).
+
+    The downloader keeps a complete file it finds and does not say so: a file last
+    written before the downloads started was there already. File times come from the
+    kernel's coarse clock (a tick, up to 10 ms behind): the start is moved back by 50
+    ms, far less than a command takes to start, so a file of an earlier run is never
+    taken for a new one. (On a file system that keeps times to the second or two, such
+    as FAT, a new file may be counted as there already: only the count is wrong.)
+    """
+    since_ns -= _CLOCK_SLACK_NS
+    for path in paths:
+        try:
+            written = path.stat().st_mtime_ns
+        except OSError:  # gone since (another program): it was saved, as far as we know
+            written = since_ns
+        if written >= since_ns:
+            summary.images += 1
+        else:
+            summary.already_there += 1
+
+
+def files_words(summary: Summary, folder: Path | None = None) -> str:
+    """`3 files saved, 2 already there`; `nothing new saved: 5 files already there`."""
+    where = "" if folder is None else f" in {folder}/"
+    if summary.already_there and not summary.images:
+        return f"nothing new saved{where}: {counted(summary.already_there, 'file')} already there"
+    words = f"{counted(summary.images, 'file')} saved{where}"
+    if summary.already_there:
+        words += f", {counted(summary.already_there, 'file')} already there"
+    return words
+
+
+def download_words(error: BaseException, folder: Path | None) -> str:
     if isinstance(error, ModelsLabError):
         return in_cli_terms(error.message)
     if isinstance(error, OSError):
@@ -184,19 +249,21 @@ async def collect(
     concurrency: int | None,
     timeout: float | None,
     as_json: bool,
-    endpoint: str = "images",
-    from_responses: bool = False,
+    endpoint: str | None = None,
+    lines: ResponseLines | None = None,
 ) -> Summary:
     """Wait for every id, writing each outcome once all asked of it is done.
 
     With a download folder, a success's line is written only after its images are on
     disk: an id whose line says it is final has everything; one without a line (the run
     was interrupted) or with a non-final line is done again by `--resume`. The ids are
-    waited on at `endpoint`; with `from_responses`, `ids` are generation responses
-    instead, each waited on at the endpoint it names.
+    waited on at `endpoint` (default: images); with `lines`, `ids` are its generation
+    responses instead, each waited on at the endpoint it names (or at `endpoint`), and
+    an input whose line is the problem is recorded as `line-N`.
     """
     summary = Summary()
-    started = time.monotonic()
+    # The second clock is the one file times are written with (see count_files).
+    started, started_ns = time.monotonic(), time.time_ns()
 
     def write(record: dict[str, Any]) -> None:
         if results is not None:
@@ -209,7 +276,7 @@ async def collect(
         try:
             paths = await client.download(result, download_dir)
         except Exception as exc:
-            words = _download_words(exc, download_dir)
+            words = download_words(exc, download_dir)
             summary.download_failures.append(f"{result.request_id}: {words}")
             record.update(
                 ok=False,
@@ -222,7 +289,7 @@ async def collect(
                 },
             )
         else:
-            summary.images += len(paths)
+            count_files(summary, paths, started_ns)
             record["files"] = [path.name for path in paths]
         finally:
             download_slots.release()
@@ -244,7 +311,7 @@ async def collect(
                 client,
                 _counted(ids, view),
                 endpoint=endpoint,
-                from_responses=from_responses,
+                from_responses=lines is not None,
                 concurrency=concurrency,
                 timeout=timeout,
                 on_progress=view.update,
@@ -258,9 +325,9 @@ async def collect(
                         # record nothing (these ids are not final; --resume asks again).
                         summary.stopped_by = outcome.error
                         break
-                    record = outcome_record(outcome, source=SOURCE)
+                    record = _record_of(outcome, lines)
                     if not outcome.ok:
-                        summary.failed += 1
+                        summary.count_failure(outcome.error)
                         write(record)
                         continue
                     summary.succeeded += 1
@@ -273,6 +340,14 @@ async def collect(
     summary.elapsed = time.monotonic() - started
     view.finish()
     return summary
+
+
+def _record_of(outcome: Outcome[FetchResult], lines: ResponseLines | None) -> dict[str, Any]:
+    if lines is not None:
+        problem = line_record(outcome, lines.line_of(outcome.index))
+        if problem is not None:  # the line itself is what to fix: named by its number
+            return {**problem, "source": SOURCE}
+    return outcome_record(outcome, source=SOURCE)
 
 
 def _counted(
@@ -314,9 +389,9 @@ def print_summary(streams: Streams, summary: Summary, *, results: ResultsFile | 
         )
         parts.append(f"{summary.skipped} already finished (skipped{failed_before})")
     if summary.repeated:
-        parts.append(f"{summary.repeated} repeated ids waited on once")
-    if summary.images:
-        parts.append(f"{summary.images} files saved")
+        parts.append(f"{counted(summary.repeated, 'repeated id')} waited on once")
+    if summary.images or summary.already_there:
+        parts.append(files_words(summary))
     err.write(f"done in {summary.elapsed:.1f}s: " + ", ".join(parts) + "\n")
     for failure in summary.download_failures[:10]:
         err.write(f"  files not saved: {failure}\n")
@@ -339,26 +414,24 @@ async def run_wait(args: argparse.Namespace, streams: Streams) -> int:
         raise UsageError("--overwrite needs --output FILE: it empties that file first")
     if args.resume and args.overwrite:
         raise UsageError("give --resume (finish the run in the file) or --overwrite, not both")
-    responses = None
     if args.from_responses is not None:
         if args.ids or args.ids_file:
             raise UsageError("give ids or --from-responses FILE, not both")
-        responses = read_responses(args.from_responses)  # checked now, read lazily
+        if args.from_responses != "-":
+            read_ids([], args.from_responses, option="--from-responses")  # checked now
     else:
-        _need_ids(args)
+        need_ids(args)
     api_key = read_api_key(args)
-    folder = Path(args.download) if args.download else None
+    folder = Path(args.dir) if args.dir else None
     if folder is not None:
-        prepare_folder(folder, "--download")
+        prepare_folder(folder, "--dir")
     results = (
         ResultsFile(Path(args.output), resume=args.resume, overwrite=args.overwrite).open()
         if args.output
         else None
     )
     try:
-        return await _wait(
-            args, streams, results=results, folder=folder, api_key=api_key, responses=responses
-        )
+        return await _wait(args, streams, results=results, folder=folder, api_key=api_key)
     finally:
         if results is not None:
             results.close()
@@ -371,18 +444,16 @@ async def _wait(
     results: ResultsFile | None,
     folder: Path | None,
     api_key: str | None,
-    responses: AsyncIterator[object] | None,
 ) -> int:
-    finished = results.finished_ids() if results is not None else set()
+    finished = results.finished_ids() if results is not None else IdSet().freeze()
     skipped = _Counter()
-    from_responses = responses is not None
+    lines = None
     ids: Iterable[Any] | AsyncIterator[Any]
-    if responses is not None:
-        ids, total = unfinished(responses, finished, skipped), None
+    if args.from_responses is not None:
+        lines = ResponseLines(args.from_responses, finished, skipped)
+        ids, total = lines.items(), None
     else:
-        ids, total = _ids_from(args, finished)
-        failed_before = results.failed_ids() if results is not None else set()
-        ids, total = _without(ids, finished, failed_before, total, skipped)
+        ids, total = _without(ids_from(args, finished), finished, skipped)
     client = make_client(args, api_key)
     activity = Activity()
     view_stream = streams.out if args.json else streams.err
@@ -410,7 +481,7 @@ async def _wait(
                 timeout=args.timeout,
                 as_json=args.json,
                 endpoint=args.endpoint,
-                from_responses=from_responses,
+                lines=lines,
             )
     finally:
         view.close()
@@ -419,6 +490,7 @@ async def _wait(
     summary.skipped_failed = skipped.failed
     summary.repeated = skipped.repeated
     summary.images += again.images
+    summary.already_there += again.already_there
     summary.download_failures[:0] = again.download_failures
     if args.quiet:
         pass
@@ -429,17 +501,20 @@ async def _wait(
     if summary.stopped_by is not None:
         message = account_stop_message(summary.stopped_by, results=args.output)
         streams.err.write(f"modelslab-fetch wait: {message}\n")
+    hint = unknown_ids_hint(client.base_url, summary.unknown, summary.succeeded + summary.failed)
+    if hint is not None:
+        streams.err.write(hint + "\n")
     return EXIT_OK if summary.all_ok else EXIT_FAILED
 
 
 async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Path) -> Summary:
     """Save the images of successes recorded final whose files are not all in `folder`.
 
-    A run without `--download`, or files deleted since: the line stays as it is (the
+    A run without `--dir`, or files deleted since: the line stays as it is (the
     job's outcome has not changed); only the images are fetched again.
     """
     missing = []
-    for record in results.records:
+    for record in results.records():
         if record.get("final") is not True or not record.get("ok"):
             continue
         files = record.get("files")
@@ -453,26 +528,25 @@ async def _images_again(client: AsyncModelsLab, results: ResultsFile, folder: Pa
     summary = Summary()
     if not missing:
         return summary
+    started_ns = time.time_ns()
     for done in await client.download_many(missing, folder):
-        summary.images += len(done.paths)
+        count_files(summary, done.paths, started_ns)
         if done.error is not None:
-            words = _download_words(done.error, folder)
+            words = download_words(done.error, folder)
             summary.download_failures.append(f"{done.request_id}: {words}")
     return summary
 
 
-def _need_ids(args: argparse.Namespace) -> None:
+def need_ids(args: argparse.Namespace) -> None:
     if not args.ids and not args.ids_file:
         raise UsageError("give request ids as arguments, with --ids-file FILE, or - for stdin")
     if args.ids and args.ids_file:
         raise UsageError("give ids as arguments or with --ids-file, not both")
 
 
-def _ids_from(
-    args: argparse.Namespace, known: set[str] | None = None
-) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
-    _need_ids(args)
-    return read_ids(args.ids, args.ids_file, known or ())
+def ids_from(args: argparse.Namespace, known: Container[str] = ()) -> IdsToRead:
+    need_ids(args)
+    return read_ids(args.ids, args.ids_file, known)
 
 
 @dataclass
@@ -483,13 +557,13 @@ class _Counter:
 
 
 def _without(
-    ids: Iterable[str] | AsyncIterator[str],
-    finished: set[str],
-    failed_before: set[str],
-    total: int | None,
-    skipped: _Counter,
+    given: IdsToRead, finished: IdSet, skipped: _Counter
 ) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
-    """`ids` less those in `finished` and repeats, counted in `skipped` (lazily, if lazy)."""
+    """The ids less those in `finished` and repeats, counted in `skipped` (lazily, if lazy)."""
+    # Ids finished before, and those of a file (counted before the first request), are
+    # marked as met in their compact sets (a byte each): a run of millions stays small.
+    # Only ids not counted before (from standard input) are remembered here.
+    counted = given.counted if given.counted is not None else IdSet().freeze()
     seen: set[str] = set()
 
     def keep(request_id: str) -> bool:
@@ -497,31 +571,36 @@ def _without(
             key = normalize_request_id(request_id)
         except (ValueError, TypeError):
             return True  # the batch reports it as invalid, in plain words
-        if key in seen:
-            skipped.repeated += 1
-            return False
-        seen.add(key)
         if key in finished:
-            skipped.count += 1
-            skipped.failed += key in failed_before
+            if finished.first_sight(key):
+                skipped.count += 1
+                skipped.failed += finished.failed(key)
+            else:
+                skipped.repeated += 1
             return False
-        return True
+        if key in counted:
+            first = counted.first_sight(key)
+        else:
+            first = key not in seen
+            seen.add(key)
+        skipped.repeated += not first
+        return first
 
     async def remaining() -> AsyncIterator[str]:
-        async for request_id in ids:  # type: ignore[union-attr]
+        async for request_id in given.ids:  # type: ignore[union-attr]
             if keep(request_id):
                 yield request_id
 
-    if isinstance(ids, AsyncIterator):
-        return remaining(), total
-    kept = [request_id for request_id in ids if keep(request_id)]
+    if isinstance(given.ids, AsyncIterator):
+        return remaining(), given.total
+    kept = [request_id for request_id in given.ids if keep(request_id)]
     return kept, len(kept)
 
 
 async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch fetch`: one status line per id; exit 1 if any failed or errored."""
-    ids, _total = _ids_from(args)
-    bad = 0
+    ids = ids_from(args).ids
+    bad = asked = unknown = 0
     async with make_client(args) as client:
         async for outcome in resource_for(client, args).fetch_many(ids, ordered=True):
             if isinstance(outcome.error, AccountError):
@@ -535,108 +614,9 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
                 Status.ERROR,
             )
             bad += (not outcome.ok) or finished_badly
+            asked += 1
+            unknown += isinstance(outcome.error, RequestNotFoundError)
+    hint = unknown_ids_hint(client.base_url, unknown, asked)
+    if hint is not None:
+        streams.err.write(hint + "\n")
     return EXIT_FAILED if bad else EXIT_OK
-
-
-def _results_in(path: Path) -> list[FetchResult]:
-    if not path.exists():
-        raise UsageError(f"no results file at {path}; write one with `wait --output FILE`")
-    found = (record_result(record) for record in read_records(path, option="--from-results"))
-    return [result for result in found if result is not None]
-
-
-async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # noqa: PLR0912
-    """`modelslab-fetch download`: save the images of finished jobs into a folder."""
-    folder = Path(args.dir)
-    if args.from_results and (args.ids or args.ids_file):
-        raise UsageError("give ids or --from-results FILE, not both")
-    results: list[FetchResult] = []
-    if args.from_results:
-        results = _results_in(Path(args.from_results))
-    else:
-        _need_ids(args)
-    api_key = read_api_key(args)
-    prepare_folder(folder, "--dir")
-    say = _sayer(streams, as_json=args.json)
-    not_downloadable = 0
-    async with make_client(args, api_key) as client:
-        if not args.from_results:
-            ids, _total = _ids_from(args)
-            async for outcome in resource_for(client, args).fetch_many(ids):
-                if isinstance(outcome.error, AccountError):
-                    message = account_stop_message(outcome.error, results=None)
-                    streams.err.write(f"modelslab-fetch download: {message}\n")
-                    return EXIT_FAILED
-                if outcome.result is not None and outcome.result.succeeded:
-                    results.append(outcome.result)
-                    continue
-                not_downloadable += 1
-                reason = (
-                    in_plain_words(outcome.error)
-                    if outcome.error is not None
-                    else _not_ready_words(outcome.result)
-                )
-                say(
-                    {"event": "skipped", "request_id": outcome.request_id, "reason": reason},
-                    f"{outcome.request_id}: nothing to download: {reason}",
-                )
-        done: list[Downloaded] = await client.download_many(results, folder)
-    saved = sum(len(d.paths) for d in done)
-    failures = [d for d in done if not d.ok]
-    for one in done:
-        if one.error is None:
-            say(
-                {
-                    "event": "downloaded",
-                    "request_id": one.request_id,
-                    "files": [str(p) for p in one.paths],
-                },
-                None,
-            )
-        else:
-            words = _download_words(one.error, folder)
-            say(
-                {"event": "failed", "request_id": one.request_id, "error": words},
-                f"{one.request_id}: files not saved: {words}",
-            )
-    nothing = not done and not not_downloadable
-    if args.json:
-        emit(
-            streams.out,
-            {
-                "event": "summary",
-                "images": saved,
-                "folder": str(folder),
-                "failed": len(failures),
-                "not_downloadable": not_downloadable,
-            },
-        )
-    elif not args.quiet:
-        streams.err.write(
-            f"{saved} files saved in {folder}/ ({len(failures)} failed, "
-            f"{not_downloadable} ids had nothing to download)\n"
-        )
-    if nothing:
-        streams.err.write(
-            f"modelslab-fetch download: {args.from_results} holds no successes to download "
-            "images for\n"
-        )
-    return EXIT_FAILED if failures or not_downloadable or nothing else EXIT_OK
-
-
-def _not_ready_words(result: FetchResult | None) -> str:
-    if result is None:
-        return "no answer"
-    if result.status is Status.PROCESSING:
-        return "the job is still processing; run `modelslab-fetch wait ID --download DIR`"
-    return f"the job {result.status.value}" + (f": {result.message}" if result.message else "")
-
-
-def _sayer(streams: Streams, *, as_json: bool) -> Callable[[dict[str, Any], str | None], None]:
-    def say(event: dict[str, Any], words: str | None) -> None:
-        if as_json:
-            emit(streams.out, event)
-        elif words is not None:
-            streams.err.write(words + "\n")
-
-    return say

@@ -28,6 +28,7 @@ from ._commands import (
 )
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile
+from ._words import counted
 
 __all__ = ["add_simulate_options", "run_demo", "run_simulate", "simulate_faults"]
 
@@ -75,7 +76,7 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
             err.write(
                 f"simulator on {base_url} (faults: slow answers, 5xx, edge pages, rate limits, "
                 "odd response shapes)\n"
-                f"waiting for {len(ids)} queued jobs, downloading into {folder}/ ...\n"
+                f"waiting for {counted(len(ids), 'queued job')}, downloading into {folder}/ ...\n"
             )
         view = ProgressView(
             streams.out if args.json else err,
@@ -131,10 +132,11 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
     elif prose:
         met = ", ".join(f"{n}x {kind}" for kind, n in sorted(faults.items())) or "none"
         err.write(
-            f"\n{len(ids)} jobs accounted for: {succeeded} succeeded, {failed} failed "
-            f"({expected_failures} were simulated to fail), in {elapsed:.1f}s\n"
+            f"\n{counted(len(ids), 'job')} accounted for: {succeeded} succeeded, {failed} failed "
+            f"({expected_failures} simulated to fail), in {elapsed:.1f}s\n"
             f"faults met and survived: {met}\n"
-            f"{images} images saved in {folder}/, results in {folder / 'results.jsonl'}\n"
+            f"{counted(images, 'image')} saved in {folder}/, results in "
+            f"{folder / 'results.jsonl'}\n"
             "next: set MODELSLAB_API_KEY and run `modelslab-fetch wait ID...` on real jobs\n"
         )
     return EXIT_OK if accounted and as_simulated else EXIT_FAILED

@@ -2,137 +2,171 @@
 
 from __future__ import annotations
 
-import codecs
-import io
 import itertools
 import sys
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import anyio.to_thread
 
+from .._ids import normalize_request_id
+from ._idset import IdSet
+from ._lines import physical_lines
 from ._usage import UsageError, os_words
 
-__all__ = ["LINES_PER_READ", "check_ids_file", "read_ids"]
+__all__ = ["LINES_PER_READ", "IdsToRead", "check_ids_file", "numbered_lines", "read_ids"]
 
 LINES_PER_READ = 1000
-_CHUNK = 1 << 16
+
+
+@dataclass
+class IdsToRead:
+    """The ids a command works on, read lazily, and what is known of them beforehand."""
+
+    ids: Iterable[str] | AsyncIterator[str]
+    """The ids as given (repeats and ids finished before included: the run skips them)."""
+    total: int | None
+    """How many the run waits on, when known: each id once, less those finished before."""
+    counted: IdSet | None = None
+    """For a file: its ids (each once, those finished before left out), counted first."""
 
 
 def read_ids(
     arguments: list[str],
     ids_file: str | None,
-    known: Collection[str] = (),
+    known: Container[str] = (),
     *,
     option: str = "--ids-file",
-) -> tuple[Iterable[str] | AsyncIterator[str], int | None]:
+) -> IdsToRead:
     """The ids to work on, read lazily, and how many there are when that is known.
 
     A lone `-` as the arguments, or `--ids-file -`, reads standard input; blank lines
     and lines starting with `#` are skipped. A file is read as UTF-8, with or without a
-    byte-order mark; its count leaves out the ids in `known` (skipped by `--resume`).
-    Raises `UsageError` for `-` among other ids or an unreadable file.
+    byte-order mark; its count leaves out repeats and the ids in `known` (skipped by
+    `--resume`). Raises `UsageError` for `-` among other ids or an unreadable file.
     """
     if ids_file is not None and ids_file != "-":
-        total, already = check_ids_file(Path(ids_file), known, option=option)
-        if total == 0:
+        lines, others, counted = check_ids_file(Path(ids_file), known, option=option)
+        if lines == 0:
             raise UsageError(f"{option} {ids_file} holds nothing to wait on (one a line)")
-        return _lines(ids_file, option), total - already
+        return IdsToRead(_lines(ids_file, option), len(counted) + others, counted)
     if ids_file == "-" or arguments == ["-"]:
-        return _lines("-"), None
+        return IdsToRead(_lines("-"), None)
     if "-" in arguments:
         raise UsageError("give `-` (standard input) alone, not among other ids")
-    return list(arguments), len(arguments)
+    return IdsToRead(list(arguments), len(arguments))
 
 
 def check_ids_file(
-    path: Path, known: Collection[str] = (), *, option: str = "--ids-file"
-) -> tuple[int, int]:
-    """Read `path` once, without keeping it: how many ids it holds, and how many are in `known`.
+    path: Path, known: Container[str] = (), *, option: str = "--ids-file"
+) -> tuple[int, int, IdSet]:
+    """Read `path` once, without keeping its lines: what the run will have to do.
 
-    Raises `UsageError`, naming the file (and the line), if it cannot be read or is not
-    UTF-8 text: before any request is sent.
+    Returns how many entries it holds, how many of them are not ids at all (each gets
+    a failed outcome), and its ids not in `known`, each once. Lines are counted as the
+    run reads them (ended by LF, CRLF or CR), so the total the progress view shows is
+    what the run does. Raises `UsageError`, naming the file (and the line), if it cannot
+    be read or is not UTF-8 text: before any request is sent.
     """
-    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-    counts = [0, 0]  # ids, and ids in `known`
-    line_number = 0
-    tail = ""
+    lines = others = 0
+    counted = IdSet()
     try:
         with path.open("rb") as file:
-            while chunk := file.read(_CHUNK):
-                *whole, tail = (tail + decoder.decode(chunk)).split("\n")
-                for line in whole:
-                    line_number += 1
-                    _tally(line, known, counts)
-            tail += decoder.decode(b"", final=True)
-            _tally(tail, known, counts)
+            for _number, text in _ids_in(file, f"{option} {path}"):
+                lines += 1
+                try:
+                    key = normalize_request_id(text)
+                except ValueError:  # not an id at all: the batch reports it
+                    others += 1
+                    continue
+                if key not in known:
+                    counted.add(key)
     except IsADirectoryError:
         raise UsageError(f"{option} {path} is a folder; give a file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {option} {os_words(exc, path)}") from None
-    except ValueError:  # undecodable bytes, or NULs: not a text file
-        raise UsageError(
-            f"{option} {path} is not UTF-8 text (line {line_number + 1}); "
-            "save it as UTF-8, one entry a line"
-        ) from None
-    return counts[0], counts[1]
+    return lines, others, counted.freeze()
 
 
-def _tally(line: str, known: Collection[str], counts: list[int]) -> None:
-    text = line.strip()
-    if not text or text.startswith("#"):
-        return
-    if "\x00" in text:  # binary data that happens to decode
-        raise ValueError("a NUL byte")
-    counts[0] += 1
-    counts[1] += text in known
+def _ids_in(file: BinaryIO, name: str) -> Iterator[tuple[int, str]]:
+    """Each line that holds an id, with its number from 1; blank lines, `#` comments skipped.
+
+    `UsageError` names the first line that is not UTF-8 text (or holds a NUL byte).
+    """
+    for number, raw in enumerate(physical_lines(file), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = "\x00"
+        if "\x00" in line:  # undecodable, or binary data that happens to decode
+            raise UsageError(
+                f"{name} is not UTF-8 text (line {number}); save it as UTF-8, one entry a line"
+            )
+        text = _id_text(line)
+        if text is not None:
+            yield number, text
 
 
-def _lines(source: str, option: str = "--ids-file") -> AsyncIterator[str]:
+def _id_text(line: str) -> str | None:
+    # A byte-order mark is allowed where a file starts (and, harmlessly, on any line).
+    text = line.strip().lstrip("\ufeff").strip()
+    return text if text and not text.startswith("#") else None
+
+
+def numbered_lines(source: str, option: str = "--ids-file") -> AsyncIterator[tuple[int, str]]:
+    """The entries of a file (or `-`, standard input) with their line numbers, lazily."""
     if source == "-":
         buffer = getattr(sys.stdin, "buffer", None)
         if buffer is None:  # stdin replaced by a text stream (tests, embedding)
-            return _stripped(lambda: sys.stdin, "standard input", close=False)
+            return _numbered(lambda: _text_ids(sys.stdin), close=None)
         # As for a file: UTF-8, a byte-order mark allowed, whatever the locale says.
-        return _stripped(
-            lambda: io.TextIOWrapper(buffer, encoding="utf-8-sig", errors="strict"),
-            "standard input",
-            close=False,
-        )
+        return _numbered(lambda: _ids_in(buffer, "standard input"), close=None)
 
-    def opened() -> TextIO:
-        # Opened when the first id is wanted: a run stopped before that holds no file.
-        # (Its readability was checked by `check_ids_file`, before any request.)
+    def opened() -> Iterator[tuple[int, str]]:
+        # Opened when the first entry is wanted: a run stopped before that holds no
+        # file. (Its readability was checked by `check_ids_file`, before any request.)
         try:
-            return Path(source).open(encoding="utf-8-sig")
+            file = Path(source).open("rb")  # noqa: SIM115 - closed by _numbered
         except OSError as exc:
             raise UsageError(f"cannot read {option} {os_words(exc, source)}") from None
+        files.append(file)
+        return _ids_in(file, f"{option} {source}")
 
-    return _stripped(opened, source, close=True)
+    files: list[BinaryIO] = []
+    return _numbered(opened, close=files)
 
 
-async def _stripped(
-    open_stream: Callable[[], TextIO], name: str, *, close: bool
-) -> AsyncIterator[str]:
+def _text_ids(stream: TextIO) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(stream, start=1):
+        text = _id_text(line)
+        if text is not None:
+            yield number, text
+
+
+def _lines(source: str, option: str = "--ids-file") -> AsyncIterator[str]:
+    async def texts() -> AsyncIterator[str]:
+        async for _number, text in numbered_lines(source, option):
+            yield text
+
+    return texts()
+
+
+async def _numbered(
+    start: Callable[[], Iterator[tuple[int, str]]], *, close: list[BinaryIO] | None
+) -> AsyncIterator[tuple[int, str]]:
     # Read in a worker thread, some lines at a time: a slow pipe (`producer | modelslab-
     # fetch wait -`) must not freeze the event loop, and its polls and deadlines with it.
-    stream = open_stream()
+    entries = start()
     try:
-        while lines := await anyio.to_thread.run_sync(_take, stream, name):
-            for line in lines:
-                text = line.strip().lstrip("\ufeff")
-                if text and not text.startswith("#"):
-                    yield text
+        while taken := await anyio.to_thread.run_sync(_take, entries):
+            for entry in taken:
+                yield entry
     finally:
-        if close:
-            stream.close()
+        for file in close or ():
+            file.close()
 
 
-def _take(stream: TextIO, name: str) -> list[str]:
-    try:
-        return list(itertools.islice(stream, LINES_PER_READ))
-    except UnicodeDecodeError:
-        raise UsageError(
-            f"{name} is not UTF-8 text; give one id per line, saved as UTF-8"
-        ) from None
+def _take(entries: Iterator[tuple[int, str]]) -> list[tuple[int, str]]:
+    return list(itertools.islice(entries, LINES_PER_READ))

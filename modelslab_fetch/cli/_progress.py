@@ -7,7 +7,6 @@ has finished for it to mean something, and is smoothed so it does not swing.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,7 +20,8 @@ from rich.text import Text
 
 from .._batch import Progress
 from .._updates import PollUpdate
-from ._words import in_plain_words
+from ._lines import json_line
+from ._words import counted, in_plain_words
 
 __all__ = ["Activity", "ProgressView", "RateEstimate", "ViewMode", "choose_mode"]
 
@@ -167,6 +167,8 @@ class ProgressView:
         self._finished = False
         self._read = 0
         self._job: PollUpdate | None = None
+        self._job_at = 0.0  # when that poll was heard of: its eta and next poll count down
+        self._last_line: str | None = None
 
     def __repr__(self) -> str:
         return f"ProgressView(mode={self._mode!r})"
@@ -194,7 +196,7 @@ class ProgressView:
 
     def note_poll(self, update: PollUpdate) -> None:
         """Take a poll of a single job (`on_update`): its status, `eta` and next poll."""
-        self._job = update
+        self._job, self._job_at = update, self._clock()
         self.tick()
 
     def update(self, progress: Progress) -> None:
@@ -243,7 +245,7 @@ class ProgressView:
             "rate_per_s": None if self._rate.rate is None else round(self._rate.rate, 2),
             "seconds_left": None if left is None else round(left),
             "elapsed_s": round(elapsed, 2),
-            "job": None if self._job is None else _job_state(self._job),
+            "job": None if self._job is None else _job_state(self._job, now - self._job_at),
         }
 
     def _draw(self, now: float, *, final: bool) -> None:
@@ -253,13 +255,17 @@ class ProgressView:
         state = self.state(now)
         if self._mode == "json":
             event = {"event": "finished" if final else "progress", **state}
-            self._stream.write(json.dumps(event) + "\n")
+            self._stream.write(json_line(event) + "\n")
             self._stream.flush()
         elif self._mode == "live":
             self._draw_live(state)
         else:
-            self._stream.write(line_of(state) + "\n")
-            self._stream.flush()
+            # Plain lines are for logs and pipes: a line saying nothing new is not written.
+            line = line_of(state)
+            if line != self._last_line or final:
+                self._last_line = line
+                self._stream.write(line + "\n")
+                self._stream.flush()
 
     def _draw_live(self, state: dict[str, Any]) -> None:
         if self._finished:
@@ -300,20 +306,30 @@ class _LiveLines(RichProgress):
             yield Text(self.error, style="yellow")
 
 
-def _job_state(update: PollUpdate) -> dict[str, Any]:
+def _job_state(update: PollUpdate, since: float) -> dict[str, Any]:
+    """One job's last poll, its estimate and next poll counted down by `since` seconds."""
+    since = max(since, 0.0)
     return {
         "request_id": update.request_id,
         "status": None if update.status is None else update.status.value,
         "eta": update.eta,
+        "eta_left": None if update.eta is None else round(max(update.eta - since, 0.0)),
         "polls": update.polls,
-        "next_poll_in": None if update.next_poll_in is None else round(update.next_poll_in, 1),
+        "next_poll_in": (
+            None if update.next_poll_in is None else round(max(update.next_poll_in - since, 0.0), 1)
+        ),
     }
 
 
 def job_line(job: dict[str, Any]) -> str:
-    """One job's line: "13443927: queued, about 20s left (poll 3, next in 5.0s)"."""
+    """One job's line: "13443927: queued, about 20s left (poll 3, next in 5.0s)".
+
+    The time left counts down from the server's `eta` as time passes (it said "about 20
+    s" once, not every second), down to "due now".
+    """
     if job["status"] == "processing":
-        about = "" if job["eta"] is None else f", about {_duration(job['eta'])} left"
+        left = job.get("eta_left")
+        about = "" if left is None else f", about {_duration(left)} left" if left else ", due now"
         words = f"queued{about}"
     else:
         words = job["status"] or "not answered"
@@ -338,9 +354,9 @@ def line_of(state: dict[str, Any], *, with_error: bool = True) -> str:
         f"{state['waiting']} waiting",
     ]
     if state["requests_in_flight"] is not None:
-        parts.append(f"{state['requests_in_flight']} requests in flight")
+        parts.append(f"{counted(state['requests_in_flight'], 'request')} in flight")
     if state["polls"] is not None:
-        parts.append(f"{state['polls']} polls")
+        parts.append(counted(state["polls"], "poll"))
     if state["rate_per_s"] is not None:
         parts.append(f"{state['rate_per_s']:.1f}/s")
     if state["seconds_left"] is not None:

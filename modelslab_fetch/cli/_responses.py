@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._async_client import AsyncModelsLab
-from .._batch import AsyncBatch, ProgressCallback
+from .._batch import AsyncBatch, Outcome, ProgressCallback
 from .._endpoint import AsyncFetchResource
 from .._endpoints.table import endpoint_table
+from .._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
 from .._ids import normalize_request_id
 from .._models import FetchResult
 from .._updates import UpdateCallback
-from ._ids import read_ids
+from ._ids import numbered_lines
+from ._idset import IdSet
+from ._words import in_cli_terms
 
-__all__ = ["ENDPOINT_NAMES", "read_responses", "resource_named", "start_waiting", "unfinished"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "ENDPOINT_NAMES",
+    "Line",
+    "ResponseLines",
+    "line_record",
+    "resource_named",
+    "start_waiting",
+]
 
 ENDPOINT_NAMES = tuple(endpoint_table())
 """The `--endpoint` choices: every endpoint of the table, by its attribute name."""
@@ -30,23 +42,92 @@ def resource_named(client: AsyncModelsLab, name: str) -> AsyncFetchResource[Any]
     return resource
 
 
-def read_responses(source: str) -> AsyncIterator[object]:
-    """The generation responses in `source` (a file, or - for stdin), one JSON object a line.
+DEFAULT_ENDPOINT = "images"
+"""Where ids are waited on when `--endpoint` is not given (responses name their own)."""
 
-    Read lazily, as ids are. A line that is not JSON is passed on as its text, so that
-    it gets an outcome of its own saying what is wrong instead of stopping the run.
+
+class Counter(Protocol):
+    """Where skipped inputs are counted: how many, and how many of them had failed."""
+
+    count: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Line:
+    """Where an input of `wait --from-responses` came from, and what is wrong with it."""
+
+    number: int
+    """Its line in the file, from 1."""
+    problem: str | None = None
+    """Why it cannot be a generation response at all (it can never succeed), or None."""
+
+
+class ResponseLines:
+    """The generation responses of `wait --from-responses`, and the line of each.
+
+    Read lazily, as ids are. A line that is not a generation response (not JSON, not an
+    object, no `status`, a failed request with no id) is passed on as its text, so the
+    batch gives it an outcome of its own at once, named `line-N` by `collect`. The line
+    of each input is kept only until its outcome arrives (`line_of`), so memory stays
+    bounded by the inputs in flight.
     """
-    lines, _total = read_ids([], source, option="--from-responses")
-    assert isinstance(lines, AsyncIterator)  # noqa: S101 - a file is always read lazily
-    return _decoded(lines)
+
+    def __init__(self, source: str, finished: IdSet, skipped: Counter) -> None:
+        self._source = source
+        self._finished = finished
+        self._skipped = skipped
+        self._lines: dict[int, Line] = {}
+        self._handed = 0
+
+    def __repr__(self) -> str:
+        return f"ResponseLines({self._source!r})"
+
+    async def items(self) -> AsyncIterator[object]:
+        """The inputs for `wait_for_many`, less the lines `finished` (by `--resume`)."""
+        async for number, text in numbered_lines(self._source, "--from-responses"):
+            response, problem = _judged(text)
+            # A line is known by its id; one with no id of its own, by its number (its
+            # outcome was recorded as `line-N` if it could never succeed).
+            key = (None if problem is not None else _key_of(response)) or f"line-{number}"
+            if key in self._finished:
+                self._skipped.count += 1
+                self._skipped.failed += self._finished.failed(key)
+                continue
+            self._lines[self._handed] = Line(number, problem)
+            self._handed += 1
+            yield text if problem is not None else response
+
+    def line_of(self, index: int) -> Line:
+        """The line of the input at `index` (an outcome's `index`); asked once per input."""
+        return self._lines.pop(index)
 
 
-async def _decoded(lines: AsyncIterator[str]) -> AsyncIterator[object]:
-    async for line in lines:
-        try:
-            yield json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: nested past json's guard
-            yield line
+def _judged(text: str) -> tuple[object, str | None]:
+    """The response on a line, or why the line is not one."""
+    try:
+        response = json.loads(text)
+    except (ValueError, RecursionError):
+        return None, "not JSON: expected a generation response, one JSON object a line"
+    if not isinstance(response, dict):
+        return None, (
+            f"JSON, but not an object ({_shape(response)}): expected a generation "
+            "response, one JSON object a line"
+        )
+    status = response.get("status")
+    if not isinstance(status, str):
+        return None, "no `status`: not a generation response"
+    if status.strip().lower() in ("error", "failed") and _key_of(response) is None:
+        said = response.get("message") or response.get("messege")
+        words = f": {said}" if isinstance(said, str) and said.strip() else ""
+        return None, f"the generation request itself failed, so no job was queued{words}"
+    return response, None
+
+
+def _shape(value: object) -> str:
+    return {list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
 def _key_of(item: object) -> str | None:
@@ -58,45 +139,62 @@ def _key_of(item: object) -> str | None:
         return None
 
 
-class Counter(Protocol):
-    """Anything with a `count` to add skipped inputs to."""
+def line_record(outcome: Outcome[FetchResult], line: Line) -> dict[str, Any] | None:
+    """The results line for an input whose line is the problem, or None if it is not.
 
-    count: int
-
-
-async def unfinished(
-    items: AsyncIterator[object], finished: set[str], skipped: Counter
-) -> AsyncIterator[object]:
-    """`items` less the responses whose id is in `finished`; counts them in `skipped`."""
-    async for item in items:
-        key = _key_of(item)
-        if key is not None and key in finished:
-            skipped.count += 1
-            continue
-        yield item
+    Named `line-N`: the line is what to look at. Final when the line can never succeed
+    (not a response, no usable id); not final when other options could route it (no
+    `fetch_result` without `--endpoint`, a `fetch_result` outside `--base-url`): the
+    same command with `--resume` and those options tries it again.
+    """
+    error = outcome.error
+    if line.problem is not None:
+        words, final, kind = line.problem, True, "BadLine"
+    elif isinstance(error, InvalidRequestIdError):
+        words, final, kind = in_cli_terms(error.message), True, type(error).__name__
+    elif isinstance(error, ConfigurationError) and not isinstance(error, ClientClosedError):
+        words, final, kind = in_cli_terms(error.message), False, type(error).__name__
+    else:
+        return None
+    about = "" if outcome.request_id.startswith("input-") else f" (id {outcome.request_id})"
+    words = f"line {line.number}{about}: {words}"
+    return {
+        "request_id": f"line-{line.number}",
+        "ok": False,
+        "status": None,
+        "output": [],
+        "message": None,
+        "error": {"type": kind, "message": words, "words": words},
+        "final": final,
+    }
 
 
 def start_waiting(
     client: AsyncModelsLab,
     items: Iterable[Any] | AsyncIterator[Any],
     *,
-    endpoint: str,
+    endpoint: str | None,
     from_responses: bool,
     concurrency: int | None,
     timeout: float | None,
     on_progress: ProgressCallback,
     on_update: UpdateCallback | None = None,
 ) -> AsyncBatch[FetchResult]:
-    """The batch `wait` works through: ids on `endpoint`, or responses each on its own."""
+    """The batch `wait` works through: ids on `endpoint`, or responses each on its own.
+
+    Responses are waited on where their `fetch_result` says, or all at `endpoint` when
+    one is given (as `wait_for(endpoint=)` does).
+    """
     if from_responses:
         return client.wait_for_many(
             items,
+            endpoint=endpoint,
             concurrency=concurrency,
             timeout=timeout,
             on_progress=on_progress,
             on_update=on_update,
         )
-    batch: AsyncBatch[FetchResult] = resource_named(client, endpoint).wait_many(
+    batch: AsyncBatch[FetchResult] = resource_named(client, endpoint or DEFAULT_ENDPOINT).wait_many(
         items,
         concurrency=concurrency,
         timeout=timeout,

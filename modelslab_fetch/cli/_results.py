@@ -1,6 +1,6 @@
 """The results file of `wait`: one JSON line per id, written by one run at a time.
 
-A line is written once everything asked of its id is done (with `--download`, once its
+A line is written once everything asked of its id is done (with `--dir`, once its
 images are on disk), and flushed at once, so a killed run loses nothing it reported.
 Only lines that `wait` itself wrote (`"source": "modelslab-fetch wait"`) are trusted by
 `--resume`; any other content makes the file refused, with its name and line number.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,8 +24,10 @@ from .._errors import (
 )
 from .._ids import normalize_request_id
 from .._models import FetchResult
+from ._idset import IdSet
+from ._lines import json_line, physical_lines
 from ._usage import UsageError, os_words
-from ._words import in_plain_words
+from ._words import counted, in_cli_terms, in_plain_words
 
 try:  # POSIX; on Windows the file is opened without a lock (documented in docs/cli.md)
     import fcntl
@@ -60,7 +63,9 @@ def outcome_record(outcome: Outcome[FetchResult], *, source: str | None = None) 
         if outcome.error is None
         else {
             "type": type(outcome.error).__name__,
-            "message": str(outcome.error),
+            # The library's message, its advice in the command's terms (--concurrency,
+            # not max_concurrency); `words` says what it means in plain words.
+            "message": in_cli_terms(str(outcome.error)),
             "words": in_plain_words(outcome.error),
         }
     )
@@ -100,17 +105,17 @@ def read_records(path: Path, *, option: str) -> list[dict[str, Any]]:
     A line cut short by a kill (it starts as ours but is not whole JSON) is skipped.
     """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            return list(_records(file, path))
     except IsADirectoryError:
         raise UsageError(f"{option} {path} is a folder; give a file name") from None
     except OSError as exc:
         raise UsageError(f"cannot read {option} {os_words(exc, path)}") from None
-    return _parse(data, path)
 
 
-def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
-    records = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
+def _records(file: BinaryIO, path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a results file, one at a time, whatever its line ends."""
+    for number, raw in enumerate(physical_lines(file), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -125,13 +130,12 @@ def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
                 f"{path} line {number} was not written by `modelslab-fetch wait`; "
                 "refusing to resume from or append to it: give another --output file"
             )
-        records.append(record)
-    return records
+        yield record
 
 
 def _not_empty(path: Path, count: int) -> UsageError:
     return UsageError(
-        f"{path} already holds {count} results: add --resume to finish that run (ids "
+        f"{path} already holds {counted(count, 'result')}: add --resume to finish that run (ids "
         "already final are skipped), or --overwrite to start afresh"
     )
 
@@ -151,8 +155,9 @@ class ResultsFile:
         self._file: BinaryIO | None = None
         self._created = False
         self._written = False
-        self.records: list[dict[str, Any]] = []
-        """The lines already in the file when it was opened (for `--resume`)."""
+        self._finished = IdSet()
+        self.count = 0
+        """How many results the file held when it was opened."""
 
     def __repr__(self) -> str:
         return f"ResultsFile({str(self.path)!r})"
@@ -180,16 +185,26 @@ class ResultsFile:
     def _check(self, file: BinaryIO) -> None:
         self._lock(file)
         file.seek(0)
-        data = file.read()
-        self.records = _parse(data, self.path)
-        if self.records and self._overwrite:
+        # Read a line at a time, keeping only what resuming needs (the final ids, and
+        # which failed): a results file may hold millions of lines.
+        for record in _records(file, self.path):
+            self.count += 1
+            if record.get("final") is True:
+                with contextlib.suppress(ValueError, TypeError):
+                    key = normalize_request_id(record.get("request_id"))
+                    self._finished.add(key, failed=record.get("ok") is not True)
+        self._finished.freeze()
+        if self.count and self._overwrite:
             file.truncate(0)
-            self.records, data = [], b""
-        elif self.records and not self._resume:
-            raise _not_empty(self.path, len(self.records))
-        if data and not data.endswith(b"\n"):
-            file.write(b"\n")  # a run killed mid-line: start ours on a fresh line
-            file.flush()
+            self.count, self._finished = 0, IdSet().freeze()
+        elif self.count and not self._resume:
+            raise _not_empty(self.path, self.count)
+        end = file.seek(0, os.SEEK_END)
+        if end:
+            file.seek(end - 1)
+            if file.read(1) not in (b"\n", b"\r"):
+                file.write(b"\n")  # a run killed mid-line: start ours on a fresh line
+                file.flush()
 
     def _lock(self, file: BinaryIO) -> None:
         if fcntl is None:  # pragma: no cover - Windows
@@ -202,29 +217,20 @@ class ResultsFile:
                 "finish (or stop it), or give another --output file"
             ) from None
 
-    def finished_ids(self) -> set[str]:
-        """Ids with a final outcome in the file: a resumed run skips them."""
-        finished = set()
-        for record in self.records:
-            if record.get("final") is True:
-                with contextlib.suppress(ValueError, TypeError):
-                    finished.add(normalize_request_id(record["request_id"]))
-        return finished
+    def finished_ids(self) -> IdSet:
+        """Ids with a final outcome in the file (a resumed run skips them), and which failed."""
+        return self._finished
 
-    def failed_ids(self) -> set[str]:
-        """Ids whose final outcome in the file is a failure (a failed generation, say)."""
-        failed = set()
-        for record in self.records:
-            if record.get("final") is True and record.get("ok") is not True:
-                with contextlib.suppress(ValueError, TypeError):
-                    failed.add(normalize_request_id(record["request_id"]))
-        return failed
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The lines the file held when opened, read again one at a time (for `--resume`)."""
+        with self.path.open("rb") as file:
+            yield from _records(file, self.path)
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one line and hand it to the OS before returning (it survives a kill)."""
         if self._file is None:
             raise RuntimeError("ResultsFile.open() was not called")  # pragma: no cover
-        line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        line = json_line(record).encode("utf-8") + b"\n"
         self._written = True
         try:
             self._file.write(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from .._config import DEFAULT_BASE_URL
 from .._errors import (
     AccountError,
     APIConnectionError,
@@ -20,7 +21,18 @@ from .._errors import (
     WaitTimeoutError,
 )
 
-__all__ = ["account_stop_message", "in_cli_terms", "in_plain_words"]
+__all__ = [
+    "account_stop_message",
+    "counted",
+    "in_cli_terms",
+    "in_plain_words",
+    "unknown_ids_hint",
+]
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """`1 file`, `2 files`: a count and its noun, agreeing."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer per error class
@@ -36,7 +48,10 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
         )
     if isinstance(error, RateLimitError):
         wait = "" if error.retry_after is None else f" (it asked to wait {error.retry_after:g} s)"
-        return f"ModelsLab is rate limiting this account{wait}: try again later"
+        return (
+            f"ModelsLab is rate limiting this account{wait}: try again later, or wait on "
+            "fewer ids at once (`wait --concurrency N`)"
+        )
     if isinstance(error, RequestNotFoundError):
         return (
             "ModelsLab does not know this id: check it is the id returned when the job was "
@@ -63,8 +78,8 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
     return in_cli_terms(str(error))
 
 
-# The library speaks to programmers (`base_url=`, `wait()`); at the command line the same
-# advice is about options and commands.
+# The library speaks to programmers (`base_url=`, `wait()`, `max_concurrency`); at the
+# command line the same advice is about options and commands.
 _LIBRARY_TERMS = (
     ("check api_key= or MODELSLAB_API_KEY", "check MODELSLAB_API_KEY (or --api-key-file)"),
     ("pass api_key=... to the client or set", "set"),
@@ -73,7 +88,21 @@ _LIBRARY_TERMS = (
         "run the same command again later (with --output FILE and --resume, only "
         "unfinished ids are asked again), or give a larger --timeout",
     ),
+    (
+        "lower max_concurrency or max_requests_per_second, or try again later",
+        "try again later, or wait on fewer ids at once (`wait --concurrency N`)",
+    ),
     (", or pass your own http_client", ""),
+    (
+        "create the client with that base_url; else pass endpoint=",
+        "point --base-url (or MODELSLAB_BASE_URL) there; else give --endpoint NAME",
+    ),
+    ("pass endpoint= to choose one", "give --endpoint NAME to choose one"),
+    (
+        "wait on the id you were given with client.<endpoint>.wait(id)",
+        "give the id itself instead: modelslab-fetch wait ID --endpoint NAME",
+    ),
+    ("this client's base_url", "--base-url"),
     ("base_url / the endpoint", "--base-url / the endpoint"),
     ("base_url", "--base-url"),
     ("Downloader(file_time_limit=...)", "the download time limit"),
@@ -82,10 +111,13 @@ _LIBRARY_TERMS = (
         "run the command with --allow-private-downloads",
     ),
 )
+# The endpoint names are listed by --help; one line of advice need not hold them all.
+_ENDPOINT_LIST = re.compile(r"pass endpoint= \(one of: [^)]*\)")
 
 
 def in_cli_terms(text: str) -> str:
     """`text` with the library's parameter names replaced by the command's options."""
+    text = _ENDPOINT_LIST.sub("give --endpoint NAME (see --help)", text)
     for library, command in _LIBRARY_TERMS:
         text = text.replace(library, command)
     return text
@@ -130,3 +162,27 @@ def account_stop_message(error: AccountError, *, results: str | None) -> str:
         else "then run the same command again"
     )
     return f"stopped: {in_plain_words(error)}; {again}. No further requests were sent."
+
+
+def unknown_ids_hint(base_url: str, unknown: int, asked: int) -> str | None:
+    """A hint when every id was unknown and the API root looks wrong; None otherwise.
+
+    ModelsLab's API root ends in `/api` (so does the simulator's): without it every
+    fetch lands on a path that is no endpoint, and each id reads as unknown. Said once,
+    after the run, rather than as many times as there are ids.
+    """
+    if unknown == 0 or unknown != asked:
+        return None
+    try:
+        path = urlsplit(base_url).path.rstrip("/")
+    except ValueError:  # pragma: no cover - the client checked the URL already
+        return None
+    if path.endswith("/api"):
+        return None
+    which = "the id" if asked == 1 else f"any of the {counted(asked, 'id')}"
+    return (
+        f"hint: the server at {base_url} did not know {which}, and that URL does not end "
+        f"in /api: if the ids are right, the URL may be wrong; ModelsLab's API root is "
+        f"{DEFAULT_BASE_URL} (a simulator's ends in /api too): check --base-url or "
+        "MODELSLAB_BASE_URL"
+    )
