@@ -554,7 +554,7 @@ def import_times() -> dict[str, float]:
         client.append(
             import_microseconds(
                 "from modelslab_fetch import ModelsLab, AsyncModelsLab, FetchResult",
-                ["modelslab_fetch", "modelslab_fetch._sync_client"],
+                ["modelslab_fetch", "modelslab_fetch._clients._sync"],
             )
         )
     return {

@@ -3,7 +3,7 @@
 No sockets and no sleeping: just the arithmetic of poll times against ready times, with a
 per-request latency, for the two ways a server's `eta` can be wrong: a factor drawn once
 per job (a consistent bias) or afresh for every answer. Used to choose the defaults of
-`modelslab_fetch._readiness`; run with `python benchmarks/poll_strategies.py`.
+`modelslab_fetch._jobs._readiness`; run with `python benchmarks/poll_strategies.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelslab_fetch import PollPolicy
-from modelslab_fetch._readiness import ReadinessEstimate
+from modelslab_fetch._jobs._readiness import ReadinessEstimate
 
 LATENCY = 0.02  # seconds per request, the server answering half way
 ERROR = 0.4  # the simulator's default: every eta off by up to ±40%

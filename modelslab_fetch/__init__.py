@@ -45,24 +45,25 @@ from ._retry_policy import DEFAULT_RETRY_STATUSES, RetryPolicy
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncEnterprise, AsyncModelsLab
-    from ._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
+    from ._clients._async import AsyncEnterprise, AsyncModelsLab
+    from ._clients._sync import Enterprise, ModelsLab
     from ._clock import Clock, EventLoopClock
-    from ._downloads import Downloaded
-    from ._endpoint import (
+    from ._endpoints._blocking import SyncBatch, SyncFetchResource
+    from ._endpoints._resource import (
         DEFAULT_WAIT_MANY_CONCURRENCY,
         AsyncFetchResource,
         FetchEndpoint,
         FetchResource,
     )
+    from ._endpoints._routing import ForeignFetchURLError
     from ._endpoints.results import ThreeDResult, VoiceResult
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId
-    from ._models import FetchResult, Status
-    from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
-    from ._routing import ForeignFetchURLError
-    from ._sync_client import Enterprise, ModelsLab, SyncBatch, SyncFetchResource
-    from ._updates import PollUpdate
+    from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
+    from ._jobs._downloads import Downloaded
+    from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
+    from ._jobs._updates import PollUpdate
+    from ._results import FetchResult, Status
 
 setup_logging_from_env()
 
@@ -70,33 +71,33 @@ setup_logging_from_env()
 # the package: `import modelslab_fetch` stays cheap for a CLI start, a cold start, or a
 # program that only reads a constant or an error class. Type checkers see them above.
 _LAZY = {
-    "AsyncBatch": "._batch",
-    "AsyncEnterprise": "._async_client",
-    "AsyncFetchResource": "._endpoint",
-    "AsyncModelsLab": "._async_client",
+    "AsyncBatch": "._jobs._batch",
+    "AsyncEnterprise": "._clients._async",
+    "AsyncFetchResource": "._endpoints._resource",
+    "AsyncModelsLab": "._clients._async",
     "AsyncV7": "._endpoints.table",
-    "Batch": "._batch",
+    "Batch": "._jobs._batch",
     "Clock": "._clock",
-    "DEFAULT_WAIT_MANY_CONCURRENCY": "._endpoint",
-    "DEFAULT_WAIT_TIMEOUT": "._polling",
-    "Downloaded": "._downloads",
-    "Enterprise": "._sync_client",
+    "DEFAULT_WAIT_MANY_CONCURRENCY": "._endpoints._resource",
+    "DEFAULT_WAIT_TIMEOUT": "._jobs._polling",
+    "Downloaded": "._jobs._downloads",
+    "Enterprise": "._clients._sync",
     "EventLoopClock": "._clock",
-    "Failure": "._batch",
-    "FetchEndpoint": "._endpoint",
-    "FetchResource": "._endpoint",
-    "FetchResult": "._models",
-    "ForeignFetchURLError": "._routing",
-    "ModelsLab": "._sync_client",
-    "Outcome": "._batch",
-    "PollPolicy": "._polling",
-    "PollUpdate": "._updates",
-    "Progress": "._batch",
+    "Failure": "._jobs._batch",
+    "FetchEndpoint": "._endpoints._resource",
+    "FetchResource": "._endpoints._resource",
+    "FetchResult": "._results",
+    "ForeignFetchURLError": "._endpoints._routing",
+    "ModelsLab": "._clients._sync",
+    "Outcome": "._jobs._batch",
+    "PollPolicy": "._jobs._polling",
+    "PollUpdate": "._jobs._updates",
+    "Progress": "._jobs._batch",
     "RequestId": "._ids",
-    "Status": "._models",
-    "Success": "._batch",
-    "SyncBatch": "._sync_client",
-    "SyncFetchResource": "._sync_client",
+    "Status": "._results",
+    "Success": "._jobs._batch",
+    "SyncBatch": "._endpoints._blocking",
+    "SyncFetchResource": "._endpoints._blocking",
     "ThreeDResult": "._endpoints.results",
     "V7": "._endpoints.table",
     "VoiceResult": "._endpoints.results",

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 if TYPE_CHECKING:
-    from ._models import FetchResult
+    from ._results import FetchResult
 
 __all__ = [
     "APIConnectionError",

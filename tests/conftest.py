@@ -19,7 +19,8 @@ import httpx
 import pytest
 import respx
 
-from modelslab_fetch import AsyncModelsLab, PollPolicy, _endpoint, _models
+from modelslab_fetch import AsyncModelsLab, PollPolicy, _results
+from modelslab_fetch._endpoints import _resource
 
 # The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module;
 # pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
@@ -140,7 +141,7 @@ def _logged_once_memories_fresh() -> Iterator[None]:
     A test that runs twice in one process (on asyncio, then on trio) would otherwise find
     its warning already given by the first run, and see none.
     """
-    memories = [_endpoint._unknown_statuses_logged, _models._odd_fields_logged]
+    memories = [_resource._unknown_statuses_logged, _results._odd_fields_logged]
     saved = [set(memory) for memory in memories]
     for memory in memories:
         memory.clear()

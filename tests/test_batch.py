@@ -28,7 +28,7 @@ from modelslab_fetch import (
     Success,
     WaitTimeoutError,
 )
-from modelslab_fetch._batch import RECENT_OUTCOMES_KEPT
+from modelslab_fetch._jobs._batch import RECENT_OUTCOMES_KEPT
 from tests.backends import asyncio_only, both_backends, collect, leftover_tasks, only_this_task_left
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock, echo_success, never_answer
 

@@ -17,7 +17,7 @@ import pytest
 import respx
 
 from modelslab_fetch import ModelsLab, PollUpdate
-from modelslab_fetch._loop_thread import LoopThread
+from modelslab_fetch._clients._loop_thread import LoopThread
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.test_shutdown import client_sockets

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelslab_fetch._batch import Progress
+from modelslab_fetch._jobs._batch import Progress
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
 from modelslab_fetch.cli._progress import ProgressView, choose_mode, line_of

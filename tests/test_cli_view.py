@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from modelslab_fetch._batch import Progress
 from modelslab_fetch._errors import APIConnectionError
+from modelslab_fetch._jobs._batch import Progress
 from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, line_of
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, env_for

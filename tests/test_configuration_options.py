@@ -38,10 +38,10 @@ from modelslab_fetch import (
     RetryPolicy,
     Status,
 )
-from modelslab_fetch._aiohttp_backend import AiohttpBackend
 from modelslab_fetch._config import ClientConfig
+from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
+from modelslab_fetch._http._transport import Transport
 from modelslab_fetch._log_redaction import install as install_log_redaction
-from modelslab_fetch._transport import Transport
 from modelslab_fetch.testing import Simulator, SimulatorApp, simulator_server
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.hostile_servers import Behaviour, HostileServer, Peer, response_head

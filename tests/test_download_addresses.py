@@ -17,8 +17,8 @@ import pytest
 import respx
 
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLab
-from modelslab_fetch import _download_guard as guard
-from modelslab_fetch._download_guard import AddressPolicy
+from modelslab_fetch._jobs import _addresses as guard
+from modelslab_fetch._jobs._addresses import AddressPolicy
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL
 from tests.hostile_servers import Behaviour, HostileServer, answer, raw
 

@@ -26,9 +26,9 @@ from modelslab_fetch import (
     ModelsLab,
     RetryPolicy,
 )
-from modelslab_fetch._downloads import MAX_IMAGE_BYTES, file_name_for
 from modelslab_fetch._endpoints.table import endpoint_table
-from modelslab_fetch._part_files import PART_FILE, PartFile, remove_abandoned
+from modelslab_fetch._jobs._downloads import MAX_IMAGE_BYTES, file_name_for
+from modelslab_fetch._jobs._part_files import PART_FILE, PartFile, remove_abandoned
 from tests.cli_support import cli, env_for
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
 from tests.hostile_servers import Behaviour, HostileServer, Peer, answer, raw, response_head
@@ -146,7 +146,7 @@ async def test_http_errors_and_oversized_images_are_download_errors(
     router.get("https://cdn.example/huge.png").respond(content=b"x" * 2048)
     with pytest.raises(DownloadError, match="HTTP 404"):
         await client.download(result("1", "https://cdn.example/gone.png"), tmp_path)
-    monkeypatch.setattr("modelslab_fetch._downloads.MAX_IMAGE_BYTES", 1024)
+    monkeypatch.setattr("modelslab_fetch._jobs._downloads.MAX_IMAGE_BYTES", 1024)
     with pytest.raises(DownloadError, match="larger than"):
         await client.download(result("2", "https://cdn.example/huge.png"), tmp_path)
     assert list(tmp_path.iterdir()) == []
@@ -588,11 +588,13 @@ def test_a_part_file_open_in_this_process_is_kept_and_a_renamed_one_untouched(
 def test_a_part_file_taken_by_a_cleaner_before_its_writer_locked_it_is_made_anew(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelslab_fetch import _part_files
+    from modelslab_fetch._jobs import _part_files
 
     (tmp_path / ".1-0.png.00000000.part").write_bytes(b"someone else's")
     names = iter(["00000000", "11111111", "22222222"])  # the first is taken already
-    monkeypatch.setattr("modelslab_fetch._part_files.secrets.token_hex", lambda _n: next(names))
+    monkeypatch.setattr(
+        "modelslab_fetch._jobs._part_files.secrets.token_hex", lambda _n: next(names)
+    )
     real_lock = _part_files._lock
     raced: list[str] = []
 

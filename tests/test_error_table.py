@@ -34,7 +34,7 @@ from modelslab_fetch import (
     RequestNotFoundError,
     Status,
 )
-from modelslab_fetch._http_errors import ERROR_TABLE, is_transient
+from modelslab_fetch._http._answers import ERROR_TABLE, is_transient
 from tests.backends import both_backends
 from tests.conftest import API_KEY, BACKENDS, IMAGES_URL, FakeClock, client_on
 from tests.hostile_servers import HostileServer, answer

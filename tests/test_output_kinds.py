@@ -8,7 +8,7 @@ import pytest
 import respx
 
 from modelslab_fetch import AsyncModelsLab, FetchResult
-from modelslab_fetch._downloads import extension_for_content_type, file_name_for
+from modelslab_fetch._jobs._downloads import extension_for_content_type, file_name_for
 
 
 def result(request_id: str, *urls: str) -> FetchResult:

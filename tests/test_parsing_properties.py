@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelslab_fetch import AuthenticationError, FetchResult, ResponseParseError
-from modelslab_fetch._backends import RawResponse
 from modelslab_fetch._endpoints.table import ClientEndpoints
-from modelslab_fetch._http_errors import decode_response
+from modelslab_fetch._http._answers import decode_response
+from modelslab_fetch._http._backends._base import RawResponse
 
 FIELDS = [
     "status",

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from modelslab_fetch import APIConnectionError, FetchResult, PollPolicy, Status, WaitTimeoutError
-from modelslab_fetch._polling import wait_until_finished
-from modelslab_fetch._updates import PollUpdate
+from modelslab_fetch._jobs._polling import wait_until_finished
+from modelslab_fetch._jobs._updates import PollUpdate
 from tests.backends import both_backends
 from tests.conftest import FakeClock
 

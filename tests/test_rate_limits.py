@@ -21,7 +21,7 @@ from modelslab_fetch import (
     RateLimitError,
     WaitTimeoutError,
 )
-from modelslab_fetch._transport import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE
+from modelslab_fetch._http._transport import MAX_RATE_LIMIT_PAUSE, RATE_LIMIT_PAUSE
 from tests.backends import both_backends, collect
 from tests.conftest import IMAGES_URL, FakeClock
 

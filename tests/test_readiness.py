@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from modelslab_fetch._readiness import ReadinessEstimate
+from modelslab_fetch._jobs._readiness import ReadinessEstimate
 
 
 def biased(ready: float, factor: float, at: float) -> float:

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from modelslab_fetch._retry_after import parse_retry_after, stated_wait
+from modelslab_fetch._http._retry_after import parse_retry_after, stated_wait
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 

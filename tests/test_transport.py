@@ -24,8 +24,8 @@ from modelslab_fetch import (
     ResponseParseError,
     Status,
 )
-from modelslab_fetch._backends import _RequestBody
-from modelslab_fetch._transport import MAX_RETRY_AFTER
+from modelslab_fetch._http._backends._base import _RequestBody
+from modelslab_fetch._http._transport import MAX_RETRY_AFTER
 from tests.backends import asyncio_only, both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
 

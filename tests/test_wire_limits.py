@@ -28,8 +28,8 @@ import pytest
 
 import modelslab_fetch
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult
-from modelslab_fetch._aiohttp_backend import AiohttpBackend
-from modelslab_fetch._backends import (
+from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
+from modelslab_fetch._http._backends._base import (
     MAX_RESPONSE_BYTES,
     Backend,
     BackendCertificateError,
@@ -41,8 +41,8 @@ from modelslab_fetch._backends import (
     connection_error,
     overall_deadline,
 )
-from modelslab_fetch._decoding import BodyDecoder, DecodedTooLarge, DecodingError
-from modelslab_fetch._downloads import Downloader
+from modelslab_fetch._http._decoding import BodyDecoder, DecodedTooLarge, DecodingError
+from modelslab_fetch._jobs._downloads import Downloader
 from tests.conftest import API_KEY, FakeClock
 from tests.hostile_servers import (
     HostileServer,
@@ -254,9 +254,9 @@ _PROBE = """
 import asyncio, json, sys, tempfile
 import httpx
 from modelslab_fetch import FetchResult
-from modelslab_fetch._aiohttp_backend import AiohttpBackend
-from modelslab_fetch._backends import HttpxBackend
-from modelslab_fetch._downloads import Downloader
+from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
+from modelslab_fetch._http._backends._base import HttpxBackend
+from modelslab_fetch._jobs._downloads import Downloader
 
 def status(field):
     # VmHWM is the peak RSS, which clear_refs resets (ru_maxrss cannot be): so peaks
@@ -531,8 +531,8 @@ async def test_deeply_nested_json_is_a_parse_error_from_fetch_wait_and_wait_many
 
 
 def test_json_nested_just_within_the_limit_still_reads() -> None:
-    from modelslab_fetch._backends import RawResponse
-    from modelslab_fetch._http_errors import decode_response
+    from modelslab_fetch._http._answers import decode_response
+    from modelslab_fetch._http._backends._base import RawResponse
 
     body = deep_body(63)  # 63 lists inside the object: 64 levels
     decoded = decode_response(

@@ -1,5 +1,5 @@
-"""Layer 3: every ModelsLab fetch endpoint as data, declared once in `table.py`.
+"""Endpoints: every fetch endpoint one row of one table, the calls each offers, routing.
 
-Adding an endpoint is one row (a class attribute) in `table.py`; both clients, the
-simulator, the CLI and the docs' endpoint table follow from it.
+Imports `_jobs`, `_http` and the foundation; never `_clients`, `cli` or `testing`.
+Adding an endpoint is one row (a class attribute) in `table.py`.
 """

@@ -11,11 +11,11 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from .._endpoint import FetchEndpoint
+from ._resource import FetchEndpoint
 
 if TYPE_CHECKING:
-    from .._endpoint import AsyncFetchResource
-    from .._sync_client import SyncFetchResource
+    from ._blocking import SyncFetchResource
+    from ._resource import AsyncFetchResource
 
 __all__ = ["AsyncSurface", "Group", "SyncSurface", "rows_of"]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from .._models import FetchResult, _url_list
 from .._numbers import finite_number
+from .._results import FetchResult, _url_list
 
 __all__ = ["ThreeDResult", "VoiceResult"]
 

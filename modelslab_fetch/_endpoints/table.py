@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._endpoint import FetchEndpoint
-from .._models import FetchResult
+from .._results import FetchResult
+from ._resource import FetchEndpoint
 from ._surface import AsyncSurface, Group, SyncSurface, rows_of
 from .results import ThreeDResult, VoiceResult
 

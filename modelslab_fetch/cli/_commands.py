@@ -14,10 +14,9 @@ from typing import Any, TextIO
 
 import anyio
 
-from .._async_client import AsyncModelsLab
-from .._batch import Outcome
+from .._clients._async import AsyncModelsLab
 from .._config import API_KEY_ENV
-from .._endpoint import FetchResource
+from .._endpoints._resource import FetchResource
 from .._errors import (
     AccountError,
     AuthenticationError,
@@ -26,8 +25,9 @@ from .._errors import (
     RequestNotFoundError,
 )
 from .._ids import normalize_request_id
-from .._models import FetchResult, Status
-from .._part_files import remove_abandoned
+from .._jobs._batch import Outcome
+from .._jobs._part_files import remove_abandoned
+from .._results import FetchResult, Status
 from ._ids import IdsToRead, read_ids
 from ._idset import IdSet
 from ._lines import json_line

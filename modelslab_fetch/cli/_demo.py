@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from .._async_client import AsyncModelsLab
+from .._clients._async import AsyncModelsLab
 from .._config import is_loopback
 from ..testing import Faults, Simulator, SimulatorApp, run_simulator, simulator_server
 from ..testing._simulator import ETA_ERROR_MODELS

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._downloads import Downloaded
 from .._errors import AccountError, RequestNotFoundError
-from .._models import FetchResult, Status
+from .._jobs._downloads import Downloaded
+from .._results import FetchResult, Status
 from ._commands import (
     EXIT_FAILED,
     EXIT_OK,

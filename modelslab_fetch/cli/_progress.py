@@ -18,8 +18,8 @@ from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
-from .._batch import Progress
-from .._updates import PollUpdate
+from .._jobs._batch import Progress
+from .._jobs._updates import PollUpdate
 from ._lines import json_line
 from ._words import counted, in_plain_words
 

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._async_client import AsyncModelsLab
-from .._batch import AsyncBatch, Outcome, ProgressCallback
-from .._endpoint import AsyncFetchResource
+from .._clients._async import AsyncModelsLab
+from .._endpoints._resource import AsyncFetchResource
 from .._endpoints.table import endpoint_table
 from .._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
 from .._ids import normalize_request_id
-from .._models import FetchResult
-from .._updates import UpdateCallback
+from .._jobs._batch import AsyncBatch, Outcome, ProgressCallback
+from .._jobs._updates import UpdateCallback
+from .._results import FetchResult
 from ._ids import numbered_lines
 from ._idset import IdSet
 from ._words import in_cli_terms

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .._batch import Outcome
 from .._errors import (
     BadRequestError,
     GenerationFailedError,
@@ -23,7 +22,8 @@ from .._errors import (
     RequestNotFoundError,
 )
 from .._ids import normalize_request_id
-from .._models import FetchResult
+from .._jobs._batch import Outcome
+from .._results import FetchResult
 from ._idset import IdSet
 from ._lines import json_line, physical_lines
 from ._usage import UsageError, os_words

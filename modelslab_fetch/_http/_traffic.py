@@ -11,8 +11,8 @@ from types import TracebackType
 import anyio
 import sniffio
 
-from ._clock import Clock
-from ._per_loop import leave_behind
+from .._clock import Clock
+from .._per_loop import leave_behind
 
 __all__ = ["TrafficControl", "last_check_before_sending"]
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import anyio
 import anyio.abc
 
-from ._errors import ClientClosedError, ConfigurationError
-from ._ids import ids_in_file, is_file, normalize_request_id
-from ._models import FetchResult
+from .._errors import ClientClosedError, ConfigurationError
+from .._ids import ids_in_file, is_file, normalize_request_id
+from .._results import FetchResult
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream

@@ -34,7 +34,7 @@ import anyio
 import httpcore
 import httpx
 
-from ._urls import ip_literal
+from .._urls import ip_literal
 
 __all__ = [
     "OPT_IN",

@@ -14,7 +14,27 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import sniffio
 
-from ._backends import (
+from .._clock import Clock
+from .._closing import CallsInFlight
+from .._config import ClientConfig, is_loopback
+from .._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    CertificateVerificationError,
+    ConfigurationError,
+    HostNotFoundError,
+    ModelsLabError,
+    RateLimitError,
+    ResponseParseError,
+)
+from .._log_redaction import install as install_log_redaction
+from .._log_redaction import register as register_for_log_redaction
+from .._per_loop import LoopCheck, PerLoop
+from .._redaction import Redactor, SecretBody
+from .._retry_policy import RetryPolicy
+from .._version import __version__
+from ._answers import decode_response, excerpt_of, is_transient
+from ._backends._base import (
     MAX_RESPONSE_BYTES,
     Backend,
     BackendCertificateError,
@@ -26,30 +46,10 @@ from ._backends import (
     RawResponse,
     httpx_is_patched,
 )
-from ._clock import Clock
-from ._closing import CallsInFlight
-from ._config import ClientConfig, is_loopback
-from ._errors import (
-    APIConnectionError,
-    APITimeoutError,
-    CertificateVerificationError,
-    ConfigurationError,
-    HostNotFoundError,
-    ModelsLabError,
-    RateLimitError,
-    ResponseParseError,
-)
-from ._http_errors import decode_response, excerpt_of, is_transient
-from ._log_redaction import install as install_log_redaction
-from ._log_redaction import register as register_for_log_redaction
-from ._per_loop import LoopCheck, PerLoop
-from ._proxy_guard import refuse_cleartext_proxy
-from ._redaction import Redactor, SecretBody
+from ._proxy import refuse_cleartext_proxy
 from ._retry_after import stated_delay
-from ._retry_policy import RetryPolicy
+from ._retrying import try_first_then_retry
 from ._traffic import TrafficControl
-from ._try_first import try_first_then_retry
-from ._version import __version__
 
 if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
     from tenacity import AsyncRetrying, RetryCallState
@@ -228,7 +228,7 @@ class Transport:
     def _new_aiohttp_backend(self) -> Backend:
         # Imported here, on the first request: `import modelslab_fetch` stays free of
         # aiohttp's import cost for programs that never send, or send through httpx.
-        from ._aiohttp_backend import AiohttpBackend  # noqa: PLC0415
+        from ._backends._aiohttp import AiohttpBackend  # noqa: PLC0415
 
         config = self._config
         return AiohttpBackend(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._config import ClientConfig
+from .._config import ClientConfig
 
 __all__ = ["ClientSettings"]
 

@@ -13,24 +13,29 @@ from urllib.parse import quote
 import anyio
 import pydantic
 
-from ._batch import AsyncBatch, ProgressCallback
-from ._clock import Clock
-from ._errors import (
+from .._clock import Clock
+from .._errors import (
     AccountError,
     ConfigurationError,
     ResponseParseError,
 )
-from ._http_errors import excerpt_of
-from ._ids import RequestId, normalize_request_id
-from ._models import FetchResult
-from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout, wait_until_finished
-from ._traffic import last_check_before_sending
-from ._transport import Transport
-from ._updates import UpdateCallback
+from .._http._answers import excerpt_of
+from .._http._traffic import last_check_before_sending
+from .._http._transport import Transport
+from .._ids import RequestId, normalize_request_id
+from .._jobs._batch import AsyncBatch, ProgressCallback
+from .._jobs._polling import (
+    DEFAULT_WAIT_TIMEOUT,
+    PollPolicy,
+    check_wait_timeout,
+    wait_until_finished,
+)
+from .._jobs._updates import UpdateCallback
+from .._results import FetchResult
 
 if TYPE_CHECKING:
-    from ._endpoints._surface import AsyncSurface, SyncSurface
-    from ._sync_client import SyncFetchResource
+    from ._blocking import SyncFetchResource
+    from ._surface import AsyncSurface, SyncSurface
 
 __all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "AsyncFetchResource", "FetchEndpoint"]
 

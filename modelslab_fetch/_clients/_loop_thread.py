@@ -20,9 +20,9 @@ from typing import Any, Generic, TypeVar, cast
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._closing import CLOSED_MESSAGE
-from ._errors import ClientClosedError
-from ._per_loop import leave_behind
+from .._closing import CLOSED_MESSAGE
+from .._errors import ClientClosedError
+from .._per_loop import leave_behind
 
 __all__ = ["LoopThread"]
 

@@ -9,11 +9,9 @@ from typing import Any, Literal
 
 import httpx
 
-from ._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
-from ._client_settings import ClientSettings
-from ._clock import Clock, EventLoopClock
-from ._closing import ClosesOnAsyncExit
-from ._config import (
+from .._clock import Clock, EventLoopClock
+from .._closing import ClosesOnAsyncExit
+from .._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -21,20 +19,27 @@ from ._config import (
     ClientConfig,
     NotGiven,
 )
-from ._download_guard import AddressPolicy, DownloadTransport
-from ._downloads import Downloaded, Downloader
-from ._endpoint import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource, FetchEndpoint
-from ._endpoints._surface import AsyncSurface
-from ._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
-from ._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
-from ._models import FetchResult, Status
-from ._per_loop import PerLoop
-from ._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
-from ._retry_policy import RetryPolicy
-from ._routing import Queued, QueuedItems, body_of, failure_of, refusal, resolve
-from ._tls import CertTypes, VerifyTypes
-from ._transport import Transport
-from ._updates import UpdateCallback
+from .._endpoints._resource import (
+    DEFAULT_WAIT_MANY_CONCURRENCY,
+    AccountStop,
+    AsyncFetchResource,
+    FetchEndpoint,
+)
+from .._endpoints._routing import Queued, QueuedItems, body_of, failure_of, refusal, resolve
+from .._endpoints._surface import AsyncSurface
+from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
+from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
+from .._http._transport import Transport
+from .._jobs._addresses import AddressPolicy, DownloadTransport
+from .._jobs._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
+from .._jobs._downloads import Downloaded, Downloader
+from .._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
+from .._jobs._updates import UpdateCallback
+from .._per_loop import PerLoop
+from .._results import FetchResult, Status
+from .._retry_policy import RetryPolicy
+from .._tls import CertTypes, VerifyTypes
+from ._settings import ClientSettings
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
 

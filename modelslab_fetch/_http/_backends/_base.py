@@ -21,7 +21,7 @@ import anyio
 import httpx
 import sniffio
 
-from ._decoding import (
+from .._decoding import (
     ACCEPT_ENCODING,
     DecodedTooLarge,
     DecodingError,

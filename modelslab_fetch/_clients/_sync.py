@@ -5,113 +5,27 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import httpx
 
-from ._async_client import AsyncModelsLab
-from ._batch import AsyncBatch, Failure, Success
-from ._client_settings import ClientSettings
-from ._closing import ClosesOnExit
-from ._config import ClientConfig
-from ._downloads import Downloaded
-from ._endpoint import AsyncFetchResource, FetchEndpoint
-from ._endpoints._surface import SyncSurface
-from ._endpoints.table import ClientEndpoints, Enterprise
+from .._closing import ClosesOnExit
+from .._config import ClientConfig
+from .._endpoints._blocking import SyncBatch, SyncFetchResource
+from .._endpoints._resource import FetchEndpoint
+from .._endpoints._surface import SyncSurface
+from .._endpoints._twins import parameters_of
+from .._endpoints.table import ClientEndpoints, Enterprise
+from .._jobs._downloads import Downloaded
+from .._results import FetchResult
+from ._async import AsyncModelsLab
 from ._loop_thread import LoopThread
-from ._models import FetchResult
-from ._twins import parameters_of
+from ._settings import ClientSettings
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
-
-R = TypeVar("R", bound=FetchResult)
-
-_OUTCOMES_PER_HANDOFF = 256
-
-
-class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
-    """The blocking twin of `Batch`: iterate it for one `Outcome` per input id.
-
-    Outcomes stream from the client's event loop as they are ready (a few hundred per
-    hand-off at most), so a batch is never collected whole, and the work waits while you
-    do not read. Leaving the loop early, `close()` or the end of a `with` block stops it.
-    """
-
-    def __init__(self, batch: AsyncBatch[R], loop: LoopThread) -> None:
-        self._batch = batch
-        self._loop = loop
-        self._ready: deque[Success[R] | Failure[R]] = deque()
-        self._finished = False
-
-    def __repr__(self) -> str:
-        return "Sync" + repr(self._batch).removeprefix("Async")
-
-    def __next__(self) -> Success[R] | Failure[R]:
-        if not self._ready and not self._finished:
-            self._ready.extend(self._loop.run(self._batch.next_many, _OUTCOMES_PER_HANDOFF))
-            self._finished = not self._ready
-        if not self._ready:
-            raise StopIteration
-        return self._ready.popleft()
-
-    def close(self) -> None:
-        """Stop all work of the batch. Safe to call twice, and after the client closed."""
-        if self._finished:
-            return
-        self._finished = True
-        self._ready.clear()
-        if self._loop.started and not self._loop.closed:
-            self._loop.run(self._batch.aclose)
-
-    def __del__(self) -> None:
-        # A `for` loop left with `break` drops the iterator: stop the work it started,
-        # without blocking whatever thread the garbage collector runs in.
-        if not getattr(self, "_finished", True):
-            self._finished = True
-            self._loop.spawn(self._batch.aclose)
-
-
-class SyncFetchResource(Generic[R]):
-    """The blocking twin of `AsyncFetchResource`: the same calls, on the client's event loop.
-
-    Each call takes exactly the parameters of its async twin (see `_twins`).
-    """
-
-    def __init__(self, resource: AsyncFetchResource[R], loop: LoopThread) -> None:
-        self._async = resource
-        self._loop = loop
-
-    def __repr__(self) -> str:
-        return "Sync" + repr(self._async).removeprefix("Async")
-
-    @parameters_of(AsyncFetchResource.fetch)
-    def fetch(self, *args: Any, **kwargs: Any) -> R:
-        """Ask once where the job stands; see `AsyncFetchResource.fetch`."""
-        return self._loop.run(partial(self._async.fetch, *args, **kwargs))
-
-    @parameters_of(AsyncFetchResource.wait)
-    def wait(self, *args: Any, **kwargs: Any) -> R:
-        """Poll the job until it finishes; see `AsyncFetchResource.wait`.
-
-        `on_update` is called in the client's loop thread, not yours.
-        """
-        return self._loop.run(partial(self._async.wait, *args, **kwargs))
-
-    @parameters_of(AsyncFetchResource.fetch_many)
-    def fetch_many(self, *args: Any, **kwargs: Any) -> SyncBatch[R]:
-        """Fetch each id once, one `Outcome` per input id; see `AsyncFetchResource.fetch_many`."""
-        self._loop.check_open()
-        return SyncBatch(self._async.fetch_many(*args, **kwargs), self._loop)
-
-    @parameters_of(AsyncFetchResource.wait_many)
-    def wait_many(self, *args: Any, **kwargs: Any) -> SyncBatch[R]:
-        """Wait for each id, one `Outcome` per input id; see `AsyncFetchResource.wait_many`."""
-        self._loop.check_open()
-        return SyncBatch(self._async.wait_many(*args, **kwargs), self._loop)
 
 
 class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):

@@ -23,25 +23,25 @@ from urllib.parse import unquote, urlsplit
 import anyio
 import httpx
 
-from ._backends import overall_deadline
-from ._clock import Clock, EventLoopClock
-from ._config import DEFAULT_MAX_RETRIES
-from ._decoding import (
+from .._clock import Clock, EventLoopClock
+from .._config import DEFAULT_MAX_RETRIES
+from .._errors import DownloadError
+from .._http._answers import is_html
+from .._http._backends._base import overall_deadline
+from .._http._decoding import (
     ACCEPT_ENCODING,
     DecodedTooLarge,
     DecodingError,
     closing_chunks,
     decoded_chunks,
 )
-from ._download_guard import OPT_IN, AddressPolicy, DownloadRefused
-from ._errors import DownloadError
-from ._http_errors import is_html
-from ._models import FetchResult
+from .._http._retry_after import parse_retry_after, stated_delay
+from .._http._retrying import try_first_then_retry
+from .._results import FetchResult
+from .._retry_policy import RetryPolicy
+from .._urls import UnusableURL, checked_http_url
+from ._addresses import OPT_IN, AddressPolicy, DownloadRefused
 from ._part_files import PartFile
-from ._retry_after import parse_retry_after, stated_delay
-from ._retry_policy import RetryPolicy
-from ._try_first import try_first_then_retry
-from ._urls import UnusableURL, checked_http_url
 
 if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
     from tenacity import AsyncRetrying
@@ -292,7 +292,7 @@ class Downloader:
     async def _fetch_with_retries(self, url: str, part: PartFile, request_id: str) -> str | None:
         # The transport's machinery, not a backoff of our own: the same policy, the same
         # waits (a stated Retry-After, else exponential backoff with jitter), the same logs.
-        from ._transport import _log_retry, _wait_stated_or_backoff  # noqa: PLC0415
+        from .._http._transport import _log_retry, _wait_stated_or_backoff  # noqa: PLC0415
 
         attempts = 0
         retries, policy = self._retries, self._policy

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 
-from ._numbers import finite_number
+from .._numbers import finite_number
 
 __all__ = ["parse_rate_limit_reset", "parse_retry_after", "stated_delay", "stated_wait"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._models import FetchResult, Status
+from .._results import FetchResult, Status
 
 __all__ = ["PollUpdate", "UpdateCallback"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 __all__ = ["refuse_cleartext_proxy"]
 

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._endpoint import FetchEndpoint
-from ._errors import (
+from .._errors import (
     ConfigurationError,
     GenerationFailedError,
     InvalidRequestIdError,
     ModelsLabError,
     ResponseParseError,
 )
-from ._http_errors import error_in_body
-from ._ids import normalize_request_id
-from ._json_depth import TOO_DEEP, nested_deeper_than
-from ._models import FetchResult
+from .._http._answers import error_in_body
+from .._ids import normalize_request_id
+from .._json_depth import TOO_DEEP, nested_deeper_than
+from .._results import FetchResult
+from ._resource import FetchEndpoint
 
 __all__ = [
     "ForeignFetchURLError",

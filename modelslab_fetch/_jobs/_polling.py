@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 
-from ._clock import Clock
-from ._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
-from ._models import FetchResult
+from .._clock import Clock
+from .._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
+from .._http._retry_after import stated_delay
+from .._http._transport import is_transient
+from .._results import FetchResult
 from ._readiness import ReadinessEstimate
-from ._retry_after import stated_delay
-from ._transport import is_transient
 
 if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_try_first)
     from tenacity import AsyncRetrying, RetryCallState
-from ._try_first import try_first_then_retry
+from .._http._retrying import try_first_then_retry
 from ._updates import PollUpdate, UpdateCallback
 
 __all__ = ["DEFAULT_WAIT_TIMEOUT", "PollPolicy", "wait_until_finished"]

@@ -18,8 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._backends import RawResponse
-from ._errors import (
+from .._errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -33,9 +32,10 @@ from ._errors import (
     RequestNotFoundError,
     ResponseParseError,
 )
-from ._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
+from .._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
+from .._retry_policy import DEFAULT_RETRY_STATUSES
+from ._backends._base import RawResponse
 from ._retry_after import stated_wait
-from ._retry_policy import DEFAULT_RETRY_STATUSES
 
 __all__ = [
     "ERROR_TABLE",

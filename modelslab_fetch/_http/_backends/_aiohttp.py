@@ -18,7 +18,9 @@ from collections.abc import Mapping
 import aiohttp
 import httpx
 
-from ._backends import (
+from ..._config import is_loopback
+from .._decoding import ACCEPT_ENCODING, BodyDecoder
+from ._base import (
     MAX_RESPONSE_BYTES,
     BackendTimeout,
     RawResponse,
@@ -27,8 +29,6 @@ from ._backends import (
     decoding_errors,
     describe,
 )
-from ._config import is_loopback
-from ._decoding import ACCEPT_ENCODING, BodyDecoder
 
 __all__ = ["AiohttpBackend"]
 
