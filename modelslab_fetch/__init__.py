@@ -29,6 +29,7 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     DownloadError,
+    ForeignFetchURLError,
     GenerationFailedError,
     HostNotFoundError,
     InsufficientCreditsError,
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
         FetchEndpoint,
         FetchResource,
     )
-    from ._endpoints._routing import ForeignFetchURLError
     from ._endpoints.results import ThreeDResult, VoiceResult
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId
@@ -87,7 +87,6 @@ _LAZY = {
     "FetchEndpoint": "._endpoints._resource",
     "FetchResource": "._endpoints._resource",
     "FetchResult": "._results",
-    "ForeignFetchURLError": "._endpoints._routing",
     "ModelsLab": "._clients._sync",
     "Outcome": "._jobs._batch",
     "PollPolicy": "._jobs._polling",

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ._errors import AuthenticationError, ConfigurationError
+from ._errors import AuthenticationError, ConfigurationError, UnusableURL
 from ._retry_policy import RetryPolicy
 from ._tls import CertTypes, VerifyTypes, make_ssl_context
-from ._urls import UnusableURL, checked_http_url
+from ._urls import checked_http_url
 
 __all__ = [
     "API_KEY_ENV",

@@ -28,20 +28,24 @@ import pytest
 
 import modelslab_fetch
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult
-from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
-from modelslab_fetch._http._backends._base import (
-    MAX_RESPONSE_BYTES,
-    Backend,
+from modelslab_fetch._errors import (
     BackendCertificateError,
     BackendConnectionError,
     BackendResponseTooLarge,
     BackendTimeout,
     BackendUnknownHost,
+    DecodedTooLarge,
+    DecodingError,
+)
+from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
+from modelslab_fetch._http._backends._base import (
+    MAX_RESPONSE_BYTES,
+    Backend,
     HttpxBackend,
     connection_error,
     overall_deadline,
 )
-from modelslab_fetch._http._decoding import BodyDecoder, DecodedTooLarge, DecodingError
+from modelslab_fetch._http._decoding import BodyDecoder
 from modelslab_fetch._jobs._downloads import Downloader
 from tests.conftest import API_KEY, FakeClock
 from tests.hostile_servers import (

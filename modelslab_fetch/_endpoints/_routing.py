@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .._errors import (
     ConfigurationError,
+    ForeignFetchURLError,
     GenerationFailedError,
     InvalidRequestIdError,
     ModelsLabError,
@@ -31,7 +32,6 @@ from .._results import FetchResult
 from ._resource import FetchEndpoint
 
 __all__ = [
-    "ForeignFetchURLError",
     "Queued",
     "Route",
     "body_of",
@@ -44,15 +44,6 @@ Queued = Mapping[str, Any] | FetchResult
 """What a generation request returned: its decoded JSON body, or a `FetchResult` of it."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class ForeignFetchURLError(ConfigurationError):
-    """Raised when a response's `fetch_result` is not below the client's `base_url`.
-
-    Nothing is sent to it: every fetch carries the API key in its body. If the URL is
-    right, point the client there (`base_url=`); otherwise pass `endpoint=` to say
-    which endpoint of this client to wait on.
-    """
 
 
 @dataclass(frozen=True)

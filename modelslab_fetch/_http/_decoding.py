@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from .._errors import DecodedTooLarge, DecodingError
+
 __all__ = [
     "ACCEPT_ENCODING",
     "BodyDecoder",
-    "DecodedTooLarge",
-    "DecodingError",
     "closing_chunks",
     "decoded_chunks",
 ]
@@ -30,19 +30,6 @@ ACCEPT_ENCODING = "gzip, deflate"
 # The most any layer hands out per call: small enough that a bomb's expansion never sits in
 # memory, large enough that an ordinary body needs only a few calls.
 _SLICE = 2**16
-
-
-class DecodingError(Exception):
-    """The body is not what its `Content-Encoding` says, or uses an encoding we cannot undo."""
-
-
-class DecodedTooLarge(Exception):
-    """The decoded body grew past the limit; `head` is its first bytes."""
-
-    def __init__(self, limit: int, head: bytes) -> None:
-        self.limit = limit
-        self.head = head
-        super().__init__(f"decoded body larger than {limit} bytes")
 
 
 class _Layer:

@@ -20,6 +20,11 @@ from .._config import ClientConfig, is_loopback
 from .._errors import (
     APIConnectionError,
     APITimeoutError,
+    BackendCertificateError,
+    BackendConnectionError,
+    BackendResponseTooLarge,
+    BackendTimeout,
+    BackendUnknownHost,
     CertificateVerificationError,
     ConfigurationError,
     HostNotFoundError,
@@ -37,11 +42,6 @@ from ._answers import decode_response, excerpt_of, is_transient
 from ._backends._base import (
     MAX_RESPONSE_BYTES,
     Backend,
-    BackendCertificateError,
-    BackendConnectionError,
-    BackendResponseTooLarge,
-    BackendTimeout,
-    BackendUnknownHost,
     HttpxBackend,
     RawResponse,
     httpx_is_patched,

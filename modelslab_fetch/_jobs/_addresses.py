@@ -34,13 +34,13 @@ import anyio
 import httpcore
 import httpx
 
+from .._errors import DownloadRefused
 from .._urls import ip_literal
 
 __all__ = [
     "OPT_IN",
     "AddressPolicy",
     "CheckingBackend",
-    "DownloadRefused",
     "DownloadTransport",
 ]
 
@@ -67,14 +67,6 @@ _REFUSED_KINDS: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
     ),
     ("not a public address", lambda a: not a.is_global),
 )
-
-
-class DownloadRefused(Exception):
-    """A download refused by the address policy; `reason` says why (no advice)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)

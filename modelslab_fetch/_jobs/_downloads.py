@@ -25,22 +25,22 @@ import httpx
 
 from .._clock import Clock, EventLoopClock
 from .._config import DEFAULT_MAX_RETRIES
-from .._errors import DownloadError
-from .._http._answers import is_html
-from .._http._backends._base import overall_deadline
-from .._http._decoding import (
-    ACCEPT_ENCODING,
+from .._errors import (
     DecodedTooLarge,
     DecodingError,
-    closing_chunks,
-    decoded_chunks,
+    DownloadError,
+    DownloadRefused,
+    UnusableURL,
 )
+from .._http._answers import is_html
+from .._http._backends._base import overall_deadline
+from .._http._decoding import ACCEPT_ENCODING, closing_chunks, decoded_chunks
 from .._http._retry_after import parse_retry_after, stated_delay
 from .._http._retrying import try_first_then_retry
 from .._results import FetchResult
 from .._retry_policy import RetryPolicy
-from .._urls import UnusableURL, checked_http_url
-from ._addresses import OPT_IN, AddressPolicy, DownloadRefused
+from .._urls import checked_http_url
+from ._addresses import OPT_IN, AddressPolicy
 from ._part_files import PartFile
 
 if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
@@ -472,7 +472,7 @@ def _transient(error: DownloadError, transient: bool = True) -> DownloadError:
 
 def _refused(url: str, hop: str, refusal: DownloadRefused, request_id: str) -> DownloadError:
     return DownloadError(
-        f"refusing to download {url!r}{hop}: {refusal.reason}; downloads reach only "
+        f"refusing to download {url!r}{hop}: {refusal.detail}; downloads reach only "
         f"public addresses by default: {OPT_IN}",
         url=url,
         request_id=request_id,

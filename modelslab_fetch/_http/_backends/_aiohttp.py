@@ -19,10 +19,10 @@ import aiohttp
 import httpx
 
 from ..._config import is_loopback
+from ..._errors import BackendTimeout
 from .._decoding import ACCEPT_ENCODING, BodyDecoder
 from ._base import (
     MAX_RESPONSE_BYTES,
-    BackendTimeout,
     RawResponse,
     bounded,
     connection_error,

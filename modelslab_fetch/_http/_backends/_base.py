@@ -21,22 +21,20 @@ import anyio
 import httpx
 import sniffio
 
-from .._decoding import (
-    ACCEPT_ENCODING,
+from ..._errors import (
+    BackendCertificateError,
+    BackendConnectionError,
+    BackendResponseTooLarge,
+    BackendTimeout,
+    BackendUnknownHost,
     DecodedTooLarge,
     DecodingError,
-    closing_chunks,
-    decoded_chunks,
 )
+from .._decoding import ACCEPT_ENCODING, closing_chunks, decoded_chunks
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "Backend",
-    "BackendCertificateError",
-    "BackendConnectionError",
-    "BackendResponseTooLarge",
-    "BackendTimeout",
-    "BackendUnknownHost",
     "HttpxBackend",
     "RawResponse",
     "bounded",
@@ -86,43 +84,6 @@ class RawResponse:
             request=httpx.Request("POST", self.url),
             extensions={"reason_phrase": self.reason.encode()} if self.reason else {},
         )
-
-
-class BackendTimeout(Exception):
-    """A backend's request timed out; `detail` says how."""
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
-
-
-class BackendConnectionError(Exception):
-    """A backend could not reach the server or lost the connection; `detail` says how."""
-
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
-
-
-class BackendCertificateError(BackendConnectionError):
-    """The server's TLS certificate failed verification; `detail` carries the complaint.
-
-    Retrying cannot help: the same certificate comes back until someone fixes it (or the
-    `verify` setting of your `http_client`).
-    """
-
-
-class BackendUnknownHost(BackendConnectionError):
-    """DNS says the host name does not exist (not a temporary resolver failure)."""
-
-
-class BackendResponseTooLarge(Exception):
-    """A response body exceeded `MAX_RESPONSE_BYTES`; `head` is its start."""
-
-    def __init__(self, status_code: int, head: bytes) -> None:
-        self.status_code = status_code
-        self.head = head
-        super().__init__(f"response larger than {MAX_RESPONSE_BYTES} bytes")
 
 
 class Backend(Protocol):
