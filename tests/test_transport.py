@@ -24,7 +24,7 @@ from modelslab_fetch import (
     ResponseParseError,
     Status,
 )
-from modelslab_fetch._http._backends._base import _RequestBody
+from modelslab_fetch._http._decoding import OneChunk
 from modelslab_fetch._http._transport import MAX_RETRY_AFTER
 from tests.backends import asyncio_only, both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
@@ -401,7 +401,7 @@ async def test_an_undecodable_body_through_httpx_is_a_typed_error(
         side_effect=lambda request: httpx.Response(
             200,
             headers={"content-encoding": "gzip"},
-            stream=_RequestBody(b"not gzip"),  # no async generator to leave open
+            stream=OneChunk(b"not gzip"),  # no async generator to leave open
         )
     )
     with pytest.raises(APIConnectionError, match="DecodingError") as caught:
@@ -436,7 +436,7 @@ async def test_closing_during_a_retry_opens_nothing_new(
     assert client._transport.closed
 
 
-@asyncio_only  # under trio the body is a one-chunk stream (see _RequestBody)
+@asyncio_only  # under trio the body is a one-chunk stream (see OneChunk)
 async def test_a_transport_of_yours_gets_the_body_as_plain_bytes(clock: FakeClock) -> None:
     # Transports such as httpx-aiohttp read request.content directly; a stream there
     # would make them wait forever.

@@ -38,13 +38,13 @@ from modelslab_fetch._errors import (
     DecodingError,
 )
 from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
-from modelslab_fetch._http._backends._base import (
+from modelslab_fetch._http._backends._contract import (
     MAX_RESPONSE_BYTES,
     Backend,
-    HttpxBackend,
     connection_error,
     overall_deadline,
 )
+from modelslab_fetch._http._backends._httpx import HttpxBackend
 from modelslab_fetch._http._decoding import BodyDecoder
 from modelslab_fetch._jobs._downloads import Downloader
 from tests.conftest import API_KEY, FakeClock
@@ -259,7 +259,7 @@ import asyncio, json, sys, tempfile
 import httpx
 from modelslab_fetch import FetchResult
 from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
-from modelslab_fetch._http._backends._base import HttpxBackend
+from modelslab_fetch._http._backends._httpx import HttpxBackend
 from modelslab_fetch._jobs._downloads import Downloader
 
 def status(field):
@@ -536,7 +536,7 @@ async def test_deeply_nested_json_is_a_parse_error_from_fetch_wait_and_wait_many
 
 def test_json_nested_just_within_the_limit_still_reads() -> None:
     from modelslab_fetch._http._answers import decode_response
-    from modelslab_fetch._http._backends._base import RawResponse
+    from modelslab_fetch._http._backends._contract import RawResponse
 
     body = deep_body(63)  # 63 lists inside the object: 64 levels
     decoded = decode_response(

@@ -29,6 +29,7 @@ from .._endpoints._routing import Queued, QueuedItems, body_of, failure_of, refu
 from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
+from .._http._proxy import Proxies
 from .._http._transport import Transport
 from .._jobs._addresses import AddressPolicy, DownloadTransport
 from .._jobs._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
@@ -380,29 +381,19 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             # Its connections are not ours to check: names are looked up beforehand.
             return Downloader(self._http_client, lookup_names=True, **options), None
         # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
-        # fine; the same TLS context and headers as the API calls.
-        try:
-            transport = None
-            if not addresses.allow_private:
-                transport = DownloadTransport(
-                    addresses,
-                    ssl_context=config.tls(),
-                    proxy=config.proxy,
-                    trust_env=config.trust_env,
-                )
-            owned = httpx.AsyncClient(
-                timeout=config.timeout,
-                verify=config.tls(),
-                # With our transport, it picks the proxy (httpx would bypass it for one).
-                proxy=config.proxy if transport is None else None,
-                trust_env=config.trust_env,
-                headers=dict(config.default_headers),
-                transport=transport,
-            )
-        except ImportError as exc:  # a socks:// proxy without socksio installed
-            raise ConfigurationError(
-                f"proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
-            ) from None
+        # fine (the transport picks them); the same TLS context and headers as API calls.
+        transport = DownloadTransport(
+            addresses,
+            ssl_context=config.tls(),
+            proxies=Proxies.of(config.proxy, trust_env=config.trust_env),
+        )
+        owned = httpx.AsyncClient(
+            timeout=config.timeout,
+            verify=config.tls(),
+            trust_env=False,
+            headers=dict(config.default_headers),
+            transport=transport,
+        )
         return Downloader(owned, **options), owned
 
     async def aclose(self) -> None:

@@ -34,7 +34,7 @@ from .._errors import (
 )
 from .._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
 from .._retry_policy import DEFAULT_RETRY_STATUSES
-from ._backends._base import RawResponse
+from ._backends._contract import RawResponse
 from ._retry_after import stated_wait
 
 __all__ = [

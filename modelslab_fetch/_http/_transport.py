@@ -7,7 +7,6 @@ import json
 import logging
 import random
 import time
-import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ import sniffio
 
 from .._clock import Clock
 from .._closing import CallsInFlight
-from .._config import ClientConfig, is_loopback
+from .._config import ClientConfig
 from .._errors import (
     APIConnectionError,
     APITimeoutError,
@@ -39,14 +38,9 @@ from .._redaction import Redactor, SecretBody
 from .._retry_policy import RetryPolicy
 from .._version import __version__
 from ._answers import decode_response, excerpt_of, is_transient
-from ._backends._base import (
-    MAX_RESPONSE_BYTES,
-    Backend,
-    HttpxBackend,
-    RawResponse,
-    httpx_is_patched,
-)
-from ._proxy import refuse_cleartext_proxy
+from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
+from ._backends._httpx import HttpxBackend, httpx_is_patched
+from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
 from ._retry_after import stated_delay
 from ._retrying import try_first_then_retry
 from ._traffic import TrafficControl
@@ -144,9 +138,13 @@ class Transport:
         self.calls = CallsInFlight()
         self._rate_limits_in_a_row = 0
         self._headers = _headers_for(config)
-        # SOCKS proxies go through httpx (with socksio), which speaks them; aiohttp does
-        # not without another dependency.
-        self._via_httpx = _is_socks(self._api_proxy(config))
+        # The proxy of every API call, decided once (see _proxy). A SOCKS proxy goes
+        # through httpx (with socksio), which speaks it; aiohttp does not without another
+        # dependency.
+        self._proxy = Proxies.of(config.proxy, trust_env=config.trust_env).for_url(
+            httpx.URL(config.base_url)
+        )
+        self._via_httpx = self._proxy is not None and self._proxy.lower().startswith("socks")
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._config.base_url!r})"
@@ -232,48 +230,18 @@ class Transport:
 
         config = self._config
         return AiohttpBackend(
-            max_connections=config.max_concurrency,
-            ssl_context=config.tls(),
-            proxy=config.proxy,
-            trust_env=config.trust_env,
+            max_connections=config.max_concurrency, ssl_context=config.tls(), proxy=self._proxy
         )
 
     def _new_httpx_backend(self) -> Backend:
         config = self._config
-        proxy = self._api_proxy(config)
-        try:
+        with socks_support_needed():
+            # trust_env off: the proxy was decided above, and httpx would add one for a
+            # plain-http loopback base_url, where the key would cross it in clear text.
             client = httpx.AsyncClient(
-                timeout=config.timeout,
-                verify=config.tls(),
-                proxy=proxy,
-                # The proxy was decided above (the environment's included); httpx must
-                # not add one for a plain-http loopback base_url, where the key would
-                # cross it in clear text.
-                trust_env=False,
+                timeout=config.timeout, verify=config.tls(), proxy=self._proxy, trust_env=False
             )
-        except ImportError as exc:  # a socks:// proxy without socksio installed
-            raise ConfigurationError(
-                f"proxy {proxy!r} needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
-            ) from None
         return HttpxBackend(client, owned=True)
-
-    @staticmethod
-    def _api_proxy(config: ClientConfig) -> str | None:
-        """The proxy API calls go through: `proxy=`, else the environment's, or None.
-
-        Never one for a plain-http (loopback) base_url: the key would cross it in clear.
-        """
-        url = httpx.URL(config.base_url)
-        if url.scheme == "http" or is_loopback(url.host):
-            return None
-        if config.proxy is not None:
-            return config.proxy
-        if not config.trust_env:
-            return None
-        proxies = urllib.request.getproxies()
-        if urllib.request.proxy_bypass(url.host):
-            return None
-        return proxies.get(url.scheme) or proxies.get("all")
 
     async def post_json(
         self,
@@ -455,7 +423,3 @@ def _headers_for(config: ClientConfig) -> dict[str, str]:
         **dict(config.default_headers),
         "content-type": "application/json",
     }
-
-
-def _is_socks(proxy: str | None) -> bool:
-    return proxy is not None and proxy.lower().startswith("socks")

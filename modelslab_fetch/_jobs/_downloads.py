@@ -33,8 +33,8 @@ from .._errors import (
     UnusableURL,
 )
 from .._http._answers import is_html
-from .._http._backends._base import overall_deadline
-from .._http._decoding import ACCEPT_ENCODING, closing_chunks, decoded_chunks
+from .._http._backends._contract import overall_deadline
+from .._http._decoding import ACCEPT_ENCODING, BodyDecoder, raw_chunks, read_decoded
 from .._http._retry_after import parse_retry_after, stated_delay
 from .._http._retrying import try_first_then_retry
 from .._results import FetchResult
@@ -424,14 +424,9 @@ class Downloader:
             raise self._status_error(url, response, request_id)
         try:
             part.restart()  # a retry starts the file afresh
-            file = anyio.wrap_file(part.file)
-            decoder, raw = decoded_chunks(response, MAX_IMAGE_BYTES)
-            async with closing_chunks(raw) as chunks:
-                async for chunk in chunks:
-                    for piece in decoder.feed(chunk):
-                        await file.write(piece)
-            for piece in decoder.finish():
-                await file.write(piece)
+            encoding, chunks = raw_chunks(response)
+            decoder = BodyDecoder(encoding, MAX_IMAGE_BYTES)
+            await read_decoded(chunks, decoder, anyio.wrap_file(part.file).write)
         except DecodedTooLarge:
             raise DownloadError(
                 f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",

@@ -1,25 +1,22 @@
-"""The HTTP backend contract (what a backend returns and raises) and the httpx backend.
+"""The HTTP backend contract: what a backend returns and raises, and the bounds every one keeps.
 
-A backend is the one replaceable piece that carries a POST to ModelsLab and back. Two
-exist: `HttpxBackend` here, which sends through an `httpx.AsyncClient` (yours, if you
-pass `http_client=`), and `AiohttpBackend` (`_aiohttp_backend.py`), the default, imported
-only when first used. httpx stays the interface you configure and meet in errors; when
-respx (or anything else) has patched httpx or httpcore, the default falls back to httpx
-so that your mocks see every request.
+A backend is the one replaceable piece that carries a POST to ModelsLab and back:
+`HttpxBackend` (`_httpx.py`) sends through an `httpx.AsyncClient` (yours, if you pass
+`http_client=`); `AiohttpBackend` (`_aiohttp.py`), the default, is imported only when
+first used. Each turns its library's failures into the backend signals of `_errors`,
+which the transport alone turns into the errors users see.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import anyio
 import httpx
-import sniffio
 
 from ..._errors import (
     BackendCertificateError,
@@ -30,19 +27,16 @@ from ..._errors import (
     DecodedTooLarge,
     DecodingError,
 )
-from .._decoding import ACCEPT_ENCODING, closing_chunks, decoded_chunks
+from .._decoding import BodyDecoder, read_decoded
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "Backend",
-    "HttpxBackend",
     "RawResponse",
-    "bounded",
     "connection_error",
-    "decoding_errors",
     "describe",
-    "httpx_is_patched",
     "overall_deadline",
+    "read_body",
 ]
 
 _T = TypeVar("_T")
@@ -86,129 +80,39 @@ class RawResponse:
         )
 
 
-class Backend(Protocol):
-    """Sends one POST and returns the whole response, or raises a `Backend*` error."""
+class Backend:
+    """Sends one POST and returns the whole response, or raises a backend signal.
+
+    A backend writes `_send` and `aclose`; `post` bounds the exchange as a whole.
+    """
 
     async def post(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
     ) -> RawResponse:
-        """POST `content` to `url`; never follow redirects."""
-        ...
+        """POST `content` to `url`, never following redirects, within `overall_deadline`."""
+        return await _bounded(self._send(url, content, headers, timeout), timeout)
+
+    async def _send(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         """Release connections this backend owns."""
-        ...
+        raise NotImplementedError
 
 
-class HttpxBackend:
-    """Sends through an `httpx.AsyncClient`, redirects off whatever the client says."""
+async def read_body(status_code: int, encoding: str | None, chunks: AsyncIterator[bytes]) -> bytes:
+    """The body of raw `chunks` decoded, at most `MAX_RESPONSE_BYTES` of it.
 
-    def __init__(self, client: httpx.AsyncClient, *, owned: bool) -> None:
-        self._client = client
-        self._owned = owned
-
-    def __repr__(self) -> str:
-        return "HttpxBackend()"
-
-    async def post(
-        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
-    ) -> RawResponse:
-        """POST through httpx, mapping its exceptions onto the backend errors."""
-        return await bounded(self._post(url, content, headers, timeout), timeout)
-
-    async def _post(
-        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
-    ) -> RawResponse:
-        try:
-            request = self._client.build_request(
-                "POST",
-                url,
-                content=content,
-                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
-                timeout=timeout,
-            )
-            if sniffio.current_async_library() == "trio":
-                # Under trio only (see _RequestBody); elsewhere the plain bytes, which
-                # every transport takes (httpx-aiohttp's waits forever on a stream).
-                request.stream = _RequestBody(content)
-            response = await self._client.send(request, stream=True, follow_redirects=False)
-            async with _closing(response):
-                # Raw bytes, decoded here with a bound: httpx would inflate each chunk
-                # in one unbounded call (see _decoding).
-                body = bytearray()
-                with decoding_errors(response.status_code):
-                    decoder, raw = decoded_chunks(response, MAX_RESPONSE_BYTES)
-                    # Closed even when the decoder gives up half way: an iterator left
-                    # open is a resource warning under trio.
-                    async with closing_chunks(raw) as chunks:
-                        async for chunk in chunks:
-                            for piece in decoder.feed(chunk):
-                                body += piece
-                    for piece in decoder.finish():
-                        body += piece
-        except httpx.TimeoutException as exc:
-            raise BackendTimeout(describe(exc)) from None
-        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            # Connection trouble, bad URLs: all "could not talk to the server". Never
-            # chained: httpx's errors hold the request body.
-            raise connection_error(exc) from None
-        except RuntimeError as exc:  # your http_client was closed under us
-            raise BackendConnectionError(describe(exc)) from None
-        return RawResponse(
-            response.status_code,
-            response.headers,
-            bytes(body),
-            str(response.url),
-            response.reason_phrase,
-        )
-
-    async def aclose(self) -> None:
-        """Close the client if it was created here; a client you passed stays open."""
-        if self._owned:
-            await self._client.aclose()
-
-
-@contextmanager
-def decoding_errors(status_code: int) -> Iterator[None]:
-    """Turn the decoder's errors into the backend's: too large, or a broken body."""
+    Raises `BackendResponseTooLarge`, or `BackendConnectionError` for a broken encoding.
+    """
     try:
-        yield
+        return await read_decoded(chunks, BodyDecoder(encoding, MAX_RESPONSE_BYTES))
     except DecodedTooLarge as exc:
         raise BackendResponseTooLarge(status_code, exc.head[:_HEAD_BYTES]) from None
     except DecodingError as exc:
         raise BackendConnectionError(f"DecodingError: {exc}") from None
-
-
-@asynccontextmanager
-async def _closing(response: httpx.Response) -> AsyncGenerator[httpx.Response, None]:
-    try:
-        yield response
-    finally:
-        await response.aclose()
-
-
-class _RequestBody(httpx.AsyncByteStream):
-    """A request body of one chunk, iterated without an async generator.
-
-    For bytes, httpx iterates an async generator of its own; a request cancelled while it
-    is sent (a batch left early) leaves that generator for the garbage collector, which
-    trio reports as a resource warning. This iterator needs no closing.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    def __repr__(self) -> str:
-        return "_RequestBody(<redacted>)"
-
-    def __aiter__(self) -> _RequestBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._data is None:
-            raise StopAsyncIteration
-        data, self._data = self._data, None
-        return data
 
 
 def overall_deadline(timeout: httpx.Timeout) -> float | None:
@@ -226,7 +130,7 @@ def overall_deadline(timeout: httpx.Timeout) -> float | None:
     return max(values) if values else None
 
 
-async def bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
+async def _bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
     """Await `exchange`, raising `BackendTimeout` if it outlives `overall_deadline(timeout)`."""
     deadline = overall_deadline(timeout)
     scope = anyio.move_on_after(deadline if deadline is not None else float("inf"))
@@ -289,14 +193,6 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 
 def describe(error: BaseException) -> str:
+    """`error` as one line: its type, and its text if it has any."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def httpx_is_patched() -> bool:
-    """Whether httpx's or httpcore's request path is patched, as respx's mocks do."""
-    import httpcore  # noqa: PLC0415 - asked once per client, on its first request
-
-    pool = httpcore.AsyncConnectionPool.handle_async_request.__module__
-    client = httpx.AsyncClient._transport_for_url.__module__
-    return not (pool.startswith("httpcore") and client.startswith("httpx"))
