@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_RETRY_STATUSES", "RetryPolicy"]
+__all__ = ["DEFAULT_RETRY_STATUSES", "RetryPolicy", "exponential"]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 """Statuses that mean "busy, try again": the gateway codes and Cloudflare's 520-524."""
@@ -67,4 +67,13 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """The wait (before jitter) after failed attempt number `attempt` (1, 2, ...)."""
-        return float(min(self.backoff_initial * 2 ** max(attempt - 1, 0), self.backoff_max))
+        return exponential(attempt, self.backoff_initial, self.backoff_max)
+
+
+def exponential(step: int, initial: float, maximum: float) -> float:
+    """`initial`, doubled at each step after the first (1, 2, ...), at most `maximum`.
+
+    Every backoff of the SDK: `fetch()`'s retries, `wait()`'s polls without an `eta`, the
+    client-wide pause after rate limits that state no wait. Each adds its own jitter.
+    """
+    return float(min(initial * 2.0 ** min(max(step - 1, 0), 64), maximum))

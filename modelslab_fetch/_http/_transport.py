@@ -35,7 +35,7 @@ from .._log_redaction import install as install_log_redaction
 from .._log_redaction import register as register_for_log_redaction
 from .._per_loop import LoopCheck, PerLoop
 from .._redaction import Redactor, SecretBody
-from .._retry_policy import RetryPolicy
+from .._retry_policy import RetryPolicy, exponential
 from .._version import __version__
 from ._answers import decode_response, excerpt_of, is_transient
 from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
@@ -367,9 +367,9 @@ class Transport:
         elif self._traffic.paused:
             return
         else:
-            step = RATE_LIMIT_PAUSE * 2.0 ** min(self._rate_limits_in_a_row, 16)
-            pause = min(step, MAX_RATE_LIMIT_PAUSE) * random.uniform(1.0, 1.25)  # noqa: S311
             self._rate_limits_in_a_row += 1
+            step = exponential(self._rate_limits_in_a_row, RATE_LIMIT_PAUSE, MAX_RATE_LIMIT_PAUSE)
+            pause = step * random.uniform(1.0, 1.25)  # noqa: S311
         if pause <= self._config.retry_policy.max_stated_wait and self._traffic.pause(pause):
             logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
 

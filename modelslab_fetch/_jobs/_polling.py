@@ -16,6 +16,7 @@ from .._errors import ConfigurationError, GenerationFailedError, WaitTimeoutErro
 from .._http._retry_after import stated_delay
 from .._http._transport import is_transient
 from .._results import FetchResult
+from .._retry_policy import exponential
 from ._readiness import ReadinessEstimate
 
 if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_try_first)
@@ -142,8 +143,8 @@ class _Schedule:
         # Jitter up to one initial step spreads a batch's polls without reordering steps.
         self._streak += 1
         policy = self._policy
-        step = min(policy.backoff_initial * 2 ** (self._streak - 1), policy.backoff_max)
-        return float(step + random.uniform(0, policy.backoff_initial))  # noqa: S311 - jitter
+        step = exponential(self._streak, policy.backoff_initial, policy.backoff_max)
+        return step + random.uniform(0, policy.backoff_initial)  # noqa: S311 - jitter
 
     def delay(self, retry_state: RetryCallState) -> float:
         """The sleep before the next poll, clipped so the last poll starts before the deadline."""
