@@ -19,17 +19,13 @@ from pydantic import (
     model_validator,
 )
 
+from ._logging import log_once
 from ._numbers import finite_number
 from ._text import well_formed
 
 __all__ = ["FetchResult", "Status"]
 
 _Result = TypeVar("_Result", bound="FetchResult")
-
-logger = logging.getLogger("modelslab_fetch")
-
-_odd_fields_logged: set[str] = set()
-_ODD_FIELD_LOG_LIMIT = 64
 
 
 class Status(str, Enum):
@@ -85,18 +81,6 @@ def _usable_id(value: object) -> bool:
     if isinstance(value, float):
         return value.is_integer()
     return isinstance(value, str) and bool(value.strip())
-
-
-def _log_odd_field_once(name: str, problem: str) -> None:
-    if name in _odd_fields_logged or len(_odd_fields_logged) >= _ODD_FIELD_LOG_LIMIT:
-        return
-    _odd_fields_logged.add(name)
-    logger.debug(
-        "field %r of a fetch response has an unusable shape (%s); it is left out of the "
-        "typed result and kept in .raw",
-        name[:100],
-        problem,
-    )
 
 
 class FetchResult(BaseModel):
@@ -232,7 +216,14 @@ class FetchResult(BaseModel):
                     raise
                 for name, problem in odd.items():
                     fields.pop(name, None)
-                    _log_odd_field_once(name, problem)
+                    log_once(
+                        logging.DEBUG,
+                        "field %r of a fetch response has an unusable shape (%s); it is "
+                        "left out of the typed result and kept in .raw",
+                        name,
+                        name[:100],
+                        problem,
+                    )
                 if "id" in odd:
                     fields["id"] = request_id
             else:

@@ -41,7 +41,7 @@ from modelslab_fetch import (
 )
 from modelslab_fetch._config import ClientConfig
 from modelslab_fetch._http._proxy import Proxies
-from modelslab_fetch._log_redaction import install as install_log_redaction
+from modelslab_fetch._logging import install_key_filter as install_log_redaction
 from modelslab_fetch.testing import Simulator, SimulatorApp, simulator_server
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.hostile_servers import Behaviour, HostileServer, Peer, response_head

@@ -17,6 +17,7 @@ from modelslab_fetch import (
     AsyncModelsLab,
     AuthenticationError,
     ConfigurationError,
+    FetchEndpoint,
     GenerationFailedError,
     PollPolicy,
     Status,
@@ -258,6 +259,17 @@ async def test_unknown_status_is_not_finished_and_logged_once(
     warnings = [r for r in caplog.records if "in_queue_xyz" in r.getMessage()]
     assert len(warnings) == 1
     assert "not finished" in warnings[0].getMessage()
+
+
+def test_a_server_inventing_statuses_is_warned_about_64_times_at_most(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    row = FetchEndpoint("/v6/images/fetch", id_field="request_id")
+    with caplog.at_level(logging.WARNING, logger="modelslab_fetch"):
+        for n in range(100):
+            body = {"status": f"invented-{n}", "id": 1}
+            assert not row.parse(body, request_id="1").finished
+    assert len([r for r in caplog.records if "invented-" in r.getMessage()]) == 64
 
 
 async def test_super_resolution_wait_polls_its_own_endpoint(

@@ -37,7 +37,8 @@ from modelslab_fetch import (
     ResponseParseError,
 )
 from modelslab_fetch._http._backends._contract import MAX_RESPONSE_BYTES
-from modelslab_fetch._log_redaction import LOGGER_NAMES, KeyRedactingFilter, install
+from modelslab_fetch._logging import LOGGER_NAMES, KeyRedactingFilter
+from modelslab_fetch._logging import install_key_filter as install
 from modelslab_fetch._redaction import REDACTED, SHORT_KEY_CHARS, Redactor
 from tests.conftest import BACKENDS, FakeClock, client_on
 

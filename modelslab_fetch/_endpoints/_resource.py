@@ -31,6 +31,7 @@ from .._jobs._polling import (
     wait_until_finished,
 )
 from .._jobs._updates import UpdateCallback
+from .._logging import log_once
 from .._results import FetchResult
 
 if TYPE_CHECKING:
@@ -46,9 +47,6 @@ polls, so this can be far above the client's `max_concurrency`, which caps real 
 logger = logging.getLogger("modelslab_fetch")
 
 R = TypeVar("R", bound=FetchResult)
-
-_unknown_statuses_logged: set[str] = set()
-_UNKNOWN_STATUS_LOG_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -159,7 +157,12 @@ class FetchEndpoint(Generic[R]):
         if error is not None:  # raised outside the handler: no __context__ to carry
             raise error
         if result.raw_status.strip().lower() != result.status.value:
-            _log_unknown_status_once(result.raw_status)
+            log_once(
+                logging.WARNING,
+                "unknown status %r from ModelsLab, treated as not finished yet",
+                result.raw_status,
+                result.raw_status[:100],
+            )
         return result
 
 
@@ -176,17 +179,6 @@ def _first_problem(error: Exception) -> str:
         where = ".".join(str(part) for part in first["loc"]) or "body"
         return f"{where}: {first['msg']}"
     return str(error)
-
-
-def _log_unknown_status_once(raw_status: str) -> None:
-    if raw_status in _unknown_statuses_logged:
-        return
-    if len(_unknown_statuses_logged) >= _UNKNOWN_STATUS_LOG_LIMIT:
-        return  # a server inventing statuses endlessly: enough has been said
-    _unknown_statuses_logged.add(raw_status)
-    logger.warning(
-        "unknown status %r from ModelsLab, treated as not finished yet", raw_status[:100]
-    )
 
 
 class AsyncFetchResource(Generic[R]):

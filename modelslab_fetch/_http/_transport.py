@@ -31,8 +31,7 @@ from .._errors import (
     RateLimitError,
     ResponseParseError,
 )
-from .._log_redaction import install as install_log_redaction
-from .._log_redaction import register as register_for_log_redaction
+from .._logging import redact_from_logs
 from .._per_loop import LoopCheck, PerLoop
 from .._redaction import Redactor, SecretBody
 from .._retry_policy import RetryPolicy, exponential
@@ -131,8 +130,7 @@ class Transport:
         # Every form the key may come back in (raw, JSON- or URL-escaped...) is redacted
         # from whatever the server sends, and from httpx's and httpcore's log records.
         self._redactor = Redactor(self._key)
-        register_for_log_redaction(self._redactor)
-        install_log_redaction()
+        redact_from_logs(self._redactor)
         # Shared with every `with_config` twin: closing one closes them all, and ends
         # the calls in flight on any of them.
         self.calls = CallsInFlight()
