@@ -171,10 +171,13 @@ async def test_a_slow_image_download_gives_up_after_timeout(
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
-async def test_a_download_meets_its_per_file_limit(hostile: Hostile, tmp_path: Path) -> None:
+async def test_a_download_meets_its_per_file_limit(
+    hostile: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = hostile(drip_body(b"\x00" * 100, interval=0.1))
+    monkeypatch.setattr("modelslab_fetch._jobs._downloads.FILE_TIME_LIMIT", 0.5)
     async with httpx.AsyncClient(timeout=30) as http:
-        downloader = Downloader(http, file_time_limit=0.5)
+        downloader = Downloader(http)
         started = time.monotonic()
         with pytest.raises(DownloadError, match=r"within 0\.5 s \(the per-file limit"):
             await downloader.download(result(server.url("/a.png")), tmp_path)

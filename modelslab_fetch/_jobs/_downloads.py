@@ -54,8 +54,10 @@ MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
 
 FILE_TIME_LIMIT = 300.0
-"""The default for `Downloader(file_time_limit=...)`: the most one file may take, retries
-included, in seconds."""
+"""The most one file may take, retries included, in seconds."""
+
+FILES_AT_ONCE = 8
+"""How many files one client downloads at once."""
 
 UNQUALIFIED_ENDPOINT = "images"
 """The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
@@ -172,8 +174,8 @@ class Downloader:
     transient failure (a dropped connection, a timeout, one of the `RetryPolicy`'s
     statuses such as 503 or 429) is retried up to `max_retries` times, waiting as
     `fetch()` does; the whole file, retries included, must arrive within
-    `file_time_limit` seconds (None: no limit of its own), and decode to at most
-    `MAX_IMAGE_BYTES`, however the server encodes it. `addresses` says which addresses
+    `FILE_TIME_LIMIT` seconds, and decode to at most `MAX_IMAGE_BYTES`, however the
+    server encodes it. `addresses` says which addresses
     may be reached (None: any); `lookup_names` checks host names by a lookup of their
     own before each request, for an `http_client` whose connections are not checked.
     """
@@ -182,8 +184,6 @@ class Downloader:
         self,
         http_client: httpx.AsyncClient,
         *,
-        concurrency: int = 8,
-        file_time_limit: float | None = FILE_TIME_LIMIT,
         addresses: AddressPolicy | None = None,
         lookup_names: bool = False,
         retry_policy: RetryPolicy | None = None,
@@ -191,8 +191,7 @@ class Downloader:
         clock: Clock | None = None,
     ) -> None:
         self._http = http_client
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._file_time_limit = file_time_limit
+        self._limiter = anyio.CapacityLimiter(FILES_AT_ONCE)
         self._addresses = addresses if addresses is not None else AddressPolicy(True)
         self._lookup_names = lookup_names
         self._policy = retry_policy if retry_policy is not None else RetryPolicy()
@@ -276,14 +275,14 @@ class Downloader:
 
     async def _fetch_within_limit(self, url: str, part: PartFile, request_id: str) -> str | None:
         """Download `url` into `part`, retries included; return the response's content type."""
-        limit = self._file_time_limit
         content_type: str | None = None
-        with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
+        with anyio.move_on_after(FILE_TIME_LIMIT) as scope:
             content_type = await self._fetch_with_retries(url, part, request_id)
         if scope.cancelled_caught:
             raise DownloadError(
-                f"could not download {url} within {limit:g} s (the per-file limit, "
-                "Downloader(file_time_limit=...)); the server sent it too slowly or not at all",
+                f"could not download {url} within {FILE_TIME_LIMIT:g} s (the per-file limit, "
+                "retries included): the server sent it too slowly or not at all; try again "
+                "later (files already saved are not fetched again)",
                 url=url,
                 request_id=request_id,
             )
