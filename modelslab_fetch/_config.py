@@ -171,14 +171,13 @@ class ClientConfig:
         retry_policy: RetryPolicy | None = None,
         http_backend: str = "auto",
         allow_private_downloads: bool = False,
-        environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`.
 
         The TLS context is made here, at client creation: `SSL_CERT_FILE` set by a
         program before it creates a client is honoured, as httpx does.
         """
-        env = os.environ if environ is None else environ
+        env = os.environ
         if not isinstance(trust_env, bool):
             raise ConfigurationError(f"trust_env must be True or False; got {trust_env!r}")
         if not isinstance(allow_private_downloads, bool):
@@ -196,7 +195,7 @@ class ClientConfig:
             max_retries=_resolve_max_retries(max_retries),
             max_concurrency=_resolve_max_concurrency(max_concurrency),
             max_requests_per_second=_resolve_rate(max_requests_per_second),
-            ssl_context=make_ssl_context(verify, cert, trust_env=trust_env, environ=env),
+            ssl_context=make_ssl_context(verify, cert, trust_env=trust_env),
             proxy=_resolve_proxy(proxy),
             trust_env=trust_env,
             default_headers=_resolve_headers(default_headers),

@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import weakref
-from collections.abc import Mapping
 
 from ._redaction import Redactor
 from ._text import well_formed
@@ -59,14 +58,13 @@ _live: weakref.WeakSet[Redactor] = weakref.WeakSet()
 _said: dict[str, set[str]] = {}
 
 
-def setup_logging_from_env(environ: Mapping[str, str] | None = None) -> logging.Handler | None:
+def setup_logging_from_env() -> logging.Handler | None:
     """Send the SDK's log to stderr at the level `MODELSLAB_LOG` names; None if unset.
 
     Idempotent: a second call does not add a second handler. An unknown level is
     reported once on stderr and ignored, rather than failing an import.
     """
-    env = os.environ if environ is None else environ
-    wanted = env.get(LOG_ENV, "").strip().lower()
+    wanted = os.environ.get(LOG_ENV, "").strip().lower()
     if not wanted:
         return None
     level = _LEVELS.get(wanted)

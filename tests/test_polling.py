@@ -18,6 +18,7 @@ from modelslab_fetch import (
     AuthenticationError,
     ConfigurationError,
     FetchEndpoint,
+    FetchResult,
     GenerationFailedError,
     PollPolicy,
     Status,
@@ -264,7 +265,7 @@ async def test_unknown_status_is_not_finished_and_logged_once(
 def test_a_server_inventing_statuses_is_warned_about_64_times_at_most(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    row = FetchEndpoint("/v6/images/fetch", id_field="request_id")
+    row: FetchEndpoint[FetchResult] = FetchEndpoint("/v6/images/fetch", id_field="request_id")
     with caplog.at_level(logging.WARNING, logger="modelslab_fetch"):
         for n in range(100):
             body = {"status": f"invented-{n}", "id": 1}

@@ -39,17 +39,12 @@ from ._retry_after import stated_wait
 
 __all__ = [
     "ERROR_TABLE",
-    "RETRYABLE_STATUS_CODES",
     "ErrorRule",
     "decode_response",
     "error_in_body",
     "excerpt_of",
     "is_transient",
 ]
-
-# Statuses that mean "the server or an edge proxy is busy, try again": the common
-# gateway codes plus Cloudflare's 520-524, which ModelsLab's edge sends as HTML pages.
-RETRYABLE_STATUS_CODES = DEFAULT_RETRY_STATUSES
 
 EXCERPT_CHARS = 200
 

@@ -47,13 +47,9 @@ from ._traffic import TrafficControl
 if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
     from tenacity import AsyncRetrying, RetryCallState
 
-__all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient", "retried_by_fetch"]
+__all__ = ["Transport", "is_transient", "retried_by_fetch"]
 
 logger = logging.getLogger("modelslab_fetch")
-
-MAX_RETRY_AFTER = 60.0
-"""A stated wait longer than this is not slept through by `fetch()`: the error is raised
-at once. (`wait()` polls through any rate limit, within its deadline.)"""
 
 RATE_LIMIT_PAUSE = 1.0
 """The first client-wide pause after a rate limit that states no wait; it doubles with
