@@ -1,1 +1,1 @@
-"""Maintainers' tools, run from the repository's root (`python -m tools.<name>`); not in the wheel."""
+"""Maintainers' tools, run from the repository's root (`python -m tools.<name>`), not shipped."""
