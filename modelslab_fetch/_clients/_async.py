@@ -25,7 +25,16 @@ from .._endpoints._resource import (
     AsyncFetchResource,
     FetchEndpoint,
 )
-from .._endpoints._routing import Queued, QueuedItems, body_of, failure_of, refusal, resolve
+from .._endpoints._routing import (
+    Queued,
+    QueuedItems,
+    Route,
+    body_of,
+    failure_of,
+    refusal,
+    resolve,
+    says_success,
+)
 from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
@@ -37,7 +46,7 @@ from .._jobs._downloads import Downloaded, Downloader
 from .._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
 from .._jobs._updates import UpdateCallback
 from .._per_loop import PerLoop
-from .._results import FetchResult, Status
+from .._results import FetchResult
 from .._retry_policy import RetryPolicy
 from .._tls import CertTypes, VerifyTypes
 from ._settings import ClientSettings
@@ -156,25 +165,18 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._http_client = http_client
         self._poll_policy = poll_policy
         self._clock = clock
-        resources: dict[FetchEndpoint[Any], AsyncFetchResource[Any]] = {}
         names = {row: name for name, row in self._table().items()}
-
-        def resource(endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
-            # One resource per row, made when first read: the rows are the table's.
-            found = resources.get(endpoint)
-            if found is None:
-                found = resources[endpoint] = AsyncFetchResource(
-                    endpoint,
-                    self._transport,
-                    poll_policy=poll_policy,
-                    clock=clock,
-                    # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named
-                    # by its path, as wait_for's routing names it.
-                    name=names.get(endpoint, endpoint.path_template),
-                )
-            return found
-
-        self._bind(resource)
+        self._bind(
+            lambda endpoint: AsyncFetchResource(
+                endpoint,
+                transport,
+                poll_policy=poll_policy,
+                clock=clock,
+                # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named by
+                # its path, as wait_for's routing names it.
+                name=names.get(endpoint, endpoint.path_template),
+            )
+        )
 
     def with_options(
         self,
@@ -261,17 +263,14 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         try:
             route = resolve(body, base_url=self.base_url, table=self._table(), endpoint=endpoint)
         except (ConfigurationError, InvalidRequestIdError):
-            if _says_success(body):  # nothing to fetch: keep it, wherever it came from
+            if says_success(body):  # nothing to fetch: keep it, wherever it came from
                 return FetchResult.from_body(body, request_id=str(body.get("id") or ""))
             failed = failure_of(body, clean=clean)
             if failed is None:
                 raise
         if failed is not None:  # raised outside the handler: no routing complaint attached
             raise failed
-        resource = self._resource_for(route.endpoint)
-        first = route.endpoint.parse(body, request_id=route.request_id, endpoint_name=route.name)
-        result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
-        return result
+        return await self._wait_on(route, body, timeout, on_update)
 
     def wait_for_many(
         self,
@@ -316,18 +315,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             if route is None:  # already a success, with no endpoint named: kept as it is
                 return FetchResult.from_body(body, request_id=key)
             chosen = route
-
-            async def wait_on(_key: str) -> FetchResult:
-                first = chosen.endpoint.parse(
-                    body, request_id=chosen.request_id, endpoint_name=chosen.name
-                )
-                resource = self._resource_for(chosen.endpoint)
-                result: FetchResult = await resource._wait_from(
-                    chosen.request_id, first, timeout, on_update
-                )
-                return result
-
-            return await stop.guard(wait_on)(key)
+            return await stop.guard(lambda _: self._wait_on(chosen, body, timeout, on_update))(key)
 
         return AsyncBatch(
             items.keys(),
@@ -336,6 +324,18 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             ordered=ordered,
             on_progress=on_progress,
         )
+
+    async def _wait_on(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        timeout: float | None,
+        on_update: UpdateCallback | None,
+    ) -> FetchResult:
+        """Wait on the job `route` names, its generation response `body` the first poll."""
+        resource = self._resource_for(route.endpoint)
+        result: FetchResult = await resource._wait_from(route.request_id, body, timeout, on_update)
+        return result
 
     def _table(self) -> dict[str, FetchEndpoint[Any]]:
         return endpoint_table(type(self))
@@ -406,11 +406,6 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             await self._transport.aclose()
         finally:
             await self._downloaders.aclose()
-
-
-def _says_success(body: dict[str, Any]) -> bool:
-    status = body.get("status")
-    return isinstance(status, str) and status.strip().lower() == Status.SUCCESS.value
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:

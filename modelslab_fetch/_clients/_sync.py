@@ -15,7 +15,6 @@ import httpx
 from .._closing import ClosesOnExit
 from .._config import ClientConfig
 from .._endpoints._blocking import SyncBatch, SyncFetchResource
-from .._endpoints._resource import FetchEndpoint
 from .._endpoints._surface import SyncSurface
 from .._endpoints._twins import parameters_of
 from .._endpoints.table import ClientEndpoints, Enterprise
@@ -56,18 +55,8 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def _wire(self, async_client: AsyncModelsLab, loop: LoopThread) -> None:
         self._async = async_client
         self._loop = loop
-        resources: dict[FetchEndpoint[Any], SyncFetchResource[Any]] = {}
-
-        def resource(endpoint: FetchEndpoint[Any]) -> SyncFetchResource[Any]:
-            # The blocking twin of the async client's resource for the same row.
-            found = resources.get(endpoint)
-            if found is None:
-                found = resources[endpoint] = SyncFetchResource(
-                    async_client._resource_for(endpoint), loop
-                )
-            return found
-
-        self._bind(resource)
+        # The blocking resource of a row runs the async client's resource for that row.
+        self._bind(lambda endpoint: SyncFetchResource(async_client._resource_for(endpoint), loop))
 
     @parameters_of(AsyncModelsLab.with_options)
     def with_options(self, **options: Any) -> ModelsLab:

@@ -311,14 +311,18 @@ class AsyncFetchResource(Generic[R]):
         )
 
     async def _wait_from(
-        self, rid: str, first: R, timeout: float | None, on_update: UpdateCallback | None = None
+        self,
+        rid: str,
+        body: dict[str, Any],
+        timeout: float | None,
+        on_update: UpdateCallback | None = None,
     ) -> R:
-        """Wait as `wait()` does, taking `first` (a generation response) as the first poll.
+        """Wait as `wait()` does, the generation response `body` read as the first poll.
 
-        No request is sent for it: a finished `first` is returned (or raised) at once,
-        and an unfinished one schedules the real first poll by its own `eta`.
+        No request is sent for it: a finished one is returned (or raised) at once, and an
+        unfinished one schedules the real first poll by its own `eta`.
         """
-        given = [first]
+        given = [self._endpoint.parse(body, request_id=rid, endpoint_name=self._name)]
 
         async def poll() -> R:
             if given:

@@ -69,23 +69,8 @@ def body_of(queued: object) -> dict[str, Any]:
     )
 
 
-def _unchanged(value: Any) -> Any:
-    return value
-
-
-def _stated_id(body: Mapping[str, Any]) -> str | None:
-    """The response's own id, when it is a usable one, to name its error by."""
-    raw_id = body.get("id")
-    if isinstance(raw_id, float) and raw_id.is_integer():
-        raw_id = int(raw_id)
-    try:
-        return normalize_request_id(raw_id)
-    except ValueError:
-        return None
-
-
 def refusal(
-    body: Mapping[str, Any], *, base_url: str, clean: Callable[[Any], Any] = _unchanged
+    body: Mapping[str, Any], *, base_url: str, clean: Callable[[Any], Any]
 ) -> ModelsLabError | None:
     """The error a generation response stands for instead of a queued job, or None.
 
@@ -102,7 +87,7 @@ def refusal(
     fetch_result = body.get("fetch_result")
     return error_in_body(
         body,
-        request_id=_stated_id(body),
+        request_id=_id_in(body),
         now=time.time(),
         url=fetch_result if isinstance(fetch_result, str) and fetch_result else base_url,
         clean=clean,
@@ -110,7 +95,7 @@ def refusal(
 
 
 def failure_of(
-    body: Mapping[str, Any], *, clean: Callable[[Any], Any] = _unchanged
+    body: Mapping[str, Any], *, clean: Callable[[Any], Any]
 ) -> GenerationFailedError | None:
     """A `GenerationFailedError` for a `failed`/`error` response with nothing to wait on.
 
@@ -120,7 +105,7 @@ def failure_of(
     status = body.get("status")
     if not isinstance(status, str) or status.strip().lower() not in ("failed", "error"):
         return None
-    request_id = _stated_id(body)
+    request_id = _id_in(body)
     result = FetchResult.from_body(dict(clean(dict(body))), request_id=request_id or "")
     return GenerationFailedError(result, request_id=request_id)
 
@@ -228,7 +213,7 @@ class QueuedItems:
         table: Mapping[str, FetchEndpoint[Any]],
         endpoint: str | FetchEndpoint[Any] | None,
         remembered: int,
-        clean: Callable[[Any], Any] = _unchanged,
+        clean: Callable[[Any], Any],
     ) -> None:
         self._items = items
         self._clean = clean
@@ -331,7 +316,7 @@ def says_success(body: Mapping[str, Any]) -> bool:
 
 
 def _id_in(body: Mapping[str, Any]) -> str | None:
-    """The usable `id` a response body carries, or None."""
+    """The usable `id` a response body carries (to name its outcome or error by), or None."""
     raw_id = body.get("id")
     if isinstance(raw_id, float) and raw_id.is_integer():
         raw_id = int(raw_id)
@@ -339,6 +324,3 @@ def _id_in(body: Mapping[str, Any]) -> str | None:
         return normalize_request_id(raw_id)
     except ValueError:
         return None
-
-
-_FINISHED = frozenset({"success", "failed", "error"})
