@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import sniffio
@@ -34,20 +34,16 @@ from .._errors import (
 from .._logging import redact_from_logs
 from .._per_loop import LoopCheck, PerLoop
 from .._redaction import Redactor, SecretBody
-from .._retry_policy import RetryPolicy, exponential
+from .._retry_policy import exponential
 from .._version import __version__
 from ._answers import decode_response, excerpt_of, is_transient
 from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
 from ._backends._httpx import HttpxBackend, httpx_is_patched
 from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
-from ._retry_after import stated_delay
-from ._retrying import try_first_then_retry
+from ._retrying import with_retries
 from ._traffic import TrafficControl
 
-if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
-    from tenacity import AsyncRetrying, RetryCallState
-
-__all__ = ["Transport", "is_transient", "retried_by_fetch"]
+__all__ = ["Transport", "is_transient"]
 
 logger = logging.getLogger("modelslab_fetch")
 
@@ -57,36 +53,6 @@ each rate limit in a row (with jitter), up to `MAX_RATE_LIMIT_PAUSE`."""
 
 MAX_RATE_LIMIT_PAUSE = 30.0
 """The longest pause taken on our own guess (ModelsLab's documented queue waits are ~30 s)."""
-
-
-def retried_by_fetch(error: BaseException, policy: RetryPolicy | None = None) -> bool:
-    """Whether `fetch()`'s own retries take `error` on: transient, and no long stated wait."""
-    policy = policy if policy is not None else _DEFAULT_POLICY
-    if not is_transient(error, statuses=policy.statuses, edge_pages=policy.retry_edge_pages):
-        return False
-    retry_after = getattr(error, "retry_after", None)
-    return retry_after is None or retry_after <= policy.max_stated_wait
-
-
-_DEFAULT_POLICY = RetryPolicy()
-
-
-class _wait_stated_or_backoff:
-    """Wait what the server stated, else the policy's exponential backoff with jitter."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._policy = policy
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = None if outcome is None else outcome.exception()
-        if isinstance(error, RateLimitError):
-            return 0.0  # the client-wide pause (TrafficControl) does the waiting
-        retry_after = stated_delay(error)
-        if retry_after is not None:
-            return retry_after
-        jitter = random.uniform(0, self._policy.jitter)  # noqa: S311 - jitter, not crypto
-        return self._policy.backoff(retry_state.attempt_number) + jitter
 
 
 class Transport:
@@ -255,29 +221,13 @@ class Transport:
         url = self._config.base_url + path
         # Wrapped, so that no traceback's locals (as error trackers record them) show it.
         content = self._redactor.secret(json.dumps({**body, "key": self._key}).encode())
-        policy = self._config.retry_policy
-        retries = self._config.retries if retry else 0
-
-        def retrying() -> AsyncRetrying:
-            from tenacity import (  # noqa: PLC0415 - only a request that failed needs it
-                AsyncRetrying,
-                retry_if_exception,
-                stop_after_attempt,
-            )
-
-            return AsyncRetrying(
-                stop=stop_after_attempt(retries + 1),
-                wait=_wait_stated_or_backoff(policy),
-                retry=retry_if_exception(lambda error: retried_by_fetch(error, policy)),
-                sleep=self._clock.sleep,
-                before_sleep=_log_retry,
-                reraise=True,
-            )
-
-        return await try_first_then_retry(
+        config = self._config
+        return await with_retries(
             lambda: self._post_once(url, content, request_id=request_id),
-            retrying,
-            retried=lambda error: bool(retries) and retried_by_fetch(error, policy),
+            transient=self.is_transient,
+            retries=config.retries if retry else 0,
+            policy=config.retry_policy,
+            clock=self._clock,
         )
 
     async def _post_once(
@@ -396,17 +346,6 @@ USER_AGENT = f"modelslab-fetch/{__version__}"
 
 async def _close_backend(backend: Backend) -> None:
     await backend.aclose()
-
-
-def _log_retry(retry_state: RetryCallState) -> None:
-    outcome = retry_state.outcome
-    error = None if outcome is None else outcome.exception()
-    logger.info(
-        "retrying in %.2f s after attempt %d failed: %s",
-        retry_state.upcoming_sleep,
-        retry_state.attempt_number,
-        error,
-    )
 
 
 def _headers_for(config: ClientConfig) -> dict[str, str]:

@@ -10,14 +10,12 @@ addresses unless the user opted in (`_download_guard`); and retried like an API 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -35,20 +33,15 @@ from .._errors import (
 from .._http._answers import is_html
 from .._http._backends._contract import overall_deadline
 from .._http._decoding import ACCEPT_ENCODING, BodyDecoder, raw_chunks, read_decoded
-from .._http._retry_after import parse_retry_after, stated_delay
-from .._http._retrying import try_first_then_retry
+from .._http._retry_after import parse_retry_after
+from .._http._retrying import with_retries
 from .._results import FetchResult
 from .._retry_policy import RetryPolicy
 from .._urls import checked_http_url
 from ._addresses import OPT_IN, AddressPolicy
 from ._part_files import PartFile
 
-if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
-    from tenacity import AsyncRetrying
-
 __all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
-
-logger = logging.getLogger("modelslab_fetch")
 
 MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
@@ -289,37 +282,21 @@ class Downloader:
         return content_type
 
     async def _fetch_with_retries(self, url: str, part: PartFile, request_id: str) -> str | None:
-        # The transport's machinery, not a backoff of our own: the same policy, the same
-        # waits (a stated Retry-After, else exponential backoff with jitter), the same logs.
-        from .._http._transport import _log_retry, _wait_stated_or_backoff  # noqa: PLC0415
-
+        # Retried as fetch() retries: the same policy, waits and logs.
         attempts = 0
-        retries, policy = self._retries, self._policy
 
         async def attempt() -> str | None:
             nonlocal attempts
             attempts += 1
             return await self._attempt(url, part, request_id)
 
-        def retrying() -> AsyncRetrying:
-            from tenacity import (  # noqa: PLC0415 - only a download that failed needs it
-                AsyncRetrying,
-                retry_if_exception,
-                stop_after_attempt,
-            )
-
-            return AsyncRetrying(
-                stop=stop_after_attempt(retries + 1),
-                wait=_wait_stated_or_backoff(policy),
-                retry=retry_if_exception(self._retried),
-                sleep=self._clock.sleep,
-                before_sleep=_log_retry,
-                reraise=True,
-            )
-
         try:
-            return await try_first_then_retry(
-                attempt, retrying, retried=lambda error: bool(retries) and self._retried(error)
+            return await with_retries(
+                attempt,
+                transient=lambda error: getattr(error, "_transient", False),
+                retries=self._retries,
+                policy=self._policy,
+                clock=self._clock,
             )
         except DownloadError as exc:
             if attempts < 2:
@@ -332,13 +309,6 @@ class Downloader:
                 retry_after=exc.retry_after,
             )
         raise error
-
-    def _retried(self, error: BaseException) -> bool:
-        """Whether a failed attempt is worth another: transient, and no long stated wait."""
-        if not (isinstance(error, DownloadError) and getattr(error, "_transient", False)):
-            return False
-        retry_after = stated_delay(error)
-        return retry_after is None or retry_after <= self._policy.max_stated_wait
 
     async def _attempt(self, url: str, part: PartFile, request_id: str) -> str | None:
         deadline = overall_deadline(self._http.timeout)

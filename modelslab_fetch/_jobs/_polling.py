@@ -19,7 +19,7 @@ from .._results import FetchResult
 from .._retry_policy import exponential
 from ._readiness import ReadinessEstimate
 
-if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_try_first)
+if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_http/_retrying)
     from tenacity import AsyncRetrying, RetryCallState
 from .._http._retrying import try_first_then_retry
 from ._updates import PollUpdate, UpdateCallback
@@ -291,7 +291,7 @@ class _Waiter(Generic[R]):
             )
 
         # Most jobs asked about are already finished: the first poll runs before
-        # tenacity is paid for (see _try_first).
+        # tenacity is paid for (see _http/_retrying).
         return await try_first_then_retry(
             self._poll_and_remember, retrying, retried=self._transient, again=_unfinished
         )
