@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import ssl
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ._errors import AuthenticationError, ConfigurationError, UnusableURL
+from ._numbers import checked_count, checked_seconds
 from ._retry_policy import RetryPolicy
 from ._tls import CertTypes, VerifyTypes, make_ssl_context
 from ._urls import checked_http_url
@@ -124,7 +124,7 @@ class ClientConfig:
         if not isinstance(timeout, NotGiven):
             changes["timeout"] = _resolve_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
-            changes["max_retries"] = _resolve_max_retries(max_retries)
+            changes["max_retries"] = checked_count("max_retries", max_retries, 0)
         if not isinstance(default_headers, NotGiven):
             changes["default_headers"] = _resolve_headers(default_headers)
         if not isinstance(retry_policy, NotGiven):
@@ -192,9 +192,13 @@ class ClientConfig:
             api_key=_resolve_api_key(api_key, env),
             base_url=_resolve_base_url(base_url, env),
             timeout=_resolve_timeout(timeout),
-            max_retries=_resolve_max_retries(max_retries),
-            max_concurrency=_resolve_max_concurrency(max_concurrency),
-            max_requests_per_second=_resolve_rate(max_requests_per_second),
+            max_retries=checked_count("max_retries", max_retries, 0),
+            max_concurrency=checked_count("max_concurrency", max_concurrency, 1),
+            max_requests_per_second=None
+            if max_requests_per_second is None
+            else checked_seconds(
+                "max_requests_per_second", max_requests_per_second, positive=True, what=" or None"
+            ),
             ssl_context=make_ssl_context(verify, cert, trust_env=trust_env),
             proxy=_resolve_proxy(proxy),
             trust_env=trust_env,
@@ -268,39 +272,8 @@ def _resolve_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
         return timeout
     if timeout is None:
         return httpx.Timeout(None)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise ConfigurationError(
-            f"timeout must be seconds (a number), an httpx.Timeout or None; got {timeout!r}"
-        )
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds; got {timeout!r}")
-    return httpx.Timeout(float(timeout))
-
-
-def _resolve_max_retries(max_retries: int) -> int:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"max_retries must be an int >= 0; got {max_retries!r}")
-    return max_retries
-
-
-def _resolve_max_concurrency(max_concurrency: int) -> int:
-    if (
-        isinstance(max_concurrency, bool)
-        or not isinstance(max_concurrency, int)
-        or max_concurrency < 1
-    ):
-        raise ConfigurationError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
-    return max_concurrency
-
-
-def _resolve_rate(rate: float | None) -> float | None:
-    if rate is None:
-        return None
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
-        raise ConfigurationError(
-            f"max_requests_per_second must be a positive number or None; got {rate!r}"
-        )
-    return float(rate)
+    what = " of seconds, an httpx.Timeout or None"
+    return httpx.Timeout(checked_seconds("timeout", timeout, positive=True, what=what))
 
 
 _PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ._errors import ConfigurationError
+from ._numbers import checked_count, checked_seconds
 
 __all__ = ["DEFAULT_RETRY_STATUSES", "RetryPolicy", "exponential"]
 
@@ -44,22 +44,10 @@ class RetryPolicy:
     """The longest stated wait (`Retry-After`, `retry_after`...) slept through by `fetch()`."""
 
     def __post_init__(self) -> None:
-        if self.max_retries is not None and (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ConfigurationError(
-                f"RetryPolicy.max_retries must be an int >= 0 or None; got {self.max_retries!r}"
-            )
+        if self.max_retries is not None:
+            checked_count("RetryPolicy.max_retries", self.max_retries, 0)
         for name in ("backoff_initial", "backoff_max", "jitter", "max_stated_wait"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and value >= 0)
-            ):
-                raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0; got {value!r}")
+            checked_seconds(f"RetryPolicy.{name}", getattr(self, name))
         statuses = frozenset(self.statuses)
         if not all(isinstance(code, int) and 100 <= code <= 599 for code in statuses):
             raise ConfigurationError("RetryPolicy.statuses must be HTTP status codes (100-599)")

@@ -292,6 +292,7 @@ async def test_super_resolution_wait_polls_its_own_endpoint(
         {"eta_error": -0.1},
         {"eta_offset": float("nan")},
         {"min_interval": 5, "max_interval": 1},
+        {"backoff_max": True},  # a bool is no number of seconds, as everywhere else
     ],
 )
 def test_bad_poll_policies_are_refused(kwargs: dict[str, Any]) -> None:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 import anyio
 import anyio.abc
 
-from .._errors import ClientClosedError, ConfigurationError
+from .._errors import ClientClosedError
 from .._ids import ids_in_file, is_file, normalize_request_id
+from .._numbers import checked_count
 from .._results import FetchResult
 
 if TYPE_CHECKING:
@@ -153,13 +154,6 @@ class Progress:
 ProgressCallback = Callable[[Progress], object]
 
 
-def check_concurrency(concurrency: int) -> int:
-    """Return `concurrency` if it is a usable batch width (an int >= 1)."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be an int >= 1; got {concurrency!r}")
-    return concurrency
-
-
 class AsyncBatch(Generic[R]):
     """An async iterator of one `Outcome` per input id, `concurrency` ids worked on at once.
 
@@ -179,7 +173,7 @@ class AsyncBatch(Generic[R]):
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self._work = _BatchWork(
-            ids, work, concurrency=check_concurrency(concurrency), ordered=ordered
+            ids, work, concurrency=checked_count("concurrency", concurrency, 1), ordered=ordered
         )
         self._receive = self._work.receive
         self._driver = _Driver(self._work)

@@ -15,6 +15,7 @@ from .._clock import Clock
 from .._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
 from .._http._retry_after import stated_delay
 from .._http._transport import is_transient
+from .._numbers import checked_seconds
 from .._results import FetchResult
 from .._retry_policy import exponential
 from ._readiness import ReadinessEstimate
@@ -78,21 +79,9 @@ class PollPolicy:
     """How long before the deadline the last poll starts."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "min_interval",
-            "max_interval",
-            "eta_error",
-            "eta_factor",
-            "eta_offset",
-            "backoff_initial",
-            "backoff_max",
-            "final_poll_lead",
-        ):
-            value = getattr(self, name)
-            if value is None and name in ("eta_factor", "eta_offset"):
-                continue
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigurationError(f"PollPolicy.{name} must be a number >= 0, got {value!r}")
+        for name, value in vars(self).items():
+            if value is not None or name not in ("eta_factor", "eta_offset"):
+                checked_seconds(f"PollPolicy.{name}", value)
         if self.min_interval > self.max_interval:
             raise ConfigurationError("PollPolicy.min_interval cannot exceed max_interval")
 
@@ -119,12 +108,8 @@ def check_wait_timeout(timeout: float | None) -> float | None:
     """Return `timeout` if it is a usable deadline (seconds > 0, or None for none)."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigurationError(
-            f"timeout must be a positive number of seconds, or None to wait without a "
-            f"deadline; got {timeout!r}"
-        )
-    return float(timeout)
+    what = " of seconds, or None to wait without a deadline"
+    return checked_seconds("timeout", timeout, positive=True, infinite=True, what=what)
 
 
 class _Schedule:
