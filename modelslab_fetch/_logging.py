@@ -18,7 +18,7 @@ import sys
 import weakref
 
 from ._redaction import Redactor
-from ._text import well_formed
+from ._server_json import well_formed
 
 __all__ = [
     "LOGGER_NAMES",

@@ -21,7 +21,7 @@ from pydantic import (
 
 from ._logging import log_once
 from ._numbers import finite_number
-from ._text import well_formed
+from ._server_json import well_formed
 
 __all__ = ["FetchResult", "Status"]
 

@@ -27,8 +27,8 @@ from .._errors import (
 )
 from .._http._answers import error_in_body
 from .._ids import normalize_request_id
-from .._json_depth import TOO_DEEP, nested_deeper_than
 from .._results import FetchResult
+from .._server_json import TOO_DEEP, nested_deeper_than
 from ._resource import FetchEndpoint
 
 __all__ = [

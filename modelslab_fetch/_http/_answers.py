@@ -32,8 +32,8 @@ from .._errors import (
     RequestNotFoundError,
     ResponseParseError,
 )
-from .._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
 from .._retry_policy import DEFAULT_RETRY_STATUSES
+from .._server_json import TOO_DEEP, bracket_count_allows, nested_deeper_than
 from ._backends._contract import RawResponse
 from ._retry_after import stated_wait
 
@@ -329,7 +329,7 @@ def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
     except ValueError:
         return None, "not JSON"
     # Bounded here, where every answer enters: redaction, parsing, excerpts, logs and
-    # results files all walk the value afterwards (see _json_depth).
+    # results files all walk the value afterwards (see _server_json).
     if not bracket_count_allows(content) and nested_deeper_than(value):
         return None, TOO_DEEP
     if not isinstance(value, dict):
