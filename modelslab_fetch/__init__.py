@@ -53,9 +53,9 @@ if TYPE_CHECKING:
     from ._endpoints._resource import (
         DEFAULT_WAIT_MANY_CONCURRENCY,
         AsyncFetchResource,
-        FetchEndpoint,
         FetchResource,
     )
+    from ._endpoints._row import FetchEndpoint
     from ._endpoints.results import ThreeDResult, VoiceResult
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId
@@ -84,7 +84,7 @@ _LAZY = {
     "Enterprise": "._clients._sync",
     "EventLoopClock": "._clock",
     "Failure": "._jobs._batch",
-    "FetchEndpoint": "._endpoints._resource",
+    "FetchEndpoint": "._endpoints._row",
     "FetchResource": "._endpoints._resource",
     "FetchResult": "._results",
     "ModelsLab": "._clients._sync",

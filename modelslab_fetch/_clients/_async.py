@@ -19,12 +19,7 @@ from .._config import (
     ClientConfig,
     NotGiven,
 )
-from .._endpoints._resource import (
-    DEFAULT_WAIT_MANY_CONCURRENCY,
-    AccountStop,
-    AsyncFetchResource,
-    FetchEndpoint,
-)
+from .._endpoints._resource import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource
 from .._endpoints._routing import (
     Queued,
     QueuedItems,
@@ -35,6 +30,7 @@ from .._endpoints._routing import (
     resolve,
     says_success,
 )
+from .._endpoints._row import FetchEndpoint
 from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError

@@ -29,7 +29,7 @@ from .._http._answers import error_in_body
 from .._ids import normalize_request_id
 from .._results import FetchResult
 from .._server_json import TOO_DEEP, nested_deeper_than
-from ._resource import FetchEndpoint
+from ._row import FetchEndpoint
 
 __all__ = [
     "Queued",

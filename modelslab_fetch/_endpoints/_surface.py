@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from ._resource import FetchEndpoint
+from ._row import FetchEndpoint
 
 if TYPE_CHECKING:
     from ._blocking import SyncFetchResource

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._results import FetchResult
-from ._resource import FetchEndpoint
+from ._row import FetchEndpoint
 from ._surface import AsyncSurface, Group, SyncSurface, rows_of
 from .results import ThreeDResult, VoiceResult
 
