@@ -58,7 +58,7 @@ class ClosesOnAsyncExit:
 
 
 class CallsInFlight:
-    """The calls of one client (and its `with_options` twins) in flight, ended by closing it.
+    """The calls of one client (and its `with_options` copies) in flight, ended by closing it.
 
     Every public call runs inside `calls.scope(request_id)`; `close()` marks the client
     closed and cancels those scopes, so a `wait()` asleep until its next poll ends at

@@ -97,11 +97,11 @@ class ModelsLabError(Exception):
 
     def for_request(self: _E, request_id: str) -> _E:
         """A copy of this error about `request_id` instead (same class, same response)."""
-        twin = copy.copy(self)
-        twin.request_id = request_id
-        Exception.__init__(twin, twin._text())
-        twin.__traceback__ = None
-        return twin
+        other = copy.copy(self)
+        other.request_id = request_id
+        Exception.__init__(other, other._text())
+        other.__traceback__ = None
+        return other
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors defeat Exception's default pickling; errors cross

@@ -201,16 +201,16 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             default_headers=default_headers,
             retry_policy=retry_policy,
         )
-        twin = object.__new__(type(self))
-        twin._config = config
-        twin._wire(
+        other = object.__new__(type(self))
+        other._config = config
+        other._wire(
             self._transport.with_config(config),
             self._downloaders,
             self._http_client,
             self._poll_policy if isinstance(poll_policy, NotGiven) else poll_policy,
             self._clock,
         )
-        return twin
+        return other
 
     def _settings(self) -> ClientConfig:
         return self._config

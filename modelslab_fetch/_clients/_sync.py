@@ -64,11 +64,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
 
         See `AsyncModelsLab.with_options`. Closing either closes both.
         """
-        twin = object.__new__(type(self))
-        twin._finalizer = self._finalizer  # one owner of the event loop and connections
-        twin._parent = self  # this client (and so its finalizer) lives while the twin does
-        twin._wire(self._async.with_options(**options), self._loop)
-        return twin
+        other = object.__new__(type(self))
+        other._finalizer = self._finalizer  # one owner of the event loop and connections
+        other._parent = self  # this client (and so its finalizer) lives while the copy does
+        other._wire(self._async.with_options(**options), self._loop)
+        return other
 
     def _settings(self) -> ClientConfig:
         return self._async._config

@@ -93,7 +93,7 @@ class Transport:
         # from whatever the server sends, and from httpx's and httpcore's log records.
         self._redactor = Redactor(self._key)
         redact_from_logs(self._redactor)
-        # Shared with every `with_config` twin: closing one closes them all, and ends
+        # Shared with every `with_config` copy: closing one closes them all, and ends
         # the calls in flight on any of them.
         self.calls = CallsInFlight()
         self._rate_limits_in_a_row = 0
@@ -110,15 +110,15 @@ class Transport:
         return f"Transport(base_url={self._config.base_url!r})"
 
     def with_config(self, config: ClientConfig) -> Transport:
-        """A twin with other settings (timeout, retries, headers) sharing everything else.
+        """A copy with other settings (timeout, retries, headers) sharing everything else.
 
-        The twin uses the same connections, the same client-wide limits (concurrency,
+        The copy uses the same connections, the same client-wide limits (concurrency,
         rate, rate-limit pauses) and the same closed state: closing either closes both.
         """
-        twin = copy.copy(self)
-        twin._config = config
-        twin._headers = _headers_for(config)
-        return twin
+        other = copy.copy(self)
+        other._config = config
+        other._headers = _headers_for(config)
+        return other
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether `error` is worth asking again, under this client's `RetryPolicy`."""

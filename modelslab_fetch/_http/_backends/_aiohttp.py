@@ -110,7 +110,7 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
 
 
 def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
-    # httpx's read/write/pool limits have no exact aiohttp twin; map each to the
+    # httpx's read/write/pool limits have no exact aiohttp match; map each to the
     # closest: connect -> establishing the socket, read -> each socket read, pool ->
     # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
     pool_and_connect = None
