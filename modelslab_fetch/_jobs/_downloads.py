@@ -30,7 +30,7 @@ from .._errors import (
     DownloadRefused,
     UnusableURL,
 )
-from .._http._answers import is_html
+from .._http._answers import transient_status
 from .._http._backends._contract import overall_deadline
 from .._http._decoding import ACCEPT_ENCODING, BodyDecoder, raw_chunks, read_decoded
 from .._http._retry_after import parse_retry_after
@@ -410,10 +410,8 @@ class Downloader:
     def _status_error(self, url: str, response: httpx.Response, request_id: str) -> DownloadError:
         status = response.status_code
         policy = self._policy
-        transient = (
-            status == 429
-            or status in policy.statuses
-            or (policy.retry_edge_pages and status >= 500 and is_html(response.headers, b""))
+        transient = status == 429 or transient_status(
+            status, response.headers, b"", policy.statuses, policy.retry_edge_pages
         )
         retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
         return _transient(
