@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextvars import ContextVar
-from types import TracebackType
 
 import anyio
 import sniffio
@@ -101,12 +100,7 @@ class TrafficControl(ForkAware):
             limiter.release()
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._limiter is not None  # noqa: S101 - made by __aenter__
         self._limiter.release()
 

@@ -14,7 +14,6 @@ from collections.abc import (
     Iterator,
 )
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
@@ -288,12 +287,7 @@ class AsyncBatch(Generic[R]):
         self._driver.start_in(self._task_group)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
             await self.aclose()
         finally:
