@@ -9,7 +9,6 @@ in the body of every fetch and would go with it.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -26,7 +25,7 @@ from .._errors import (
     ResponseParseError,
 )
 from .._http._answers import error_in_body
-from .._ids import normalize_request_id
+from .._ids import lazily, normalize_request_id
 from .._results import FetchResult
 from .._server_json import TOO_DEEP, nested_deeper_than
 from ._row import FetchEndpoint
@@ -224,34 +223,12 @@ class QueuedItems:
         self._seen: OrderedDict[str, str] = OrderedDict()  # id -> endpoint name, recent
         self._pending: OrderedDict[str, tuple[Route | None, dict[str, Any], Exception | None]]
         self._pending = OrderedDict()
-        self._position = 0
 
     def keys(self) -> Iterator[str] | AsyncIterator[str]:
         """The batch keys, one per input, read as the batch asks for them."""
-        if isinstance(self._items, AsyncIterable):
-            return self._async_keys(self._items)
-        return self._sync_keys(self._items)
+        return lazily(self._items, self._key_for)
 
-    def _sync_keys(self, items: Iterable[Queued]) -> Iterator[str]:
-        source = iter(items)
-        try:
-            for item in source:
-                yield self._key_for(item)
-        finally:
-            if inspect.isgenerator(source):
-                source.close()
-
-    async def _async_keys(self, items: AsyncIterable[Queued]) -> AsyncIterator[str]:
-        source = aiter(items)
-        try:
-            async for item in source:
-                yield self._key_for(item)
-        finally:
-            if inspect.isasyncgen(source):
-                await source.aclose()
-
-    def _key_for(self, item: object) -> str:
-        position, self._position = self._position, self._position + 1
+    def _key_for(self, position: int, item: object) -> str:
         route: Route | None = None
         error: Exception | None = None
         body: dict[str, Any] = {}
