@@ -54,14 +54,13 @@ if TYPE_CHECKING:
         FetchResource,
     )
     from ._endpoints._row import FetchEndpoint
-    from ._endpoints.results import ThreeDResult, VoiceResult
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId
     from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
     from ._jobs._downloads import Downloaded
     from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
     from ._jobs._updates import PollUpdate
-    from ._results import FetchResult, Status
+    from ._results import FetchResult, Status, ThreeDResult, VoiceResult
 
 setup_logging_from_env()
 
@@ -77,14 +76,13 @@ _LAZY = {
         "._endpoints._blocking": "SyncBatch SyncFetchResource",
         "._endpoints._resource": "DEFAULT_WAIT_MANY_CONCURRENCY AsyncFetchResource FetchResource",
         "._endpoints._row": "FetchEndpoint",
-        "._endpoints.results": "ThreeDResult VoiceResult",
         "._endpoints.table": "V7 AsyncV7 endpoint_table",
         "._ids": "RequestId",
         "._jobs._batch": "AsyncBatch Batch Failure Outcome Progress Success",
         "._jobs._downloads": "Downloaded",
         "._jobs._polling": "DEFAULT_WAIT_TIMEOUT PollPolicy",
         "._jobs._updates": "PollUpdate",
-        "._results": "FetchResult Status",
+        "._results": "FetchResult Status ThreeDResult VoiceResult",
     }.items()
     for name in names.split()
 }

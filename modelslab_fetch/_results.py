@@ -1,4 +1,4 @@
-"""Typed fetch results, tolerant of every quirk the ModelsLab wire format is known to have."""
+"""Typed fetch results, of every endpoint family, tolerant of every quirk of the wire format."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from ._logging import log_once
 from ._numbers import finite_number
 from ._server_json import well_formed
 
-__all__ = ["FetchResult", "Status"]
+__all__ = ["FetchResult", "Status", "ThreeDResult", "VoiceResult"]
 
 _Result = TypeVar("_Result", bound="FetchResult")
 
@@ -260,7 +260,8 @@ class FetchResult(BaseModel):
             return value.strip()
         return value
 
-    @field_validator("eta", "generation_time", mode="before")
+    # Also the fields of the families below (audio_time, links): declared once, here.
+    @field_validator("eta", "generation_time", "audio_time", mode="before", check_fields=False)
     @classmethod
     def _lenient_seconds(cls, value: object) -> float | None:
         seconds = finite_number(value)
@@ -274,7 +275,9 @@ class FetchResult(BaseModel):
             return value
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
-    @field_validator("output", "proxy_links", "future_links", mode="before")
+    @field_validator(
+        "output", "proxy_links", "future_links", "links", mode="before", check_fields=False
+    )
     @classmethod
     def _url_lists(cls, value: object) -> object:
         return _url_list(value)
@@ -300,3 +303,28 @@ class FetchResult(BaseModel):
 
 def _shape_of(value: object) -> str:
     return "none" if value is None else f"a {type(value).__name__}"
+
+
+class VoiceResult(FetchResult):
+    """A voice or speech fetch result: `output` holds the audio URLs."""
+
+    links: list[str] = Field(default_factory=list)
+    """More URLs of the same audio, when the server sends them."""
+    audio_time: float | None = None
+    """The length of the generated audio, in seconds."""
+
+
+class ThreeDResult(FetchResult):
+    """A 3D fetch result: `output` holds the model files (glb, obj, ...)."""
+
+    extra_assets: list[Any] = Field(default_factory=list)
+    """Further files of the model (textures, previews): URLs or objects, as sent."""
+
+    @field_validator("extra_assets", mode="before")
+    @classmethod
+    def _assets_as_list(cls, value: object) -> object:
+        if value is None or value == "":
+            return []
+        if isinstance(value, list | tuple):
+            return list(value)
+        return [value]

@@ -14,15 +14,13 @@ import httpx
 
 from .._closing import ClosesOnExit
 from .._config import ClientConfig
-from .._endpoints._blocking import SyncBatch, SyncFetchResource
+from .._endpoints._blocking import SyncBatch, SyncFetchResource, parameters_of
 from .._endpoints._surface import SyncSurface
-from .._endpoints._twins import parameters_of
 from .._endpoints.table import ClientEndpoints, Enterprise
 from .._jobs._downloads import Downloaded
 from .._results import FetchResult
-from ._async import AsyncModelsLab
+from ._async import AsyncModelsLab, ClientSettings
 from ._loop_thread import LoopThread
-from ._settings import ClientSettings
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 

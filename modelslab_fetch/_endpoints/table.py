@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._results import FetchResult
+from .._results import FetchResult, ThreeDResult, VoiceResult
 from ._row import FetchEndpoint
 from ._surface import AsyncSurface, Group, SyncSurface, rows_of
-from .results import ThreeDResult, VoiceResult
 
 __all__ = [
     "V7",
