@@ -1,4 +1,4 @@
-"""Validation of ModelsLab request ids, before anything is sent."""
+"""Request ids: checked before anything is sent, and read lazily from files and iterables."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer 4: `AsyncModelsLab`, which wires the transport, polling and endpoints together."""
+"""`AsyncModelsLab`, which wires the transport, polling, downloads and endpoints together."""
 
 from __future__ import annotations
 

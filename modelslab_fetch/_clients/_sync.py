@@ -1,4 +1,4 @@
-"""Layer 4, blocking: `ModelsLab` forwards every call to an `AsyncModelsLab` on its loop thread."""
+"""The blocking `ModelsLab`: every call forwarded to an `AsyncModelsLab` on its loop thread."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer 1: send one JSON POST to ModelsLab, map failures to our errors, retry transient ones."""
+"""The transport: one JSON POST to ModelsLab, its failures mapped to our errors and retried."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Layer 2, many ids: stream one outcome per input id, bounded, lazy, nothing lost."""
+"""Batches: one outcome per input id, streamed as they finish, bounded, lazy, nothing lost."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Each output is saved under a name made from what the caller asked (the request id and the
 endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
 its writer (`_part_files`) and renamed into place once whole; fetched only from public
-addresses unless the user opted in (`_download_guard`); and retried like an API call
+addresses unless the user opted in (`_addresses`); and retried like an API call
 (the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
 """
 

@@ -1,4 +1,4 @@
-"""Layer 2: poll one job until it finishes, spaced by the server's `eta`, bound by a deadline."""
+"""Polling one job until it finishes, spaced by the server's `eta`, bound by a deadline."""
 
 from __future__ import annotations
 
