@@ -128,11 +128,7 @@ class ClientConfig:
         if not isinstance(default_headers, NotGiven):
             changes["default_headers"] = _resolve_headers(default_headers)
         if not isinstance(retry_policy, NotGiven):
-            if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-                raise ConfigurationError(
-                    f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
-                )
-            changes["retry_policy"] = retry_policy if retry_policy is not None else RetryPolicy()
+            changes["retry_policy"] = _resolve_retry_policy(retry_policy)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property
@@ -184,10 +180,6 @@ class ClientConfig:
             raise ConfigurationError(
                 f"allow_private_downloads must be True or False; got {allow_private_downloads!r}"
             )
-        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise ConfigurationError(
-                f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
-            )
         return cls(
             api_key=_resolve_api_key(api_key, env),
             base_url=_resolve_base_url(base_url, env),
@@ -203,7 +195,7 @@ class ClientConfig:
             proxy=_resolve_proxy(proxy),
             trust_env=trust_env,
             default_headers=_resolve_headers(default_headers),
-            retry_policy=retry_policy if retry_policy is not None else RetryPolicy(),
+            retry_policy=_resolve_retry_policy(retry_policy),
             http_backend=_resolve_http_backend(http_backend),
             allow_private_downloads=allow_private_downloads,
         )
@@ -265,6 +257,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _resolve_retry_policy(retry_policy: RetryPolicy | None) -> RetryPolicy:
+    if retry_policy is None:
+        return RetryPolicy()
+    if not isinstance(retry_policy, RetryPolicy):
+        raise ConfigurationError(
+            f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
+        )
+    return retry_policy
 
 
 def _resolve_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:

@@ -404,7 +404,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         options: dict[str, Any] = {
             "addresses": addresses,
             "retry_policy": config.retry_policy,
-            "max_retries": config.max_retries,
+            "retries": config.retries,  # the policy's count, else max_retries
             "clock": self._clock,
         }
         if self._http_client is not None:

@@ -165,7 +165,7 @@ class Downloader:
     Each attempt at a file must arrive whole within the client's timeout (its largest
     value, bounding the attempt from connect to last byte, as for API calls); a
     transient failure (a dropped connection, a timeout, one of the `RetryPolicy`'s
-    statuses such as 503 or 429) is retried up to `max_retries` times, waiting as
+    statuses such as 503 or 429) is retried up to `retries` times, waiting as
     `fetch()` does; the whole file, retries included, must arrive within
     `FILE_TIME_LIMIT` seconds, and decode to at most `MAX_IMAGE_BYTES`, however the
     server encodes it. `addresses` says which addresses
@@ -180,7 +180,7 @@ class Downloader:
         addresses: AddressPolicy | None = None,
         lookup_names: bool = False,
         retry_policy: RetryPolicy | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
+        retries: int = DEFAULT_MAX_RETRIES,
         clock: Clock | None = None,
     ) -> None:
         self._http = http_client
@@ -188,9 +188,7 @@ class Downloader:
         self._addresses = addresses if addresses is not None else AddressPolicy(True)
         self._lookup_names = lookup_names
         self._policy = retry_policy if retry_policy is not None else RetryPolicy()
-        self._retries = (
-            max_retries if self._policy.max_retries is None else self._policy.max_retries
-        )
+        self._retries = retries
         self._clock = clock if clock is not None else EventLoopClock()
 
     def __repr__(self) -> str:
