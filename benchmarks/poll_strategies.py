@@ -35,7 +35,9 @@ def fixed(seconds: float) -> Strategy:
 
 def learning(**options: Any) -> Strategy:
     def make() -> Callable[[float, float], float]:
-        estimate = ReadinessEstimate(**options)
+        estimate = ReadinessEstimate()
+        for name, value in options.items():  # the tuning knobs are attributes
+            setattr(estimate, name, value)
 
         def schedule(now: float, eta: float) -> float:
             estimate.observe(now, eta)

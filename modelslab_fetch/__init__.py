@@ -1,11 +1,9 @@
 """modelslab-fetch: an async-first, typed SDK for ModelsLab's queued-image fetch endpoints.
 
-The layers, bottom up:
-
-1. transport (`_transport`): one JSON POST, errors mapped, transient failures retried;
-2. polling (`_polling`): `wait` until finished, spaced by the server's `eta`, deadline-bound;
-3. endpoints (`_endpoint`, `_endpoints/table.py`): every fetch endpoint one row of data;
-4. clients: `AsyncModelsLab`, and `ModelsLab`, which runs it on a private event loop.
+Layers as folders, data flowing one way down (README, "How it is built"): the foundation
+at the root; `_http/`, one JSON POST; `_jobs/`, one job and many; `_endpoints/`, the
+table of endpoints; `_clients/`, `AsyncModelsLab` and `ModelsLab`. `cli/` and `testing/`
+use only what this module exports.
 """
 
 import importlib
@@ -29,6 +27,7 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     DownloadError,
+    ForeignFetchURLError,
     GenerationFailedError,
     HostNotFoundError,
     InsufficientCreditsError,
@@ -52,18 +51,16 @@ if TYPE_CHECKING:
     from ._endpoints._resource import (
         DEFAULT_WAIT_MANY_CONCURRENCY,
         AsyncFetchResource,
-        FetchEndpoint,
         FetchResource,
     )
-    from ._endpoints._routing import ForeignFetchURLError
-    from ._endpoints.results import ThreeDResult, VoiceResult
+    from ._endpoints._row import FetchEndpoint
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId
     from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
     from ._jobs._downloads import Downloaded
     from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
     from ._jobs._updates import PollUpdate
-    from ._results import FetchResult, Status
+    from ._results import FetchResult, Status, ThreeDResult, VoiceResult
 
 setup_logging_from_env()
 
@@ -71,37 +68,23 @@ setup_logging_from_env()
 # the package: `import modelslab_fetch` stays cheap for a CLI start, a cold start, or a
 # program that only reads a constant or an error class. Type checkers see them above.
 _LAZY = {
-    "AsyncBatch": "._jobs._batch",
-    "AsyncEnterprise": "._clients._async",
-    "AsyncFetchResource": "._endpoints._resource",
-    "AsyncModelsLab": "._clients._async",
-    "AsyncV7": "._endpoints.table",
-    "Batch": "._jobs._batch",
-    "Clock": "._clock",
-    "DEFAULT_WAIT_MANY_CONCURRENCY": "._endpoints._resource",
-    "DEFAULT_WAIT_TIMEOUT": "._jobs._polling",
-    "Downloaded": "._jobs._downloads",
-    "Enterprise": "._clients._sync",
-    "EventLoopClock": "._clock",
-    "Failure": "._jobs._batch",
-    "FetchEndpoint": "._endpoints._resource",
-    "FetchResource": "._endpoints._resource",
-    "FetchResult": "._results",
-    "ForeignFetchURLError": "._endpoints._routing",
-    "ModelsLab": "._clients._sync",
-    "Outcome": "._jobs._batch",
-    "PollPolicy": "._jobs._polling",
-    "PollUpdate": "._jobs._updates",
-    "Progress": "._jobs._batch",
-    "RequestId": "._ids",
-    "Status": "._results",
-    "Success": "._jobs._batch",
-    "SyncBatch": "._endpoints._blocking",
-    "SyncFetchResource": "._endpoints._blocking",
-    "ThreeDResult": "._endpoints.results",
-    "V7": "._endpoints.table",
-    "VoiceResult": "._endpoints.results",
-    "endpoint_table": "._endpoints.table",
+    name: module
+    for module, names in {
+        "._clients._async": "AsyncEnterprise AsyncModelsLab",
+        "._clients._sync": "Enterprise ModelsLab",
+        "._clock": "Clock EventLoopClock",
+        "._endpoints._blocking": "SyncBatch SyncFetchResource",
+        "._endpoints._resource": "DEFAULT_WAIT_MANY_CONCURRENCY AsyncFetchResource FetchResource",
+        "._endpoints._row": "FetchEndpoint",
+        "._endpoints.table": "V7 AsyncV7 endpoint_table",
+        "._ids": "RequestId",
+        "._jobs._batch": "AsyncBatch Batch Failure Outcome Progress Success",
+        "._jobs._downloads": "Downloaded",
+        "._jobs._polling": "DEFAULT_WAIT_TIMEOUT PollPolicy",
+        "._jobs._updates": "PollUpdate",
+        "._results": "FetchResult Status ThreeDResult VoiceResult",
+    }.items()
+    for name in names.split()
 }
 
 

@@ -29,12 +29,7 @@ class ClosesOnExit:
     def __enter__(self: _S) -> _S:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -48,17 +43,12 @@ class ClosesOnAsyncExit:
     async def __aenter__(self: _A) -> _A:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
 class CallsInFlight:
-    """The calls of one client (and its `with_options` twins) in flight, ended by closing it.
+    """The calls of one client (and its `with_options` copies) in flight, ended by closing it.
 
     Every public call runs inside `calls.scope(request_id)`; `close()` marks the client
     closed and cancels those scopes, so a `wait()` asleep until its next poll ends at

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import ssl
 from collections.abc import Mapping
@@ -12,10 +11,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ._errors import AuthenticationError, ConfigurationError
+from ._errors import AuthenticationError, ConfigurationError, UnusableURL
+from ._numbers import checked_count, checked_seconds
 from ._retry_policy import RetryPolicy
 from ._tls import CertTypes, VerifyTypes, make_ssl_context
-from ._urls import UnusableURL, checked_http_url
+from ._urls import checked_http_url
 
 __all__ = [
     "API_KEY_ENV",
@@ -124,15 +124,11 @@ class ClientConfig:
         if not isinstance(timeout, NotGiven):
             changes["timeout"] = _resolve_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
-            changes["max_retries"] = _resolve_max_retries(max_retries)
+            changes["max_retries"] = checked_count("max_retries", max_retries, 0)
         if not isinstance(default_headers, NotGiven):
             changes["default_headers"] = _resolve_headers(default_headers)
         if not isinstance(retry_policy, NotGiven):
-            if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-                raise ConfigurationError(
-                    f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
-                )
-            changes["retry_policy"] = retry_policy if retry_policy is not None else RetryPolicy()
+            changes["retry_policy"] = _resolve_retry_policy(retry_policy)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property
@@ -171,36 +167,35 @@ class ClientConfig:
         retry_policy: RetryPolicy | None = None,
         http_backend: str = "auto",
         allow_private_downloads: bool = False,
-        environ: Mapping[str, str] | None = None,
     ) -> ClientConfig:
         """Combine explicit options with `MODELSLAB_API_KEY` / `MODELSLAB_BASE_URL`.
 
         The TLS context is made here, at client creation: `SSL_CERT_FILE` set by a
         program before it creates a client is honoured, as httpx does.
         """
-        env = os.environ if environ is None else environ
+        env = os.environ
         if not isinstance(trust_env, bool):
             raise ConfigurationError(f"trust_env must be True or False; got {trust_env!r}")
         if not isinstance(allow_private_downloads, bool):
             raise ConfigurationError(
                 f"allow_private_downloads must be True or False; got {allow_private_downloads!r}"
             )
-        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise ConfigurationError(
-                f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
-            )
         return cls(
             api_key=_resolve_api_key(api_key, env),
             base_url=_resolve_base_url(base_url, env),
             timeout=_resolve_timeout(timeout),
-            max_retries=_resolve_max_retries(max_retries),
-            max_concurrency=_resolve_max_concurrency(max_concurrency),
-            max_requests_per_second=_resolve_rate(max_requests_per_second),
-            ssl_context=make_ssl_context(verify, cert, trust_env=trust_env, environ=env),
+            max_retries=checked_count("max_retries", max_retries, 0),
+            max_concurrency=checked_count("max_concurrency", max_concurrency, 1),
+            max_requests_per_second=None
+            if max_requests_per_second is None
+            else checked_seconds(
+                "max_requests_per_second", max_requests_per_second, positive=True, what=" or None"
+            ),
+            ssl_context=make_ssl_context(verify, cert, trust_env=trust_env),
             proxy=_resolve_proxy(proxy),
             trust_env=trust_env,
             default_headers=_resolve_headers(default_headers),
-            retry_policy=retry_policy if retry_policy is not None else RetryPolicy(),
+            retry_policy=_resolve_retry_policy(retry_policy),
             http_backend=_resolve_http_backend(http_backend),
             allow_private_downloads=allow_private_downloads,
         )
@@ -264,44 +259,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _resolve_retry_policy(retry_policy: RetryPolicy | None) -> RetryPolicy:
+    if retry_policy is None:
+        return RetryPolicy()
+    if not isinstance(retry_policy, RetryPolicy):
+        raise ConfigurationError(
+            f"retry_policy must be a RetryPolicy; got {type(retry_policy).__name__}"
+        )
+    return retry_policy
+
+
 def _resolve_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     if isinstance(timeout, httpx.Timeout):
         return timeout
     if timeout is None:
         return httpx.Timeout(None)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise ConfigurationError(
-            f"timeout must be seconds (a number), an httpx.Timeout or None; got {timeout!r}"
-        )
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds; got {timeout!r}")
-    return httpx.Timeout(float(timeout))
-
-
-def _resolve_max_retries(max_retries: int) -> int:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"max_retries must be an int >= 0; got {max_retries!r}")
-    return max_retries
-
-
-def _resolve_max_concurrency(max_concurrency: int) -> int:
-    if (
-        isinstance(max_concurrency, bool)
-        or not isinstance(max_concurrency, int)
-        or max_concurrency < 1
-    ):
-        raise ConfigurationError(f"max_concurrency must be an int >= 1; got {max_concurrency!r}")
-    return max_concurrency
-
-
-def _resolve_rate(rate: float | None) -> float | None:
-    if rate is None:
-        return None
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
-        raise ConfigurationError(
-            f"max_requests_per_second must be a positive number or None; got {rate!r}"
-        )
-    return float(rate)
+    what = " of seconds, an httpx.Timeout or None"
+    return httpx.Timeout(checked_seconds("timeout", timeout, positive=True, what=what))
 
 
 _PROXY_SCHEMES = frozenset({"http", "https", "socks5", "socks5h"})

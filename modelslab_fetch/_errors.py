@@ -1,8 +1,9 @@
-"""One flat hierarchy of every error this SDK raises, all under `ModelsLabError`.
+"""Every exception of the SDK: the errors users see, all under `ModelsLabError`, and its signals.
 
 ```
 ModelsLabError
 ├── ConfigurationError            (also ValueError)
+│   └── ForeignFetchURLError
 ├── InvalidRequestIdError         (also ValueError)
 ├── ClientClosedError             (also RuntimeError)
 ├── AccountError                  the account, not the request: stop sending
@@ -26,9 +27,16 @@ ModelsLabError
 ```
 
 Which (HTTP status, body) becomes which error is decided in one place, the table in
-`_http_errors.py`; which errors are worth asking again is decided in one place too,
+`_http/_answers.py`; which errors are worth asking again is decided in one place too,
 `is_transient` there. No error text ever contains the API key: messages are built from
 request ids, status codes and short, redacted excerpts of what the server sent.
+
+The signals at the end pass between the layers and never reach a user: whoever catches
+one raises the user's error above, with advice (`BackendTimeout` -> `APITimeoutError`,
+`BackendConnectionError` and its kinds -> `APIConnectionError` and its kinds,
+`BackendResponseTooLarge` -> `ResponseParseError`, `DecodingError` -> `APIConnectionError`
+or `DownloadError`, `DownloadRefused` -> `DownloadError`, `UnusableURL` ->
+`ConfigurationError` or `DownloadError`).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
+    "ForeignFetchURLError",
     "GenerationFailedError",
     "HostNotFoundError",
     "InsufficientCreditsError",
@@ -88,11 +97,11 @@ class ModelsLabError(Exception):
 
     def for_request(self: _E, request_id: str) -> _E:
         """A copy of this error about `request_id` instead (same class, same response)."""
-        twin = copy.copy(self)
-        twin.request_id = request_id
-        Exception.__init__(twin, twin._text())
-        twin.__traceback__ = None
-        return twin
+        other = copy.copy(self)
+        other.request_id = request_id
+        Exception.__init__(other, other._text())
+        other.__traceback__ = None
+        return other
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors defeat Exception's default pickling; errors cross
@@ -109,6 +118,15 @@ def _rebuild(cls: type[ModelsLabError], state: dict[str, Any]) -> ModelsLabError
 
 class ConfigurationError(ModelsLabError, ValueError):
     """Raised when a client option is unusable, e.g. a plain-http base URL to a remote host."""
+
+
+class ForeignFetchURLError(ConfigurationError):
+    """Raised when a response's `fetch_result` is not below the client's `base_url`.
+
+    Nothing is sent to it: every fetch carries the API key in its body. If the URL is
+    right, point the client there (`base_url=`); otherwise pass `endpoint=` to say
+    which endpoint of this client to wait on.
+    """
 
 
 class InvalidRequestIdError(ModelsLabError, ValueError):
@@ -358,3 +376,60 @@ class DownloadError(ModelsLabError):
         self.status_code = status_code
         self.retry_after = retry_after
         super().__init__(message, request_id=request_id)
+
+
+# --- Signals between the layers: caught inside the SDK, never seen by a user ------------
+
+
+class _Signal(Exception):
+    """A signal carrying `detail`: the words its catcher puts into the user's error."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class UnusableURL(ValueError):
+    """Why a URL cannot be used at all; callers turn it into their own typed error."""
+
+
+class DownloadRefused(_Signal):
+    """A download the address policy refuses; `detail` says why (the caller adds advice)."""
+
+
+class DecodingError(Exception):
+    """A body is not what its `Content-Encoding` says, or uses an encoding we cannot undo."""
+
+
+class DecodedTooLarge(Exception):
+    """A decoded body grew past `limit`; `head` is its first bytes."""
+
+    def __init__(self, limit: int, head: bytes) -> None:
+        self.limit = limit
+        self.head = head
+        super().__init__(f"decoded body larger than {limit} bytes")
+
+
+class BackendTimeout(_Signal):
+    """An HTTP backend's request timed out; `detail` says how."""
+
+
+class BackendConnectionError(_Signal):
+    """An HTTP backend could not reach the server or lost the connection."""
+
+
+class BackendCertificateError(BackendConnectionError):
+    """The server's TLS certificate failed verification: retrying cannot help."""
+
+
+class BackendUnknownHost(BackendConnectionError):
+    """DNS says the host name does not exist (not a temporary resolver failure)."""
+
+
+class BackendResponseTooLarge(Exception):
+    """A response body exceeded the most a backend reads; `head` is its start."""
+
+    def __init__(self, status_code: int, head: bytes) -> None:
+        self.status_code = status_code
+        self.head = head
+        super().__init__(f"HTTP {status_code} response body larger than the SDK reads")

@@ -1,17 +1,22 @@
-"""Validation of ModelsLab request ids, before anything is sent."""
+"""Request ids: checked before anything is sent, and read lazily from files and iterables."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import unicodedata
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import TypeVar
 
 import anyio
 
 from ._errors import InvalidRequestIdError
 
-__all__ = ["RequestId", "ids_in_file", "is_file", "normalize_request_id"]
+__all__ = ["RequestId", "ids_in_file", "is_file", "lazily", "normalize_request_id"]
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 RequestId = str | int
 """A request id as callers hold it; ModelsLab sends ints in some bodies, strings in others."""
@@ -90,39 +95,56 @@ def ids_in_file(
     One id a line, stripped; blank lines and lines starting with `#` are skipped; a
     byte-order mark is dropped; the lines of a binary file are read as UTF-8.
     """
-    if isinstance(file, AsyncIterable):
-        return _async_lines_of(file)
-    return _lines_of(file)
+    return lazily(file, _id_of_line)
 
 
-def _id_of_line(line: object, first: bool) -> str | None:
+def lazily(
+    items: Iterable[T] | AsyncIterable[T], read: Callable[[int, T], U | None]
+) -> Iterator[U] | AsyncIterator[U]:
+    """`read(position, item)` of each item as it is asked for, Nones left out.
+
+    An iterator for an iterable, an async iterator for an async one. A generator given
+    is closed when the reading ends, so nothing it holds stays open until collected.
+    """
+    if isinstance(items, AsyncIterable):
+        return _read_async(aiter(items), read)
+    return _read(iter(items), read)
+
+
+def _read(source: Iterator[T], read: Callable[[int, T], U | None]) -> Iterator[U]:
+    try:
+        for position, item in enumerate(source):
+            if (found := read(position, item)) is not None:
+                yield found
+    finally:
+        if inspect.isgenerator(source):
+            source.close()
+
+
+async def _read_async(
+    source: AsyncIterator[T], read: Callable[[int, T], U | None]
+) -> AsyncIterator[U]:
+    position = 0
+    try:
+        async for item in source:
+            if (found := read(position, item)) is not None:
+                yield found
+            position += 1
+    finally:
+        if inspect.isasyncgen(source):
+            await source.aclose()
+
+
+def _id_of_line(position: int, line: object) -> str | None:
     """The id a line of a file holds, or None for a blank line or a `#` comment."""
     if isinstance(line, bytes | bytearray):
         # Undecodable bytes become visible escapes, which no id may contain: the line
         # gets a Failure naming them, rather than stopping the whole batch.
         line = bytes(line).decode("utf-8", "backslashreplace")
     text = str(line)
-    if first:
+    if position == 0:
         text = text.removeprefix("\ufeff")  # a byte-order mark, kept by open() as text
     text = text.strip()
     if not text or text.startswith("#"):
         return None
     return text
-
-
-def _lines_of(file: Iterable[object]) -> Iterator[str]:
-    first = True
-    for line in file:
-        found = _id_of_line(line, first)
-        first = False
-        if found is not None:
-            yield found
-
-
-async def _async_lines_of(file: AsyncIterable[object]) -> AsyncIterator[str]:
-    first = True
-    async for line in file:
-        found = _id_of_line(line, first)
-        first = False
-        if found is not None:
-            yield found

@@ -1,4 +1,4 @@
-"""Connections per event loop, and what a forked child must leave alone.
+"""Connections per event loop, and what a forked child must start afresh and leave alone.
 
 An aiohttp session or an httpx client belongs to the event loop it first ran on: its
 pooled sockets are registered with that loop, and its futures are that loop's. A client
@@ -7,7 +7,8 @@ scripts, Celery tasks) therefore holds them per loop: `PerLoop` makes one on fir
 in a loop and closes it while that loop shuts down. After `os.fork()` the child holds
 copies of the parent's sockets and loop: closing them would unregister or, with TLS,
 write on the parent's connections, and a finalizer closing them would warn. They are
-left behind instead: kept alive, untouched, until the child ends.
+left behind instead: kept alive, untouched, until the child ends. Every object that
+holds such state is a `ForkAware`, reset by one at-fork hook.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import logging
 import os
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import anyio.lowlevel
 
 from ._errors import ConfigurationError
 
-__all__ = ["LoopCheck", "PerLoop", "leave_behind"]
+__all__ = ["ForkAware", "LoopCheck", "PerLoop", "leave_behind"]
 
 logger = logging.getLogger("modelslab_fetch")
 
@@ -46,10 +47,41 @@ def leave_behind(*objects: object) -> None:
     _left_behind.extend(objects)
 
 
+class ForkAware:
+    """State a forked child must not share with its parent: `after_fork()` resets it there.
+
+    It runs in the child from the at-fork hook or, for a fork the hook did not see (one
+    made by a C extension), at the next `check_fork()`.
+    """
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        _fork_aware.add(self)
+
+    def check_fork(self) -> None:
+        """Reset now if this process is a fork the at-fork hook did not see."""
+        if self._pid != os.getpid():
+            self.after_fork()
+
+    def after_fork(self) -> None:
+        """Start afresh in a forked child; subclasses reset their own state, then call this."""
+        self._pid = os.getpid()
+
+
+_fork_aware: weakref.WeakSet[ForkAware] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
+    for each in list(_fork_aware):
+        each.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _Binding = tuple[T, AsyncGenerator[None, None]]
 
 
-class PerLoop(Generic[T]):
+class PerLoop(ForkAware, Generic[T]):
     """One `T` per event loop: made by `create()` on first use in a loop, closed with it.
 
     The value of a loop is closed by `close(value)` when `aclose()` is awaited in that
@@ -62,16 +94,14 @@ class PerLoop(Generic[T]):
         self._create = create
         self._close = close
         self._bindings: dict[anyio.lowlevel.EventLoopToken, _Binding[T]] = {}
-        self._pid = os.getpid()
-        _instances.add(self)
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"PerLoop({len(self._bindings)} loop(s))"
 
     def get(self) -> T:
         """The value for the running event loop, made now if this loop has none yet."""
-        if self._pid != os.getpid():  # a fork the at-fork hook did not see (a C extension)
-            self.after_fork()
+        self.check_fork()
         token = anyio.lowlevel.current_token()
         binding = self._bindings.get(token)
         if binding is None:
@@ -80,8 +110,7 @@ class PerLoop(Generic[T]):
 
     async def aclose(self) -> None:
         """Close the running loop's value now; other loops' close as those loops end."""
-        if self._pid != os.getpid():
-            self.after_fork()
+        self.check_fork()
         binding = self._bindings.pop(anyio.lowlevel.current_token(), None)
         self._drop_stale()
         if binding is not None:
@@ -91,7 +120,7 @@ class PerLoop(Generic[T]):
         """In a forked child: forget the parent's values without touching them."""
         leave_behind(*self._bindings.values())
         self._bindings = {}
-        self._pid = os.getpid()
+        super().after_fork()
 
     def _bind(self, token: anyio.lowlevel.EventLoopToken) -> _Binding[T]:
         self._drop_stale()
@@ -133,19 +162,21 @@ class PerLoop(Generic[T]):
                 )
 
 
-class LoopCheck:
+class LoopCheck(ForkAware):
     """Refuses, with a clear error, to use your `http_client` outside the loop it belongs to."""
 
     def __init__(self) -> None:
         self._token: anyio.lowlevel.EventLoopToken | None = None
-        self._pid = os.getpid()
+        self._forked = False
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"LoopCheck(bound={self._token is not None})"
 
     def check(self) -> None:
         """Raise `ConfigurationError` unless the running loop is the first one seen here."""
-        if self._pid != os.getpid():
+        self.check_fork()
+        if self._forked:
             raise ConfigurationError(
                 "the http_client you passed was created before os.fork(): its connections "
                 "are the parent process's and cannot be used in the child; create the "
@@ -165,13 +196,7 @@ class LoopCheck:
                 "or leave out http_client= so that the client makes its own per loop"
             )
 
-
-_instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
-    for per_loop in list(_instances):
-        per_loop.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+    def after_fork(self) -> None:
+        """In a forked child: the client you passed is the parent's, never to be used."""
+        self._forked = True
+        super().after_fork()

@@ -1,4 +1,4 @@
-"""Typed fetch results, tolerant of every quirk the ModelsLab wire format is known to have."""
+"""Typed fetch results, of every endpoint family, tolerant of every quirk of the wire format."""
 
 from __future__ import annotations
 
@@ -19,17 +19,13 @@ from pydantic import (
     model_validator,
 )
 
+from ._logging import log_once
 from ._numbers import finite_number
-from ._text import well_formed
+from ._server_json import well_formed
 
-__all__ = ["FetchResult", "Status"]
+__all__ = ["FetchResult", "Status", "ThreeDResult", "VoiceResult"]
 
 _Result = TypeVar("_Result", bound="FetchResult")
-
-logger = logging.getLogger("modelslab_fetch")
-
-_odd_fields_logged: set[str] = set()
-_ODD_FIELD_LOG_LIMIT = 64
 
 
 class Status(str, Enum):
@@ -85,18 +81,6 @@ def _usable_id(value: object) -> bool:
     if isinstance(value, float):
         return value.is_integer()
     return isinstance(value, str) and bool(value.strip())
-
-
-def _log_odd_field_once(name: str, problem: str) -> None:
-    if name in _odd_fields_logged or len(_odd_fields_logged) >= _ODD_FIELD_LOG_LIMIT:
-        return
-    _odd_fields_logged.add(name)
-    logger.debug(
-        "field %r of a fetch response has an unusable shape (%s); it is left out of the "
-        "typed result and kept in .raw",
-        name[:100],
-        problem,
-    )
 
 
 class FetchResult(BaseModel):
@@ -232,7 +216,14 @@ class FetchResult(BaseModel):
                     raise
                 for name, problem in odd.items():
                     fields.pop(name, None)
-                    _log_odd_field_once(name, problem)
+                    log_once(
+                        logging.DEBUG,
+                        "field %r of a fetch response has an unusable shape (%s); it is "
+                        "left out of the typed result and kept in .raw",
+                        name,
+                        name[:100],
+                        problem,
+                    )
                 if "id" in odd:
                     fields["id"] = request_id
             else:
@@ -269,7 +260,8 @@ class FetchResult(BaseModel):
             return value.strip()
         return value
 
-    @field_validator("eta", "generation_time", mode="before")
+    # Also the fields of the families below (audio_time, links): declared once, here.
+    @field_validator("eta", "generation_time", "audio_time", mode="before", check_fields=False)
     @classmethod
     def _lenient_seconds(cls, value: object) -> float | None:
         seconds = finite_number(value)
@@ -283,7 +275,9 @@ class FetchResult(BaseModel):
             return value
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
-    @field_validator("output", "proxy_links", "future_links", mode="before")
+    @field_validator(
+        "output", "proxy_links", "future_links", "links", mode="before", check_fields=False
+    )
     @classmethod
     def _url_lists(cls, value: object) -> object:
         return _url_list(value)
@@ -309,3 +303,28 @@ class FetchResult(BaseModel):
 
 def _shape_of(value: object) -> str:
     return "none" if value is None else f"a {type(value).__name__}"
+
+
+class VoiceResult(FetchResult):
+    """A voice or speech fetch result: `output` holds the audio URLs."""
+
+    links: list[str] = Field(default_factory=list)
+    """More URLs of the same audio, when the server sends them."""
+    audio_time: float | None = None
+    """The length of the generated audio, in seconds."""
+
+
+class ThreeDResult(FetchResult):
+    """A 3D fetch result: `output` holds the model files (glb, obj, ...)."""
+
+    extra_assets: list[Any] = Field(default_factory=list)
+    """Further files of the model (textures, previews): URLs or objects, as sent."""
+
+    @field_validator("extra_assets", mode="before")
+    @classmethod
+    def _assets_as_list(cls, value: object) -> object:
+        if value is None or value == "":
+            return []
+        if isinstance(value, list | tuple):
+            return list(value)
+        return [value]

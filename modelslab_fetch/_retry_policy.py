@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ._errors import ConfigurationError
+from ._numbers import checked_count, checked_seconds
 
-__all__ = ["DEFAULT_RETRY_STATUSES", "RetryPolicy"]
+__all__ = ["DEFAULT_RETRY_STATUSES", "RetryPolicy", "exponential"]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 """Statuses that mean "busy, try again": the gateway codes and Cloudflare's 520-524."""
@@ -44,22 +44,10 @@ class RetryPolicy:
     """The longest stated wait (`Retry-After`, `retry_after`...) slept through by `fetch()`."""
 
     def __post_init__(self) -> None:
-        if self.max_retries is not None and (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ConfigurationError(
-                f"RetryPolicy.max_retries must be an int >= 0 or None; got {self.max_retries!r}"
-            )
+        if self.max_retries is not None:
+            checked_count("RetryPolicy.max_retries", self.max_retries, 0)
         for name in ("backoff_initial", "backoff_max", "jitter", "max_stated_wait"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not (math.isfinite(value) and value >= 0)
-            ):
-                raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0; got {value!r}")
+            checked_seconds(f"RetryPolicy.{name}", getattr(self, name))
         statuses = frozenset(self.statuses)
         if not all(isinstance(code, int) and 100 <= code <= 599 for code in statuses):
             raise ConfigurationError("RetryPolicy.statuses must be HTTP status codes (100-599)")
@@ -67,4 +55,13 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """The wait (before jitter) after failed attempt number `attempt` (1, 2, ...)."""
-        return float(min(self.backoff_initial * 2 ** max(attempt - 1, 0), self.backoff_max))
+        return exponential(attempt, self.backoff_initial, self.backoff_max)
+
+
+def exponential(step: int, initial: float, maximum: float) -> float:
+    """`initial`, doubled at each step after the first (1, 2, ...), at most `maximum`.
+
+    Every backoff of the SDK: `fetch()`'s retries, `wait()`'s polls without an `eta`, the
+    client-wide pause after rate limits that state no wait. Each adds its own jitter.
+    """
+    return float(min(initial * 2.0 ** min(max(step - 1, 0), 64), maximum))

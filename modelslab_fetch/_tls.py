@@ -33,14 +33,12 @@ def make_ssl_context(
     cert: CertTypes | None = None,
     *,
     trust_env: bool = True,
-    environ: Mapping[str, str] | None = None,
 ) -> ssl.SSLContext:
     """The `ssl.SSLContext` for `verify` and `cert`; raises `ConfigurationError` if unusable."""
-    env = os.environ if environ is None else environ
     if isinstance(verify, ssl.SSLContext):
         context = verify
     elif verify is True:
-        context = _default_context(env if trust_env else {})
+        context = _default_context(os.environ if trust_env else {})
     elif verify is False:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False

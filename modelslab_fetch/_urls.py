@@ -16,16 +16,14 @@ import unicodedata
 import httpx
 import idna
 
-__all__ = ["UnusableURL", "checked_http_url", "ip_literal"]
+from ._errors import UnusableURL
+
+__all__ = ["checked_http_url", "ip_literal"]
 
 # A DNS label as hosts use them: letters, digits, hyphens (and underscores, which some
 # internal names carry and resolvers accept), 1-63 of them, no hyphen at either end.
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _MAX_HOST_LENGTH = 253
-
-
-class UnusableURL(ValueError):
-    """Why a URL cannot be used; callers turn it into their own typed error."""
 
 
 def checked_http_url(text: object) -> httpx.URL:

@@ -19,8 +19,7 @@ import httpx
 import pytest
 import respx
 
-from modelslab_fetch import AsyncModelsLab, PollPolicy, _results
-from modelslab_fetch._endpoints import _resource
+from modelslab_fetch import AsyncModelsLab, PollPolicy, _logging
 
 # The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module;
 # pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
@@ -141,14 +140,11 @@ def _logged_once_memories_fresh() -> Iterator[None]:
     A test that runs twice in one process (on asyncio, then on trio) would otherwise find
     its warning already given by the first run, and see none.
     """
-    memories = [_resource._unknown_statuses_logged, _results._odd_fields_logged]
-    saved = [set(memory) for memory in memories]
-    for memory in memories:
-        memory.clear()
+    saved = dict(_logging._said)
+    _logging._said.clear()
     yield
-    for memory, before in zip(memories, saved, strict=True):
-        memory.clear()
-        memory.update(before)
+    _logging._said.clear()
+    _logging._said.update(saved)
 
 
 @pytest.fixture(autouse=True)

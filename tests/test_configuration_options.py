@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import io
 import json
 import logging
@@ -39,9 +40,8 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._config import ClientConfig
-from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
-from modelslab_fetch._http._transport import Transport
-from modelslab_fetch._log_redaction import install as install_log_redaction
+from modelslab_fetch._http._proxy import Proxies
+from modelslab_fetch._logging import install_key_filter as install_log_redaction
 from modelslab_fetch.testing import Simulator, SimulatorApp, simulator_server
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
 from tests.hostile_servers import Behaviour, HostileServer, Peer, response_head
@@ -286,7 +286,10 @@ async def test_environment_proxies_are_honoured_unless_trust_env_is_false(
         max_retries=0,
         trust_env=False,
     )
-    assert Transport._api_proxy(config) is None
+    assert (
+        Proxies.of(config.proxy, trust_env=config.trust_env).for_url(httpx.URL(config.base_url))
+        is None
+    )
 
 
 async def test_a_plain_http_loopback_base_url_never_goes_through_a_proxy(
@@ -308,13 +311,28 @@ def test_loopback_never_goes_through_a_proxy(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("all_proxy", "http://all.example:3128")
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    backend = AiohttpBackend(max_connections=1)
-    assert backend._proxy_for("http://127.0.0.1:8000/api/v6/images/fetch") is None
-    assert backend._proxy_for("http://localhost:8000/api/v6/images/fetch") is None
-    assert backend._proxy_for("http://[::1]:8000/api/x") is None
-    assert backend._proxy_for("https://modelslab.com/api/v6/images/fetch") == (
+    proxies = Proxies.of(None, trust_env=True)
+    assert proxies.for_url(httpx.URL("http://127.0.0.1:8000/api/v6/images/fetch")) is None
+    assert proxies.for_url(httpx.URL("http://localhost:8000/api/v6/images/fetch")) is None
+    assert proxies.for_url(httpx.URL("http://[::1]:8000/api/x")) is None
+    assert proxies.for_url(httpx.URL("https://modelslab.com/api/v6/images/fetch")) == (
         "http://all.example:3128"
     )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("socksio") is not None, reason="socksio installed")
+async def test_a_socks_proxy_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
+    # API calls and downloads make their httpx clients in two places: one message.
+    async with AsyncModelsLab(
+        api_key=API_KEY, base_url="https://modelslab.test/api", proxy="socks5://127.0.0.1:9"
+    ) as client:
+        with pytest.raises(ConfigurationError, match=r"pip install 'modelslab-fetch\[socks\]'"):
+            await client.images.fetch(1)
+        done = FetchResult.from_body(
+            {"status": "success", "output": ["https://cdn.test/a.png"]}, request_id="1"
+        )
+        with pytest.raises(ConfigurationError, match=r"pip install 'modelslab-fetch\[socks\]'"):
+            await client.download(done, tmp_path)
 
 
 # Headers ------------------------------------------------------------------------------

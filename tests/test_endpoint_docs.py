@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelslab_fetch import endpoint_table
-from modelslab_fetch._endpoints import docs
+from tools import endpoint_docs as docs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ def test_each_page_lists_every_endpoint_from_the_table(page: str) -> None:
     text = (ROOT / page).read_text(encoding="utf-8")
     assert docs.block(page) in text, (
         f"{page}'s endpoint table differs from modelslab_fetch/_endpoints/table.py; "
-        "run: python -m modelslab_fetch._endpoints.docs"
+        "run: python -m tools.endpoint_docs"
     )
     for name, row in endpoint_table().items():
         assert f"| `client.{name}` | `{row.path_template}` |" in text
@@ -39,7 +39,7 @@ def test_rewrite_replaces_only_the_marked_block(tmp_path: Path) -> None:
 
 
 def test_every_row_names_the_public_source_it_rests_on() -> None:
-    from modelslab_fetch._endpoints.table import SOURCES
+    from tools.endpoint_docs import SOURCES
 
     assert set(SOURCES) == set(endpoint_table())
     assert all(source.strip() for source in SOURCES.values())

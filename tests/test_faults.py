@@ -29,7 +29,7 @@ from modelslab_fetch import (
     ResponseParseError,
     Status,
 )
-from modelslab_fetch._http._backends._base import MAX_RESPONSE_BYTES
+from modelslab_fetch._http._backends._contract import MAX_RESPONSE_BYTES
 from tests.conftest import API_KEY, BACKENDS, FakeClock, client_on
 from tests.local_server import Reply, ScriptedServer, free_port, scripted_server
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelslab_fetch import FetchResult, Status
-from modelslab_fetch._text import well_formed
+from modelslab_fetch._server_json import well_formed
 
 SUCCESS = {
     "status": "success",

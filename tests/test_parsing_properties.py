@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from modelslab_fetch import AuthenticationError, FetchResult, ResponseParseError
 from modelslab_fetch._endpoints.table import ClientEndpoints
 from modelslab_fetch._http._answers import decode_response
-from modelslab_fetch._http._backends._base import RawResponse
+from modelslab_fetch._http._backends._contract import RawResponse
 
 FIELDS = [
     "status",

@@ -17,6 +17,8 @@ from modelslab_fetch import (
     AsyncModelsLab,
     AuthenticationError,
     ConfigurationError,
+    FetchEndpoint,
+    FetchResult,
     GenerationFailedError,
     PollPolicy,
     Status,
@@ -260,6 +262,17 @@ async def test_unknown_status_is_not_finished_and_logged_once(
     assert "not finished" in warnings[0].getMessage()
 
 
+def test_a_server_inventing_statuses_is_warned_about_64_times_at_most(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    row: FetchEndpoint[FetchResult] = FetchEndpoint("/v6/images/fetch", id_field="request_id")
+    with caplog.at_level(logging.WARNING, logger="modelslab_fetch"):
+        for n in range(100):
+            body = {"status": f"invented-{n}", "id": 1}
+            assert not row.parse(body, request_id="1").finished
+    assert len([r for r in caplog.records if "invented-" in r.getMessage()]) == 64
+
+
 async def test_super_resolution_wait_polls_its_own_endpoint(
     client: AsyncModelsLab, router: respx.MockRouter, clock: FakeClock
 ) -> None:
@@ -279,6 +292,7 @@ async def test_super_resolution_wait_polls_its_own_endpoint(
         {"eta_error": -0.1},
         {"eta_offset": float("nan")},
         {"min_interval": 5, "max_interval": 1},
+        {"backoff_max": True},  # a bool is no number of seconds, as everywhere else
     ],
 )
 def test_bad_poll_policies_are_refused(kwargs: dict[str, Any]) -> None:

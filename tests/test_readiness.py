@@ -15,7 +15,7 @@ def biased(ready: float, factor: float, at: float) -> float:
 
 
 def test_the_first_eta_polls_just_after_its_early_edge() -> None:
-    estimate = ReadinessEstimate(band=0.4, absolute=0.05, slack=0.6)
+    estimate = ReadinessEstimate(band=0.4)
     estimate.observe(0.0, 7.0)
     lo, hi = estimate.interval()
     assert lo == pytest.approx(7.0 / 1.4 - 0.05)
@@ -51,7 +51,8 @@ def test_two_biased_answers_give_the_ready_time_exactly() -> None:
 
 def test_an_unconfirmed_learnt_time_is_approached_no_further_than_reach() -> None:
     # Two answers fit a bias and fresh noise alike: poll at most `reach` past the edge.
-    estimate = ReadinessEstimate(reach=0.8, learnt_slack=0.0)
+    estimate = ReadinessEstimate()
+    estimate.learnt_slack = 0.0
     estimate.observe(0.0, 8.0)
     estimate.observe(2.0, 6.4)
     lo, _ = estimate.interval()
@@ -61,7 +62,7 @@ def test_an_unconfirmed_learnt_time_is_approached_no_further_than_reach() -> Non
 
 
 def test_a_rate_outside_the_band_is_noise_not_a_bias() -> None:
-    estimate = ReadinessEstimate(band=0.4, narrow_slack=0.2)
+    estimate = ReadinessEstimate(band=0.4)
     estimate.observe(0.0, 5.0)
     estimate.observe(1.0, 4.9)  # the eta fell 0.1 s in 1 s: no factor in the band
     assert estimate.learnt_ready_at() is None
@@ -123,7 +124,7 @@ def test_never_later_than_max_interval_after_the_answer() -> None:
 
 
 def test_an_eta_that_jumps_up_restarts_from_the_newest_answer_with_a_wider_band() -> None:
-    estimate = ReadinessEstimate(band=0.4, absolute=0.05)
+    estimate = ReadinessEstimate(band=0.4)
     estimate.observe(0.0, 2.0)
     estimate.observe(1.0, 20.0)  # requeued: the old interval (1.38, 3.38) is contradicted
     assert estimate.contradictions == 1
@@ -134,7 +135,7 @@ def test_an_eta_that_jumps_up_restarts_from_the_newest_answer_with_a_wider_band(
 
 
 def test_still_processing_after_the_late_edge_widens_the_band() -> None:
-    estimate = ReadinessEstimate(band=0.4, absolute=0.05)
+    estimate = ReadinessEstimate(band=0.4)
     estimate.observe(0.0, 3.0)
     _, hi = estimate.interval()
     estimate.observe(hi + 1.0, None)  # should have been ready by then
@@ -146,7 +147,8 @@ def test_still_processing_after_the_late_edge_widens_the_band() -> None:
 
 
 def test_widening_ends_even_with_no_absolute_term() -> None:
-    estimate = ReadinessEstimate(band=0.9, absolute=0.0)
+    estimate = ReadinessEstimate(band=0.9)
+    estimate.absolute = 0.0
     estimate.observe(0.0, 1.0)
     estimate.observe(1000.0, None)
     lo, hi = estimate.interval()

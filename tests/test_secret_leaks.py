@@ -36,8 +36,9 @@ from modelslab_fetch import (
     ModelsLabError,
     ResponseParseError,
 )
-from modelslab_fetch._http._backends._base import MAX_RESPONSE_BYTES
-from modelslab_fetch._log_redaction import LOGGER_NAMES, KeyRedactingFilter, install
+from modelslab_fetch._http._backends._contract import MAX_RESPONSE_BYTES
+from modelslab_fetch._logging import LOGGER_NAMES, KeyRedactingFilter
+from modelslab_fetch._logging import install_key_filter as install
 from modelslab_fetch._redaction import REDACTED, SHORT_KEY_CHARS, Redactor
 from tests.conftest import BACKENDS, FakeClock, client_on
 

@@ -22,10 +22,10 @@ from modelslab_fetch import (
     RateLimitError,
     RequestNotFoundError,
     ResponseParseError,
+    RetryPolicy,
     Status,
 )
-from modelslab_fetch._http._backends._base import _RequestBody
-from modelslab_fetch._http._transport import MAX_RETRY_AFTER
+from modelslab_fetch._http._decoding import OneChunk
 from tests.backends import asyncio_only, both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
 
@@ -230,7 +230,7 @@ async def test_a_retry_after_too_long_to_sleep_through_is_raised_at_once(
     route = router.post(IMAGES_URL).respond(429, headers={"Retry-After": "3600"})
     with pytest.raises(RateLimitError, match="3600") as caught:
         await client.images.fetch(1)
-    assert caught.value.retry_after == 3600.0 > MAX_RETRY_AFTER
+    assert caught.value.retry_after == 3600.0 > RetryPolicy().max_stated_wait
     assert route.call_count == 1
     assert clock.sleeps == []
 
@@ -401,7 +401,7 @@ async def test_an_undecodable_body_through_httpx_is_a_typed_error(
         side_effect=lambda request: httpx.Response(
             200,
             headers={"content-encoding": "gzip"},
-            stream=_RequestBody(b"not gzip"),  # no async generator to leave open
+            stream=OneChunk(b"not gzip"),  # no async generator to leave open
         )
     )
     with pytest.raises(APIConnectionError, match="DecodingError") as caught:
@@ -436,7 +436,7 @@ async def test_closing_during_a_retry_opens_nothing_new(
     assert client._transport.closed
 
 
-@asyncio_only  # under trio the body is a one-chunk stream (see _RequestBody)
+@asyncio_only  # under trio the body is a one-chunk stream (see OneChunk)
 async def test_a_transport_of_yours_gets_the_body_as_plain_bytes(clock: FakeClock) -> None:
     # Transports such as httpx-aiohttp read request.content directly; a stream there
     # would make them wait forever.

@@ -28,20 +28,24 @@ import pytest
 
 import modelslab_fetch
 from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult
-from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
-from modelslab_fetch._http._backends._base import (
-    MAX_RESPONSE_BYTES,
-    Backend,
+from modelslab_fetch._errors import (
     BackendCertificateError,
     BackendConnectionError,
     BackendResponseTooLarge,
     BackendTimeout,
     BackendUnknownHost,
-    HttpxBackend,
+    DecodedTooLarge,
+    DecodingError,
+)
+from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
+from modelslab_fetch._http._backends._contract import (
+    MAX_RESPONSE_BYTES,
+    Backend,
     connection_error,
     overall_deadline,
 )
-from modelslab_fetch._http._decoding import BodyDecoder, DecodedTooLarge, DecodingError
+from modelslab_fetch._http._backends._httpx import HttpxBackend
+from modelslab_fetch._http._decoding import BodyDecoder
 from modelslab_fetch._jobs._downloads import Downloader
 from tests.conftest import API_KEY, FakeClock
 from tests.hostile_servers import (
@@ -167,10 +171,13 @@ async def test_a_slow_image_download_gives_up_after_timeout(
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
-async def test_a_download_meets_its_per_file_limit(hostile: Hostile, tmp_path: Path) -> None:
+async def test_a_download_meets_its_per_file_limit(
+    hostile: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server = hostile(drip_body(b"\x00" * 100, interval=0.1))
+    monkeypatch.setattr("modelslab_fetch._jobs._downloads.FILE_TIME_LIMIT", 0.5)
     async with httpx.AsyncClient(timeout=30) as http:
-        downloader = Downloader(http, file_time_limit=0.5)
+        downloader = Downloader(http)
         started = time.monotonic()
         with pytest.raises(DownloadError, match=r"within 0\.5 s \(the per-file limit"):
             await downloader.download(result(server.url("/a.png")), tmp_path)
@@ -255,7 +262,7 @@ import asyncio, json, sys, tempfile
 import httpx
 from modelslab_fetch import FetchResult
 from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
-from modelslab_fetch._http._backends._base import HttpxBackend
+from modelslab_fetch._http._backends._httpx import HttpxBackend
 from modelslab_fetch._jobs._downloads import Downloader
 
 def status(field):
@@ -532,7 +539,7 @@ async def test_deeply_nested_json_is_a_parse_error_from_fetch_wait_and_wait_many
 
 def test_json_nested_just_within_the_limit_still_reads() -> None:
     from modelslab_fetch._http._answers import decode_response
-    from modelslab_fetch._http._backends._base import RawResponse
+    from modelslab_fetch._http._backends._contract import RawResponse
 
     body = deep_body(63)  # 63 lists inside the object: 64 levels
     decoded = decode_response(

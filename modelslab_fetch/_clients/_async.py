@@ -1,4 +1,4 @@
-"""Layer 4: `AsyncModelsLab`, which wires the transport, polling and endpoints together."""
+"""`AsyncModelsLab`, which wires the transport, polling, downloads and endpoints together."""
 
 from __future__ import annotations
 
@@ -19,16 +19,22 @@ from .._config import (
     ClientConfig,
     NotGiven,
 )
-from .._endpoints._resource import (
-    DEFAULT_WAIT_MANY_CONCURRENCY,
-    AccountStop,
-    AsyncFetchResource,
-    FetchEndpoint,
+from .._endpoints._resource import DEFAULT_WAIT_MANY_CONCURRENCY, AccountStop, AsyncFetchResource
+from .._endpoints._routing import (
+    Queued,
+    QueuedItems,
+    Route,
+    body_of,
+    failure_of,
+    refusal,
+    resolve,
+    says_success,
 )
-from .._endpoints._routing import Queued, QueuedItems, body_of, failure_of, refusal, resolve
+from .._endpoints._row import FetchEndpoint
 from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
+from .._http._proxy import Proxies
 from .._http._transport import Transport
 from .._jobs._addresses import AddressPolicy, DownloadTransport
 from .._jobs._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
@@ -36,12 +42,46 @@ from .._jobs._downloads import Downloaded, Downloader
 from .._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
 from .._jobs._updates import UpdateCallback
 from .._per_loop import PerLoop
-from .._results import FetchResult, Status
+from .._results import FetchResult
 from .._retry_policy import RetryPolicy
 from .._tls import CertTypes, VerifyTypes
-from ._settings import ClientSettings
 
-__all__ = ["AsyncEnterprise", "AsyncModelsLab"]
+__all__ = ["AsyncEnterprise", "AsyncModelsLab", "ClientSettings"]
+
+
+class ClientSettings:
+    """Read-only views of a client's resolved options, the same on both clients."""
+
+    def _settings(self) -> ClientConfig:
+        raise NotImplementedError  # each client says where its resolved options are
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._settings().base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The per-attempt timeout."""
+        return self._settings().timeout
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a transient failure is retried."""
+        return self._settings().max_retries
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most HTTP requests in flight at once, client-wide."""
+        return self._settings().max_concurrency
+
+    @property
+    def max_requests_per_second(self) -> float | None:
+        """The client-wide cap on the request rate, if any."""
+        return self._settings().max_requests_per_second
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, max_retries={self.max_retries})"
 
 
 class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSurface):
@@ -155,25 +195,18 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._http_client = http_client
         self._poll_policy = poll_policy
         self._clock = clock
-        resources: dict[FetchEndpoint[Any], AsyncFetchResource[Any]] = {}
         names = {row: name for name, row in self._table().items()}
-
-        def resource(endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
-            # One resource per row, made when first read: the rows are the table's.
-            found = resources.get(endpoint)
-            if found is None:
-                found = resources[endpoint] = AsyncFetchResource(
-                    endpoint,
-                    self._transport,
-                    poll_policy=poll_policy,
-                    clock=clock,
-                    # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named
-                    # by its path, as wait_for's routing names it.
-                    name=names.get(endpoint, endpoint.path_template),
-                )
-            return found
-
-        self._bind(resource)
+        self._bind(
+            lambda endpoint: AsyncFetchResource(
+                endpoint,
+                transport,
+                poll_policy=poll_policy,
+                clock=clock,
+                # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named by
+                # its path, as wait_for's routing names it.
+                name=names.get(endpoint, endpoint.path_template),
+            )
+        )
 
     def with_options(
         self,
@@ -202,16 +235,16 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             default_headers=default_headers,
             retry_policy=retry_policy,
         )
-        twin = object.__new__(type(self))
-        twin._config = config
-        twin._wire(
+        other = object.__new__(type(self))
+        other._config = config
+        other._wire(
             self._transport.with_config(config),
             self._downloaders,
             self._http_client,
             self._poll_policy if isinstance(poll_policy, NotGiven) else poll_policy,
             self._clock,
         )
-        return twin
+        return other
 
     def _settings(self) -> ClientConfig:
         return self._config
@@ -260,17 +293,14 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         try:
             route = resolve(body, base_url=self.base_url, table=self._table(), endpoint=endpoint)
         except (ConfigurationError, InvalidRequestIdError):
-            if _says_success(body):  # nothing to fetch: keep it, wherever it came from
+            if says_success(body):  # nothing to fetch: keep it, wherever it came from
                 return FetchResult.from_body(body, request_id=str(body.get("id") or ""))
             failed = failure_of(body, clean=clean)
             if failed is None:
                 raise
         if failed is not None:  # raised outside the handler: no routing complaint attached
             raise failed
-        resource = self._resource_for(route.endpoint)
-        first = route.endpoint.parse(body, request_id=route.request_id, endpoint_name=route.name)
-        result: FetchResult = await resource._wait_from(route.request_id, first, timeout, on_update)
-        return result
+        return await self._wait_on(route, body, timeout, on_update)
 
     def wait_for_many(
         self,
@@ -315,18 +345,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             if route is None:  # already a success, with no endpoint named: kept as it is
                 return FetchResult.from_body(body, request_id=key)
             chosen = route
-
-            async def wait_on(_key: str) -> FetchResult:
-                first = chosen.endpoint.parse(
-                    body, request_id=chosen.request_id, endpoint_name=chosen.name
-                )
-                resource = self._resource_for(chosen.endpoint)
-                result: FetchResult = await resource._wait_from(
-                    chosen.request_id, first, timeout, on_update
-                )
-                return result
-
-            return await stop.guard(wait_on)(key)
+            return await stop.guard(lambda _: self._wait_on(chosen, body, timeout, on_update))(key)
 
         return AsyncBatch(
             items.keys(),
@@ -335,6 +354,18 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             ordered=ordered,
             on_progress=on_progress,
         )
+
+    async def _wait_on(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        timeout: float | None,
+        on_update: UpdateCallback | None,
+    ) -> FetchResult:
+        """Wait on the job `route` names, its generation response `body` the first poll."""
+        resource = self._resource_for(route.endpoint)
+        result: FetchResult = await resource._wait_from(route.request_id, body, timeout, on_update)
+        return result
 
     def _table(self) -> dict[str, FetchEndpoint[Any]]:
         return endpoint_table(type(self))
@@ -373,36 +404,26 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         options: dict[str, Any] = {
             "addresses": addresses,
             "retry_policy": config.retry_policy,
-            "max_retries": config.max_retries,
+            "retries": config.retries,  # the policy's count, else max_retries
             "clock": self._clock,
         }
         if self._http_client is not None:
             # Its connections are not ours to check: names are looked up beforehand.
             return Downloader(self._http_client, lookup_names=True, **options), None
         # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
-        # fine; the same TLS context and headers as the API calls.
-        try:
-            transport = None
-            if not addresses.allow_private:
-                transport = DownloadTransport(
-                    addresses,
-                    ssl_context=config.tls(),
-                    proxy=config.proxy,
-                    trust_env=config.trust_env,
-                )
-            owned = httpx.AsyncClient(
-                timeout=config.timeout,
-                verify=config.tls(),
-                # With our transport, it picks the proxy (httpx would bypass it for one).
-                proxy=config.proxy if transport is None else None,
-                trust_env=config.trust_env,
-                headers=dict(config.default_headers),
-                transport=transport,
-            )
-        except ImportError as exc:  # a socks:// proxy without socksio installed
-            raise ConfigurationError(
-                f"proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
-            ) from None
+        # fine (the transport picks them); the same TLS context and headers as API calls.
+        transport = DownloadTransport(
+            addresses,
+            ssl_context=config.tls(),
+            proxies=Proxies.of(config.proxy, trust_env=config.trust_env),
+        )
+        owned = httpx.AsyncClient(
+            timeout=config.timeout,
+            verify=config.tls(),
+            trust_env=False,
+            headers=dict(config.default_headers),
+            transport=transport,
+        )
         return Downloader(owned, **options), owned
 
     async def aclose(self) -> None:
@@ -415,11 +436,6 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             await self._transport.aclose()
         finally:
             await self._downloaders.aclose()
-
-
-def _says_success(body: dict[str, Any]) -> bool:
-    status = body.get("status")
-    return isinstance(status, str) and status.strip().lower() == Status.SUCCESS.value
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:

@@ -10,9 +10,7 @@ portal and waits; the thread starts with the first call and ends with `close()`.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Generic, TypeVar, cast
@@ -22,7 +20,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._closing import CLOSED_MESSAGE
 from .._errors import ClientClosedError
-from .._per_loop import leave_behind
+from .._per_loop import ForkAware, leave_behind
 
 __all__ = ["LoopThread"]
 
@@ -36,7 +34,7 @@ _NESTED_MESSAGE = (
 )
 
 
-class LoopThread:
+class LoopThread(ForkAware):
     """One client's event loop, on a thread of its own started by the first call.
 
     `run()` hands a coroutine to it and blocks until it ends. `close()` runs a cleanup
@@ -48,8 +46,8 @@ class LoopThread:
     def __init__(self, name: str = "modelslab-fetch") -> None:
         self._name = name
         self.closed = False  # close() has begun: calls are refused
+        super().__init__()
         self.after_fork()  # the initial state: what a forked child starts from too
-        _instances.add(self)
 
     def __repr__(self) -> str:
         return f"LoopThread({self._name!r}, closed={self.closed}, started={self.started})"
@@ -93,7 +91,7 @@ class LoopThread:
 
         For finalizers (a batch left early, a client dropped): they run in any thread.
         """
-        self._check_fork()
+        self.check_fork()
         portal = self._portal
         if portal is None or self._shut.is_set():
             return
@@ -109,7 +107,7 @@ class LoopThread:
         Safe to call more than once, from any thread; from the loop's own (a finalizer
         run there), a short-lived thread does the work.
         """
-        self._check_fork()
+        self.check_fork()
         with self._lock:
             begun, self.closed = self.closed, True
             portal, stopper = self._portal, self._stopper
@@ -141,10 +139,10 @@ class LoopThread:
         self._stopper: contextlib.ExitStack | None = None  # leaving it joins the thread
         self._thread_id: int | None = None
         self._shut = threading.Event()
-        self._pid = os.getpid()
+        super().after_fork()
 
     def _portal_for_a_call(self) -> BlockingPortal:
-        self._check_fork()
+        self.check_fork()
         with self._lock:
             if self.closed:
                 raise ClientClosedError(CLOSED_MESSAGE)
@@ -168,10 +166,6 @@ class LoopThread:
                 portal.call(portal.stop, True)  # is cancelled
             stopper.close()  # the loop finishes its async generators; the thread ends
             self._shut.set()
-
-    def _check_fork(self) -> None:
-        if self._pid != os.getpid():  # a fork the at-fork hook did not see (a C extension)
-            self.after_fork()
 
 
 def _name_this_thread(name: str) -> int:
@@ -235,14 +229,3 @@ class _Call(Generic[T]):
         # thread, `_thread.interrupt_main()`) is still taken within a step.
         while not self.done.wait(0.1):
             pass
-
-
-_instances: weakref.WeakSet[LoopThread] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:  # pragma: no cover - runs only in a forked child
-    for loop_thread in list(_instances):
-        loop_thread.after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

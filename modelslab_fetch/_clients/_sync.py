@@ -1,4 +1,4 @@
-"""Layer 4, blocking: `ModelsLab` forwards every call to an `AsyncModelsLab` on its loop thread."""
+"""The blocking `ModelsLab`: every call forwarded to an `AsyncModelsLab` on its loop thread."""
 
 from __future__ import annotations
 
@@ -14,16 +14,13 @@ import httpx
 
 from .._closing import ClosesOnExit
 from .._config import ClientConfig
-from .._endpoints._blocking import SyncBatch, SyncFetchResource
-from .._endpoints._resource import FetchEndpoint
+from .._endpoints._blocking import SyncBatch, SyncFetchResource, parameters_of
 from .._endpoints._surface import SyncSurface
-from .._endpoints._twins import parameters_of
 from .._endpoints.table import ClientEndpoints, Enterprise
 from .._jobs._downloads import Downloaded
 from .._results import FetchResult
-from ._async import AsyncModelsLab
+from ._async import AsyncModelsLab, ClientSettings
 from ._loop_thread import LoopThread
-from ._settings import ClientSettings
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 
@@ -56,18 +53,8 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def _wire(self, async_client: AsyncModelsLab, loop: LoopThread) -> None:
         self._async = async_client
         self._loop = loop
-        resources: dict[FetchEndpoint[Any], SyncFetchResource[Any]] = {}
-
-        def resource(endpoint: FetchEndpoint[Any]) -> SyncFetchResource[Any]:
-            # The blocking twin of the async client's resource for the same row.
-            found = resources.get(endpoint)
-            if found is None:
-                found = resources[endpoint] = SyncFetchResource(
-                    async_client._resource_for(endpoint), loop
-                )
-            return found
-
-        self._bind(resource)
+        # The blocking resource of a row runs the async client's resource for that row.
+        self._bind(lambda endpoint: SyncFetchResource(async_client._resource_for(endpoint), loop))
 
     @parameters_of(AsyncModelsLab.with_options)
     def with_options(self, **options: Any) -> ModelsLab:
@@ -75,11 +62,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
 
         See `AsyncModelsLab.with_options`. Closing either closes both.
         """
-        twin = object.__new__(type(self))
-        twin._finalizer = self._finalizer  # one owner of the event loop and connections
-        twin._parent = self  # this client (and so its finalizer) lives while the twin does
-        twin._wire(self._async.with_options(**options), self._loop)
-        return twin
+        other = object.__new__(type(self))
+        other._finalizer = self._finalizer  # one owner of the event loop and connections
+        other._parent = self  # this client (and so its finalizer) lives while the copy does
+        other._wire(self._async.with_options(**options), self._loop)
+        return other
 
     def _settings(self) -> ClientConfig:
         return self._async._config

@@ -2,26 +2,46 @@
 
 The blocking client gives them its loop thread as the `Runner`: each call hands its
 coroutine there and waits. They live beside the async resource, so that the rows of the
-endpoint table can name both without naming the client.
+endpoint table can name both without naming the client. A blocking twin takes the
+parameters of the async method it forwards to, declared once: it is written as
+`def wait(self, *args, **kwargs) -> R` under `@parameters_of(AsyncFetchResource.wait)`,
+and type checkers, `inspect.signature` and `help()` all see the async method's
+parameters (a ParamSpec), with the twin's own return type.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast
 
 from .._closing import ClosesOnExit
 from .._jobs._batch import AsyncBatch, Failure, Success
 from .._results import FetchResult
 from ._resource import AsyncFetchResource
-from ._twins import parameters_of
 
-__all__ = ["Runner", "SyncBatch", "SyncFetchResource"]
+__all__ = ["Runner", "SyncBatch", "SyncFetchResource", "parameters_of"]
 
 R = TypeVar("R", bound=FetchResult)
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def parameters_of(
+    model: Callable[Concatenate[Any, P], Any],
+) -> Callable[[Callable[..., T]], Callable[Concatenate[Any, P], T]]:
+    """Give the decorated method the parameters of `model` (a method of the async twin)."""
+
+    def decorate(twin: Callable[..., T]) -> Callable[Concatenate[Any, P], T]:
+        own_return = inspect.signature(twin).return_annotation
+        twin.__signature__ = inspect.signature(model).replace(  # type: ignore[attr-defined]
+            return_annotation=own_return
+        )
+        return cast(Callable[Concatenate[Any, P], T], twin)
+
+    return decorate
 
 
 class Runner(Protocol):
@@ -93,7 +113,7 @@ class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
 class SyncFetchResource(Generic[R]):
     """The blocking twin of `AsyncFetchResource`: the same calls, on the client's event loop.
 
-    Each call takes exactly the parameters of its async twin (see `_twins`).
+    Each call takes exactly the parameters of its async twin (see `parameters_of`).
     """
 
     def __init__(self, resource: AsyncFetchResource[R], loop: Runner) -> None:

@@ -9,7 +9,6 @@ in the body of every fetch and would go with it.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -19,19 +18,19 @@ from urllib.parse import urlsplit
 
 from .._errors import (
     ConfigurationError,
+    ForeignFetchURLError,
     GenerationFailedError,
     InvalidRequestIdError,
     ModelsLabError,
     ResponseParseError,
 )
 from .._http._answers import error_in_body
-from .._ids import normalize_request_id
-from .._json_depth import TOO_DEEP, nested_deeper_than
+from .._ids import lazily, normalize_request_id
 from .._results import FetchResult
-from ._resource import FetchEndpoint
+from .._server_json import TOO_DEEP, nested_deeper_than
+from ._row import FetchEndpoint
 
 __all__ = [
-    "ForeignFetchURLError",
     "Queued",
     "Route",
     "body_of",
@@ -44,15 +43,6 @@ Queued = Mapping[str, Any] | FetchResult
 """What a generation request returned: its decoded JSON body, or a `FetchResult` of it."""
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class ForeignFetchURLError(ConfigurationError):
-    """Raised when a response's `fetch_result` is not below the client's `base_url`.
-
-    Nothing is sent to it: every fetch carries the API key in its body. If the URL is
-    right, point the client there (`base_url=`); otherwise pass `endpoint=` to say
-    which endpoint of this client to wait on.
-    """
 
 
 @dataclass(frozen=True)
@@ -78,23 +68,8 @@ def body_of(queued: object) -> dict[str, Any]:
     )
 
 
-def _unchanged(value: Any) -> Any:
-    return value
-
-
-def _stated_id(body: Mapping[str, Any]) -> str | None:
-    """The response's own id, when it is a usable one, to name its error by."""
-    raw_id = body.get("id")
-    if isinstance(raw_id, float) and raw_id.is_integer():
-        raw_id = int(raw_id)
-    try:
-        return normalize_request_id(raw_id)
-    except ValueError:
-        return None
-
-
 def refusal(
-    body: Mapping[str, Any], *, base_url: str, clean: Callable[[Any], Any] = _unchanged
+    body: Mapping[str, Any], *, base_url: str, clean: Callable[[Any], Any]
 ) -> ModelsLabError | None:
     """The error a generation response stands for instead of a queued job, or None.
 
@@ -111,7 +86,7 @@ def refusal(
     fetch_result = body.get("fetch_result")
     return error_in_body(
         body,
-        request_id=_stated_id(body),
+        request_id=_id_in(body),
         now=time.time(),
         url=fetch_result if isinstance(fetch_result, str) and fetch_result else base_url,
         clean=clean,
@@ -119,7 +94,7 @@ def refusal(
 
 
 def failure_of(
-    body: Mapping[str, Any], *, clean: Callable[[Any], Any] = _unchanged
+    body: Mapping[str, Any], *, clean: Callable[[Any], Any]
 ) -> GenerationFailedError | None:
     """A `GenerationFailedError` for a `failed`/`error` response with nothing to wait on.
 
@@ -129,7 +104,7 @@ def failure_of(
     status = body.get("status")
     if not isinstance(status, str) or status.strip().lower() not in ("failed", "error"):
         return None
-    request_id = _stated_id(body)
+    request_id = _id_in(body)
     result = FetchResult.from_body(dict(clean(dict(body))), request_id=request_id or "")
     return GenerationFailedError(result, request_id=request_id)
 
@@ -237,7 +212,7 @@ class QueuedItems:
         table: Mapping[str, FetchEndpoint[Any]],
         endpoint: str | FetchEndpoint[Any] | None,
         remembered: int,
-        clean: Callable[[Any], Any] = _unchanged,
+        clean: Callable[[Any], Any],
     ) -> None:
         self._items = items
         self._clean = clean
@@ -248,34 +223,12 @@ class QueuedItems:
         self._seen: OrderedDict[str, str] = OrderedDict()  # id -> endpoint name, recent
         self._pending: OrderedDict[str, tuple[Route | None, dict[str, Any], Exception | None]]
         self._pending = OrderedDict()
-        self._position = 0
 
     def keys(self) -> Iterator[str] | AsyncIterator[str]:
         """The batch keys, one per input, read as the batch asks for them."""
-        if isinstance(self._items, AsyncIterable):
-            return self._async_keys(self._items)
-        return self._sync_keys(self._items)
+        return lazily(self._items, self._key_for)
 
-    def _sync_keys(self, items: Iterable[Queued]) -> Iterator[str]:
-        source = iter(items)
-        try:
-            for item in source:
-                yield self._key_for(item)
-        finally:
-            if inspect.isgenerator(source):
-                source.close()
-
-    async def _async_keys(self, items: AsyncIterable[Queued]) -> AsyncIterator[str]:
-        source = aiter(items)
-        try:
-            async for item in source:
-                yield self._key_for(item)
-        finally:
-            if inspect.isasyncgen(source):
-                await source.aclose()
-
-    def _key_for(self, item: object) -> str:
-        position, self._position = self._position, self._position + 1
+    def _key_for(self, position: int, item: object) -> str:
         route: Route | None = None
         error: Exception | None = None
         body: dict[str, Any] = {}
@@ -340,7 +293,7 @@ def says_success(body: Mapping[str, Any]) -> bool:
 
 
 def _id_in(body: Mapping[str, Any]) -> str | None:
-    """The usable `id` a response body carries, or None."""
+    """The usable `id` a response body carries (to name its outcome or error by), or None."""
     raw_id = body.get("id")
     if isinstance(raw_id, float) and raw_id.is_integer():
         raw_id = int(raw_id)
@@ -348,6 +301,3 @@ def _id_in(body: Mapping[str, Any]) -> str | None:
         return normalize_request_id(raw_id)
     except ValueError:
         return None
-
-
-_FINISHED = frozenset({"success", "failed", "error"})

@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from ._resource import FetchEndpoint
+from ._row import FetchEndpoint
 
 if TYPE_CHECKING:
     from ._blocking import SyncFetchResource
@@ -21,24 +21,26 @@ __all__ = ["AsyncSurface", "Group", "SyncSurface", "rows_of"]
 
 
 class _Surface:
-    """Resources for rows, made by one client and cached there; groups likewise."""
+    """Resources for rows, made by one client once each when first read; groups likewise."""
 
     _make: Callable[[FetchEndpoint[Any]], Any]
-    _groups: dict[int, Any]
+    _made: dict[FetchEndpoint[Any] | Group[Any, Any], Any]
 
     def _bind(self, make: Callable[[FetchEndpoint[Any]], Any]) -> None:
         self._make = make
-        self._groups = {}
+        self._made = {}
 
     def _resource_for(self, endpoint: FetchEndpoint[Any]) -> Any:
-        return self._make(endpoint)
+        found = self._made.get(endpoint)
+        if found is None:
+            found = self._made[endpoint] = self._make(endpoint)
+        return found
 
     def _group_for(self, group: Group[Any, Any], cls: type[_Surface]) -> Any:
-        found = self._groups.get(id(group))
+        found = self._made.get(group)
         if found is None:
-            found = cls.__new__(cls)
-            found._bind(self._make)
-            self._groups[id(group)] = found
+            found = self._made[group] = cls.__new__(cls)
+            found._make, found._made = self._make, self._made  # one cache for the client
         return found
 
     def __repr__(self) -> str:
@@ -49,7 +51,7 @@ class AsyncSurface(_Surface):
     """Endpoint rows read on an async client are `AsyncFetchResource`s."""
 
     def _resource_for(self, endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
-        resource: AsyncFetchResource[Any] = self._make(endpoint)
+        resource: AsyncFetchResource[Any] = super()._resource_for(endpoint)
         return resource
 
 
@@ -57,7 +59,7 @@ class SyncSurface(_Surface):
     """Endpoint rows read on a blocking client are `SyncFetchResource`s."""
 
     def _resource_for(self, endpoint: FetchEndpoint[Any]) -> SyncFetchResource[Any]:
-        resource: SyncFetchResource[Any] = self._make(endpoint)
+        resource: SyncFetchResource[Any] = super()._resource_for(endpoint)
         return resource
 
 

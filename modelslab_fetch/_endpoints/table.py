@@ -6,20 +6,18 @@ is a `AsyncFetchResource`, on `ModelsLab` a `SyncFetchResource` (rows are descri
 `endpoint_table()` collects the rows by their dotted attribute names; the simulator's
 routes, the CLI's `--endpoint` choices, `wait_for`'s routing and the docs' endpoint
 table all come from it. Adding or correcting an endpoint is one line here, and one line
-of `SOURCES`: no row stays without a public source that shows it.
+of `SOURCES` in `tools/endpoint_docs.py`: no row stays without a public source.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._results import FetchResult
-from ._resource import FetchEndpoint
+from .._results import FetchResult, ThreeDResult, VoiceResult
+from ._row import FetchEndpoint
 from ._surface import AsyncSurface, Group, SyncSurface, rows_of
-from .results import ThreeDResult, VoiceResult
 
 __all__ = [
-    "SOURCES",
     "V7",
     "AsyncEnterprise",
     "AsyncV7",
@@ -71,7 +69,7 @@ class EnterpriseEndpoints:
     flux_klein = FetchEndpoint(f"{_E}/flux_klein/fetch/{{id}}", result_model=_R)
     flux_kontext_dev = FetchEndpoint(f"{_E}/flux_kontext_dev/fetch/{{id}}", result_model=_R)
     z_image_turbo = FetchEndpoint(f"{_E}/z_image_turbo/fetch/{{id}}", result_model=_R)
-    # Its page's path; its OpenAPI file says `/faceswap/fetch` with `{key, id}` (see SOURCES).
+    # Its page's path; its OpenAPI file says `/faceswap/fetch` with `{key, id}` (SOURCES).
     faceswap = FetchEndpoint(f"{_E}/faceswap/fetch/{{id}}", result_model=_R)
 
 
@@ -106,51 +104,6 @@ class ClientEndpoints:
     interior = FetchEndpoint("/v6/interior/fetch/{id}", result_model=_R)
     v7 = Group(AsyncV7, V7)
     enterprise = Group(AsyncEnterprise, Enterprise)
-
-
-_DOCS = "ModelsLab/docs-v2"
-_CLI = "ModelsLab/modelslab-cli `internal/cmd/generate.go`"
-_SKILLS = "ModelsLab/skills"
-
-SOURCES: dict[str, str] = {
-    "images": f"{_DOCS} `image-generation/community-models/dreambooth-fetch-queue-image.mdx`",
-    "realtime": f"{_DOCS} `image-generation/realtime-stable-diffusion/fetchimage.mdx`",
-    "image_editing": f"{_DOCS} `image-editing/fetchimage.mdx`",
-    "video": f"{_DOCS} `video-api/fetch-video.mdx`",
-    "voice": f"{_DOCS} `voice-cloning/fetch-voice.mdx`",
-    "three_d": f"{_DOCS} `3d-api/fetch.mdx`",
-    "faceswap": f"{_DOCS} `faceswap-api/fetch.mdx` (the alias: its former `deepfake-api/`)",
-    "interior": f"{_DOCS} `interior-api/fetch.mdx`",
-    "v7.images": f"{_CLI}; {_SKILLS} `image-generation/SKILL.md` (no docs-v2 page)",
-    "v7.video_fusion": f"{_DOCS} `guides/model-selection.mdx` (prose); {_CLI}",
-    "v7.voice": f"{_CLI}; {_SKILLS} `audio-generation/SKILL.md` (no docs-v2 page)",
-    "enterprise.images": f"{_DOCS} `enterprise-api/text-to-image/fetch-queue-image.mdx`",
-    "enterprise.super_resolution": f"{_DOCS} `enterprise-api/super-resolution/fetchimage.mdx`",
-    "enterprise.realtime": f"{_DOCS} `enterprise-api/realtime/fetchimage.mdx`",
-    "enterprise.image_editing": f"{_DOCS} `enterprise-api/image-editing/fetchimage.mdx`",
-    "enterprise.interior": f"{_DOCS} `enterprise-api/interior/fetch.mdx`",
-    "enterprise.video": f"{_DOCS} `enterprise-api/video/fetch-video.mdx`",
-    "enterprise.ultra_video": f"{_DOCS} `enterprise-api/text-to-video-ultra/fetch-video.mdx`",
-    "enterprise.image_to_video_ultra": (
-        f"{_DOCS} `enterprise-api/image-to-video-ultra/fetchvideo.mdx`"
-    ),
-    "enterprise.text_to_speech": f"{_DOCS} `enterprise-api/text-to-speech/fetch-audio.mdx`",
-    "enterprise.speech_to_text": f"{_DOCS} `enterprise-api/speech-to-text/fetch-audio.mdx`",
-    "enterprise.voice": f"{_DOCS} `enterprise-api/voice-cloning/fetch.mdx`",
-    "enterprise.three_d": f"{_DOCS} `enterprise-api/3d-api/fetch.mdx`",
-    "enterprise.face_gen": f"{_DOCS} `enterprise-api/face-gen/fetch.mdx`",
-    "enterprise.flux_headshot": f"{_DOCS} `enterprise-api/flux-headshot/fetch.mdx`",
-    "enterprise.qwen": f"{_DOCS} `enterprise-api/qwen/fetch.mdx`",
-    "enterprise.flux": f"{_DOCS} `enterprise-api/flux/fetch.mdx`, `flux-2-dev/fetch.mdx`",
-    "enterprise.flux_klein": f"{_DOCS} `enterprise-api/flux-klein/fetch.mdx`",
-    "enterprise.flux_kontext_dev": f"{_DOCS} `enterprise-api/flux-kontext-dev/fetch-image.mdx`",
-    "enterprise.z_image_turbo": f"{_DOCS} `enterprise-api/z-image-turbo/fetch.mdx`",
-    "enterprise.faceswap": f"{_DOCS} `enterprise-api/faceswap/fetch.mdx` (page, not OpenAPI)",
-}
-"""The public source each row rests on, by dotted name (shown in docs/endpoints.md).
-
-docs-v2 is ModelsLab's documentation source, read as of its 2026-05-04 snapshot; a row
-whose only source is ModelsLab's own CLI or agent skills says so."""
 
 
 def endpoint_table(root: type[Any] = ClientEndpoints) -> dict[str, FetchEndpoint[Any]]:

@@ -32,24 +32,20 @@ from .._errors import (
     RequestNotFoundError,
     ResponseParseError,
 )
-from .._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
 from .._retry_policy import DEFAULT_RETRY_STATUSES
-from ._backends._base import RawResponse
+from .._server_json import TOO_DEEP, bracket_count_allows, nested_deeper_than
+from ._backends._contract import RawResponse
 from ._retry_after import stated_wait
 
 __all__ = [
     "ERROR_TABLE",
-    "RETRYABLE_STATUS_CODES",
     "ErrorRule",
     "decode_response",
     "error_in_body",
     "excerpt_of",
     "is_transient",
+    "transient_status",
 ]
-
-# Statuses that mean "the server or an edge proxy is busy, try again": the common
-# gateway codes plus Cloudflare's 520-524, which ModelsLab's edge sends as HTML pages.
-RETRYABLE_STATUS_CODES = DEFAULT_RETRY_STATUSES
 
 EXCERPT_CHARS = 200
 
@@ -89,106 +85,96 @@ class ErrorRule:
         return self.words is None or self.words.search(message) is not None
 
 
-def _rule(
-    error: type[APIStatusError] | type[AuthenticationError],
-    statuses: frozenset[int] | set[int],
-    words: str | None,
-    advice: str,
-    body_statuses: frozenset[str] = _ERROR_BODY,
-) -> ErrorRule:
-    pattern = None if words is None else re.compile(words, re.IGNORECASE)
-    return ErrorRule(error, frozenset(statuses), pattern, advice, body_statuses)
-
-
 _BODY_OR_4XX = frozenset({200}) | _CLIENT_ERRORS
+_SLOW_DOWN = (
+    "the server asks to slow down; lower max_concurrency or max_requests_per_second, "
+    "or try again later"
+)
+_NO_CREDITS = (
+    "no credits left on this ModelsLab account; add credits in your ModelsLab dashboard, "
+    "then ask again (the queued jobs are kept)"
+)
+
+
+def _words(
+    error: type[APIStatusError] | type[AuthenticationError],
+    words: str,
+    advice: str,
+    body_statuses: frozenset[str] = _ERROR_OR_FAILED_BODY,
+) -> ErrorRule:
+    """A rule by what the server said, with any 4xx status or in a 200 error body."""
+    return ErrorRule(error, _BODY_OR_4XX, re.compile(words, re.IGNORECASE), advice, body_statuses)
+
+
+def _status(
+    error: type[APIStatusError] | type[AuthenticationError], statuses: set[int], advice: str
+) -> ErrorRule:
+    """A rule by the HTTP status alone."""
+    return ErrorRule(error, frozenset(statuses), None, advice)
+
 
 ERROR_TABLE: tuple[ErrorRule, ...] = (
     # What the words say comes first: the same words arrive with different statuses.
-    _rule(
+    _words(
         RateLimitError,
-        _BODY_OR_4XX,
         r"rate[\s_-]*limit|too many (requests|attempts)|queued requests allowed",
-        "the server asks to slow down; lower max_concurrency or max_requests_per_second, "
-        "or try again later",
-        _ERROR_OR_FAILED_BODY,
+        _SLOW_DOWN,
     ),
-    _rule(
+    _words(
         AuthenticationError,
-        _BODY_OR_4XX,
         _KEY_WORDS,
         "the server rejected the API key; check api_key= or MODELSLAB_API_KEY "
         "(a key that is revoked or expired must be replaced)",
-        _ERROR_OR_FAILED_BODY,
     ),
-    _rule(
+    _words(
         InsufficientCreditsError,
-        _BODY_OR_4XX,
         r"insufficient (credit|balance|fund)|not enough (credit|balance)|out of credit"
         r"|add more credits|no credits?\b|credits? (exhausted|expired)",
-        "no credits left on this ModelsLab account; add credits in your ModelsLab "
-        "dashboard, then ask again (the queued jobs are kept)",
-        _ERROR_OR_FAILED_BODY,
+        _NO_CREDITS,
     ),
-    _rule(
+    _words(
         PermissionDeniedError,
-        _BODY_OR_4XX,
         r"premium|subscription|upgrade your plan|not (available|allowed|included) (on|in|for) "
         r"your plan|plan does not",
         "this account's plan does not allow this call; upgrade the plan in your ModelsLab "
         "dashboard",
+        _ERROR_BODY,
     ),
-    _rule(
+    _words(
         RequestNotFoundError,
-        _BODY_OR_4XX,
         r"request\s*(id\s*)?not\s*found|no (such )?request|invalid request[\s_-]*id"
         r"|request[\s_-]*id (is )?(invalid|unknown)",
         "ModelsLab does not know this id: check that it is the `id` a generation request "
         "of this account returned; ids are not kept forever (outputs about 24 hours)",
-        _ERROR_OR_FAILED_BODY,
     ),
-    _rule(
+    _words(
         BadRequestError,
-        _BODY_OR_4XX,
         r"invalid api request|model[\s_-]*id not found|\bis required\b|\brequired\b.*\bfield\b"
         r"|validation|invalid (json|parameter|value|input)",
         "the server refused the request as malformed",
+        _ERROR_BODY,
     ),
     # Then what the status says, when the words were not recognised.
-    _rule(
-        RateLimitError,
-        {429},
-        None,
-        "the server asks to slow down; lower max_concurrency or max_requests_per_second, "
-        "or try again later",
-    ),
-    _rule(
+    _status(RateLimitError, {429}, _SLOW_DOWN),
+    _status(
         AuthenticationError,
         {401},
-        None,
         "the server rejected the API key; check api_key= or MODELSLAB_API_KEY",
     ),
-    _rule(
-        InsufficientCreditsError,
-        {402},
-        None,
-        "no credits left on this ModelsLab account; add credits in your ModelsLab "
-        "dashboard, then ask again (the queued jobs are kept)",
-    ),
-    _rule(
+    _status(InsufficientCreditsError, {402}, _NO_CREDITS),
+    _status(
         PermissionDeniedError,
         {403},
-        None,
         "the server refused this call for this account (HTTP 403, not a key problem); "
         "check the plan in your ModelsLab dashboard",
     ),
-    _rule(
+    _status(
         RequestNotFoundError,
         {404, 410},
-        None,
         "not found: either ModelsLab does not know this id, or base_url / the endpoint "
         "path is wrong",
     ),
-    _rule(BadRequestError, {400, 422}, None, "the server refused the request as malformed"),
+    _status(BadRequestError, {400, 422}, "the server refused the request as malformed"),
 )
 """Read top to bottom; the first rule that matches an answer decides its error. An answer
 no rule matches is an `APIStatusError` (non-2xx) or a result (2xx)."""
@@ -214,15 +200,22 @@ def is_transient(
         return True
     if type(error) is not APIStatusError:  # the named subclasses are all permanent
         return False
-    if error.status_code in statuses:
-        return True
-    # Other 5xx (501 Not Implemented, 505, Cloudflare's 530) say the request can never
-    # work, unless an edge proxy answered with its HTML overload page.
-    return (
-        edge_pages
-        and error.status_code >= 500
-        and is_html(error.response.headers, error.response.content)
+    response = error.response
+    return transient_status(
+        error.status_code, response.headers, response.content, statuses, edge_pages
     )
+
+
+def transient_status(
+    status: int, headers: Mapping[str, str], content: bytes, statuses: frozenset[int], edge: bool
+) -> bool:
+    """Whether an HTTP error status is worth asking again (for API calls and downloads).
+
+    One of `statuses`; or, with `edge`, any other 5xx answered with an HTML page: other
+    5xx (501 Not Implemented, 505, Cloudflare's 530) say the request can never work,
+    unless an edge proxy answered with its overload page.
+    """
+    return status in statuses or (edge and status >= 500 and is_html(headers, content))
 
 
 def excerpt_of(content: bytes) -> str:
@@ -334,7 +327,7 @@ def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
     except ValueError:
         return None, "not JSON"
     # Bounded here, where every answer enters: redaction, parsing, excerpts, logs and
-    # results files all walk the value afterwards (see _json_depth).
+    # results files all walk the value afterwards (see _server_json).
     if not bracket_count_allows(content) and nested_deeper_than(value):
         return None, TOO_DEEP
     if not isinstance(value, dict):

@@ -2,26 +2,27 @@
 
 aiohttp and httpx decompress each received chunk in one unbounded call: a 1.8 kB answer
 encoded `gzip, gzip` inflates to 1 GiB before any size cap sees a byte. Both backends and
-the downloader therefore read the raw bytes and decode them here instead: every layer is
-asked for at most `_SLICE` bytes at a time, and the bytes that come out of the last layer
-are counted against the caller's limit, so memory stays flat whatever the server sends.
+the downloader therefore read the raw bytes and decode them here (`read_decoded`): every
+layer is asked for at most `_SLICE` bytes at a time, and the bytes that come out of the
+last layer are counted against the caller's limit, so memory stays flat whatever the
+server sends.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
+
+from .._errors import DecodedTooLarge, DecodingError
 
 __all__ = [
     "ACCEPT_ENCODING",
     "BodyDecoder",
-    "DecodedTooLarge",
-    "DecodingError",
-    "closing_chunks",
-    "decoded_chunks",
+    "OneChunk",
+    "raw_chunks",
+    "read_decoded",
 ]
 
 ACCEPT_ENCODING = "gzip, deflate"
@@ -30,19 +31,6 @@ ACCEPT_ENCODING = "gzip, deflate"
 # The most any layer hands out per call: small enough that a bomb's expansion never sits in
 # memory, large enough that an ordinary body needs only a few calls.
 _SLICE = 2**16
-
-
-class DecodingError(Exception):
-    """The body is not what its `Content-Encoding` says, or uses an encoding we cannot undo."""
-
-
-class DecodedTooLarge(Exception):
-    """The decoded body grew past the limit; `head` is its first bytes."""
-
-    def __init__(self, limit: int, head: bytes) -> None:
-        self.limit = limit
-        self.head = head
-        super().__init__(f"decoded body larger than {limit} bytes")
 
 
 class _Layer:
@@ -170,44 +158,64 @@ def _layers_for(content_encoding: str) -> list[_Layer]:
     return layers
 
 
-@asynccontextmanager
-async def closing_chunks(
+async def read_decoded(
     chunks: AsyncIterator[bytes],
-) -> AsyncGenerator[AsyncIterator[bytes], None]:
-    """`chunks`, closed at the end of the block even if the decoder gave up half way.
+    decoder: BodyDecoder,
+    write: Callable[[bytes], Awaitable[object]] | None = None,
+) -> bytes:
+    """Feed the raw `chunks` through `decoder`: the decoded body, or each piece to `write`.
 
-    An async generator left open is finalised later by the event loop, which trio reports
-    as a resource warning; httpx's `aiter_raw()` is one.
+    With `write`, every decoded piece goes there as it comes and b"" is returned. The
+    chunks are closed at the end, even when the decoder gives up half way: an async
+    generator left open (httpx's `aiter_raw()` is one) is a resource warning under trio.
     """
+    body = bytearray()
+
+    async def take(pieces: Iterator[bytes]) -> None:
+        for piece in pieces:
+            if write is None:
+                body.extend(piece)
+            else:
+                await write(piece)
+
     try:
-        yield chunks
+        async for chunk in chunks:
+            await take(decoder.feed(chunk))
+        await take(decoder.finish())
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+    return bytes(body)
 
 
-def decoded_chunks(
-    response: httpx.Response, limit: int
-) -> tuple[BodyDecoder, AsyncIterator[bytes]]:
-    """The decoder and the chunks of `response`'s body, whatever transport made it.
+def raw_chunks(response: httpx.Response) -> tuple[str | None, AsyncIterator[bytes]]:
+    """The `Content-Encoding` and the raw chunks of `response`'s body, whatever made it.
 
-    A streamed body comes raw, to be decoded here with a bound. A body already in memory
-    (a response built in-process, as `httpx.MockTransport` returns) is whole and decoded
-    already: it passes through an identity decoder, still counted against `limit`.
+    A streamed body comes raw, to be decoded with a bound. A body already in memory (a
+    response built in-process, as `httpx.MockTransport` returns) is whole and decoded
+    already: it comes as one chunk with no encoding, still counted against the limit.
     """
     if response.is_stream_consumed:
-        return BodyDecoder(None, limit), _one(response.content)
-    return BodyDecoder(response.headers.get("content-encoding"), limit), response.aiter_raw()
+        return None, OneChunk(response.content)
+    return response.headers.get("content-encoding"), response.aiter_raw()
 
 
-class _one:
-    """One chunk, as an async iterator that needs no closing."""
+class OneChunk(httpx.AsyncByteStream):
+    """One chunk as an async iterator that needs no closing (its repr hides the bytes).
+
+    httpx iterates bytes through an async generator of its own; one cancelled half way
+    (a batch left early) is left for the garbage collector, which trio reports as a
+    resource warning. The bytes may be a request body, key included: never shown.
+    """
 
     def __init__(self, data: bytes) -> None:
         self._data: bytes | None = data
 
-    def __aiter__(self) -> _one:
+    def __repr__(self) -> str:
+        return "OneChunk(<hidden>)"
+
+    def __aiter__(self) -> OneChunk:
         return self
 
     async def __anext__(self) -> bytes:

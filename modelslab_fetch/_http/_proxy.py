@@ -1,19 +1,80 @@
-"""Refusing to hand the API key to a proxy in clear text.
+"""Proxies: which one, if any, a request goes through, and what using one needs.
 
-Plain `http://` is allowed only to loopback, on the grounds that nothing crosses the
-network. An `httpx.AsyncClient` trusts `HTTP_PROXY` by default, though, and httpx does not
-exempt loopback: it would send the body, key included, unencrypted to the proxy. (Over
-https a proxy only sees a CONNECT tunnel, so that is fine; the default aiohttp backend
-never proxies loopback at all.)
+One rule for API calls and downloads alike (`Proxies.for_url`): `proxy=` if given, else,
+with `trust_env`, the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` unless
+`NO_PROXY` names the host; and never a proxy for loopback, which is how the key to a
+plain-http loopback `base_url` never crosses one in clear text. An `http_client` of
+yours decides for itself: `refuse_cleartext_proxy` refuses it when it would proxy such a
+`base_url` (httpx trusts `HTTP_PROXY` by default and does not exempt loopback; over https
+a proxy only sees a CONNECT tunnel, which is fine).
 """
 
 from __future__ import annotations
 
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
 import httpx
 
+from .._config import is_loopback
 from .._errors import ConfigurationError
 
-__all__ = ["refuse_cleartext_proxy"]
+__all__ = ["Proxies", "refuse_cleartext_proxy", "socks_support_needed"]
+
+
+@dataclass(frozen=True)
+class Proxies:
+    """The proxies a client may use, the environment's read once, when it is created."""
+
+    explicit: str | None = None
+    """`proxy=`: every request but those to loopback goes through it."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """Without `proxy=` and with `trust_env`: the environment's, by scheme (or `all`)."""
+
+    @classmethod
+    def of(cls, proxy: str | None, *, trust_env: bool) -> Proxies:
+        """The proxies for the options `proxy=` and `trust_env=`."""
+        if proxy is not None or not trust_env:
+            return cls(proxy)
+        found = urllib.request.getproxies()
+        return cls(
+            None,
+            {
+                scheme: url if "://" in url else f"http://{url}"
+                for scheme, url in found.items()
+                if scheme in ("http", "https", "all") and url
+            },
+        )
+
+    def all(self) -> set[str]:
+        """Every proxy a request may go through."""
+        return {url for url in (self.explicit, *self.environment.values()) if url is not None}
+
+    def for_url(self, url: httpx.URL) -> str | None:
+        """The proxy a request to `url` goes through, or None for a direct connection."""
+        # Plain http is allowed only to loopback on the grounds that nothing crosses the
+        # network: so loopback never goes through a proxy, whatever is configured.
+        if is_loopback(url.host):
+            return None
+        if self.explicit is not None:
+            return self.explicit
+        proxy = self.environment.get(url.scheme) or self.environment.get("all")
+        if proxy is None or urllib.request.proxy_bypass(url.raw_host.decode("ascii")):
+            return None
+        return proxy
+
+
+@contextmanager
+def socks_support_needed() -> Iterator[None]:
+    """Around making httpx clients: a socks5:// proxy without socksio, said with the fix."""
+    try:
+        yield
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"a socks5:// proxy needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
+        ) from None
 
 
 def refuse_cleartext_proxy(http_client: httpx.AsyncClient, base_url: str) -> None:

@@ -1,23 +1,97 @@
-"""Call once cheaply, and hand over to tenacity only if that first outcome asks for more.
+"""Retrying as `fetch()` does, for API calls and downloads alike, and tenacity only when needed.
 
-Most calls succeed at once (most jobs asked about are finished, most requests answer),
-and tenacity costs CPU on every call it runs. So the first attempt runs outside it; only
-when that attempt failed in a way worth retrying, or returned something to poll again,
-is tenacity built, and it is handed that first outcome as its attempt one: its count of
-attempts, its waits and its logs then read exactly as if it had run from the start.
+`with_retries` runs a call and tries it again while its failure is transient and the
+server stated no longer wait than the policy sleeps through, waiting what the server
+stated, else the policy's backoff with jitter. Most calls succeed at once, and tenacity
+costs CPU on every call it runs: so the first attempt runs outside it
+(`try_first_then_retry`), and tenacity is built only when that first outcome asks for
+more, replaying it as attempt one, so that its count, waits and logs read as if it had
+run from the start. Polling uses the same hand-over with a schedule of its own.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-if TYPE_CHECKING:
-    from tenacity import AsyncRetrying
+from .._clock import Clock
+from .._errors import RateLimitError
+from .._retry_policy import RetryPolicy
+from ._retry_after import stated_delay
 
-__all__ = ["try_first_then_retry"]
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
+
+__all__ = ["try_first_then_retry", "with_retries"]
+
+logger = logging.getLogger("modelslab_fetch")
 
 T = TypeVar("T")
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    transient: Callable[[BaseException], bool],
+    retries: int,
+    policy: RetryPolicy,
+    clock: Clock,
+) -> T:
+    """`call()`, tried again up to `retries` times while it fails in a way worth it.
+
+    Worth it: `transient`, and no stated wait longer than `policy.max_stated_wait` (that
+    error is raised at once). Each retry is logged at INFO.
+    """
+
+    def retried(error: BaseException) -> bool:
+        wait = stated_delay(error)
+        return transient(error) and (wait is None or wait <= policy.max_stated_wait)
+
+    def retrying() -> AsyncRetrying:
+        from tenacity import (  # noqa: PLC0415 - only a call that failed needs it
+            AsyncRetrying,
+            retry_if_exception,
+            stop_after_attempt,
+        )
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(retries + 1),
+            wait=lambda state: _wait(state, policy),
+            retry=retry_if_exception(retried),
+            sleep=clock.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    return await try_first_then_retry(
+        call, retrying, retried=lambda error: bool(retries) and retried(error)
+    )
+
+
+def _wait(retry_state: RetryCallState, policy: RetryPolicy) -> float:
+    """What the server stated, else the policy's exponential backoff with jitter."""
+    outcome = retry_state.outcome
+    error = None if outcome is None else outcome.exception()
+    if isinstance(error, RateLimitError):
+        return 0.0  # the client-wide pause (TrafficControl) does the waiting
+    stated = stated_delay(error)
+    if stated is not None:
+        return stated
+    jitter = random.uniform(0, policy.jitter)  # noqa: S311 - jitter, not crypto
+    return policy.backoff(retry_state.attempt_number) + jitter
+
+
+def _log_retry(retry_state: RetryCallState) -> None:
+    outcome = retry_state.outcome
+    error = None if outcome is None else outcome.exception()
+    logger.info(
+        "retrying in %.2f s after attempt %d failed: %s",
+        retry_state.upcoming_sleep,
+        retry_state.attempt_number,
+        error,
+    )
 
 
 async def try_first_then_retry(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from contextvars import ContextVar
-from types import TracebackType
 
 import anyio
 import sniffio
 
 from .._clock import Clock
-from .._per_loop import leave_behind
+from .._per_loop import ForkAware, leave_behind
 
 __all__ = ["TrafficControl", "last_check_before_sending"]
 
@@ -25,7 +23,7 @@ a request granted its slot in the same instant would otherwise still be sent bef
 cancellation arrives."""
 
 
-class TrafficControl:
+class TrafficControl(ForkAware):
     """Admits each HTTP request of one client, so every call on it shares the same limits.
 
     `async with traffic:` around a request waits for a free slot (at most
@@ -44,7 +42,7 @@ class TrafficControl:
         self._next_start = -math.inf
         self._paused_until = -math.inf
         self._clock = clock
-        self._pid = os.getpid()
+        super().__init__()
 
     @property
     def in_flight(self) -> int:
@@ -75,15 +73,19 @@ class TrafficControl:
         self._paused_until = until
         return True
 
+    def after_fork(self) -> None:
+        """In a forked child: every slot free, the old limiter left alone.
+
+        Slots held by requests the parent had in flight at the fork would never come
+        back (those requests are not in the child), and the child would wait for them
+        forever; the old limiter holds the parent's tasks.
+        """
+        leave_behind(self._limiter)
+        self._limiter = None
+        super().after_fork()
+
     async def __aenter__(self) -> None:
-        if self._pid != os.getpid():
-            # A forked child: slots held by requests the parent had in flight at the fork
-            # would never come back (those requests are not in the child), and the
-            # child would wait for them forever. It starts with every slot free, and
-            # leaves the old limiter (holding the parent's tasks) alone.
-            leave_behind(self._limiter)
-            self._limiter = None
-            self._pid = os.getpid()
+        self.check_fork()
         limiter = self._limiter_here()
         try:  # the common case needs no trip through the event loop
             limiter.acquire_nowait()
@@ -98,12 +100,7 @@ class TrafficControl:
             limiter.release()
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._limiter is not None  # noqa: S101 - made by __aenter__
         self._limiter.release()
 

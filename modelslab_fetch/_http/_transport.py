@@ -1,4 +1,4 @@
-"""Layer 1: send one JSON POST to ModelsLab, map failures to our errors, retry transient ones."""
+"""The transport: one JSON POST to ModelsLab, its failures mapped to our errors and retried."""
 
 from __future__ import annotations
 
@@ -7,19 +7,23 @@ import json
 import logging
 import random
 import time
-import urllib.request
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import sniffio
 
 from .._clock import Clock
 from .._closing import CallsInFlight
-from .._config import ClientConfig, is_loopback
+from .._config import ClientConfig
 from .._errors import (
     APIConnectionError,
     APITimeoutError,
+    BackendCertificateError,
+    BackendConnectionError,
+    BackendResponseTooLarge,
+    BackendTimeout,
+    BackendUnknownHost,
     CertificateVerificationError,
     ConfigurationError,
     HostNotFoundError,
@@ -27,40 +31,21 @@ from .._errors import (
     RateLimitError,
     ResponseParseError,
 )
-from .._log_redaction import install as install_log_redaction
-from .._log_redaction import register as register_for_log_redaction
+from .._logging import redact_from_logs
 from .._per_loop import LoopCheck, PerLoop
 from .._redaction import Redactor, SecretBody
-from .._retry_policy import RetryPolicy
+from .._retry_policy import exponential
 from .._version import __version__
 from ._answers import decode_response, excerpt_of, is_transient
-from ._backends._base import (
-    MAX_RESPONSE_BYTES,
-    Backend,
-    BackendCertificateError,
-    BackendConnectionError,
-    BackendResponseTooLarge,
-    BackendTimeout,
-    BackendUnknownHost,
-    HttpxBackend,
-    RawResponse,
-    httpx_is_patched,
-)
-from ._proxy import refuse_cleartext_proxy
-from ._retry_after import stated_delay
-from ._retrying import try_first_then_retry
+from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
+from ._backends._httpx import HttpxBackend, httpx_is_patched
+from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
+from ._retrying import with_retries
 from ._traffic import TrafficControl
 
-if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
-    from tenacity import AsyncRetrying, RetryCallState
-
-__all__ = ["MAX_RETRY_AFTER", "Transport", "is_transient", "retried_by_fetch"]
+__all__ = ["Transport", "is_transient"]
 
 logger = logging.getLogger("modelslab_fetch")
-
-MAX_RETRY_AFTER = 60.0
-"""A stated wait longer than this is not slept through by `fetch()`: the error is raised
-at once. (`wait()` polls through any rate limit, within its deadline.)"""
 
 RATE_LIMIT_PAUSE = 1.0
 """The first client-wide pause after a rate limit that states no wait; it doubles with
@@ -68,36 +53,6 @@ each rate limit in a row (with jitter), up to `MAX_RATE_LIMIT_PAUSE`."""
 
 MAX_RATE_LIMIT_PAUSE = 30.0
 """The longest pause taken on our own guess (ModelsLab's documented queue waits are ~30 s)."""
-
-
-def retried_by_fetch(error: BaseException, policy: RetryPolicy | None = None) -> bool:
-    """Whether `fetch()`'s own retries take `error` on: transient, and no long stated wait."""
-    policy = policy if policy is not None else _DEFAULT_POLICY
-    if not is_transient(error, statuses=policy.statuses, edge_pages=policy.retry_edge_pages):
-        return False
-    retry_after = getattr(error, "retry_after", None)
-    return retry_after is None or retry_after <= policy.max_stated_wait
-
-
-_DEFAULT_POLICY = RetryPolicy()
-
-
-class _wait_stated_or_backoff:
-    """Wait what the server stated, else the policy's exponential backoff with jitter."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._policy = policy
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = None if outcome is None else outcome.exception()
-        if isinstance(error, RateLimitError):
-            return 0.0  # the client-wide pause (TrafficControl) does the waiting
-        retry_after = stated_delay(error)
-        if retry_after is not None:
-            return retry_after
-        jitter = random.uniform(0, self._policy.jitter)  # noqa: S311 - jitter, not crypto
-        return self._policy.backoff(retry_state.attempt_number) + jitter
 
 
 class Transport:
@@ -137,30 +92,33 @@ class Transport:
         # Every form the key may come back in (raw, JSON- or URL-escaped...) is redacted
         # from whatever the server sends, and from httpx's and httpcore's log records.
         self._redactor = Redactor(self._key)
-        register_for_log_redaction(self._redactor)
-        install_log_redaction()
-        # Shared with every `with_config` twin: closing one closes them all, and ends
+        redact_from_logs(self._redactor)
+        # Shared with every `with_config` copy: closing one closes them all, and ends
         # the calls in flight on any of them.
         self.calls = CallsInFlight()
         self._rate_limits_in_a_row = 0
         self._headers = _headers_for(config)
-        # SOCKS proxies go through httpx (with socksio), which speaks them; aiohttp does
-        # not without another dependency.
-        self._via_httpx = _is_socks(self._api_proxy(config))
+        # The proxy of every API call, decided once (see _proxy). A SOCKS proxy goes
+        # through httpx (with socksio), which speaks it; aiohttp does not without another
+        # dependency.
+        self._proxy = Proxies.of(config.proxy, trust_env=config.trust_env).for_url(
+            httpx.URL(config.base_url)
+        )
+        self._via_httpx = self._proxy is not None and self._proxy.lower().startswith("socks")
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self._config.base_url!r})"
 
     def with_config(self, config: ClientConfig) -> Transport:
-        """A twin with other settings (timeout, retries, headers) sharing everything else.
+        """A copy with other settings (timeout, retries, headers) sharing everything else.
 
-        The twin uses the same connections, the same client-wide limits (concurrency,
+        The copy uses the same connections, the same client-wide limits (concurrency,
         rate, rate-limit pauses) and the same closed state: closing either closes both.
         """
-        twin = copy.copy(self)
-        twin._config = config
-        twin._headers = _headers_for(config)
-        return twin
+        other = copy.copy(self)
+        other._config = config
+        other._headers = _headers_for(config)
+        return other
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether `error` is worth asking again, under this client's `RetryPolicy`."""
@@ -232,48 +190,18 @@ class Transport:
 
         config = self._config
         return AiohttpBackend(
-            max_connections=config.max_concurrency,
-            ssl_context=config.tls(),
-            proxy=config.proxy,
-            trust_env=config.trust_env,
+            max_connections=config.max_concurrency, ssl_context=config.tls(), proxy=self._proxy
         )
 
     def _new_httpx_backend(self) -> Backend:
         config = self._config
-        proxy = self._api_proxy(config)
-        try:
+        with socks_support_needed():
+            # trust_env off: the proxy was decided above, and httpx would add one for a
+            # plain-http loopback base_url, where the key would cross it in clear text.
             client = httpx.AsyncClient(
-                timeout=config.timeout,
-                verify=config.tls(),
-                proxy=proxy,
-                # The proxy was decided above (the environment's included); httpx must
-                # not add one for a plain-http loopback base_url, where the key would
-                # cross it in clear text.
-                trust_env=False,
+                timeout=config.timeout, verify=config.tls(), proxy=self._proxy, trust_env=False
             )
-        except ImportError as exc:  # a socks:// proxy without socksio installed
-            raise ConfigurationError(
-                f"proxy {proxy!r} needs SOCKS support: pip install 'modelslab-fetch[socks]' ({exc})"
-            ) from None
         return HttpxBackend(client, owned=True)
-
-    @staticmethod
-    def _api_proxy(config: ClientConfig) -> str | None:
-        """The proxy API calls go through: `proxy=`, else the environment's, or None.
-
-        Never one for a plain-http (loopback) base_url: the key would cross it in clear.
-        """
-        url = httpx.URL(config.base_url)
-        if url.scheme == "http" or is_loopback(url.host):
-            return None
-        if config.proxy is not None:
-            return config.proxy
-        if not config.trust_env:
-            return None
-        proxies = urllib.request.getproxies()
-        if urllib.request.proxy_bypass(url.host):
-            return None
-        return proxies.get(url.scheme) or proxies.get("all")
 
     async def post_json(
         self,
@@ -293,29 +221,13 @@ class Transport:
         url = self._config.base_url + path
         # Wrapped, so that no traceback's locals (as error trackers record them) show it.
         content = self._redactor.secret(json.dumps({**body, "key": self._key}).encode())
-        policy = self._config.retry_policy
-        retries = self._config.retries if retry else 0
-
-        def retrying() -> AsyncRetrying:
-            from tenacity import (  # noqa: PLC0415 - only a request that failed needs it
-                AsyncRetrying,
-                retry_if_exception,
-                stop_after_attempt,
-            )
-
-            return AsyncRetrying(
-                stop=stop_after_attempt(retries + 1),
-                wait=_wait_stated_or_backoff(policy),
-                retry=retry_if_exception(lambda error: retried_by_fetch(error, policy)),
-                sleep=self._clock.sleep,
-                before_sleep=_log_retry,
-                reraise=True,
-            )
-
-        return await try_first_then_retry(
+        config = self._config
+        return await with_retries(
             lambda: self._post_once(url, content, request_id=request_id),
-            retrying,
-            retried=lambda error: bool(retries) and retried_by_fetch(error, policy),
+            transient=self.is_transient,
+            retries=config.retries if retry else 0,
+            policy=config.retry_policy,
+            clock=self._clock,
         )
 
     async def _post_once(
@@ -399,9 +311,9 @@ class Transport:
         elif self._traffic.paused:
             return
         else:
-            step = RATE_LIMIT_PAUSE * 2.0 ** min(self._rate_limits_in_a_row, 16)
-            pause = min(step, MAX_RATE_LIMIT_PAUSE) * random.uniform(1.0, 1.25)  # noqa: S311
             self._rate_limits_in_a_row += 1
+            step = exponential(self._rate_limits_in_a_row, RATE_LIMIT_PAUSE, MAX_RATE_LIMIT_PAUSE)
+            pause = step * random.uniform(1.0, 1.25)  # noqa: S311
         if pause <= self._config.retry_policy.max_stated_wait and self._traffic.pause(pause):
             logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
 
@@ -436,17 +348,6 @@ async def _close_backend(backend: Backend) -> None:
     await backend.aclose()
 
 
-def _log_retry(retry_state: RetryCallState) -> None:
-    outcome = retry_state.outcome
-    error = None if outcome is None else outcome.exception()
-    logger.info(
-        "retrying in %.2f s after attempt %d failed: %s",
-        retry_state.upcoming_sleep,
-        retry_state.attempt_number,
-        error,
-    )
-
-
 def _headers_for(config: ClientConfig) -> dict[str, str]:
     # Yours first (a user-agent of your own, a header your proxy wants), then ours: the
     # body is always JSON.
@@ -455,7 +356,3 @@ def _headers_for(config: ClientConfig) -> dict[str, str]:
         **dict(config.default_headers),
         "content-type": "application/json",
     }
-
-
-def _is_socks(proxy: str | None) -> bool:
-    return proxy is not None and proxy.lower().startswith("socks")

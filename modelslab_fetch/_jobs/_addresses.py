@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,13 +33,14 @@ import anyio
 import httpcore
 import httpx
 
+from .._errors import DownloadRefused
+from .._http._proxy import Proxies, socks_support_needed
 from .._urls import ip_literal
 
 __all__ = [
     "OPT_IN",
     "AddressPolicy",
     "CheckingBackend",
-    "DownloadRefused",
     "DownloadTransport",
 ]
 
@@ -67,14 +67,6 @@ _REFUSED_KINDS: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
     ),
     ("not a public address", lambda a: not a.is_global),
 )
-
-
-class DownloadRefused(Exception):
-    """A download refused by the address policy; `reason` says why (no advice)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)
@@ -309,7 +301,7 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
 
 
 class _PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport, its connections made by `CheckingBackend`.
+    """httpx's transport, its connections made by `CheckingBackend` (unless all are allowed).
 
     httpx takes no network backend (encode/httpx#3749 proposes one), so the connection
     pool it built is replaced by one with the same TLS context and limits.
@@ -317,6 +309,8 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, policy: AddressPolicy, ssl_context: Any, limits: httpx.Limits) -> None:
         super().__init__(verify=ssl_context, limits=limits)
+        if policy.allow_private:
+            return
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise TypeError("httpx's transport changed: downloads cannot be checked")
         self._pool = httpcore.AsyncConnectionPool(
@@ -331,8 +325,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
 class DownloadTransport(httpx.AsyncBaseTransport):
     """The download client's transport: direct connections checked, proxies chosen here.
 
-    The proxy rule is the API calls' own: `proxy=`, else (with `trust_env`) the
-    environment's `HTTP(S)_PROXY`/`ALL_PROXY`, skipped for hosts `NO_PROXY` names.
+    The proxy of each request is chosen by the API calls' own rule (`Proxies.for_url`).
     """
 
     def __init__(
@@ -340,43 +333,27 @@ class DownloadTransport(httpx.AsyncBaseTransport):
         policy: AddressPolicy,
         *,
         ssl_context: Any,
-        proxy: str | None,
-        trust_env: bool,
+        proxies: Proxies,
         limits: httpx.Limits | None = None,
     ) -> None:
         limits = limits if limits is not None else httpx.Limits()
         self._policy = policy
         self._direct = _PinnedTransport(policy, ssl_context, limits)
-        self._explicit = proxy
-        found = {} if proxy is not None or not trust_env else urllib.request.getproxies()
-        self._environment = {
-            scheme: url if "://" in url else f"http://{url}"
-            for scheme, url in found.items()
-            if scheme in ("http", "https", "all") and url
-        }
+        self._proxies = proxies
         # Made now, for every proxy that may be used: a SOCKS proxy without its extra
         # fails here, when the client is set up, not in the middle of a batch.
-        self._proxied = {
-            url: httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=url)
-            for url in {proxy, *self._environment.values()}
-            if url is not None
-        }
+        with socks_support_needed():
+            self._proxied = {
+                url: httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=url)
+                for url in proxies.all()
+            }
 
     def __repr__(self) -> str:
         return f"DownloadTransport({self._policy!r})"
 
-    def proxy_for(self, url: httpx.URL) -> str | None:
-        """The proxy a request to `url` goes through, or None for a direct connection."""
-        if self._explicit is not None:
-            return self._explicit
-        proxy = self._environment.get(url.scheme) or self._environment.get("all")
-        if proxy is None or urllib.request.proxy_bypass(url.raw_host.decode("ascii")):
-            return None
-        return proxy
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` directly (checked at connect) or through its proxy."""
-        proxy = self.proxy_for(request.url)
+        proxy = self._proxies.for_url(request.url)
         if proxy is None:
             return await self._direct.handle_async_request(request)
         await self._policy.check_by_lookup(request.url.raw_host.decode("ascii"))

@@ -1,4 +1,4 @@
-"""Layer 2, many ids: stream one outcome per input id, bounded, lazy, nothing lost."""
+"""Batches: one outcome per input id, streamed as they finish, bounded, lazy, nothing lost."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from collections.abc import (
     Iterator,
 )
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 import anyio.abc
 
-from .._errors import ClientClosedError, ConfigurationError
+from .._errors import ClientClosedError
 from .._ids import ids_in_file, is_file, normalize_request_id
+from .._numbers import checked_count
 from .._results import FetchResult
 
 if TYPE_CHECKING:
@@ -153,13 +153,6 @@ class Progress:
 ProgressCallback = Callable[[Progress], object]
 
 
-def check_concurrency(concurrency: int) -> int:
-    """Return `concurrency` if it is a usable batch width (an int >= 1)."""
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigurationError(f"concurrency must be an int >= 1; got {concurrency!r}")
-    return concurrency
-
-
 class AsyncBatch(Generic[R]):
     """An async iterator of one `Outcome` per input id, `concurrency` ids worked on at once.
 
@@ -179,7 +172,7 @@ class AsyncBatch(Generic[R]):
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self._work = _BatchWork(
-            ids, work, concurrency=check_concurrency(concurrency), ordered=ordered
+            ids, work, concurrency=checked_count("concurrency", concurrency, 1), ordered=ordered
         )
         self._receive = self._work.receive
         self._driver = _Driver(self._work)
@@ -294,12 +287,7 @@ class AsyncBatch(Generic[R]):
         self._driver.start_in(self._task_group)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
             await self.aclose()
         finally:

@@ -3,21 +3,19 @@
 Each output is saved under a name made from what the caller asked (the request id and the
 endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
 its writer (`_part_files`) and renamed into place once whole; fetched only from public
-addresses unless the user opted in (`_download_guard`); and retried like an API call
+addresses unless the user opted in (`_addresses`); and retried like an API call
 (the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -25,37 +23,34 @@ import httpx
 
 from .._clock import Clock, EventLoopClock
 from .._config import DEFAULT_MAX_RETRIES
-from .._errors import DownloadError
-from .._http._answers import is_html
-from .._http._backends._base import overall_deadline
-from .._http._decoding import (
-    ACCEPT_ENCODING,
+from .._errors import (
     DecodedTooLarge,
     DecodingError,
-    closing_chunks,
-    decoded_chunks,
+    DownloadError,
+    DownloadRefused,
+    UnusableURL,
 )
-from .._http._retry_after import parse_retry_after, stated_delay
-from .._http._retrying import try_first_then_retry
+from .._http._answers import transient_status
+from .._http._backends._contract import overall_deadline
+from .._http._decoding import ACCEPT_ENCODING, BodyDecoder, raw_chunks, read_decoded
+from .._http._retry_after import parse_retry_after
+from .._http._retrying import with_retries
 from .._results import FetchResult
 from .._retry_policy import RetryPolicy
-from .._urls import UnusableURL, checked_http_url
-from ._addresses import OPT_IN, AddressPolicy, DownloadRefused
+from .._urls import checked_http_url
+from ._addresses import OPT_IN, AddressPolicy
 from ._part_files import PartFile
 
-if TYPE_CHECKING:  # tenacity is imported on the first retry (_try_first)
-    from tenacity import AsyncRetrying
-
 __all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
-
-logger = logging.getLogger("modelslab_fetch")
 
 MAX_IMAGE_BYTES = 64 * 2**20
 """A single image larger than this is refused (ModelsLab outputs are a few MB at most)."""
 
 FILE_TIME_LIMIT = 300.0
-"""The default for `Downloader(file_time_limit=...)`: the most one file may take, retries
-included, in seconds."""
+"""The most one file may take, retries included, in seconds."""
+
+FILES_AT_ONCE = 8
+"""How many files one client downloads at once."""
 
 UNQUALIFIED_ENDPOINT = "images"
 """The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
@@ -170,10 +165,10 @@ class Downloader:
     Each attempt at a file must arrive whole within the client's timeout (its largest
     value, bounding the attempt from connect to last byte, as for API calls); a
     transient failure (a dropped connection, a timeout, one of the `RetryPolicy`'s
-    statuses such as 503 or 429) is retried up to `max_retries` times, waiting as
+    statuses such as 503 or 429) is retried up to `retries` times, waiting as
     `fetch()` does; the whole file, retries included, must arrive within
-    `file_time_limit` seconds (None: no limit of its own), and decode to at most
-    `MAX_IMAGE_BYTES`, however the server encodes it. `addresses` says which addresses
+    `FILE_TIME_LIMIT` seconds, and decode to at most `MAX_IMAGE_BYTES`, however the
+    server encodes it. `addresses` says which addresses
     may be reached (None: any); `lookup_names` checks host names by a lookup of their
     own before each request, for an `http_client` whose connections are not checked.
     """
@@ -182,23 +177,18 @@ class Downloader:
         self,
         http_client: httpx.AsyncClient,
         *,
-        concurrency: int = 8,
-        file_time_limit: float | None = FILE_TIME_LIMIT,
         addresses: AddressPolicy | None = None,
         lookup_names: bool = False,
         retry_policy: RetryPolicy | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
+        retries: int = DEFAULT_MAX_RETRIES,
         clock: Clock | None = None,
     ) -> None:
         self._http = http_client
-        self._limiter = anyio.CapacityLimiter(concurrency)
-        self._file_time_limit = file_time_limit
+        self._limiter = anyio.CapacityLimiter(FILES_AT_ONCE)
         self._addresses = addresses if addresses is not None else AddressPolicy(True)
         self._lookup_names = lookup_names
         self._policy = retry_policy if retry_policy is not None else RetryPolicy()
-        self._retries = (
-            max_retries if self._policy.max_retries is None else self._policy.max_retries
-        )
+        self._retries = retries
         self._clock = clock if clock is not None else EventLoopClock()
 
     def __repr__(self) -> str:
@@ -276,51 +266,35 @@ class Downloader:
 
     async def _fetch_within_limit(self, url: str, part: PartFile, request_id: str) -> str | None:
         """Download `url` into `part`, retries included; return the response's content type."""
-        limit = self._file_time_limit
         content_type: str | None = None
-        with anyio.move_on_after(limit if limit is not None else float("inf")) as scope:
+        with anyio.move_on_after(FILE_TIME_LIMIT) as scope:
             content_type = await self._fetch_with_retries(url, part, request_id)
         if scope.cancelled_caught:
             raise DownloadError(
-                f"could not download {url} within {limit:g} s (the per-file limit, "
-                "Downloader(file_time_limit=...)); the server sent it too slowly or not at all",
+                f"could not download {url} within {FILE_TIME_LIMIT:g} s (the per-file limit, "
+                "retries included): the server sent it too slowly or not at all; try again "
+                "later (files already saved are not fetched again)",
                 url=url,
                 request_id=request_id,
             )
         return content_type
 
     async def _fetch_with_retries(self, url: str, part: PartFile, request_id: str) -> str | None:
-        # The transport's machinery, not a backoff of our own: the same policy, the same
-        # waits (a stated Retry-After, else exponential backoff with jitter), the same logs.
-        from .._http._transport import _log_retry, _wait_stated_or_backoff  # noqa: PLC0415
-
+        # Retried as fetch() retries: the same policy, waits and logs.
         attempts = 0
-        retries, policy = self._retries, self._policy
 
         async def attempt() -> str | None:
             nonlocal attempts
             attempts += 1
             return await self._attempt(url, part, request_id)
 
-        def retrying() -> AsyncRetrying:
-            from tenacity import (  # noqa: PLC0415 - only a download that failed needs it
-                AsyncRetrying,
-                retry_if_exception,
-                stop_after_attempt,
-            )
-
-            return AsyncRetrying(
-                stop=stop_after_attempt(retries + 1),
-                wait=_wait_stated_or_backoff(policy),
-                retry=retry_if_exception(self._retried),
-                sleep=self._clock.sleep,
-                before_sleep=_log_retry,
-                reraise=True,
-            )
-
         try:
-            return await try_first_then_retry(
-                attempt, retrying, retried=lambda error: bool(retries) and self._retried(error)
+            return await with_retries(
+                attempt,
+                transient=lambda error: getattr(error, "_transient", False),
+                retries=self._retries,
+                policy=self._policy,
+                clock=self._clock,
             )
         except DownloadError as exc:
             if attempts < 2:
@@ -333,13 +307,6 @@ class Downloader:
                 retry_after=exc.retry_after,
             )
         raise error
-
-    def _retried(self, error: BaseException) -> bool:
-        """Whether a failed attempt is worth another: transient, and no long stated wait."""
-        if not (isinstance(error, DownloadError) and getattr(error, "_transient", False)):
-            return False
-        retry_after = stated_delay(error)
-        return retry_after is None or retry_after <= self._policy.max_stated_wait
 
     async def _attempt(self, url: str, part: PartFile, request_id: str) -> str | None:
         deadline = overall_deadline(self._http.timeout)
@@ -424,14 +391,9 @@ class Downloader:
             raise self._status_error(url, response, request_id)
         try:
             part.restart()  # a retry starts the file afresh
-            file = anyio.wrap_file(part.file)
-            decoder, raw = decoded_chunks(response, MAX_IMAGE_BYTES)
-            async with closing_chunks(raw) as chunks:
-                async for chunk in chunks:
-                    for piece in decoder.feed(chunk):
-                        await file.write(piece)
-            for piece in decoder.finish():
-                await file.write(piece)
+            encoding, chunks = raw_chunks(response)
+            decoder = BodyDecoder(encoding, MAX_IMAGE_BYTES)
+            await read_decoded(chunks, decoder, anyio.wrap_file(part.file).write)
         except DecodedTooLarge:
             raise DownloadError(
                 f"{url} is larger than {MAX_IMAGE_BYTES // 2**20} MB; refused",
@@ -446,10 +408,8 @@ class Downloader:
     def _status_error(self, url: str, response: httpx.Response, request_id: str) -> DownloadError:
         status = response.status_code
         policy = self._policy
-        transient = (
-            status == 429
-            or status in policy.statuses
-            or (policy.retry_edge_pages and status >= 500 and is_html(response.headers, b""))
+        transient = status == 429 or transient_status(
+            status, response.headers, b"", policy.statuses, policy.retry_edge_pages
         )
         retry_after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
         return _transient(
@@ -472,7 +432,7 @@ def _transient(error: DownloadError, transient: bool = True) -> DownloadError:
 
 def _refused(url: str, hop: str, refusal: DownloadRefused, request_id: str) -> DownloadError:
     return DownloadError(
-        f"refusing to download {url!r}{hop}: {refusal.reason}; downloads reach only "
+        f"refusing to download {url!r}{hop}: {refusal.detail}; downloads reach only "
         f"public addresses by default: {OPT_IN}",
         url=url,
         request_id=request_id,

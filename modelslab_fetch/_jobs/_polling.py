@@ -1,4 +1,4 @@
-"""Layer 2: poll one job until it finishes, spaced by the server's `eta`, bound by a deadline."""
+"""Polling one job until it finishes, spaced by the server's `eta`, bound by a deadline."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from .._clock import Clock
 from .._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
 from .._http._retry_after import stated_delay
 from .._http._transport import is_transient
+from .._numbers import checked_seconds
 from .._results import FetchResult
+from .._retry_policy import exponential
 from ._readiness import ReadinessEstimate
 
-if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_try_first)
+if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_http/_retrying)
     from tenacity import AsyncRetrying, RetryCallState
 from .._http._retrying import try_first_then_retry
 from ._updates import PollUpdate, UpdateCallback
@@ -77,21 +79,9 @@ class PollPolicy:
     """How long before the deadline the last poll starts."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "min_interval",
-            "max_interval",
-            "eta_error",
-            "eta_factor",
-            "eta_offset",
-            "backoff_initial",
-            "backoff_max",
-            "final_poll_lead",
-        ):
-            value = getattr(self, name)
-            if value is None and name in ("eta_factor", "eta_offset"):
-                continue
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigurationError(f"PollPolicy.{name} must be a number >= 0, got {value!r}")
+        for name, value in vars(self).items():
+            if value is not None or name not in ("eta_factor", "eta_offset"):
+                checked_seconds(f"PollPolicy.{name}", value)
         if self.min_interval > self.max_interval:
             raise ConfigurationError("PollPolicy.min_interval cannot exceed max_interval")
 
@@ -118,12 +108,8 @@ def check_wait_timeout(timeout: float | None) -> float | None:
     """Return `timeout` if it is a usable deadline (seconds > 0, or None for none)."""
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ConfigurationError(
-            f"timeout must be a positive number of seconds, or None to wait without a "
-            f"deadline; got {timeout!r}"
-        )
-    return float(timeout)
+    what = " of seconds, or None to wait without a deadline"
+    return checked_seconds("timeout", timeout, positive=True, infinite=True, what=what)
 
 
 class _Schedule:
@@ -142,8 +128,8 @@ class _Schedule:
         # Jitter up to one initial step spreads a batch's polls without reordering steps.
         self._streak += 1
         policy = self._policy
-        step = min(policy.backoff_initial * 2 ** (self._streak - 1), policy.backoff_max)
-        return float(step + random.uniform(0, policy.backoff_initial))  # noqa: S311 - jitter
+        step = exponential(self._streak, policy.backoff_initial, policy.backoff_max)
+        return step + random.uniform(0, policy.backoff_initial)  # noqa: S311 - jitter
 
     def delay(self, retry_state: RetryCallState) -> float:
         """The sleep before the next poll, clipped so the last poll starts before the deadline."""
@@ -290,7 +276,7 @@ class _Waiter(Generic[R]):
             )
 
         # Most jobs asked about are already finished: the first poll runs before
-        # tenacity is paid for (see _try_first).
+        # tenacity is paid for (see _http/_retrying).
         return await try_first_then_retry(
             self._poll_and_remember, retrying, retried=self._transient, again=_unfinished
         )

@@ -32,59 +32,38 @@ class ReadinessEstimate:
 
     Feed it every `processing` answer with `observe(at, eta)` (`eta` None when the answer
     had none), then ask `next_poll(now)` for the time of the next poll. Times are seconds
-    on any monotonic scale, as long as it is the same for every call.
-
-    Args:
-        band: The largest relative error assumed of an `eta` (0.4 is ±40%).
-        absolute: Seconds added on both sides of every `eta`'s interval (rounding,
-            latency).
-        slack: Seconds after the interval's early edge the next poll comes, for the
-            first `eta` (a poll at the very edge finds the job ready only when the
-            estimate was off by the whole band).
-        learnt_slack: Seconds after the extrapolated ready time, once the `eta`'s rate
-            of fall has been learnt from two answers.
-        min_interval: The shortest gap from an answer to the next poll.
-        max_interval: The longest gap from an answer to the next poll.
-        widen: The factor the band grows by when an answer contradicts it (the job is
-            still processing after the interval's late edge, or an `eta` falls outside
-            the interval), capped so that the late edge stays finite.
-        learn: Whether to extrapolate a consistent bias from two answers at all.
-        reach: While a learnt ready time rests on two answers only (errors drawn
-            afresh for each answer would make it noise), the next poll comes at most
-            this many seconds after the interval's early edge; a third answer on the
-            same line confirms the bias and lifts the limit.
-        narrow_slack: Seconds after the early edge once two answers have narrowed the
-            interval but disagree on a bias.
-
-    Defaults were chosen with `benchmarks/poll_strategies.py` over 20,000 jobs for
-    each error model (see docs/performance.md).
-
+    on any monotonic scale, as long as it is the same for every call. `band` is the
+    largest relative error assumed of an `eta` (0.4 is ±40%); each next poll comes at
+    least `min_interval` and at most `max_interval` after the answer. The tuning below
+    was chosen with `benchmarks/poll_strategies.py` over 20,000 jobs for each error
+    model (see docs/performance.md), which tries its variants by setting them.
     """
 
+    absolute = 0.05
+    """Seconds added on both sides of every `eta`'s interval (rounding, latency)."""
+    slack = 0.6
+    """Seconds after the interval's early edge the first `eta`'s poll comes (a poll at
+    the very edge finds the job ready only when the estimate was off by the whole band)."""
+    learnt_slack = 0.03
+    """Seconds after the ready time learnt from the `eta`'s rate of fall."""
+    narrow_slack = 0.2
+    """Seconds after the early edge once two answers narrowed it but disagree on a bias."""
+    reach = 0.8
+    """While a learnt ready time rests on two answers only (fresh noise per answer would
+    make it noise), the next poll comes at most this far past the early edge; a third
+    answer on the same line confirms the bias and lifts the limit."""
+    widen = 1.5
+    """The factor the band grows by when an answer contradicts it (the job still
+    processing after the late edge, or an `eta` outside the interval)."""
+    learn = True
+    """Whether to extrapolate a consistent bias from two answers at all."""
+
     def __init__(
-        self,
-        *,
-        band: float = 0.4,
-        absolute: float = 0.05,
-        slack: float = 0.6,
-        learnt_slack: float = 0.03,
-        min_interval: float = 0.3,
-        max_interval: float = 30.0,
-        widen: float = 1.5,
-        learn: bool = True,
-        reach: float = 0.8,
-        narrow_slack: float = 0.2,
+        self, *, band: float = 0.4, min_interval: float = 0.3, max_interval: float = 30.0
     ) -> None:
-        self.narrow_slack = narrow_slack
-        self.learn = learn
-        self.reach = reach
         self.band = min(band, _MAX_BAND)
-        self.absolute = absolute
-        self.slack = slack
-        self.learnt_slack = learnt_slack
         self.min_interval = min_interval
         self.max_interval = max_interval
-        self.widen = widen
         self._etas: list[_Eta] = []
         self._not_before = -math.inf  # the latest time the job was seen unfinished
         self.contradictions = 0

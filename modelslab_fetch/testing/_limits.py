@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .._json_depth import TOO_DEEP, bracket_count_allows, nested_deeper_than
+from .._server_json import TOO_DEEP, bracket_count_allows, nested_deeper_than
 
 __all__ = [
     "MAX_BODY_BYTES",

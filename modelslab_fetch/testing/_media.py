@@ -1,4 +1,4 @@
-"""Tiny but well-formed output files of each kind the endpoints return, made from scratch.
+"""Tiny but well-formed output files of each kind the simulator serves, made from scratch.
 
 Valid enough for their extension: a file-type sniffer (and most players) recognise each.
 """
@@ -10,7 +10,7 @@ import struct
 
 from ._png import solid_png
 
-__all__ = ["KIND_FILES", "tiny_gif", "tiny_glb", "tiny_mp4", "tiny_wav"]
+__all__ = ["KIND_FILES", "file_of_kind", "tiny_glb", "tiny_mp4", "tiny_wav"]
 
 
 def tiny_mp4() -> bytes:
@@ -35,14 +35,6 @@ def tiny_glb() -> bytes:
     document += b" " * (-len(document) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
     chunk = struct.pack("<I", len(document)) + b"JSON" + document
     return b"glTF" + struct.pack("<II", 2, 12 + len(chunk)) + chunk
-
-
-def tiny_gif() -> bytes:
-    """A 1x1 GIF89a image."""
-    return (
-        b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
-        b"!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
-    )
 
 
 KIND_FILES: dict[str, tuple[str, str]] = {

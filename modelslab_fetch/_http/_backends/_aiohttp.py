@@ -11,30 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 
 import aiohttp
 import httpx
 
-from ..._config import is_loopback
-from .._decoding import ACCEPT_ENCODING, BodyDecoder
-from ._base import (
+from ..._errors import BackendTimeout
+from .._decoding import ACCEPT_ENCODING
+from ._contract import (
     MAX_RESPONSE_BYTES,
-    BackendTimeout,
+    Backend,
     RawResponse,
-    bounded,
     connection_error,
-    decoding_errors,
     describe,
+    read_body,
 )
 
 __all__ = ["AiohttpBackend"]
 
 
-class AiohttpBackend:
-    """Sends through one `aiohttp.ClientSession`, created on first use in the running loop."""
+class AiohttpBackend(Backend):
+    """Sends through one `aiohttp.ClientSession`, created on first use in the running loop.
+
+    Every request goes through `proxy` (the transport decided it, see `_proxy`), or none.
+    """
 
     def __init__(
         self,
@@ -42,26 +42,17 @@ class AiohttpBackend:
         max_connections: int,
         ssl_context: ssl.SSLContext | None = None,
         proxy: str | None = None,
-        trust_env: bool = True,
     ) -> None:
         self._max_connections = max_connections
         self._ssl_context = ssl_context
         self._proxy = proxy
-        self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[str, str | None] = {}
         self._timeout: tuple[httpx.Timeout, aiohttp.ClientTimeout] | None = None
 
     def __repr__(self) -> str:
         return f"AiohttpBackend(max_connections={self._max_connections})"
 
-    async def post(
-        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
-    ) -> RawResponse:
-        """POST through aiohttp, mapping its exceptions onto the backend errors."""
-        return await bounded(self._post(url, content, headers, timeout), timeout)
-
-    async def _post(
+    async def _send(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
     ) -> RawResponse:
         session = self._session
@@ -74,7 +65,7 @@ class AiohttpBackend:
                     ssl=self._ssl_context if self._ssl_context is not None else True,
                 ),
                 # aiohttp's trust_env looks proxies up in a worker thread on every
-                # request; _proxy_for does it once per host instead.
+                # request; the transport decided the proxy once instead.
                 trust_env=False,
                 # Decoded by _read_capped with a bound: aiohttp would inflate each chunk
                 # in one unbounded call (see _decoding).
@@ -87,7 +78,7 @@ class AiohttpBackend:
                 headers={**headers, "accept-encoding": ACCEPT_ENCODING},
                 allow_redirects=False,
                 timeout=self._timeout_for(timeout),
-                proxy=self._proxy_for(url),
+                proxy=self._proxy,
             ) as response:
                 body = await _read_capped(response)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -102,23 +93,6 @@ class AiohttpBackend:
             self._timeout = (timeout, _aiohttp_timeout(timeout))
         return self._timeout[1]
 
-    def _proxy_for(self, url: str) -> str | None:
-        """The proxy for `url`: `proxy=`, else the environment's (HTTPS_PROXY, NO_PROXY...)."""
-        origin = url[: url.find("/", url.find("//") + 2)]
-        if origin not in self._proxies:
-            parts = urllib.parse.urlsplit(url)
-            host = parts.hostname or ""
-            proxy = self._proxy
-            bypassed = False
-            if proxy is None and self._trust_env:
-                proxies = urllib.request.getproxies()
-                proxy = proxies.get(parts.scheme) or proxies.get("all")
-                bypassed = bool(urllib.request.proxy_bypass(host))
-            # Plain http is allowed only to loopback on the grounds that nothing crosses
-            # the network: so loopback never goes through a proxy, whatever is configured.
-            self._proxies[origin] = None if bypassed or is_loopback(host) else proxy
-        return self._proxies[origin]
-
     async def aclose(self) -> None:
         """Close the session and its connections."""
         if self._session is not None:
@@ -132,19 +106,11 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
         return await response.read()  # the common case: one read of a known, small body
     # Compressed (Content-Length counts the compressed bytes) or of unknown length: count
     # what decodes, so a gzip bomb stops at the cap too.
-    body = bytearray()
-    with decoding_errors(response.status):
-        decoder = BodyDecoder(encoding, MAX_RESPONSE_BYTES)
-        async for chunk in response.content.iter_chunked(2**16):
-            for piece in decoder.feed(chunk):
-                body += piece
-        for piece in decoder.finish():
-            body += piece
-    return bytes(body)
+    return await read_body(response.status, encoding, response.content.iter_chunked(2**16))
 
 
 def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
-    # httpx's read/write/pool limits have no exact aiohttp twin; map each to the
+    # httpx's read/write/pool limits have no exact aiohttp match; map each to the
     # closest: connect -> establishing the socket, read -> each socket read, pool ->
     # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
     pool_and_connect = None

@@ -1,0 +1,1 @@
+"""Maintainers' tools, run from the repository's root (`python -m tools.<name>`), not installed."""
