@@ -40,6 +40,15 @@ from ._errors import (
     ResponseParseError,
     WaitTimeoutError,
 )
+from ._events import (
+    ClientEvent,
+    ClientPaused,
+    EventCallback,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from ._logging import LOG_ENV, setup_logging_from_env
 from ._retry_policy import DEFAULT_RETRY_STATUSES, RetryPolicy
 from ._version import __version__
@@ -58,7 +67,7 @@ if TYPE_CHECKING:
     from ._endpoints._routing import ForeignFetchURLError
     from ._endpoints.results import ThreeDResult, VoiceResult
     from ._endpoints.table import V7, AsyncV7, endpoint_table
-    from ._ids import RequestId
+    from ._ids import RequestId, normalize_request_id
     from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
     from ._jobs._downloads import Downloaded
     from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
@@ -94,6 +103,7 @@ _LAZY = {
     "PollUpdate": "._jobs._updates",
     "Progress": "._jobs._batch",
     "RequestId": "._ids",
+    "normalize_request_id": "._ids",
     "Status": "._results",
     "Success": "._jobs._batch",
     "SyncBatch": "._endpoints._blocking",
@@ -143,11 +153,14 @@ __all__ = [
     "Batch",
     "CertificateVerificationError",
     "ClientClosedError",
+    "ClientEvent",
+    "ClientPaused",
     "Clock",
     "ConfigurationError",
     "DownloadError",
     "Downloaded",
     "Enterprise",
+    "EventCallback",
     "EventLoopClock",
     "Failure",
     "FetchEndpoint",
@@ -166,10 +179,14 @@ __all__ = [
     "PollUpdate",
     "Progress",
     "RateLimitError",
+    "RequestFailed",
     "RequestId",
     "RequestNotFoundError",
+    "RequestSent",
     "ResponseParseError",
+    "ResponseReceived",
     "RetryPolicy",
+    "RetryScheduled",
     "Status",
     "Success",
     "SyncBatch",
@@ -179,4 +196,5 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
     "endpoint_table",
+    "normalize_request_id",
 ]

@@ -27,6 +27,14 @@ from .._errors import (
     RateLimitError,
     ResponseParseError,
 )
+from .._events import (
+    ClientPaused,
+    EventSink,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from .._log_redaction import install as install_log_redaction
 from .._log_redaction import register as register_for_log_redaction
 from .._per_loop import LoopCheck, PerLoop
@@ -115,11 +123,14 @@ class Transport:
         *,
         clock: Clock,
         http_client: httpx.AsyncClient | None = None,
+        events: EventSink | None = None,
     ) -> None:
         if http_client is not None:
             refuse_cleartext_proxy(http_client, config.base_url)
         self._config = config
         self._clock = clock
+        self.events = events
+        """Where this client's `ClientEvent`s go (`on_event=`), or None: none are made."""
         self._traffic = TrafficControl(
             max_concurrency=config.max_concurrency,
             max_rate=config.max_requests_per_second,
@@ -308,7 +319,7 @@ class Transport:
                 wait=_wait_stated_or_backoff(policy),
                 retry=retry_if_exception(lambda error: retried_by_fetch(error, policy)),
                 sleep=self._clock.sleep,
-                before_sleep=_log_retry,
+                before_sleep=lambda state: self._before_retry(state, request_id),
                 reraise=True,
             )
 
@@ -322,9 +333,16 @@ class Transport:
         self, url: str, content: SecretBody, *, request_id: str | None
     ) -> dict[str, Any]:
         failure: ModelsLabError
+        events = self.events
+        sent_at = 0.0
         try:
             async with self._traffic:
                 backend = self._backend(request_id)
+                # Without `on_event`, events cost a request this test and one in
+                # `_decode` (or on failure, below): no allocation, no clock reading.
+                if events is not None:
+                    sent_at = self._clock.now()
+                    events(RequestSent(request_id, url))
                 # Redacted before it is bound to any name: the unredacted response never
                 # sits in a local of a frame an error's traceback shows.
                 raw = self._redacted(
@@ -363,12 +381,16 @@ class Transport:
                 request_id=request_id,
             )
         else:
-            return self._decode(raw, request_id=request_id)
+            return self._decode(raw, request_id=request_id, sent_at=sent_at)
+        if events is not None:
+            events(RequestFailed(request_id, url, failure, self._clock.now() - sent_at))
         # Raised outside the handlers on purpose: nothing of the failed request (whose body
         # holds the key) or of the unredacted response may ride along as __context__.
         raise failure
 
-    def _decode(self, raw: RawResponse, *, request_id: str | None) -> dict[str, Any]:
+    def _decode(
+        self, raw: RawResponse, *, request_id: str | None, sent_at: float = 0.0
+    ) -> dict[str, Any]:
         # `raw` is already redacted (see `_redacted`): body, headers and reason phrase.
         logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
         decoded = decode_response(
@@ -380,6 +402,10 @@ class Transport:
             # match anticipated; decoded, every string holds it plainly.
             clean=self._redactor.json,
         )
+        if self.events is not None:
+            error = decoded if isinstance(decoded, ModelsLabError) else None
+            elapsed = self._clock.now() - sent_at
+            self.events(ResponseReceived(request_id, raw.url, raw.status_code, elapsed, error))
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
         else:
@@ -404,6 +430,17 @@ class Transport:
             self._rate_limits_in_a_row += 1
         if pause <= self._config.retry_policy.max_stated_wait and self._traffic.pause(pause):
             logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
+            if self.events is not None:
+                self.events(ClientPaused(pause, error))
+
+    def _before_retry(self, retry_state: RetryCallState, request_id: str | None) -> None:
+        _log_retry(retry_state)
+        outcome = retry_state.outcome
+        error = None if outcome is None else outcome.exception()
+        if self.events is not None and isinstance(error, Exception):
+            # A rate limit's own wait is the client-wide pause, not the retry's sleep.
+            delay = max(retry_state.upcoming_sleep, self._traffic.pause_left)
+            self.events(RetryScheduled(request_id, retry_state.attempt_number, delay, error))
 
     def _redacted(self, raw: RawResponse) -> RawResponse:
         # A misbehaving server or proxy may echo the request body back, in the body, a
