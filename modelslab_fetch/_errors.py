@@ -129,7 +129,26 @@ class AccountError(ModelsLabError):
 
 
 class APIConnectionError(ModelsLabError):
-    """Raised when the server could not be reached or the connection broke, after retries."""
+    """Raised when the server could not be reached or the connection broke, after retries.
+
+    Attributes:
+        url: The URL the request went to (never with the key), or None.
+        cause: A few words for what failed, e.g. "connection refused", "the connection
+            was reset", "no answer in time", a certificate's complaint; or None.
+
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        url: str | None = None,
+        cause: str | None = None,
+    ) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(message, request_id=request_id)
 
 
 class APITimeoutError(APIConnectionError):

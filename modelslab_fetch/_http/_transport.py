@@ -352,6 +352,8 @@ class Transport:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._redact_text(exc.detail)})",
                 request_id=request_id,
+                url=url,
+                cause="no answer in time",
             )
         except BackendCertificateError as exc:
             failure = CertificateVerificationError(
@@ -360,17 +362,23 @@ class Transport:
                 "proxy, set SSL_CERT_FILE to your company's CA bundle before creating the "
                 "client, or pass your own http_client",
                 request_id=request_id,
+                url=url,
+                cause=self._redact_text(exc.cause),
             )
         except BackendUnknownHost as exc:
             failure = HostNotFoundError(
                 f"the host of {url} does not exist ({self._redact_text(exc.detail)}); "
                 "not retried: check base_url or MODELSLAB_BASE_URL",
                 request_id=request_id,
+                url=url,
+                cause=exc.cause,
             )
         except BackendConnectionError as exc:
             failure = APIConnectionError(
                 f"could not talk to {url} ({self._redact_text(exc.detail)})",
                 request_id=request_id,
+                url=url,
+                cause=exc.cause,
             )
         except BackendResponseTooLarge as exc:
             failure = ResponseParseError(

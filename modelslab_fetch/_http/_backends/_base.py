@@ -10,8 +10,10 @@ so that your mocks see every request.
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
+import sys
 from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -97,10 +99,14 @@ class BackendTimeout(Exception):
 
 
 class BackendConnectionError(Exception):
-    """A backend could not reach the server or lost the connection; `detail` says how."""
+    """A backend could not reach the server or lost the connection; `detail` says how.
 
-    def __init__(self, detail: str) -> None:
+    `cause` says it in a few words ("connection refused"), for `APIConnectionError.cause`.
+    """
+
+    def __init__(self, detail: str, cause: str = "the connection failed") -> None:
         self.detail = detail
+        self.cause = cause
         super().__init__(detail)
 
 
@@ -215,7 +221,9 @@ def decoding_errors(status_code: int) -> Iterator[None]:
     except DecodedTooLarge as exc:
         raise BackendResponseTooLarge(status_code, exc.head[:_HEAD_BYTES]) from None
     except DecodingError as exc:
-        raise BackendConnectionError(f"DecodingError: {exc}") from None
+        raise BackendConnectionError(
+            f"DecodingError: {exc}", "the answer's content encoding was broken"
+        ) from None
 
 
 @asynccontextmanager
@@ -291,13 +299,36 @@ def connection_error(error: BaseException) -> BackendConnectionError:
         if complaint is not None:
             return BackendCertificateError(
                 f"the server's TLS certificate failed verification: {complaint}; if the "
-                "server is yours, make your http_client trust its CA (httpx's verify=)"
+                "server is yours, make your http_client trust its CA (httpx's verify=)",
+                complaint,
             )
         if _is_no_such_name(link):
             return BackendUnknownHost(
-                f"the host name does not exist (DNS): {describe(error)}; check the URL"
+                f"the host name does not exist (DNS): {describe(error)}; check the URL",
+                "the host name does not exist",
             )
-    return BackendConnectionError(describe(error))
+    return BackendConnectionError(describe(error), _cause_of(error))
+
+
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
+
+
+def _cause_of(error: BaseException) -> str:
+    """What failed, in a few words, from the types (not the text) of `error`'s chain."""
+    aiohttp = sys.modules.get("aiohttp")  # its errors exist only once it is imported
+    for link in _chain(error):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+            return "the connection was reset"
+        if isinstance(link, OSError) and link.errno in _UNREACHABLE:
+            return "network unreachable"
+        if isinstance(link, httpx.RemoteProtocolError) or (
+            aiohttp is not None
+            and isinstance(link, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError)
+        ):
+            return "the server closed the connection"  # before, or part way through, its answer
+    return "the connection failed"
 
 
 def _certificate_complaint(error: object) -> str | None:

@@ -1,0 +1,103 @@
+"""A connection error names where it went (`url`) and what failed in a few words (`cause`).
+
+Read from the errors' types, not their text, on both HTTP backends over real sockets:
+what a program (or the command line) shows a person without parsing a message.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from modelslab_fetch import (
+    APIConnectionError,
+    APITimeoutError,
+    AsyncModelsLab,
+    CertificateVerificationError,
+)
+from tests.conftest import API_KEY, BACKENDS, client_on
+from tests.hostile_servers import HostileServer, answer
+from tests.local_server import Reply, free_port, scripted_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_refused_connection_says_so(backend: str) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    async with client_on(backend, api_key=API_KEY, base_url=base_url, max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.images.fetch(7)
+    assert caught.value.url == f"{base_url}/v6/images/fetch"
+    assert caught.value.cause == "connection refused"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_reset_connection_says_so(backend: str) -> None:
+    with scripted_server() as server:
+        server.script("7", Reply(action="reset"))
+        async with client_on(
+            backend, api_key=API_KEY, base_url=server.base_url, max_retries=0
+        ) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.images.fetch(7)
+    assert caught.value.cause in ("the connection was reset", "the server closed the connection")
+    assert caught.value.url == f"{server.base_url}/v6/images/fetch"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_answer_cut_off_says_the_server_closed_the_connection(backend: str) -> None:
+    with scripted_server() as server:
+        server.script("7", Reply(200, {"status": "success", "id": 7}, action="truncated"))
+        async with client_on(
+            backend, api_key=API_KEY, base_url=server.base_url, max_retries=0
+        ) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.images.fetch(7)
+    assert caught.value.cause == "the server closed the connection"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_timeout_says_no_answer_came_in_time(backend: str) -> None:
+    with scripted_server() as server:
+        server.script("7", Reply(action="hang"))
+        async with client_on(
+            backend, api_key=API_KEY, base_url=server.base_url, max_retries=0, timeout=0.3
+        ) as client:
+            with pytest.raises(APITimeoutError) as caught:
+                await client.images.fetch(7)
+        server.stopping.set()
+    assert caught.value.cause == "no answer in time"
+    assert caught.value.url == f"{server.base_url}/v6/images/fetch"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_untrusted_certificate_gives_its_complaint_as_the_cause(
+    backend: str, hostile: Callable[..., HostileServer]
+) -> None:
+    server = hostile(answer(body=b'{"status": "success", "output": []}'), tls=True)
+    async with (
+        httpx.AsyncClient() as http_client,
+        AsyncModelsLab(
+            api_key=API_KEY,
+            base_url=server.base_url,
+            http_client=http_client if backend == "httpx" else None,
+        ) as client,
+    ):
+        with pytest.raises(CertificateVerificationError) as caught:
+            await client.images.fetch(7)
+    assert caught.value.cause is not None and "certificate" in caught.value.cause
+    assert "http_client" not in caught.value.cause  # the complaint, not the advice
+    assert caught.value.url is not None and caught.value.url.startswith(server.base_url)
+
+
+def test_the_fields_survive_a_copy_for_another_id_and_pickling() -> None:
+    error = APIConnectionError(
+        "could not talk to it", url="http://127.0.0.1:9/api/x", cause="connection refused"
+    )
+    for twin in (error.for_request("8"), pickle.loads(pickle.dumps(error))):
+        assert (twin.url, twin.cause) == ("http://127.0.0.1:9/api/x", "connection refused")
+    assert (APIConnectionError("no fields").url, APIConnectionError("x").cause) == (None, None)
