@@ -108,7 +108,19 @@ def _rebuild(cls: type[ModelsLabError], state: dict[str, Any]) -> ModelsLabError
 
 
 class ConfigurationError(ModelsLabError, ValueError):
-    """Raised when a client option is unusable, e.g. a plain-http base URL to a remote host."""
+    """Raised when a client option is unusable, e.g. a plain-http base URL to a remote host.
+
+    Attributes:
+        option: The client option at fault (e.g. `"base_url"`, whether it was passed or
+            read from `MODELSLAB_BASE_URL`), or None when no one option is.
+
+    """
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, option: str | None = None
+    ) -> None:
+        self.option = option
+        super().__init__(message, request_id=request_id)
 
 
 class InvalidRequestIdError(ModelsLabError, ValueError):
@@ -361,6 +373,9 @@ class DownloadError(ModelsLabError):
         url: The output URL concerned.
         status_code: The HTTP status the file was answered with, if that was the failure.
         retry_after: Seconds the server asked to wait before asking again, or None.
+        refused_address: Why the download was refused for the address it leads to (e.g.
+            "its host is 10.0.0.5, a private address"), when that was the failure: only
+            `allow_private_downloads=True` lets it through. None for any other failure.
 
     """
 
@@ -372,8 +387,10 @@ class DownloadError(ModelsLabError):
         request_id: str | None = None,
         status_code: int | None = None,
         retry_after: float | None = None,
+        refused_address: str | None = None,
     ) -> None:
         self.url = url
         self.status_code = status_code
         self.retry_after = retry_after
+        self.refused_address = refused_address
         super().__init__(message, request_id=request_id)

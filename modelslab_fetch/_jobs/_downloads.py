@@ -476,4 +476,5 @@ def _refused(url: str, hop: str, refusal: DownloadRefused, request_id: str) -> D
         f"public addresses by default: {OPT_IN}",
         url=url,
         request_id=request_id,
+        refused_address=refusal.reason,
     )

@@ -1,13 +1,17 @@
-"""A connection error names where it went (`url`) and what failed in a few words (`cause`).
+"""Errors say what a person needs to hear in typed fields, not only in their message.
 
-Read from the errors' types, not their text, on both HTTP backends over real sockets:
-what a program (or the command line) shows a person without parsing a message.
+A connection error names where it went (`url`) and what failed in a few words (`cause`),
+read from the errors' types, not their text, on both HTTP backends over real sockets; a
+configuration error names the option at fault (`option`); a download refused for its
+address says why (`refused_address`). A program (or the command line) words them for a
+person without parsing a message written for programmers.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,14 +21,16 @@ from modelslab_fetch import (
     APITimeoutError,
     AsyncModelsLab,
     CertificateVerificationError,
+    ConfigurationError,
+    DownloadError,
+    FetchResult,
 )
 from tests.conftest import API_KEY, BACKENDS, client_on
 from tests.hostile_servers import HostileServer, answer
 from tests.local_server import Reply, free_port, scripted_server
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_refused_connection_says_so(backend: str) -> None:
     base_url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
@@ -35,6 +41,7 @@ async def test_a_refused_connection_says_so(backend: str) -> None:
     assert caught.value.cause == "connection refused"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_reset_connection_says_so(backend: str) -> None:
     with scripted_server() as server:
@@ -48,6 +55,7 @@ async def test_a_reset_connection_says_so(backend: str) -> None:
     assert caught.value.url == f"{server.base_url}/v6/images/fetch"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_an_answer_cut_off_says_the_server_closed_the_connection(backend: str) -> None:
     with scripted_server() as server:
@@ -60,6 +68,7 @@ async def test_an_answer_cut_off_says_the_server_closed_the_connection(backend: 
     assert caught.value.cause == "the server closed the connection"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_timeout_says_no_answer_came_in_time(backend: str) -> None:
     with scripted_server() as server:
@@ -74,6 +83,7 @@ async def test_a_timeout_says_no_answer_came_in_time(backend: str) -> None:
     assert caught.value.url == f"{server.base_url}/v6/images/fetch"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_an_untrusted_certificate_gives_its_complaint_as_the_cause(
     backend: str, hostile: Callable[..., HostileServer]
@@ -101,3 +111,40 @@ def test_the_fields_survive_a_copy_for_another_id_and_pickling() -> None:
     for twin in (error.for_request("8"), pickle.loads(pickle.dumps(error))):
         assert (twin.url, twin.cause) == ("http://127.0.0.1:9/api/x", "connection refused")
     assert (APIConnectionError("no fields").url, APIConnectionError("x").cause) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["ftp://x", "https://user:pw@modelslab.com/api", "http://example.com/api", "https://a b/"],
+)
+def test_an_unusable_base_url_names_its_option(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        AsyncModelsLab(api_key="k", base_url=base_url)
+    assert caught.value.option == "base_url"
+    monkeypatch.setenv("MODELSLAB_BASE_URL", base_url)  # read from the environment: the same
+    with pytest.raises(ConfigurationError) as from_env:
+        AsyncModelsLab(api_key="k")
+    assert from_env.value.option == "base_url"
+    assert ConfigurationError("no option at fault").option is None
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://10.1.2.3/a.png", "its host is 10.1.2.3, a private address"),
+        ("http://localhost:9/a.png", "its host 'localhost' is this machine (loopback)"),
+    ],
+)
+async def test_a_download_refused_for_its_address_says_why_in_a_field(
+    url: str, why: str, tmp_path: Path
+) -> None:
+    result = FetchResult.from_body({"status": "success", "id": 1, "output": [url]}, request_id="1")
+    async with AsyncModelsLab(api_key="k", base_url="https://modelslab.com/api") as client:
+        with pytest.raises(DownloadError) as caught:
+            await client.download(result, tmp_path)
+    assert caught.value.refused_address is not None
+    assert caught.value.refused_address.startswith(why)
+    assert "allow_private_downloads" not in caught.value.refused_address  # the why, not the fix
+    assert DownloadError("HTTP 404", url=url).refused_address is None
