@@ -366,7 +366,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         its final name is always complete and is not downloaded again. Only http(s) URLs
         are fetched, only from public addresses (see `allow_private_downloads`), redirects
         followed, at most 64 MB each; a transient failure is retried as API calls are
-        (`max_retries`, `retry_policy`). Raises `DownloadError`.
+        (`max_retries`, `retry_policy`). The first download into a folder removes the
+        `.part` files a killed run left there (never one another run still writes).
+        Raises `DownloadError`.
         """
         with self._transport.calls.scope(result.request_id or None):
             return await self._get_downloader().download(result, directory)

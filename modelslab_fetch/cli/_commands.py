@@ -26,7 +26,6 @@ from .._errors import (
 )
 from .._ids import normalize_request_id
 from .._jobs._batch import Outcome
-from .._jobs._part_files import remove_abandoned
 from .._results import FetchResult, Status
 from ._ids import IdsToRead, read_ids
 from ._idset import IdSet
@@ -180,11 +179,10 @@ def make_client(
 
 
 def prepare_folder(path: Path, option: str) -> None:
-    """Make sure images can be saved in `path` before any work; remove stale `.part` files.
+    """Make sure images can be saved in `path` before any work.
 
-    A `.part` file no process writes any more is an image cut short by a killed run: it
-    is never complete, and the image is downloaded again. One another run is still
-    writing (its writer holds a lock on it) is left alone.
+    The `.part` files a killed run left there are the library's to remove: its first
+    download into the folder does it, leaving alone those another run still writes.
     """
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file, not a folder; give a folder to save into")
@@ -194,7 +192,6 @@ def prepare_folder(path: Path, option: str) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"cannot save images in {option} {os_words(exc, path)}") from None
-    remove_abandoned(path)
 
 
 def count_files(summary: Summary, paths: Iterable[Path], since_ns: int) -> None:
