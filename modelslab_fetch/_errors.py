@@ -291,6 +291,8 @@ class ResponseParseError(ModelsLabError):
     Attributes:
         excerpt: The start of what the server sent (redacted), to help diagnose it.
         status_code: The HTTP status of the response.
+        problem: What is wrong with the answer in a few words, without advice ("an HTML
+            page", "not JSON", "larger than 10 MB", ...), or None.
 
     """
 
@@ -301,9 +303,11 @@ class ResponseParseError(ModelsLabError):
         excerpt: str,
         status_code: int | None = None,
         request_id: str | None = None,
+        problem: str | None = None,
     ) -> None:
         self.excerpt = excerpt
         self.status_code = status_code
+        self.problem = problem
         super().__init__(message, request_id=request_id)
 
     def _text(self) -> str:

@@ -398,6 +398,7 @@ def test_a_run_stopped_before_its_first_result_leaves_no_file(
             "(is base_url right?)",
             excerpt="<html><body>Bad gateway</body></html>",
             status_code=502,
+            problem="an HTML page",
         ),
         APIConnectionError("could not talk to x (boom), or pass your own http_client"),
         OSError("plain"),

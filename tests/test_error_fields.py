@@ -3,7 +3,8 @@
 A connection error names where it went (`url`) and what failed in a few words (`cause`),
 read from the errors' types, not their text, on both HTTP backends over real sockets; a
 configuration error names the option at fault (`option`); a download refused for its
-address says why (`refused_address`). A program (or the command line) words them for a
+address says why (`refused_address`); an unreadable answer what is wrong with it
+(`problem`). A program (or the command line) words them for a
 person without parsing a message written for programmers.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import respx
 
 from modelslab_fetch import (
     APIConnectionError,
@@ -24,8 +26,9 @@ from modelslab_fetch import (
     ConfigurationError,
     DownloadError,
     FetchResult,
+    ResponseParseError,
 )
-from tests.conftest import API_KEY, BACKENDS, client_on
+from tests.conftest import API_KEY, BACKENDS, BASE_URL, IMAGES_URL, client_on
 from tests.hostile_servers import HostileServer, answer
 from tests.local_server import Reply, free_port, scripted_server
 
@@ -148,3 +151,34 @@ async def test_a_download_refused_for_its_address_says_why_in_a_field(
     assert caught.value.refused_address.startswith(why)
     assert "allow_private_downloads" not in caught.value.refused_address  # the why, not the fix
     assert DownloadError("HTTP 404", url=url).refused_address is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (httpx.Response(200, html="<!doctype html><p>Welcome</p>"), "an HTML page"),
+        (httpx.Response(200, text="ok"), "not JSON"),
+        (httpx.Response(200, json=[1, 2]), "JSON but not an object"),
+        (httpx.Response(200, text="[" * 100 + "]" * 100), "JSON nested more than 64 levels"),
+    ],
+)
+async def test_an_unreadable_answer_says_what_is_wrong_with_it_without_advice(
+    answer: httpx.Response, problem: str, router: respx.MockRouter
+) -> None:
+    router.post(IMAGES_URL).mock(return_value=answer)
+    async with AsyncModelsLab(api_key=API_KEY, base_url=BASE_URL) as client:
+        with pytest.raises(ResponseParseError) as caught:
+            await client.images.fetch(7)
+    assert caught.value.problem is not None and caught.value.problem.startswith(problem)
+    assert "base_url" not in caught.value.problem
+    assert caught.value.status_code == 200
+
+
+@pytest.mark.integration
+async def test_an_answer_too_large_to_read_says_so() -> None:
+    with scripted_server() as server:
+        server.script("7", Reply(200, b"x" * (11 * 2**20), action="stream"))
+        async with AsyncModelsLab(api_key=API_KEY, base_url=server.base_url) as client:
+            with pytest.raises(ResponseParseError) as caught:
+                await client.images.fetch(7)
+    assert caught.value.problem == "larger than 10 MB"

@@ -210,7 +210,7 @@ async def test_a_client_without_on_event_makes_no_event(
     from modelslab_fetch._jobs import _polling
 
     for name in ("RequestSent", "ResponseReceived", "RequestFailed", "RetryScheduled"):
-        monkeypatch.setattr(_transport, name, no_events, raising=False)
+        monkeypatch.setattr(_transport, name, no_events)
     monkeypatch.setattr(_transport, "ClientPaused", no_events)
     monkeypatch.setattr(_polling, "RetryScheduled", no_events)
     limited = httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "1"})

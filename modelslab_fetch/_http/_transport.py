@@ -387,6 +387,7 @@ class Transport:
                 excerpt=excerpt_of(self._redactor.bytes(exc.head)),
                 status_code=exc.status_code,
                 request_id=request_id,
+                problem=f"larger than {MAX_RESPONSE_BYTES // 2**20} MB",
             )
         else:
             return self._decode(raw, request_id=request_id, sent_at=sent_at)

@@ -88,13 +88,11 @@ def _own_words(error: BaseException) -> str | None:  # noqa: PLR0911 - one answe
             "command again later (with --output FILE and --resume, only unfinished ids are "
             "asked again), or give a larger --timeout"
         )
-    if isinstance(error, ResponseParseError) and error.status_code is not None:
-        # (Without a status, it is about a generation response given to us: its message.)
+    if isinstance(error, ResponseParseError) and error.problem is not None:
         return (
-            f"the server's answer is not a ModelsLab fetch answer (HTTP {error.status_code}, "
-            f"it began: "
-            f"{error.excerpt!r}): check --base-url (or MODELSLAB_BASE_URL) is ModelsLab's "
-            f"API root, {DEFAULT_BASE_URL}"
+            f"the server's answer (HTTP {error.status_code}) is {error.problem}, not a "
+            f"ModelsLab fetch answer (it began: {error.excerpt!r}): check that --base-url "
+            f"(or MODELSLAB_BASE_URL) is ModelsLab's API root, {DEFAULT_BASE_URL}"
         )
     if isinstance(error, APIStatusError) and 300 <= error.status_code < 400:
         where = error.response.headers.get("location", "an address it did not give")
