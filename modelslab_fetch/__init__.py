@@ -39,6 +39,15 @@ from ._errors import (
     ResponseParseError,
     WaitTimeoutError,
 )
+from ._events import (
+    ClientEvent,
+    ClientPaused,
+    EventCallback,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from ._logging import LOG_ENV, setup_logging_from_env
 from ._retry_policy import DEFAULT_RETRY_STATUSES, RetryPolicy
 from ._version import __version__
@@ -55,7 +64,7 @@ if TYPE_CHECKING:
     )
     from ._endpoints._row import FetchEndpoint
     from ._endpoints.table import V7, AsyncV7, endpoint_table
-    from ._ids import RequestId
+    from ._ids import RequestId, normalize_request_id
     from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
     from ._jobs._downloads import Downloaded
     from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
@@ -77,7 +86,7 @@ _LAZY = {
         "._endpoints._resource": "DEFAULT_WAIT_MANY_CONCURRENCY AsyncFetchResource FetchResource",
         "._endpoints._row": "FetchEndpoint",
         "._endpoints.table": "V7 AsyncV7 endpoint_table",
-        "._ids": "RequestId",
+        "._ids": "RequestId normalize_request_id",
         "._jobs._batch": "AsyncBatch Batch Failure Outcome Progress Success",
         "._jobs._downloads": "Downloaded",
         "._jobs._polling": "DEFAULT_WAIT_TIMEOUT PollPolicy",
@@ -126,11 +135,14 @@ __all__ = [
     "Batch",
     "CertificateVerificationError",
     "ClientClosedError",
+    "ClientEvent",
+    "ClientPaused",
     "Clock",
     "ConfigurationError",
     "DownloadError",
     "Downloaded",
     "Enterprise",
+    "EventCallback",
     "EventLoopClock",
     "Failure",
     "FetchEndpoint",
@@ -149,10 +161,14 @@ __all__ = [
     "PollUpdate",
     "Progress",
     "RateLimitError",
+    "RequestFailed",
     "RequestId",
     "RequestNotFoundError",
+    "RequestSent",
     "ResponseParseError",
+    "ResponseReceived",
     "RetryPolicy",
+    "RetryScheduled",
     "Status",
     "Success",
     "SyncBatch",
@@ -162,4 +178,5 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
     "endpoint_table",
+    "normalize_request_id",
 ]

@@ -221,30 +221,38 @@ def _resolve_base_url(base_url: str | None, env: Mapping[str, str]) -> str:
     given = base_url if base_url is not None else env.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     if not isinstance(given, str):
         raise ConfigurationError(
-            f"base_url must be a str, like {DEFAULT_BASE_URL!r}; got {type(given).__name__}"
+            f"base_url must be a str, like {DEFAULT_BASE_URL!r}; got {type(given).__name__}",
+            option="base_url",
         )
     text = given.strip()
     if any(char.isspace() for char in text):
         raise ConfigurationError(
             f"base_url cannot contain spaces or line breaks: {text!r}; give the API root, "
-            f"like {DEFAULT_BASE_URL!r}"
+            f"like {DEFAULT_BASE_URL!r}",
+            option="base_url",
         )
     try:
         url = checked_http_url(text)
     except UnusableURL as exc:
         raise ConfigurationError(
             f"base_url {text!r} is not a usable URL: {exc}; give the API root as an "
-            f"http(s) URL, like {DEFAULT_BASE_URL!r}"
+            f"http(s) URL, like {DEFAULT_BASE_URL!r}",
+            option="base_url",
         ) from None
     if url.query or url.fragment:
-        raise ConfigurationError(f"base_url cannot carry a query or fragment: {text!r}")
+        raise ConfigurationError(
+            f"base_url cannot carry a query or fragment: {text!r}", option="base_url"
+        )
     if url.userinfo:
-        raise ConfigurationError("base_url cannot carry credentials; pass api_key=... instead")
+        raise ConfigurationError(
+            "base_url cannot carry credentials; pass api_key=... instead", option="base_url"
+        )
     if url.scheme == "http" and not is_loopback(url.host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r} in base_url: the API key travels in "
             "the request body and would cross the network unencrypted; use https:// "
-            "(plain http is allowed only for loopback hosts such as 127.0.0.1)"
+            "(plain http is allowed only for loopback hosts such as 127.0.0.1)",
+            option="base_url",
         )
     return text.rstrip("/")
 

@@ -117,7 +117,19 @@ def _rebuild(cls: type[ModelsLabError], state: dict[str, Any]) -> ModelsLabError
 
 
 class ConfigurationError(ModelsLabError, ValueError):
-    """Raised when a client option is unusable, e.g. a plain-http base URL to a remote host."""
+    """Raised when a client option is unusable, e.g. a plain-http base URL to a remote host.
+
+    Attributes:
+        option: The client option at fault (e.g. `"base_url"`, whether it was passed or
+            read from `MODELSLAB_BASE_URL`), or None when no one option is.
+
+    """
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, option: str | None = None
+    ) -> None:
+        self.option = option
+        super().__init__(message, request_id=request_id)
 
 
 class ForeignFetchURLError(ConfigurationError):
@@ -147,7 +159,26 @@ class AccountError(ModelsLabError):
 
 
 class APIConnectionError(ModelsLabError):
-    """Raised when the server could not be reached or the connection broke, after retries."""
+    """Raised when the server could not be reached or the connection broke, after retries.
+
+    Attributes:
+        url: The URL the request went to (never with the key), or None.
+        cause: A few words for what failed, e.g. "connection refused", "the connection
+            was reset", "no answer in time", a certificate's complaint; or None.
+
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        url: str | None = None,
+        cause: str | None = None,
+    ) -> None:
+        self.url = url
+        self.cause = cause
+        super().__init__(message, request_id=request_id)
 
 
 class APITimeoutError(APIConnectionError):
@@ -278,6 +309,8 @@ class ResponseParseError(ModelsLabError):
     Attributes:
         excerpt: The start of what the server sent (redacted), to help diagnose it.
         status_code: The HTTP status of the response.
+        problem: What is wrong with the answer in a few words, without advice ("an HTML
+            page", "not JSON", "larger than 10 MB", ...), or None.
 
     """
 
@@ -288,9 +321,11 @@ class ResponseParseError(ModelsLabError):
         excerpt: str,
         status_code: int | None = None,
         request_id: str | None = None,
+        problem: str | None = None,
     ) -> None:
         self.excerpt = excerpt
         self.status_code = status_code
+        self.problem = problem
         super().__init__(message, request_id=request_id)
 
     def _text(self) -> str:
@@ -360,6 +395,9 @@ class DownloadError(ModelsLabError):
         url: The output URL concerned.
         status_code: The HTTP status the file was answered with, if that was the failure.
         retry_after: Seconds the server asked to wait before asking again, or None.
+        refused_address: Why the download was refused for the address it leads to (e.g.
+            "its host is 10.0.0.5, a private address"), when that was the failure: only
+            `allow_private_downloads=True` lets it through. None for any other failure.
 
     """
 
@@ -371,10 +409,12 @@ class DownloadError(ModelsLabError):
         request_id: str | None = None,
         status_code: int | None = None,
         retry_after: float | None = None,
+        refused_address: str | None = None,
     ) -> None:
         self.url = url
         self.status_code = status_code
         self.retry_after = retry_after
+        self.refused_address = refused_address
         super().__init__(message, request_id=request_id)
 
 
@@ -415,7 +455,14 @@ class BackendTimeout(_Signal):
 
 
 class BackendConnectionError(_Signal):
-    """An HTTP backend could not reach the server or lost the connection."""
+    """An HTTP backend could not reach the server or lost the connection.
+
+    `cause` says it in a few words ("connection refused"), for `APIConnectionError.cause`.
+    """
+
+    def __init__(self, detail: str, cause: str = "the connection failed") -> None:
+        super().__init__(detail)
+        self.cause = cause
 
 
 class BackendCertificateError(BackendConnectionError):

@@ -19,7 +19,7 @@ import pytest
 from modelslab_fetch._errors import (
     APIConnectionError,
     AuthenticationError,
-    ModelsLabError,
+    ResponseParseError,
     WaitTimeoutError,
 )
 from modelslab_fetch.cli import main
@@ -393,7 +393,13 @@ def test_a_run_stopped_before_its_first_result_leaves_no_file(
     [
         AuthenticationError("the server rejected the API key; check api_key= or MODELSLAB_API_KEY"),
         WaitTimeoutError(request_id="1", timeout=5, result=None),
-        ModelsLabError("HTTP 502 from the edge (is base_url right?)"),
+        ResponseParseError(  # as the library words an edge page where JSON was due
+            "HTTP 502 response is an HTML page; ModelsLab fetch endpoints answer JSON "
+            "(is base_url right?)",
+            excerpt="<html><body>Bad gateway</body></html>",
+            status_code=502,
+            problem="an HTML page",
+        ),
         APIConnectionError("could not talk to x (boom), or pass your own http_client"),
         OSError("plain"),
     ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import pty
 import random
@@ -13,9 +12,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from modelslab_fetch._errors import APIConnectionError
+from modelslab_fetch import (
+    APIConnectionError,
+    ClientPaused,
+    RateLimitError,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from modelslab_fetch._jobs._batch import Progress
 from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, line_of
 from modelslab_fetch.testing._fixtures import SimulatorServer
@@ -66,21 +74,40 @@ def test_time_left_is_smoothed() -> None:
 
 def test_activity_counts_polls_and_keeps_the_last_error_in_plain_words() -> None:
     activity = Activity()
-    logger = logging.getLogger("modelslab_fetch.test_view")
-    uninstall = activity.install()
-    try:
-        error = APIConnectionError(
-            "could not talk to http://127.0.0.1:8787/api/v6/images/fetch "
-            "(ClientConnectorError: Cannot connect to host 127.0.0.1:8787 [Connect call failed])"
-        )
-        logger.info("retrying in %.2f s after attempt %d failed: %s", 0.5, 1, error)
-        assert activity.last_error == "cannot reach 127.0.0.1:8787: connection refused; retrying"
-        logger.debug("POST %s -> HTTP %s (request %s)", "http://x", 200, "1")
-        assert activity.polls == 2
-        assert activity.last_error is None
-    finally:
-        uninstall()
-    assert activity not in logging.getLogger("modelslab_fetch").handlers
+    url = "http://127.0.0.1:8787/api/v6/images/fetch"
+    error = APIConnectionError(
+        f"could not talk to {url} (ClientConnectorError: Cannot connect to host "
+        "127.0.0.1:8787 [Connect call failed])",
+        url=url,
+        cause="connection refused",
+    )
+    activity(RequestSent("1", url))
+    activity(RequestFailed("1", url, error, 0.01))
+    activity(RetryScheduled("1", 1, 0.5, error))
+    assert activity.last_error == "cannot reach 127.0.0.1:8787: connection refused; retrying"
+    activity(RequestSent("1", url))
+    activity(ResponseReceived("1", url, 200, 0.02, None))
+    assert activity.polls == 2
+    assert activity.last_error is None
+
+
+def test_with_verbose_each_retry_and_pause_is_a_line_in_the_commands_words() -> None:
+    log = io.StringIO()
+    activity = Activity(log=log)
+    limited = RateLimitError(
+        "the server asks to slow down; lower max_concurrency or max_requests_per_second",
+        response=httpx.Response(429, request=httpx.Request("POST", "http://x/api")),
+        retry_after=2.0,
+    )
+    activity(ClientPaused(2.0, limited))
+    activity(RetryScheduled("7", 3, 2.0, limited))
+    lines = log.getvalue().splitlines()
+    assert lines == [
+        "rate limited: every request paused for 2.0 s",
+        "request 7: ModelsLab is rate limiting this account (it asked to wait 2 s): try again "
+        "later, or wait on fewer ids at once (`wait --concurrency N`); retrying in 2.0 s",
+    ]
+    assert "max_concurrency" not in log.getvalue()
 
 
 def test_the_line_shows_requests_polls_and_errors_before_anything_finishes() -> None:

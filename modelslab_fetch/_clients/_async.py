@@ -34,6 +34,7 @@ from .._endpoints._row import FetchEndpoint
 from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
+from .._events import EventCallback, event_sink
 from .._http._proxy import Proxies
 from .._http._transport import Transport
 from .._jobs._addresses import AddressPolicy, DownloadTransport
@@ -129,6 +130,11 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             other non-public address is refused with `DownloadError` (loopback is
             allowed when `base_url` is loopback, as for a local simulator). True: any
             address, for outputs served inside your own network.
+        on_event: A function called with each `ClientEvent` of this client's traffic
+            (`RequestSent`, `ResponseReceived`, `RequestFailed`, `RetryScheduled`,
+            `ClientPaused`), for your own progress display or metrics; see
+            docs/events.md. It runs on the event loop (the blocking client's own), must
+            return quickly, and an exception it raises is logged, never raised.
 
     """
 
@@ -152,7 +158,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         retry_policy: RetryPolicy | None = None,
         http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
         allow_private_downloads: bool = False,
+        on_event: EventCallback | None = None,
     ) -> None:
+        events = event_sink(on_event)
         self._config = ClientConfig.resolve(
             api_key=api_key,
             base_url=base_url,
@@ -177,7 +185,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             )
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
-        transport = Transport(self._config, clock=clock, http_client=http_client)
+        transport = Transport(self._config, clock=clock, http_client=http_client, events=events)
         # An httpx client's connections belong to one event loop: one downloader per loop.
         downloaders = PerLoop(self._new_downloader, _close_downloader)
         self._wire(transport, downloaders, http_client, poll_policy, clock)
@@ -253,6 +261,15 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     def closed(self) -> bool:
         """Whether `aclose()` has been called."""
         return self._transport.closed
+
+    @property
+    def requests_in_flight(self) -> int:
+        """HTTP requests of this client (and its `with_options` copies) in flight right now.
+
+        Those admitted by `max_concurrency` and not yet answered; a reading for a progress
+        display, never more than `max_concurrency`.
+        """
+        return self._transport.in_flight
 
     async def wait_for(
         self,
@@ -380,7 +397,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         its final name is always complete and is not downloaded again. Only http(s) URLs
         are fetched, only from public addresses (see `allow_private_downloads`), redirects
         followed, at most 64 MB each; a transient failure is retried as API calls are
-        (`max_retries`, `retry_policy`). Raises `DownloadError`.
+        (`max_retries`, `retry_policy`). The first download into a folder removes the
+        `.part` files a killed run left there (never one another run still writes).
+        Raises `DownloadError`.
         """
         with self._transport.calls.scope(result.request_id or None):
             return await self._get_downloader().download(result, directory)

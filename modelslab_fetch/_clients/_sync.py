@@ -71,6 +71,14 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def _settings(self) -> ClientConfig:
         return self._async._config
 
+    @property
+    def requests_in_flight(self) -> int:
+        """HTTP requests of this client in flight right now; see `AsyncModelsLab`.
+
+        Safe to read from any thread: a snapshot of a count the client's loop keeps.
+        """
+        return self._async.requests_in_flight
+
     @parameters_of(AsyncModelsLab.wait_for)
     def wait_for(self, *args: Any, **kwargs: Any) -> FetchResult:
         """Wait for the job a generation request queued; see `AsyncModelsLab.wait_for`."""

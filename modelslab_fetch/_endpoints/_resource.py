@@ -207,6 +207,7 @@ class AsyncFetchResource(Generic[R]):
                 clock=self._clock,
                 on_update=on_update,
                 transient=self._transport.is_transient,
+                events=self._transport.events,
             )
 
     async def _fetch_checked_id(self, rid: str, *, retry: bool = True) -> R:

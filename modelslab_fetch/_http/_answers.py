@@ -262,6 +262,7 @@ def decode_response(
         return _status_error(raw, content, body, request_id=request_id, now=now)
     if parse_error is not None:
         if parse_error is TOO_DEEP:
+            kind = TOO_DEEP
             said = f"HTTP {status} response is {TOO_DEEP}"
         else:
             kind = "an HTML page" if is_html(raw.headers, content) else parse_error
@@ -274,6 +275,7 @@ def decode_response(
             excerpt=excerpt_of(content),
             status_code=status,
             request_id=request_id,
+            problem=kind,
         )
     assert body is not None  # noqa: S101 - no parse error means an object
     body_status = body.get("status")

@@ -38,12 +38,18 @@ async def with_retries(
     retries: int,
     policy: RetryPolicy,
     clock: Clock,
+    on_retry: Callable[[RetryCallState], None] | None = None,
 ) -> T:
     """`call()`, tried again up to `retries` times while it fails in a way worth it.
 
     Worth it: `transient`, and no stated wait longer than `policy.max_stated_wait` (that
-    error is raised at once). Each retry is logged at INFO.
+    error is raised at once). Each retry is logged at INFO, and told to `on_retry`.
     """
+
+    def before_sleep(retry_state: RetryCallState) -> None:
+        _log_retry(retry_state)
+        if on_retry is not None:
+            on_retry(retry_state)
 
     def retried(error: BaseException) -> bool:
         wait = stated_delay(error)
@@ -61,7 +67,7 @@ async def with_retries(
             wait=lambda state: _wait(state, policy),
             retry=retry_if_exception(retried),
             sleep=clock.sleep,
-            before_sleep=_log_retry,
+            before_sleep=before_sleep,
             reraise=True,
         )
 

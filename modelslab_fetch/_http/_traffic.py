@@ -61,6 +61,11 @@ class TrafficControl(ForkAware):
         """Whether a pause is holding requests back right now."""
         return self._paused_until > self._clock.now()
 
+    @property
+    def pause_left(self) -> float:
+        """Seconds until the current pause ends; 0 when none holds requests back."""
+        return max(self._paused_until - self._clock.now(), 0.0)
+
     def pause(self, seconds: float) -> bool:
         """Hold back every request of the client for `seconds` from now.
 

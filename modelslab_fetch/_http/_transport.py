@@ -8,7 +8,8 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import sniffio
@@ -31,6 +32,14 @@ from .._errors import (
     RateLimitError,
     ResponseParseError,
 )
+from .._events import (
+    ClientPaused,
+    EventSink,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from .._logging import redact_from_logs
 from .._per_loop import LoopCheck, PerLoop
 from .._redaction import Redactor, SecretBody
@@ -42,6 +51,9 @@ from ._backends._httpx import HttpxBackend, httpx_is_patched
 from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
 from ._retrying import with_retries
 from ._traffic import TrafficControl
+
+if TYPE_CHECKING:  # tenacity is imported on the first retry (see _retrying)
+    from tenacity import RetryCallState
 
 __all__ = ["Transport", "is_transient"]
 
@@ -70,11 +82,14 @@ class Transport:
         *,
         clock: Clock,
         http_client: httpx.AsyncClient | None = None,
+        events: EventSink | None = None,
     ) -> None:
         if http_client is not None:
             refuse_cleartext_proxy(http_client, config.base_url)
         self._config = config
         self._clock = clock
+        self.events = events
+        """Where this client's `ClientEvent`s go (`on_event=`), or None: none are made."""
         self._traffic = TrafficControl(
             max_concurrency=config.max_concurrency,
             max_rate=config.max_requests_per_second,
@@ -228,15 +243,23 @@ class Transport:
             retries=config.retries if retry else 0,
             policy=config.retry_policy,
             clock=self._clock,
+            on_retry=None if self.events is None else partial(self._retry_event, request_id),
         )
 
     async def _post_once(
         self, url: str, content: SecretBody, *, request_id: str | None
     ) -> dict[str, Any]:
         failure: ModelsLabError
+        events = self.events
+        sent_at = 0.0
         try:
             async with self._traffic:
                 backend = self._backend(request_id)
+                # Without `on_event`, events cost a request this test and one in
+                # `_decode` (or on failure, below): no allocation, no clock reading.
+                if events is not None:
+                    sent_at = self._clock.now()
+                    events(RequestSent(request_id, url))
                 # Redacted before it is bound to any name: the unredacted response never
                 # sits in a local of a frame an error's traceback shows.
                 raw = self._redacted(
@@ -246,6 +269,8 @@ class Transport:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._redact_text(exc.detail)})",
                 request_id=request_id,
+                url=url,
+                cause="no answer in time",
             )
         except BackendCertificateError as exc:
             failure = CertificateVerificationError(
@@ -254,17 +279,23 @@ class Transport:
                 "proxy, set SSL_CERT_FILE to your company's CA bundle before creating the "
                 "client, or pass your own http_client",
                 request_id=request_id,
+                url=url,
+                cause=self._redact_text(exc.cause),
             )
         except BackendUnknownHost as exc:
             failure = HostNotFoundError(
                 f"the host of {url} does not exist ({self._redact_text(exc.detail)}); "
                 "not retried: check base_url or MODELSLAB_BASE_URL",
                 request_id=request_id,
+                url=url,
+                cause=exc.cause,
             )
         except BackendConnectionError as exc:
             failure = APIConnectionError(
                 f"could not talk to {url} ({self._redact_text(exc.detail)})",
                 request_id=request_id,
+                url=url,
+                cause=exc.cause,
             )
         except BackendResponseTooLarge as exc:
             failure = ResponseParseError(
@@ -273,14 +304,19 @@ class Transport:
                 excerpt=excerpt_of(self._redactor.bytes(exc.head)),
                 status_code=exc.status_code,
                 request_id=request_id,
+                problem=f"larger than {MAX_RESPONSE_BYTES // 2**20} MB",
             )
         else:
-            return self._decode(raw, request_id=request_id)
+            return self._decode(raw, request_id=request_id, sent_at=sent_at)
+        if events is not None:
+            events(RequestFailed(request_id, url, failure, self._clock.now() - sent_at))
         # Raised outside the handlers on purpose: nothing of the failed request (whose body
         # holds the key) or of the unredacted response may ride along as __context__.
         raise failure
 
-    def _decode(self, raw: RawResponse, *, request_id: str | None) -> dict[str, Any]:
+    def _decode(
+        self, raw: RawResponse, *, request_id: str | None, sent_at: float = 0.0
+    ) -> dict[str, Any]:
         # `raw` is already redacted (see `_redacted`): body, headers and reason phrase.
         logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
         decoded = decode_response(
@@ -292,6 +328,10 @@ class Transport:
             # match anticipated; decoded, every string holds it plainly.
             clean=self._redactor.json,
         )
+        if self.events is not None:
+            error = decoded if isinstance(decoded, ModelsLabError) else None
+            elapsed = self._clock.now() - sent_at
+            self.events(ResponseReceived(request_id, raw.url, raw.status_code, elapsed, error))
         if isinstance(decoded, RateLimitError):
             self._pause_for(decoded)
         else:
@@ -316,6 +356,16 @@ class Transport:
             pause = step * random.uniform(1.0, 1.25)  # noqa: S311
         if pause <= self._config.retry_policy.max_stated_wait and self._traffic.pause(pause):
             logger.warning("rate limited: pausing all requests of this client for %.2f s", pause)
+            if self.events is not None:
+                self.events(ClientPaused(pause, error))
+
+    def _retry_event(self, request_id: str | None, retry_state: RetryCallState) -> None:
+        outcome = retry_state.outcome
+        error = None if outcome is None else outcome.exception()
+        if self.events is not None and isinstance(error, Exception):
+            # A rate limit's own wait is the client-wide pause, not the retry's sleep.
+            delay = max(retry_state.upcoming_sleep, self._traffic.pause_left)
+            self.events(RetryScheduled(request_id, retry_state.attempt_number, delay, error))
 
     def _redacted(self, raw: RawResponse) -> RawResponse:
         # A misbehaving server or proxy may echo the request body back, in the body, a

@@ -39,7 +39,7 @@ from .._results import FetchResult
 from .._retry_policy import RetryPolicy
 from .._urls import checked_http_url
 from ._addresses import OPT_IN, AddressPolicy
-from ._part_files import PartFile
+from ._part_files import PartFile, remove_abandoned
 
 __all__ = ["Downloaded", "Downloader", "extension_for_content_type", "file_name_for"]
 
@@ -51,6 +51,8 @@ FILE_TIME_LIMIT = 300.0
 
 FILES_AT_ONCE = 8
 """How many files one client downloads at once."""
+
+_FOLDERS_REMEMBERED = 1024
 
 UNQUALIFIED_ENDPOINT = "images"
 """The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
@@ -190,20 +192,45 @@ class Downloader:
         self._policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._retries = retries
         self._clock = clock if clock is not None else EventLoopClock()
+        # Folders cleared of abandoned `.part` files, each once (set when done).
+        self._cleared: dict[Path, anyio.Event] = {}
 
     def __repr__(self) -> str:
         return f"Downloader(concurrency={self._limiter.total_tokens})"
+
+    async def _clear_abandoned_once(self, folder: Path) -> None:
+        """Remove the `.part` files killed runs left in `folder`, the first time it is used.
+
+        Such a file is never complete (its image is downloaded again); one another run
+        still writes is locked by its writer and left alone (see `_part_files`).
+        """
+        key = folder  # as given: the same folder named two ways is only cleared twice
+        cleared = self._cleared.get(key)
+        if cleared is not None:
+            await cleared.wait()  # cleared, or being cleared by a download that came first
+            return
+        if len(self._cleared) >= _FOLDERS_REMEMBERED:
+            self._cleared.clear()  # a folder per result, endlessly: clear one again later
+        cleared = self._cleared[key] = anyio.Event()
+        try:
+            await anyio.to_thread.run_sync(remove_abandoned, folder)
+        except OSError:
+            pass  # a folder that cannot be listed: saving into it says what is wrong
+        finally:
+            cleared.set()
 
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save every output of `result` into `directory`; return their paths.
 
         Files are named from `result.request_id` and `result.endpoint_name` (see
         `file_name_for`). Files already there are complete (they are only ever renamed
-        into place) and are not fetched again. Raises `DownloadError` for the first
+        into place) and are not fetched again. The first download into a folder removes
+        the `.part` files killed runs left there. Raises `DownloadError` for the first
         output that fails.
         """
         folder = Path(directory)
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+        await self._clear_abandoned_once(folder)
         request_id, endpoint = result.request_id, result.endpoint_name
         paths = []
         for index, url in enumerate(result.output):
@@ -436,4 +463,5 @@ def _refused(url: str, hop: str, refusal: DownloadRefused, request_id: str) -> D
         f"public addresses by default: {OPT_IN}",
         url=url,
         request_id=request_id,
+        refused_address=refusal.detail,
     )

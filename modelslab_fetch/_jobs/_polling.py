@@ -13,6 +13,7 @@ import anyio
 
 from .._clock import Clock
 from .._errors import ConfigurationError, GenerationFailedError, WaitTimeoutError
+from .._events import EventSink, RetryScheduled
 from .._http._retry_after import stated_delay
 from .._http._transport import is_transient
 from .._numbers import checked_seconds
@@ -179,6 +180,7 @@ async def wait_until_finished(
     clock: Clock,
     on_update: UpdateCallback | None = None,
     transient: Callable[[BaseException], bool] = is_transient,
+    events: EventSink | None = None,
 ) -> R:
     """Call `poll` until its result is finished; return it if it succeeded.
 
@@ -186,7 +188,8 @@ async def wait_until_finished(
     deadline (with the last result), and any non-transient error from `poll` at once.
     Transient errors (network, overload, rate limits) are polled through until the deadline.
     `on_update` hears of every poll (`PollUpdate`); `transient` is the client's rule of
-    what to ask again (its `RetryPolicy`'s statuses).
+    what to ask again (its `RetryPolicy`'s statuses); `events` (the client's `on_event`)
+    hears of each failed poll that is polled again (`RetryScheduled`).
     """
     timeout = check_wait_timeout(timeout)
     waiter = _Waiter(
@@ -197,6 +200,7 @@ async def wait_until_finished(
         clock=clock,
         on_update=on_update,
         transient=transient,
+        events=events,
     )
     timed_out: WaitTimeoutError | None = None
     # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
@@ -239,6 +243,7 @@ class _Waiter(Generic[R]):
         clock: Clock,
         on_update: UpdateCallback | None = None,
         transient: Callable[[BaseException], bool] = is_transient,
+        events: EventSink | None = None,
     ) -> None:
         self._poll = poll
         self._request_id = request_id
@@ -247,6 +252,7 @@ class _Waiter(Generic[R]):
         self._clock = clock
         self._on_update = on_update
         self._transient = transient
+        self._events = events
         self._started = clock.now()
         self.deadline = None if timeout is None else self._started + timeout
         self._last: R | None = None
@@ -336,9 +342,14 @@ class _Waiter(Generic[R]):
             latest = outcome.exception() if outcome.failed else outcome.result()
             self.report(latest, next_poll_in=retry_state.upcoming_sleep)  # type: ignore[arg-type]
         if outcome is not None and outcome.failed:
+            error = outcome.exception()
             logger.info(  # the error's text names the request already
-                "%s; polling again in %.2f s", outcome.exception(), retry_state.upcoming_sleep
+                "%s; polling again in %.2f s", error, retry_state.upcoming_sleep
             )
+            if self._events is not None and isinstance(error, Exception):
+                self._events(
+                    RetryScheduled(self._request_id, self._polls, retry_state.upcoming_sleep, error)
+                )
         else:
             logger.debug(
                 "request %s: not finished; next poll in %.2f s",

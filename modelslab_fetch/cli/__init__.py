@@ -13,11 +13,10 @@ from collections.abc import Iterator, Sequence
 
 import anyio
 
-from .._errors import ModelsLabError
+from .. import ModelsLabError, __version__
 
 if sys.version_info < (3, 11):  # pragma: no cover - the builtin arrived in 3.11
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
-from .._version import __version__
 from ._commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -32,7 +31,7 @@ from ._download import run_download
 from ._lines import forgiving
 from ._responses import ENDPOINT_NAMES
 from ._usage import os_words
-from ._words import in_cli_terms, in_plain_words
+from ._words import in_plain_words
 
 __all__ = ["main"]
 
@@ -89,7 +88,7 @@ def main(  # noqa: PLR0911 - one exit per kind of ending
             "encoding; retype it, or set a UTF-8 locale (e.g. LANG=C.UTF-8)\n"
         )
         return EXIT_USAGE
-    _route_logs(streams, verbose=getattr(args, "verbose", False))
+    _quiet_library_logs()
     try:
         return _run(args, streams)
     except BrokenPipeError:
@@ -396,30 +395,16 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
         yield error
 
 
-def _route_logs(streams: Streams, *, verbose: bool) -> None:
-    # The library logs retries and 429 pauses; on a terminal those lines would tear the
-    # live progress line, and the view shows the last error anyway. --verbose shows them.
+def _quiet_library_logs() -> None:
+    # The library's log lines are for programs (MODELSLAB_LOG=info shows them): on a
+    # terminal they would tear the live progress line, and the command hears of retries
+    # and pauses through the client's events instead (`--verbose` writes those). Without
+    # a handler, Python would print the library's warnings on stderr as they are.
     logger = logging.getLogger("modelslab_fetch")
-    for old in list(logger.handlers):
-        if getattr(old, "_modelslab_cli", False):
-            logger.removeHandler(old)
-    handler: logging.Handler = (
-        logging.StreamHandler(streams.err) if verbose else logging.NullHandler()
-    )
-    handler._modelslab_cli = True  # type: ignore[attr-defined]
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(_InCliTerms("%(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    if verbose:
-        logger.setLevel(logging.INFO)
-
-
-class _InCliTerms(logging.Formatter):
-    """The library's log lines, their advice in the command's terms (`--verbose`)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The line as logging formats it, library names replaced by the options."""
-        return in_cli_terms(super().format(record))
+    if not any(getattr(old, "_modelslab_cli", False) for old in logger.handlers):
+        handler = logging.NullHandler()
+        handler._modelslab_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 def console_main() -> None:  # pragma: no cover - the installed script's entry point

@@ -14,20 +14,20 @@ from typing import Any, TextIO
 
 import anyio
 
-from .._clients._async import AsyncModelsLab
-from .._config import API_KEY_ENV
-from .._endpoints._resource import FetchResource
-from .._errors import (
+from .. import (
+    API_KEY_ENV,
     AccountError,
+    AsyncModelsLab,
     AuthenticationError,
     ConfigurationError,
+    FetchResource,
+    FetchResult,
     ModelsLabError,
+    Outcome,
     RequestNotFoundError,
+    Status,
+    normalize_request_id,
 )
-from .._ids import normalize_request_id
-from .._jobs._batch import Outcome
-from .._jobs._part_files import remove_abandoned
-from .._results import FetchResult, Status
 from ._ids import IdsToRead, read_ids
 from ._idset import IdSet
 from ._lines import json_line
@@ -41,13 +41,7 @@ from ._responses import (
 )
 from ._results import SOURCE, ResultsFile, outcome_record, record_result
 from ._usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, os_words
-from ._words import (
-    account_stop_message,
-    counted,
-    in_cli_terms,
-    in_plain_words,
-    unknown_ids_hint,
-)
+from ._words import account_stop_message, counted, in_plain_words, unknown_ids_hint
 
 __all__ = [
     "EXIT_FAILED",
@@ -163,28 +157,38 @@ def read_api_key(args: argparse.Namespace) -> str | None:
 
 
 def make_client(
-    args: argparse.Namespace, api_key: str | None = None, **options: Any
+    args: argparse.Namespace,
+    api_key: str | None = None,
+    *,
+    activity: Activity | None = None,
+    streams: Streams | None = None,
+    **options: Any,
 ) -> AsyncModelsLab:
-    """The client for a command, from `--base-url`, `--api-key-file` and the environment."""
+    """The client for a command, from `--base-url`, `--api-key-file` and the environment.
+
+    Its events go to `activity` (the progress view's), or with `--verbose` to a fresh
+    `Activity` that writes each retry and pause to `streams.err`.
+    """
     if api_key is None:
         api_key = read_api_key(args)
     options.setdefault("allow_private_downloads", getattr(args, "allow_private_downloads", False))
+    if activity is None and getattr(args, "verbose", False):
+        activity = Activity(log=(streams or Streams()).err)
     try:
-        return AsyncModelsLab(api_key=api_key, base_url=args.base_url, **options)
-    except (ConfigurationError, AuthenticationError) as exc:
-        message = exc.message
-        if "base_url" in message:
-            message = message.replace("base_url", "--base-url (or MODELSLAB_BASE_URL)")
-        message = message.replace("pass api_key=...", f"set {API_KEY_ENV} or --api-key-file")
-        raise UsageError(message) from None
+        return AsyncModelsLab(api_key=api_key, base_url=args.base_url, on_event=activity, **options)
+    except ConfigurationError as exc:
+        if exc.option == "base_url":
+            raise UsageError(f"--base-url (or MODELSLAB_BASE_URL) is unusable: {exc}") from None
+        raise UsageError(str(exc)) from None
+    except AuthenticationError as exc:
+        raise UsageError(in_plain_words(exc)) from None
 
 
 def prepare_folder(path: Path, option: str) -> None:
-    """Make sure images can be saved in `path` before any work; remove stale `.part` files.
+    """Make sure images can be saved in `path` before any work.
 
-    A `.part` file no process writes any more is an image cut short by a killed run: it
-    is never complete, and the image is downloaded again. One another run is still
-    writing (its writer holds a lock on it) is left alone.
+    The `.part` files a killed run left there are the library's to remove: its first
+    download into the folder does it, leaving alone those another run still writes.
     """
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path} is a file, not a folder; give a folder to save into")
@@ -194,7 +198,6 @@ def prepare_folder(path: Path, option: str) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"cannot save images in {option} {os_words(exc, path)}") from None
-    remove_abandoned(path)
 
 
 def count_files(summary: Summary, paths: Iterable[Path], since_ns: int) -> None:
@@ -231,11 +234,10 @@ def files_words(summary: Summary, folder: Path | None = None) -> str:
 
 
 def download_words(error: BaseException, folder: Path | None) -> str:
-    if isinstance(error, ModelsLabError):
-        return in_cli_terms(error.message)
-    if isinstance(error, OSError):
+    """Why a result's files were not saved, in the command's words."""
+    if isinstance(error, OSError) and not isinstance(error, ModelsLabError):
         return f"cannot save into {os_words(error, folder)}"
-    return str(error)
+    return in_plain_words(error)
 
 
 async def collect(
@@ -325,7 +327,7 @@ async def collect(
                         # record nothing (these ids are not final; --resume asks again).
                         summary.stopped_by = outcome.error
                         break
-                    record = _record_of(outcome, lines)
+                    record = _record_of(outcome, lines, client.base_url)
                     if not outcome.ok:
                         summary.count_failure(outcome.error)
                         write(record)
@@ -342,9 +344,11 @@ async def collect(
     return summary
 
 
-def _record_of(outcome: Outcome[FetchResult], lines: ResponseLines | None) -> dict[str, Any]:
+def _record_of(
+    outcome: Outcome[FetchResult], lines: ResponseLines | None, base_url: str
+) -> dict[str, Any]:
     if lines is not None:
-        problem = line_record(outcome, lines.line_of(outcome.index))
+        problem = line_record(outcome, lines.line_of(outcome.index), base_url=base_url)
         if problem is not None:  # the line itself is what to fix: named by its number
             return {**problem, "source": SOURCE}
     return outcome_record(outcome, source=SOURCE)
@@ -454,17 +458,17 @@ async def _wait(
         ids, total = lines.items(), None
     else:
         ids, total = _without(ids_from(args, finished), finished, skipped)
-    client = make_client(args, api_key)
-    activity = Activity()
+    # With --verbose, each retry and pause is a line of its own (the view is plain then).
+    activity = Activity(log=streams.err if args.verbose else None)
+    client = make_client(args, api_key, activity=activity)
     view_stream = streams.out if args.json else streams.err
     view = ProgressView(
         view_stream,
         mode=choose_mode(streams.err, quiet=args.quiet, as_json=args.json, verbose=args.verbose),
         total=total,
         activity=activity,
-        requests_in_flight=lambda: client._transport.in_flight,
+        requests_in_flight=lambda: client.requests_in_flight,
     )
-    uninstall = activity.install()
     try:
         async with client:
             again = Summary()
@@ -485,7 +489,6 @@ async def _wait(
             )
     finally:
         view.close()
-        uninstall()
     summary.skipped = skipped.count
     summary.skipped_failed = skipped.failed
     summary.repeated = skipped.repeated
@@ -601,7 +604,7 @@ async def run_fetch(args: argparse.Namespace, streams: Streams) -> int:
     """`modelslab-fetch fetch`: one status line per id; exit 1 if any failed or errored."""
     ids = ids_from(args).ids
     bad = asked = unknown = 0
-    async with make_client(args) as client:
+    async with make_client(args, streams=streams) as client:
         async for outcome in resource_for(client, args).fetch_many(ids, ordered=True):
             if isinstance(outcome.error, AccountError):
                 message = account_stop_message(outcome.error, results=None)

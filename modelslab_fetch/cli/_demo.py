@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import ipaddress
 import math
 import shutil
 import socket
@@ -13,10 +14,15 @@ from pathlib import Path
 
 import anyio
 
-from .._clients._async import AsyncModelsLab
-from .._config import is_loopback
-from ..testing import Faults, Simulator, SimulatorApp, run_simulator, simulator_server
-from ..testing._simulator import ETA_ERROR_MODELS
+from .. import AsyncModelsLab
+from ..testing import (
+    ETA_ERROR_MODELS,
+    Faults,
+    Simulator,
+    SimulatorApp,
+    run_simulator,
+    simulator_server,
+)
 from ._commands import (
     EXIT_FAILED,
     EXIT_OK,
@@ -233,7 +239,7 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
     base_url = f"http://{args.host}:{args.port}/api"
 
     def banner() -> None:  # once the server can start: nothing is said for one that cannot
-        if not is_loopback(args.host):
+        if not _this_machine_only(args.host):
             streams.err.write(
                 f"warning: --host {args.host} is not a loopback address: this is a test "
                 f"server that accepts {'any key' if args.accept_key is None else 'one key'} "
@@ -341,3 +347,13 @@ def _check_address(host: str, port: int) -> None:
         else:
             why = f"{exc.strerror or exc}: check --host"
         raise UsageError(f"cannot listen on {host}:{port}: {why}") from None
+
+
+def _this_machine_only(host: str) -> bool:
+    """Whether a server listening on `host` can be reached from this machine alone."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may well be reachable from elsewhere
+        return False

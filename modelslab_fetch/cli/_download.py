@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._errors import AccountError, RequestNotFoundError
-from .._jobs._downloads import Downloaded
-from .._results import FetchResult, Status
+from .. import AccountError, Downloaded, FetchResult, RequestNotFoundError, Status
 from ._commands import (
     EXIT_FAILED,
     EXIT_OK,
@@ -55,7 +53,7 @@ async def run_download(args: argparse.Namespace, streams: Streams) -> int:  # no
     prepare_folder(folder, "--dir")
     say = _sayer(streams, as_json=args.json)
     not_downloadable = unknown = 0
-    async with make_client(args, api_key) as client:
+    async with make_client(args, api_key, streams=streams) as client:
         if not args.from_results:
             ids = ids_from(args).ids
             async for outcome in resource_for(client, args).fetch_many(ids):

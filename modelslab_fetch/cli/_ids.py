@@ -11,7 +11,7 @@ from typing import BinaryIO, TextIO
 
 import anyio.to_thread
 
-from .._ids import normalize_request_id
+from .. import normalize_request_id
 from ._idset import IdSet
 from ._lines import physical_lines
 from ._usage import UsageError, os_words

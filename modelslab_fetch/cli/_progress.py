@@ -7,7 +7,6 @@ has finished for it to mean something, and is smoothed so it does not swing.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -18,8 +17,15 @@ from rich.progress import BarColumn, TextColumn
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
-from .._jobs._batch import Progress
-from .._jobs._updates import PollUpdate
+from .. import (
+    ClientEvent,
+    ClientPaused,
+    PollUpdate,
+    Progress,
+    RequestFailed,
+    ResponseReceived,
+    RetryScheduled,
+)
 from ._lines import json_line
 from ._words import counted, in_plain_words
 
@@ -47,51 +53,44 @@ def choose_mode(stream: TextIO, *, quiet: bool, as_json: bool, verbose: bool = F
     return "live" if stream.isatty() and not verbose else "plain"
 
 
-class Activity(logging.Handler):
-    """Polls answered and the last request error, read from the library's log records.
+class Activity:
+    """Polls sent and the last request error, heard from the client's events (`on_event`).
 
-    The library logs each HTTP answer (debug), each retry and each failed poll (info);
-    this handler counts the first and keeps the words of the others, so the view can
-    say "cannot reach ...; retrying" while nothing finishes.
+    Each request answered or failed is a poll; a retry (`RetryScheduled`: a poll
+    polled again, a fetch retried) keeps its error's words until an answer arrives
+    again, so the view can say "cannot reach ...; retrying" while nothing finishes.
+    With `log`, each retry and each client-wide pause is also written there as a line
+    (`--verbose`).
     """
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+    def __init__(self, log: TextIO | None = None) -> None:
         self.polls = 0
         """Requests sent so far, answered or failed."""
         self.last_error: str | None = None
         """The last request error, until an answer arrives again."""
+        self._log = log
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Count an answer, or keep an error's words."""
-        message = record.msg if isinstance(record.msg, str) else ""
-        args = record.args if isinstance(record.args, tuple) else ()
-        if message.startswith("POST ") and "-> HTTP" in message:
+    def __repr__(self) -> str:
+        return f"Activity(polls={self.polls})"
+
+    def __call__(self, event: ClientEvent) -> None:
+        """Take one event of the client."""
+        if isinstance(event, ResponseReceived):
             self.polls += 1
             self.last_error = None
-        elif message.startswith("retrying in") and len(args) == 3:
+        elif isinstance(event, RequestFailed):
             self.polls += 1
-            self.last_error = _error_words(args[2]) + "; retrying"
-        elif "polling again" in message and args:
-            self.polls += 1
-            self.last_error = _error_words(args[0]) + "; retrying"
+        elif isinstance(event, RetryScheduled):
+            words = in_plain_words(event.error)
+            self.last_error = words + "; retrying"
+            self._write(f"request {event.request_id}: {words}; retrying in {event.delay:.1f} s")
+        elif isinstance(event, ClientPaused):
+            self._write(f"rate limited: every request paused for {event.seconds:.1f} s")
 
-    def install(self) -> Callable[[], None]:
-        """Listen to the `modelslab_fetch` logger; return what undoes it."""
-        logger = logging.getLogger("modelslab_fetch")
-        level = logger.level
-        logger.addHandler(self)
-        logger.setLevel(logging.DEBUG)
-
-        def uninstall() -> None:
-            logger.removeHandler(self)
-            logger.setLevel(level)
-
-        return uninstall
-
-
-def _error_words(error: object) -> str:
-    return in_plain_words(error) if isinstance(error, BaseException) else str(error)
+    def _write(self, line: str) -> None:
+        if self._log is not None:
+            self._log.write(line + "\n")
+            self._log.flush()
 
 
 class RateEstimate:

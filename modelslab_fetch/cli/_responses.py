@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .._clients._async import AsyncModelsLab
-from .._endpoints._resource import AsyncFetchResource
-from .._endpoints.table import endpoint_table
-from .._errors import ClientClosedError, ConfigurationError, InvalidRequestIdError
-from .._ids import normalize_request_id
-from .._jobs._batch import AsyncBatch, Outcome, ProgressCallback
-from .._jobs._updates import UpdateCallback
-from .._results import FetchResult
+from .. import (
+    AsyncBatch,
+    AsyncFetchResource,
+    AsyncModelsLab,
+    ClientClosedError,
+    ConfigurationError,
+    FetchResult,
+    ForeignFetchURLError,
+    InvalidRequestIdError,
+    Outcome,
+    PollUpdate,
+    Progress,
+    endpoint_table,
+    normalize_request_id,
+)
 from ._ids import numbered_lines
 from ._idset import IdSet
-from ._words import in_cli_terms
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -30,6 +36,8 @@ __all__ = [
 ]
 
 ENDPOINT_NAMES = tuple(endpoint_table())
+
+_CHOOSE = "give --endpoint NAME (see --help)"
 """The `--endpoint` choices: every endpoint of the table, by its attribute name."""
 
 
@@ -61,6 +69,10 @@ class Line:
     """Its line in the file, from 1."""
     problem: str | None = None
     """Why it cannot be a generation response at all (it can never succeed), or None."""
+    fetch_result: str | None = None
+    """The response's `fetch_result`, if it has one (where it says to wait)."""
+    has_id: bool = False
+    """Whether the response states an `id` of its own."""
 
 
 class ResponseLines:
@@ -94,13 +106,25 @@ class ResponseLines:
                 self._skipped.count += 1
                 self._skipped.failed += self._finished.failed(key)
                 continue
-            self._lines[self._handed] = Line(number, problem)
+            self._lines[self._handed] = _line(number, response, problem)
             self._handed += 1
             yield text if problem is not None else response
 
     def line_of(self, index: int) -> Line:
         """The line of the input at `index` (an outcome's `index`); asked once per input."""
         return self._lines.pop(index)
+
+
+def _line(number: int, response: object, problem: str | None) -> Line:
+    if problem is not None or not isinstance(response, dict):
+        return Line(number, problem)
+    fetch_result = response.get("fetch_result")
+    stated = response.get("id")
+    return Line(
+        number,
+        fetch_result=fetch_result if isinstance(fetch_result, str) and fetch_result else None,
+        has_id=stated is not None and stated != "" and not isinstance(stated, bool),
+    )
 
 
 def _judged(text: str) -> tuple[object, str | None]:
@@ -139,21 +163,26 @@ def _key_of(item: object) -> str | None:
         return None
 
 
-def line_record(outcome: Outcome[FetchResult], line: Line) -> dict[str, Any] | None:
+def line_record(
+    outcome: Outcome[FetchResult], line: Line, *, base_url: str
+) -> dict[str, Any] | None:
     """The results line for an input whose line is the problem, or None if it is not.
 
     Named `line-N`: the line is what to look at. Final when the line can never succeed
     (not a response, no usable id); not final when other options could route it (no
     `fetch_result` without `--endpoint`, a `fetch_result` outside `--base-url`): the
-    same command with `--resume` and those options tries it again.
+    same command with `--resume` and those options tries it again. The words come from
+    the error's class and the line itself; the library's advice is about its own
+    arguments (`endpoint=`), this one about the command's options.
     """
     error = outcome.error
     if line.problem is not None:
         words, final, kind = line.problem, True, "BadLine"
     elif isinstance(error, InvalidRequestIdError):
-        words, final, kind = in_cli_terms(error.message), True, type(error).__name__
+        words, final, kind = _id_words(error, line), True, type(error).__name__
     elif isinstance(error, ConfigurationError) and not isinstance(error, ClientClosedError):
-        words, final, kind = in_cli_terms(error.message), False, type(error).__name__
+        words, final = _route_words(error, line, base_url), False
+        kind = type(error).__name__
     else:
         return None
     about = "" if outcome.request_id.startswith("input-") else f" (id {outcome.request_id})"
@@ -177,8 +206,8 @@ def start_waiting(
     from_responses: bool,
     concurrency: int | None,
     timeout: float | None,
-    on_progress: ProgressCallback,
-    on_update: UpdateCallback | None = None,
+    on_progress: Callable[[Progress], object],
+    on_update: Callable[[PollUpdate], object] | None = None,
 ) -> AsyncBatch[FetchResult]:
     """The batch `wait` works through: ids on `endpoint`, or responses each on its own.
 
@@ -202,3 +231,25 @@ def start_waiting(
         on_update=on_update,
     )
     return batch
+
+
+def _id_words(error: InvalidRequestIdError, line: Line) -> str:
+    if line.has_id:  # an id that is no id: the library says what is wrong with it
+        return error.message
+    return (
+        "the response carries no request id (`id`), nor one in its fetch_result; give the "
+        "id itself instead: modelslab-fetch wait ID --endpoint NAME"
+    )
+
+
+def _route_words(error: ConfigurationError, line: Line, base_url: str) -> str:
+    url = line.fetch_result
+    if isinstance(error, ForeignFetchURLError):
+        return (
+            f"refusing to fetch from {url!r}: it is not below --base-url {base_url}, and "
+            "the API key would be sent there; nothing was sent. If that URL is right, point "
+            f"--base-url (or MODELSLAB_BASE_URL) there; else {_CHOOSE}"
+        )
+    if url is None:
+        return f"the response has no fetch_result URL to tell its endpoint; {_CHOOSE}"
+    return f"its fetch_result {url!r} names no known fetch endpoint; {_CHOOSE}"

@@ -15,31 +15,46 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .._errors import (
+from .. import (
     BadRequestError,
+    FetchResult,
     GenerationFailedError,
     InvalidRequestIdError,
+    Outcome,
     RequestNotFoundError,
+    normalize_request_id,
 )
-from .._ids import normalize_request_id
-from .._jobs._batch import Outcome
-from .._results import FetchResult
 from ._idset import IdSet
 from ._lines import json_line, physical_lines
 from ._usage import UsageError, os_words
-from ._words import counted, in_cli_terms, in_plain_words
+from ._words import counted, has_own_words, in_plain_words
 
 try:  # POSIX; on Windows the file is opened without a lock (documented in docs/cli.md)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["SOURCE", "ResultsFile", "outcome_record", "record_result"]
+__all__ = ["SOURCE", "ResultsFile", "error_record", "outcome_record", "record_result"]
 
 SOURCE = "modelslab-fetch wait"
 """The `source` of every line `wait` writes; `--resume` trusts no other line."""
 
 _CUT_LINE = b'{"request_id"'  # how every line of ours starts: a kill may cut one short
+
+
+def error_record(error: BaseException) -> dict[str, Any]:
+    """The `error` of a results line: its type, message, and `words` in plain words.
+
+    The message is the library's, as it is; for the errors the command words itself
+    (their library message gives advice in Python's terms, `max_concurrency=`), the
+    command's words instead.
+    """
+    words = in_plain_words(error)
+    return {
+        "type": type(error).__name__,
+        "message": words if has_own_words(error) else str(error),
+        "words": words,
+    }
 
 
 def outcome_record(outcome: Outcome[FetchResult], *, source: str | None = None) -> dict[str, Any]:
@@ -58,17 +73,7 @@ def outcome_record(outcome: Outcome[FetchResult], *, source: str | None = None) 
     record["message"] = None if result is None else result.message
     # Where the id was asked: files are named from it, now and by `download --from-results`.
     record["endpoint"] = None if result is None else result.endpoint_name
-    record["error"] = (
-        None
-        if outcome.error is None
-        else {
-            "type": type(outcome.error).__name__,
-            # The library's message, its advice in the command's terms (--concurrency,
-            # not max_concurrency); `words` says what it means in plain words.
-            "message": in_cli_terms(str(outcome.error)),
-            "words": in_plain_words(outcome.error),
-        }
-    )
+    record["error"] = None if outcome.error is None else error_record(outcome.error)
     finished = outcome.result is not None and outcome.result.finished
     record["final"] = (outcome.ok and finished) or isinstance(
         outcome.error,

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import re
+import contextlib
 from urllib.parse import urlsplit
 
-from .._config import DEFAULT_BASE_URL
-from .._errors import (
+from .. import (
+    API_KEY_ENV,
+    DEFAULT_BASE_URL,
     AccountError,
     APIConnectionError,
-    APITimeoutError,
+    APIStatusError,
     AuthenticationError,
     CertificateVerificationError,
+    DownloadError,
     HostNotFoundError,
     InsufficientCreditsError,
     ModelsLabError,
     PermissionDeniedError,
     RateLimitError,
     RequestNotFoundError,
+    ResponseParseError,
     WaitTimeoutError,
 )
 
 __all__ = [
     "account_stop_message",
     "counted",
-    "in_cli_terms",
+    "has_own_words",
     "in_plain_words",
     "unknown_ids_hint",
 ]
@@ -35,9 +38,28 @@ def counted(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
-def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer per error class
-    """One line about `error` in the command's terms (no Python, no parameter names)."""
+def in_plain_words(error: BaseException) -> str:
+    """One line about `error` in the command's terms (no Python, no parameter names).
+
+    Built from the error's class and typed fields where the command knows better than
+    the library's message, which speaks to programmers (`base_url=`, `wait()`); the
+    message as it is otherwise.
+    """
+    words = _own_words(error)
+    if words is not None:
+        return words
+    return error.message if isinstance(error, ModelsLabError) else str(error)
+
+
+def has_own_words(error: BaseException) -> bool:
+    """Whether the command words `error` itself, rather than showing its message."""
+    return _own_words(error) is not None
+
+
+def _own_words(error: BaseException) -> str | None:  # noqa: PLR0911 - one answer per class
     if isinstance(error, AuthenticationError):
+        if error.status_code is None:  # refused before any request: there was no key
+            return f"no API key: set {API_KEY_ENV} (or pass --api-key-file FILE)"
         return "ModelsLab rejected the API key: check MODELSLAB_API_KEY (or --api-key-file)"
     if isinstance(error, InsufficientCreditsError):
         return "no credits left on this ModelsLab account: add credits in your ModelsLab dashboard"
@@ -57,13 +79,6 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
             "ModelsLab does not know this id: check it is the id returned when the job was "
             "queued with this key (ids are not kept forever)"
         )
-    if isinstance(error, CertificateVerificationError):
-        return (
-            "cannot verify the server's TLS certificate: if your network inspects TLS, set "
-            f"SSL_CERT_FILE to your company's CA bundle ({error.message})"
-        )
-    if isinstance(error, HostNotFoundError):
-        return "the server's host name does not exist: check --base-url or MODELSLAB_BASE_URL"
     if isinstance(error, APIConnectionError):
         return _unreachable(error)
     if isinstance(error, WaitTimeoutError):
@@ -73,85 +88,43 @@ def in_plain_words(error: BaseException) -> str:  # noqa: PLR0911 - one answer p
             "command again later (with --output FILE and --resume, only unfinished ids are "
             "asked again), or give a larger --timeout"
         )
-    if isinstance(error, ModelsLabError):
-        return in_cli_terms(error.message)
-    return in_cli_terms(str(error))
-
-
-# The library speaks to programmers (`base_url=`, `wait()`, `max_concurrency`); at the
-# command line the same advice is about options and commands.
-_LIBRARY_TERMS = (
-    ("check api_key= or MODELSLAB_API_KEY", "check MODELSLAB_API_KEY (or --api-key-file)"),
-    ("pass api_key=... to the client or set", "set"),
-    (
-        "call wait() again with a larger timeout, or fetch() later",
-        "run the same command again later (with --output FILE and --resume, only "
-        "unfinished ids are asked again), or give a larger --timeout",
-    ),
-    (
-        "lower max_concurrency or max_requests_per_second, or try again later",
-        "try again later, or wait on fewer ids at once (`wait --concurrency N`)",
-    ),
-    (", or pass your own http_client", ""),
-    (
-        "create the client with that base_url; else pass endpoint=",
-        "point --base-url (or MODELSLAB_BASE_URL) there; else give --endpoint NAME",
-    ),
-    ("pass endpoint= to choose one", "give --endpoint NAME to choose one"),
-    (
-        "wait on the id you were given with client.<endpoint>.wait(id)",
-        "give the id itself instead: modelslab-fetch wait ID --endpoint NAME",
-    ),
-    ("this client's base_url", "--base-url"),
-    ("base_url / the endpoint", "--base-url / the endpoint"),
-    ("base_url", "--base-url"),
-    ("Downloader(file_time_limit=...)", "the download time limit"),
-    (
-        "create the client with allow_private_downloads=True",
-        "run the command with --allow-private-downloads",
-    ),
-)
-# The endpoint names are listed by --help; one line of advice need not hold them all.
-_ENDPOINT_LIST = re.compile(r"pass endpoint= \(one of: [^)]*\)")
-
-
-def in_cli_terms(text: str) -> str:
-    """`text` with the library's parameter names replaced by the command's options."""
-    text = _ENDPOINT_LIST.sub("give --endpoint NAME (see --help)", text)
-    for library, command in _LIBRARY_TERMS:
-        text = text.replace(library, command)
-    return text
-
-
-_TALK = re.compile(r"could not talk to (\S+) \((.*)\)$", re.DOTALL)
-_CAUSES = (
-    ("refused", "connection refused"),
-    ("connect call failed", "connection refused"),
-    ("reset", "the connection was reset"),
-    ("disconnected", "the server closed the connection"),
-    ("closed", "the server closed the connection"),
-    ("unreachable", "network unreachable"),
-)
+    if isinstance(error, ResponseParseError) and error.problem is not None:
+        return (
+            f"the server's answer (HTTP {error.status_code}) is {error.problem}, not a "
+            f"ModelsLab fetch answer (it began: {error.excerpt!r}): check that --base-url "
+            f"(or MODELSLAB_BASE_URL) is ModelsLab's API root, {DEFAULT_BASE_URL}"
+        )
+    if isinstance(error, APIStatusError) and 300 <= error.status_code < 400:
+        where = error.response.headers.get("location", "an address it did not give")
+        return (
+            f"the server redirected to {where!r}, which is not followed (every request "
+            "carries the API key): point --base-url (or MODELSLAB_BASE_URL) at the final "
+            "address"
+        )
+    if isinstance(error, DownloadError) and error.refused_address is not None:
+        return (
+            f"refusing to download {error.url!r}: {error.refused_address}; downloads reach "
+            "only public addresses unless you trust that server and run the command with "
+            "--allow-private-downloads"
+        )
+    return None
 
 
 def _unreachable(error: APIConnectionError) -> str:
-    """`cannot reach HOST:PORT: connection refused`, from the library's longer message."""
-    found = _TALK.search(error.message)
-    if isinstance(error, APITimeoutError):
-        cause = "no answer in time"
-    elif found is None:
-        return in_cli_terms(error.message)
-    else:
-        detail = found.group(2).lower()
-        cause = next((words for key, words in _CAUSES if key in detail), "the connection failed")
+    """`cannot reach HOST:PORT: connection refused`, from the error's `url` and `cause`."""
+    if isinstance(error, CertificateVerificationError):
+        complaint = f" ({error.cause})" if error.cause else ""
+        return (
+            "cannot verify the server's TLS certificate: if your network inspects TLS, set "
+            f"SSL_CERT_FILE to your company's CA bundle{complaint}"
+        )
+    if isinstance(error, HostNotFoundError):
+        return "the server's host name does not exist: check --base-url or MODELSLAB_BASE_URL"
     where = "the server"
-    if found is not None:
-        try:
-            parts = urlsplit(found.group(1))
-            where = parts.netloc.rpartition("@")[2] or where
-        except ValueError:
-            pass
-    return f"cannot reach {where}: {cause}"
+    with contextlib.suppress(ValueError):  # an error made by hand, with a broken URL
+        # The netloc, without a user name (the client refuses those anyway).
+        where = urlsplit(error.url or "").netloc.rpartition("@")[2] or where
+    return f"cannot reach {where}: {error.cause or 'the connection failed'}"
 
 
 def account_stop_message(error: AccountError, *, results: str | None) -> str:

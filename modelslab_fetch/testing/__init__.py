@@ -12,9 +12,10 @@ from ._client import in_process_client
 from ._faults import AccountRefusal, Faults, QueueLimitWait
 from ._png import solid_png
 from ._server import SimulatorServer, run_simulator, simulator_server
-from ._simulator import SimulatedJob, Simulator
+from ._simulator import ETA_ERROR_MODELS, SimulatedJob, Simulator
 
 __all__ = [
+    "ETA_ERROR_MODELS",
     "AccountRefusal",
     "Faults",
     "QueueLimitWait",

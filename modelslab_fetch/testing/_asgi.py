@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from .._endpoints.table import endpoint_table
+from .. import endpoint_table
 from ._faults import FaultPlan, Faults
 from ._limits import (
     MAX_BODY_BYTES,

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from .._clients._async import AsyncModelsLab
+from .. import AsyncModelsLab
 from ._asgi import SimulatorApp
 
 __all__ = ["IN_PROCESS_BASE_URL", "in_process_client"]

@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import pytest
 
-from .._config import API_KEY_ENV, BASE_URL_ENV
+from .. import API_KEY_ENV, BASE_URL_ENV
 from ._asgi import SimulatorApp
 from ._server import SimulatorServer, simulator_server
 from ._simulator import Simulator

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._errors import ConfigurationError
+from .. import ConfigurationError
 from ._asgi import SimulatorApp
 from ._faults import Faults
 from ._simulator import Simulator

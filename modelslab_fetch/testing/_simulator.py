@@ -10,14 +10,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._endpoints.table import endpoint_table
+from .. import endpoint_table
 from ._media import KIND_FILES
 
-__all__ = ["EXAMPLE_JOBS", "SimulatedJob", "Simulator"]
+__all__ = ["ETA_ERROR_MODELS", "EXAMPLE_JOBS", "SimulatedJob", "Simulator"]
 
 FinalStatus = Literal["success", "failed", "error"]
 EtaErrorModel = Literal["per_answer", "per_job"]
 ETA_ERROR_MODELS: tuple[EtaErrorModel, ...] = ("per_answer", "per_job")
+"""The values of `Simulator(eta_error_model=...)`: an `eta` off by a factor drawn afresh for
+each answer, or one factor per job (a consistent bias)."""
 
 INVALID_KEY_BODY = {"status": "error", "message": "Invalid Api Key"}
 """The older endpoints' answer to a bad key, with HTTP 200."""

@@ -14,7 +14,10 @@ from typing_extensions import assert_type
 from modelslab_fetch import (
     AsyncModelsLab,
     Batch,
+    ClientEvent,
+    ClientPaused,
     Downloaded,
+    EventCallback,
     Failure,
     FetchResult,
     GenerationFailedError,
@@ -23,12 +26,18 @@ from modelslab_fetch import (
     Outcome,
     PollPolicy,
     Progress,
+    RateLimitError,
+    RequestFailed,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
     Status,
     Success,
     SyncBatch,
     ThreeDResult,
     VoiceResult,
     WaitTimeoutError,
+    normalize_request_id,
 )
 from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, in_process_client
 
@@ -129,3 +138,31 @@ async def endpoint_usage(generation_response: dict[str, object]) -> None:
         assert_type(sync_client.wait_for(generation_response, endpoint="video"), FetchResult)
         for outcome in sync_client.wait_for_many([generation_response]):
             assert_type(outcome, Success[FetchResult] | Failure[FetchResult])
+
+
+async def events_usage() -> None:
+    def on_event(event: ClientEvent) -> None:
+        match event:
+            case RequestSent(request_id=request_id, url=url):
+                assert_type(request_id, str | None)
+                assert_type(url, str)
+            case ResponseReceived(status_code=status_code, elapsed=elapsed, error=error):
+                assert_type(status_code, int)
+                assert_type(elapsed, float)
+                assert_type(error, ModelsLabError | None)
+            case RequestFailed(error=failure):
+                assert_type(failure, ModelsLabError)
+            case RetryScheduled(attempt=attempt, delay=delay, error=why):
+                assert_type(attempt, int)
+                assert_type(delay, float)
+                assert_type(why, Exception)
+            case ClientPaused(seconds=seconds, error=limited):
+                assert_type(seconds, float)
+                assert_type(limited, RateLimitError)
+
+    callback: EventCallback = on_event
+    async with AsyncModelsLab(on_event=callback) as client:
+        assert_type(client.requests_in_flight, int)
+    with ModelsLab(on_event=print) as sync_client:
+        assert_type(sync_client.requests_in_flight, int)
+    assert_type(normalize_request_id(" 123\n"), str)

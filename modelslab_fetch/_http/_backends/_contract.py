@@ -9,8 +9,10 @@ which the transport alone turns into the errors users see.
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -112,7 +114,9 @@ async def read_body(status_code: int, encoding: str | None, chunks: AsyncIterato
     except DecodedTooLarge as exc:
         raise BackendResponseTooLarge(status_code, exc.head[:_HEAD_BYTES]) from None
     except DecodingError as exc:
-        raise BackendConnectionError(f"DecodingError: {exc}") from None
+        raise BackendConnectionError(
+            f"DecodingError: {exc}", "the answer's content encoding was broken"
+        ) from None
 
 
 def overall_deadline(timeout: httpx.Timeout) -> float | None:
@@ -156,13 +160,36 @@ def connection_error(error: BaseException) -> BackendConnectionError:
         if complaint is not None:
             return BackendCertificateError(
                 f"the server's TLS certificate failed verification: {complaint}; if the "
-                "server is yours, make your http_client trust its CA (httpx's verify=)"
+                "server is yours, make your http_client trust its CA (httpx's verify=)",
+                complaint,
             )
         if _is_no_such_name(link):
             return BackendUnknownHost(
-                f"the host name does not exist (DNS): {describe(error)}; check the URL"
+                f"the host name does not exist (DNS): {describe(error)}; check the URL",
+                "the host name does not exist",
             )
-    return BackendConnectionError(describe(error))
+    return BackendConnectionError(describe(error), _cause_of(error))
+
+
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
+
+
+def _cause_of(error: BaseException) -> str:
+    """What failed, in a few words, from the types (not the text) of `error`'s chain."""
+    aiohttp = sys.modules.get("aiohttp")  # its errors exist only once it is imported
+    for link in _chain(error):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+            return "the connection was reset"
+        if isinstance(link, OSError) and link.errno in _UNREACHABLE:
+            return "network unreachable"
+        if isinstance(link, httpx.RemoteProtocolError) or (
+            aiohttp is not None
+            and isinstance(link, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError)
+        ):
+            return "the server closed the connection"  # before, or part way through, its answer
+    return "the connection failed"
 
 
 def _certificate_complaint(error: object) -> str | None:
