@@ -33,6 +33,7 @@ from ._errors import (
     HostNotFoundError,
     InsufficientCreditsError,
     InvalidRequestIdError,
+    InvalidWebhookError,
     ModelsLabError,
     PermissionDeniedError,
     RateLimitError,
@@ -47,6 +48,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._clients._async import AsyncEnterprise, AsyncModelsLab
     from ._clients._sync import Enterprise, ModelsLab
+    from ._clients._webhooks import AsyncWebhooks, Webhooks
     from ._clock import Clock, EventLoopClock
     from ._endpoints._blocking import SyncBatch, SyncFetchResource
     from ._endpoints._resource import (
@@ -60,10 +62,20 @@ if TYPE_CHECKING:
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId
     from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
+    from ._jobs._deliveries import (
+        MAX_KEPT_AGE,
+        MAX_KEPT_BYTES,
+        MAX_KEPT_DELIVERIES,
+        DeliveryIterator,
+        DeliveryStream,
+        WebhookDelivery,
+    )
     from ._jobs._downloads import Downloaded
     from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
     from ._jobs._updates import PollUpdate
+    from ._jobs._webhooks import MAX_DELIVERY_BYTES
     from ._results import FetchResult, Status
+    from ._webhook_config import WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV
 
 setup_logging_from_env()
 
@@ -76,10 +88,13 @@ _LAZY = {
     "AsyncFetchResource": "._endpoints._resource",
     "AsyncModelsLab": "._clients._async",
     "AsyncV7": "._endpoints.table",
+    "AsyncWebhooks": "._clients._webhooks",
     "Batch": "._jobs._batch",
     "Clock": "._clock",
     "DEFAULT_WAIT_MANY_CONCURRENCY": "._endpoints._resource",
     "DEFAULT_WAIT_TIMEOUT": "._jobs._polling",
+    "DeliveryIterator": "._jobs._deliveries",
+    "DeliveryStream": "._jobs._deliveries",
     "Downloaded": "._jobs._downloads",
     "Enterprise": "._clients._sync",
     "EventLoopClock": "._clock",
@@ -87,6 +102,10 @@ _LAZY = {
     "FetchEndpoint": "._endpoints._resource",
     "FetchResource": "._endpoints._resource",
     "FetchResult": "._results",
+    "MAX_DELIVERY_BYTES": "._jobs._webhooks",
+    "MAX_KEPT_AGE": "._jobs._deliveries",
+    "MAX_KEPT_BYTES": "._jobs._deliveries",
+    "MAX_KEPT_DELIVERIES": "._jobs._deliveries",
     "ForeignFetchURLError": "._endpoints._routing",
     "ModelsLab": "._clients._sync",
     "Outcome": "._jobs._batch",
@@ -101,6 +120,10 @@ _LAZY = {
     "ThreeDResult": "._endpoints.results",
     "V7": "._endpoints.table",
     "VoiceResult": "._endpoints.results",
+    "WEBHOOK_SECRET_ENV": "._webhook_config",
+    "WEBHOOK_URL_ENV": "._webhook_config",
+    "WebhookDelivery": "._jobs._deliveries",
+    "Webhooks": "._clients._webhooks",
     "endpoint_table": "._endpoints.table",
 }
 
@@ -128,7 +151,13 @@ __all__ = [
     "DEFAULT_WAIT_MANY_CONCURRENCY",
     "DEFAULT_WAIT_TIMEOUT",
     "LOG_ENV",
+    "MAX_DELIVERY_BYTES",
+    "MAX_KEPT_AGE",
+    "MAX_KEPT_BYTES",
+    "MAX_KEPT_DELIVERIES",
     "V7",
+    "WEBHOOK_SECRET_ENV",
+    "WEBHOOK_URL_ENV",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -138,6 +167,7 @@ __all__ = [
     "AsyncFetchResource",
     "AsyncModelsLab",
     "AsyncV7",
+    "AsyncWebhooks",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
@@ -145,6 +175,8 @@ __all__ = [
     "ClientClosedError",
     "Clock",
     "ConfigurationError",
+    "DeliveryIterator",
+    "DeliveryStream",
     "DownloadError",
     "Downloaded",
     "Enterprise",
@@ -158,6 +190,7 @@ __all__ = [
     "HostNotFoundError",
     "InsufficientCreditsError",
     "InvalidRequestIdError",
+    "InvalidWebhookError",
     "ModelsLab",
     "ModelsLabError",
     "Outcome",
@@ -177,6 +210,8 @@ __all__ = [
     "ThreeDResult",
     "VoiceResult",
     "WaitTimeoutError",
+    "WebhookDelivery",
+    "Webhooks",
     "__version__",
     "endpoint_table",
 ]

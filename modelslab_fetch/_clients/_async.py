@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+from pydantic import SecretStr
 
 from .._clock import Clock, EventLoopClock
 from .._closing import ClosesOnAsyncExit
@@ -32,6 +34,7 @@ from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
 from .._http._transport import Transport
 from .._jobs._addresses import AddressPolicy, DownloadTransport
 from .._jobs._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
+from .._jobs._deliveries import DeliveryHub
 from .._jobs._downloads import Downloaded, Downloader
 from .._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
 from .._jobs._updates import UpdateCallback
@@ -39,7 +42,9 @@ from .._per_loop import PerLoop
 from .._results import FetchResult, Status
 from .._retry_policy import RetryPolicy
 from .._tls import CertTypes, VerifyTypes
+from .._webhook_config import resolve_webhooks
 from ._settings import ClientSettings
+from ._webhooks import AsyncWebhooks, receiver_for
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab"]
 
@@ -89,6 +94,18 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             other non-public address is refused with `DownloadError` (loopback is
             allowed when `base_url` is loopback, as for a local simulator). True: any
             address, for outputs served inside your own network.
+        webhook_url: The public URL where `client.webhooks.asgi_app()` (or your view
+            calling `client.webhooks.receive`) is mounted; defaults to
+            `$MODELSLAB_WEBHOOK_URL`. https only (plain http to loopback hosts). With
+            it, every wait also ends as soon as ModelsLab's delivery for its id comes;
+            see docs/webhooks.md.
+        webhook_secret: At least 32 random characters (a str or pydantic `SecretStr`)
+            that make each webhook URL a credential; defaults to
+            `$MODELSLAB_WEBHOOK_SECRET`. Needed with `webhook_url`, and the reverse.
+        trust_webhooks: False (the default): a delivery is confirmed by one fetch,
+            whose answer is the result. True: the delivery's payload is the result,
+            with no fetch (only if your webhook URLs cannot leak, and you never wait
+            on one id on two endpoints at once: ModelsLab's ids are per product).
 
     """
 
@@ -112,8 +129,11 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         retry_policy: RetryPolicy | None = None,
         http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
         allow_private_downloads: bool = False,
+        webhook_url: str | None = None,
+        webhook_secret: str | SecretStr | None = None,
+        trust_webhooks: bool = False,
     ) -> None:
-        self._config = ClientConfig.resolve(
+        config = ClientConfig.resolve(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
@@ -129,6 +149,8 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             http_backend=http_backend,
             allow_private_downloads=allow_private_downloads,
         )
+        webhooks = resolve_webhooks(webhook_url, webhook_secret, trust=trust_webhooks)
+        self._config = dataclasses.replace(config, webhooks=webhooks)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 "http_client must be an httpx.AsyncClient (the SDK is async inside, the "
@@ -138,6 +160,12 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
         transport = Transport(self._config, clock=clock, http_client=http_client)
+        # One hub per client, shared by its twins: deliveries reach every wait on an id.
+        self._webhooks = AsyncWebhooks(
+            None
+            if webhooks is None
+            else receiver_for(webhooks, DeliveryHub(trust=webhooks.trust), transport)
+        )
         # An httpx client's connections belong to one event loop: one downloader per loop.
         downloaders = PerLoop(self._new_downloader, _close_downloader)
         self._wire(transport, downloaders, http_client, poll_policy, clock)
@@ -157,6 +185,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._clock = clock
         resources: dict[FetchEndpoint[Any], AsyncFetchResource[Any]] = {}
         names = {row: name for name, row in self._table().items()}
+        hub = self._webhooks.hub_or_none
 
         def resource(endpoint: FetchEndpoint[Any]) -> AsyncFetchResource[Any]:
             # One resource per row, made when first read: the rows are the table's.
@@ -170,6 +199,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
                     # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named
                     # by its path, as wait_for's routing names it.
                     name=names.get(endpoint, endpoint.path_template),
+                    deliveries=hub,
                 )
             return found
 
@@ -204,6 +234,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         )
         twin = object.__new__(type(self))
         twin._config = config
+        twin._webhooks = self._webhooks
         twin._wire(
             self._transport.with_config(config),
             self._downloaders,
@@ -220,6 +251,15 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     def closed(self) -> bool:
         """Whether `aclose()` has been called."""
         return self._transport.closed
+
+    @property
+    def webhooks(self) -> AsyncWebhooks:
+        """ModelsLab's webhooks: the fields for a generation request, the receiver, deliveries.
+
+        See `AsyncWebhooks` and docs/webhooks.md; configured by `webhook_url` and
+        `webhook_secret`.
+        """
+        return self._webhooks
 
     async def wait_for(
         self,
@@ -414,6 +454,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         try:
             await self._transport.aclose()
         finally:
+            self._webhooks.close()
             await self._downloaders.aclose()
 
 

@@ -24,6 +24,7 @@ from .._results import FetchResult
 from ._async import AsyncModelsLab
 from ._loop_thread import LoopThread
 from ._settings import ClientSettings
+from ._webhooks import Webhooks
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 
@@ -56,6 +57,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def _wire(self, async_client: AsyncModelsLab, loop: LoopThread) -> None:
         self._async = async_client
         self._loop = loop
+        self._webhooks = Webhooks(async_client.webhooks._receiver_or_none)
         resources: dict[FetchEndpoint[Any], SyncFetchResource[Any]] = {}
 
         def resource(endpoint: FetchEndpoint[Any]) -> SyncFetchResource[Any]:
@@ -83,6 +85,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
 
     def _settings(self) -> ClientConfig:
         return self._async._config
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """ModelsLab's webhooks; see `AsyncModelsLab.webhooks`. `deliveries()` blocks."""
+        return self._webhooks
 
     @parameters_of(AsyncModelsLab.wait_for)
     def wait_for(self, *args: Any, **kwargs: Any) -> FetchResult:
