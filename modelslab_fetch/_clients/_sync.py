@@ -117,6 +117,8 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._finalizer()
         # Closed meanwhile by another thread (the finalizer runs once): returns when done.
         self._loop.wait_closed()
+        # Its deliveries' iterators end too, even if its loop never ran (thread-safe).
+        self._async.webhooks.close()
 
 
 class _LoopLease:

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 import anyio
-import sniffio
+import anyio.lowlevel
 
 from .._clock import Clock
 from .._results import FetchResult, Status
@@ -111,16 +111,13 @@ DeliveryCallback = Callable[[WebhookDelivery], object]
 def _thread_safe_call() -> Callable[[Callable[[], object]], object] | None:
     """How to run a callback on the calling task's event loop from any other thread."""
     try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+        native = anyio.lowlevel.current_token().native_token
+    except RuntimeError:  # no event loop in this thread (anyio's NoEventLoopError)
         return None
-    if library == "trio":
-        import trio  # noqa: PLC0415 - loaded by whoever runs trio already
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    import asyncio  # noqa: PLC0415
-
-    return asyncio.get_running_loop().call_soon_threadsafe
+    run_sync_soon = getattr(native, "run_sync_soon", None)  # trio's TrioToken
+    if run_sync_soon is not None:
+        return run_sync_soon  # type: ignore[no-any-return]
+    return native.call_soon_threadsafe  # type: ignore[attr-defined,no-any-return]  # asyncio
 
 
 class _Waker:
