@@ -453,3 +453,112 @@ def test_offers_from_many_threads_keep_each_delivery_once() -> None:
         thread.join()
     assert accepted.count(True) == 2000
     assert hub.kept == 2000
+
+
+def test_a_framework_that_gives_text_is_read_as_its_bytes() -> None:
+    client = webhook_client()
+    path = path_of(client.webhooks.fields("t")["webhook"])
+    assert client.webhooks.receive(path, payload("t").decode()).request_id == "123"
+    with pytest.raises(TypeError):
+        client.webhooks.receive(path, 17)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [({"webhook_url": 17}, "webhook_url must be a str"), ({"webhook_secret": 17}, "SecretStr")],
+)
+def test_options_of_the_wrong_type_are_refused(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem):
+        webhook_client(**options)
+
+
+def test_an_iterator_not_read_keeps_the_newest_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = DeliveryHub()
+    iterator = hub.iterator()
+    with caplog.at_level(logging.WARNING, logger="modelslab_fetch"):
+        for n in range(MAX_KEPT_DELIVERIES + 2):
+            hub.offer(delivery(str(n), size=1))
+    assert iterator.dropped == 2
+    assert caplog.text.count("not being read") == 1
+    assert next(iterator).request_id == "2"  # the two oldest went
+    assert "unread=9999" in repr(iterator)
+    with iterator:
+        pass
+    assert list(iterator) == []
+
+
+def test_a_watch_outside_any_event_loop_is_woken_in_place() -> None:
+    hub = DeliveryHub()
+    watch: Any
+    with hub.watch("9") as watch:
+        assert hub.waiting == 1 and "pending=False" in repr(watch)
+        thread = threading.Thread(target=hub.offer, args=(delivery("9"),))
+        thread.start()
+        thread.join()
+        assert watch.pending
+        watch.confirming()
+        assert not watch.pending and not watch.expecting
+    assert hub.waiting == 0
+    assert repr(hub) == "DeliveryHub(kept=1, waiting=0)"
+
+
+def test_a_trusted_delivery_this_endpoint_cannot_read_is_confirmed_by_a_fetch() -> None:
+    hub = DeliveryHub(trust=True)
+
+    def unreadable(_result: modelslab_fetch.FetchResult) -> modelslab_fetch.FetchResult:
+        raise ValueError("not a voice result")
+
+    watch: Any
+    with hub.watch("3", parse=unreadable) as watch:
+        hub.offer(delivery("3"))
+        assert watch.trusted() is None  # the wait then fetches, as in confirming mode
+        assert not watch.pending
+
+
+async def test_the_asgi_app_closes_websockets_and_refuses_a_sender_that_hangs_up() -> None:
+    app = webhook_client().webhooks.asgi_app()
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    await app({"type": "websocket"}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    sent.clear()
+    client = webhook_client()
+    path = path_of(client.webhooks.fields("t")["webhook"])
+    scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+    await client.webhooks.asgi_app()(scope, receive, send)
+    assert sent[0]["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("environ", "status"),
+    [
+        ({}, "411"),  # no length, no end marker: reading could block
+        ({"wsgi.input_terminated": True}, "200"),
+        ({"CONTENT_LENGTH": "70000"}, "413"),
+    ],
+)
+def test_the_wsgi_app_reads_a_body_only_when_its_end_is_known(
+    environ: dict[str, Any], status: str
+) -> None:
+    import io
+
+    client = webhook_client()
+    answered: list[str] = []
+    body = payload("t")
+    request = {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "/hooks",
+        "PATH_INFO": path_of(client.webhooks.fields("t")["webhook"]).removeprefix("/hooks"),
+        "wsgi.input": io.BytesIO(body),
+        **environ,
+    }
+    client.webhooks.wsgi_app()(request, lambda status, _headers: answered.append(status))
+    assert answered[0].startswith(status)

@@ -93,12 +93,13 @@ class _Webhooks:
         return self._receiver().fields(track_id)
 
     def receive(
-        self, path: str, body: bytes, headers: Mapping[str, str] | None = None
+        self, path: str, body: bytes | str, headers: Mapping[str, str] | None = None
     ) -> WebhookDelivery:
         """Check one delivery and hand it to the waits on its id; return it.
 
         For a view of any web framework: `path` is the request path as the framework
-        gives it (`request.path`, `request.url.path`), `body` the raw bytes, `headers`
+        gives it (`request.path`, `request.url.path`), `body` the raw bytes (or their
+        text), `headers`
         the request's headers. Checked in order: the path's token (constant time),
         the size (at most 64 KiB), the JSON (bounded as API answers are), the body's
         `track_id` against the path's. Raises `InvalidWebhookError`, whose

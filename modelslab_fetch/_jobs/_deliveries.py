@@ -307,7 +307,7 @@ class DeliveryHub:
             self._streams.discard(stream)
 
     def close(self) -> None:
-        """End every iterator (after what it holds); later deliveries are still kept."""
+        """End every iterator once it has handed out what it holds (deliveries still kept)."""
         with self._lock:
             self.closed = True
             streams = tuple(self._streams)
@@ -474,8 +474,9 @@ class DeliveryStream(_Stream, AsyncIterator[WebhookDelivery]):
                 self._event = self._waker = None
 
     async def aclose(self) -> None:
-        """Stop receiving deliveries."""
+        """Stop receiving deliveries; those not read yet are dropped."""
         self._hub._unsubscribe(self)
+        self._buffer.clear()
         self._ended = True
 
     async def __aenter__(self) -> DeliveryStream:
@@ -518,8 +519,9 @@ class DeliveryIterator(_Stream, Iterator[WebhookDelivery]):
             return self._buffer.popleft()
 
     def close(self) -> None:
-        """Stop receiving deliveries."""
+        """Stop receiving deliveries; those not read yet are dropped."""
         self._hub._unsubscribe(self)
+        self._buffer.clear()
         self.end()
 
     def __enter__(self) -> DeliveryIterator:

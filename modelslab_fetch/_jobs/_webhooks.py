@@ -73,15 +73,17 @@ class WebhookReceiver:
         return track_id
 
     def receive(
-        self, path: str, body: bytes, headers: Mapping[str, str] | None = None
+        self, path: str, body: bytes | str, headers: Mapping[str, str] | None = None
     ) -> WebhookDelivery:
         """Check one delivery and hand it to the hub; see `AsyncWebhooks.receive`."""
         return self.accept(self.track_id_of(path), body, headers)
 
     def accept(
-        self, track_id: str, body: bytes, headers: Mapping[str, str] | None = None
+        self, track_id: str, body: bytes | str, headers: Mapping[str, str] | None = None
     ) -> WebhookDelivery:
         """Check a delivery whose path proved `track_id`; hand it to the hub."""
+        if isinstance(body, str):  # a framework's decoded text: the bytes it came from
+            body = body.encode("utf-8", "surrogatepass")
         if not isinstance(body, bytes | bytearray | memoryview):
             raise TypeError(f"body must be bytes, not {type(body).__name__}")
         if len(body) > MAX_DELIVERY_BYTES:
