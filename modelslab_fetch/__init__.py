@@ -32,6 +32,7 @@ from ._errors import (
     HostNotFoundError,
     InsufficientCreditsError,
     InvalidRequestIdError,
+    InvalidWebhookError,
     ModelsLabError,
     PermissionDeniedError,
     RateLimitError,
@@ -55,6 +56,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._clients._async import AsyncEnterprise, AsyncModelsLab
     from ._clients._sync import Enterprise, ModelsLab
+    from ._clients._webhooks import AsyncWebhooks, Webhooks
     from ._clock import Clock, EventLoopClock
     from ._endpoints._blocking import SyncBatch, SyncFetchResource
     from ._endpoints._resource import (
@@ -66,10 +68,20 @@ if TYPE_CHECKING:
     from ._endpoints.table import V7, AsyncV7, endpoint_table
     from ._ids import RequestId, normalize_request_id
     from ._jobs._batch import AsyncBatch, Batch, Failure, Outcome, Progress, Success
+    from ._jobs._deliveries import (
+        MAX_KEPT_AGE,
+        MAX_KEPT_BYTES,
+        MAX_KEPT_DELIVERIES,
+        DeliveryIterator,
+        DeliveryStream,
+        WebhookDelivery,
+    )
     from ._jobs._downloads import Downloaded
     from ._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy
     from ._jobs._updates import PollUpdate
+    from ._jobs._webhooks import MAX_DELIVERY_BYTES
     from ._results import FetchResult, Status, ThreeDResult, VoiceResult
+    from ._webhook_config import WEBHOOK_SECRET_ENV, WEBHOOK_URL_ENV
 
 setup_logging_from_env()
 
@@ -81,6 +93,7 @@ _LAZY = {
     for module, names in {
         "._clients._async": "AsyncEnterprise AsyncModelsLab",
         "._clients._sync": "Enterprise ModelsLab",
+        "._clients._webhooks": "AsyncWebhooks Webhooks",
         "._clock": "Clock EventLoopClock",
         "._endpoints._blocking": "SyncBatch SyncFetchResource",
         "._endpoints._resource": "DEFAULT_WAIT_MANY_CONCURRENCY AsyncFetchResource FetchResource",
@@ -88,10 +101,16 @@ _LAZY = {
         "._endpoints.table": "V7 AsyncV7 endpoint_table",
         "._ids": "RequestId normalize_request_id",
         "._jobs._batch": "AsyncBatch Batch Failure Outcome Progress Success",
+        "._jobs._deliveries": (
+            "DeliveryIterator DeliveryStream MAX_KEPT_AGE MAX_KEPT_BYTES MAX_KEPT_DELIVERIES "
+            "WebhookDelivery"
+        ),
         "._jobs._downloads": "Downloaded",
         "._jobs._polling": "DEFAULT_WAIT_TIMEOUT PollPolicy",
         "._jobs._updates": "PollUpdate",
+        "._jobs._webhooks": "MAX_DELIVERY_BYTES",
         "._results": "FetchResult Status ThreeDResult VoiceResult",
+        "._webhook_config": "WEBHOOK_SECRET_ENV WEBHOOK_URL_ENV",
     }.items()
     for name in names.split()
 }
@@ -120,7 +139,13 @@ __all__ = [
     "DEFAULT_WAIT_MANY_CONCURRENCY",
     "DEFAULT_WAIT_TIMEOUT",
     "LOG_ENV",
+    "MAX_DELIVERY_BYTES",
+    "MAX_KEPT_AGE",
+    "MAX_KEPT_BYTES",
+    "MAX_KEPT_DELIVERIES",
     "V7",
+    "WEBHOOK_SECRET_ENV",
+    "WEBHOOK_URL_ENV",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -130,6 +155,7 @@ __all__ = [
     "AsyncFetchResource",
     "AsyncModelsLab",
     "AsyncV7",
+    "AsyncWebhooks",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
@@ -139,6 +165,8 @@ __all__ = [
     "ClientPaused",
     "Clock",
     "ConfigurationError",
+    "DeliveryIterator",
+    "DeliveryStream",
     "DownloadError",
     "Downloaded",
     "Enterprise",
@@ -153,6 +181,7 @@ __all__ = [
     "HostNotFoundError",
     "InsufficientCreditsError",
     "InvalidRequestIdError",
+    "InvalidWebhookError",
     "ModelsLab",
     "ModelsLabError",
     "Outcome",
@@ -176,6 +205,8 @@ __all__ = [
     "ThreeDResult",
     "VoiceResult",
     "WaitTimeoutError",
+    "WebhookDelivery",
+    "Webhooks",
     "__version__",
     "endpoint_table",
     "normalize_request_id",

@@ -8,6 +8,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -16,6 +17,9 @@ from ._numbers import checked_count, checked_seconds
 from ._retry_policy import RetryPolicy
 from ._tls import CertTypes, VerifyTypes, make_ssl_context
 from ._urls import checked_http_url
+
+if TYPE_CHECKING:
+    from ._webhook_config import WebhookSettings
 
 __all__ = [
     "API_KEY_ENV",
@@ -104,6 +108,8 @@ class ClientConfig:
     """"auto", "aiohttp" or "httpx": which HTTP library carries API calls."""
     allow_private_downloads: bool = False
     """Whether downloads may reach private, loopback and link-local addresses."""
+    webhooks: WebhookSettings | None = None
+    """Where ModelsLab POSTs finished jobs, and the secret of its URLs; None: no webhooks."""
 
     @property
     def retries(self) -> int:

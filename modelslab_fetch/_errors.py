@@ -23,7 +23,8 @@ ModelsLabError
 ├── ResponseParseError
 ├── GenerationFailedError
 ├── WaitTimeoutError              (also TimeoutError)
-└── DownloadError
+├── DownloadError
+└── InvalidWebhookError           a webhook delivery refused by the receiver
 ```
 
 Which (HTTP status, body) becomes which error is decided in one place, the table in
@@ -65,6 +66,7 @@ __all__ = [
     "HostNotFoundError",
     "InsufficientCreditsError",
     "InvalidRequestIdError",
+    "InvalidWebhookError",
     "ModelsLabError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -416,6 +418,25 @@ class DownloadError(ModelsLabError):
         self.retry_after = retry_after
         self.refused_address = refused_address
         super().__init__(message, request_id=request_id)
+
+
+class InvalidWebhookError(ModelsLabError):
+    """Raised by `client.webhooks.receive()` for a delivery it refuses; answer `status_code`.
+
+    ModelsLab signs nothing: the webhook URL itself is the credential. So the message
+    says only which HTTP answer to give (404 for a URL this client never made, or a body
+    that does not match it; 413 too large; 400 not a delivery; 405 not a POST; 415 an
+    encoded body), never which check failed or what was expected: nothing that helps a
+    forger.
+
+    Attributes:
+        status_code: The HTTP status to answer the sender with.
+
+    """
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(message)
 
 
 # --- Signals between the layers: caught inside the SDK, never seen by a user ------------

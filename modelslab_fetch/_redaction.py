@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import re
+import string
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -45,13 +46,18 @@ def _char_forms(char: str) -> str:
     code = ord(char)
     utf8 = char.encode()
     forms = [re.escape(char)]
-    # JSON: \uXXXX (a surrogate pair beyond the BMP), and the short escapes.
+    # JSON: \uXXXX (a surrogate pair beyond the BMP), and the short escapes; each escape's
+    # backslash may come doubled, as the repr of escaped text shows it (httpcore logs the
+    # headers of every answer as a repr of bytes).
+    bs = r"\\\\?"
     if code > 0xFFFF:
         high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
-        forms.append(rf"\\u{_hex(high, 4)}\\u{_hex(low, 4)}")
+        forms.append(rf"{bs}u{_hex(high, 4)}{bs}u{_hex(low, 4)}")
     else:
-        forms.append(rf"\\u{_hex(code, 4)}")
-    forms += {"/": [r"\\/"], "\\": [r"\\\\"], '"': [r"\\\""], "'": [r"\\'"]}.get(char, [])
+        forms.append(rf"{bs}u{_hex(code, 4)}")
+    forms += {"/": [rf"{bs}/"], "\\": [r"(?:\\\\){1,2}"], '"': [rf"{bs}\""], "'": [rf"{bs}'"]}.get(
+        char, []
+    )
     # Python reprs (log lines of bytes): \xNN per UTF-8 byte.
     forms.append("".join(rf"\\x{_hex(byte, 2)}" for byte in utf8))
     # URLs: quote / quote_plus percent-encode each UTF-8 byte; quote_plus turns " " to "+".
@@ -63,12 +69,25 @@ def _char_forms(char: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
+# What follows a webhook URL in a capability URL: `/track_id/token`, each character in any
+# form the URL's own characters may take (the token is the credential).
+_URL_TAIL = (
+    "(?:"
+    + "|".join(_char_forms(char) for char in "/_-" + string.ascii_letters + string.digits)
+    + ")*"
+)
+
+
 class Redactor:
     """Knows every textual form of one API key and replaces it with `***`.
 
     Long keys (`SHORT_KEY_CHARS` or more) are redacted wherever they occur. Short keys only
     as whole tokens: a complete (JSON or quoted) string, a whole header value or text, or
     `key=<key>`; so a response that does not contain the key as sent is never altered.
+
+    `urls` (the webhook URL) are redacted wherever they occur too, in every form the key
+    is, together with the path segments that follow them: ModelsLab echoes each
+    `webhook` it was given, whose last segment (the token) is the credential.
     """
 
     __slots__ = (
@@ -79,10 +98,14 @@ class Redactor:
         "_long",
         "_space",
         "_text_pattern",
+        "_url_bytes",
+        "_urls",
     )
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, urls: tuple[str, ...] = ()) -> None:
         self._key = key
+        self._urls = urls
+        self._url_bytes = tuple(url.encode() for url in urls)
         self._long = len(key) >= SHORT_KEY_CHARS
         form = "".join(_char_forms(char) for char in key)
         if self._long:
@@ -100,8 +123,10 @@ class Redactor:
                     rf"(?<=(?<![A-Za-z0-9])(?i:key)=){form}{end}",
                 ]
             )
+        for url in urls:
+            pattern += "|" + "".join(_char_forms(char) for char in url) + _URL_TAIL
         self._key_bytes = key.encode()
-        self._space = " " in key  # quote_plus spells a space "+"
+        self._space = " " in key or any(" " in url for url in urls)  # quote_plus: "+"
         self._text_pattern = re.compile(pattern)
         self._bytes_pattern = re.compile(pattern.encode())
 
@@ -118,6 +143,7 @@ class Redactor:
             or "%" in data
             or "&#" in data
             or (self._space and "+" in data)
+            or (bool(self._urls) and any(url in data for url in self._urls))
         )
 
     def _may_contain_bytes(self, data: builtins.bytes) -> bool:
@@ -127,6 +153,7 @@ class Redactor:
             or b"%" in data
             or b"&#" in data
             or (self._space and b"+" in data)
+            or (bool(self._url_bytes) and any(url in data for url in self._url_bytes))
         )
 
     def bytes(self, data: builtins.bytes) -> builtins.bytes:

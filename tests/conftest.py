@@ -128,9 +128,14 @@ async def client(clock: FakeClock, router: respx.MockRouter) -> AsyncIterator[As
 
 @pytest.fixture(autouse=True)
 def _no_ambient_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never pick up a developer's real key or base URL from the environment."""
-    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
-    monkeypatch.delenv("MODELSLAB_BASE_URL", raising=False)
+    """Tests never pick up a developer's real key, base URL or webhook from the environment."""
+    for name in (
+        "MODELSLAB_API_KEY",
+        "MODELSLAB_BASE_URL",
+        "MODELSLAB_WEBHOOK_URL",
+        "MODELSLAB_WEBHOOK_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

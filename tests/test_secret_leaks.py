@@ -604,3 +604,90 @@ def test_the_blocking_client_reveals_the_key_nowhere_either(
     ):
         client.images.fetch("1")
     assert leaks(chain_texts(caught.value) + logs.lines) == []
+
+
+# --- webhooks: the URL (with its token) and the secret ----------------------------------
+
+WEBHOOK_SECRET = "wh-secret-9f8e7d6c5b4a3928-1716151413121110"
+WEBHOOK_URL = "https://hooks.example.com/modelslab"
+
+
+def webhook_spellings(url: str) -> list[str]:
+    """The capability URL as a server may echo it back."""
+    return [
+        url,
+        url.replace("/", "\\/"),  # JSON's escaped solidus
+        all_u_escaped(url, every=3),
+        urllib.parse.quote(url, safe=""),
+        urllib.parse.quote(url, safe="").lower().replace("%3a", "%3A"),
+        "".join(f"&#{ord(c)};" for c in url),
+    ]
+
+
+def test_the_webhook_url_is_redacted_with_its_token_in_every_form() -> None:
+    client = AsyncModelsLab(api_key=KEY, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET)
+    url = client.webhooks.fields("trk-1")["webhook"]
+    token = url.rsplit("/", 1)[1]
+    redactor = client._transport._redactor
+    for spelling in webhook_spellings(url):
+        text = f'{{"meta": {{"webhook": "{spelling}", "seed": 1}}}}'
+        redacted = redactor.text(text)
+        assert redacted == '{"meta": {"webhook": "***", "seed": 1}}', spelling
+        assert redactor.bytes(text.encode()) == redacted.encode()
+        assert redactor.json({"webhook": spelling}) == {"webhook": "***"}
+    # The token never survives, even echoed inside a longer text.
+    assert token not in redactor.text(f"posted to {url} at noon")
+    # Without webhooks, the same text is left alone.
+    plain = AsyncModelsLab(api_key=KEY)._transport._redactor
+    assert plain.text(f"posted to {url}") == f"posted to {url}"
+
+
+async def test_an_echoed_webhook_url_reaches_no_result_and_no_log(logs: Capture) -> None:
+    answers: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        await reader.readexactly(int(match[1]) if match else 0)
+        body = answers.pop(0)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Echo: %s\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (body[:200], len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    with serving(handle) as port:
+        for backend in BACKENDS:
+            async with client_on(
+                backend,
+                api_key=KEY,
+                base_url=f"http://127.0.0.1:{port}/api",
+                webhook_url=WEBHOOK_URL,
+                webhook_secret=WEBHOOK_SECRET,
+                max_retries=0,
+            ) as client:
+                url = client.webhooks.fields("trk-2")["webhook"]
+                token = url.rsplit("/", 1)[1]
+                for spelling in webhook_spellings(url):
+                    answers.append(
+                        b'{"status": "success", "id": 1, "output": ["https://x/a.png"], '
+                        b'"meta": {"webhook": "%s", "track_id": "trk-2"}}' % spelling.encode()
+                    )
+                    result = await client.images.fetch("1")
+                    texts = [repr(result.raw), repr(result), result.model_dump_json(), *logs.lines]
+                    assert result.meta is not None and result.meta["track_id"] == "trk-2"
+                    for text in texts:
+                        assert token not in text, spelling
+                        assert "hooks.example.com" not in text, spelling
+                        assert WEBHOOK_SECRET not in text
+    assert any("X-Echo" in line or "x-echo" in line.lower() for line in logs.lines)
+
+
+def test_the_log_filter_redacts_the_webhook_secret(logs: Capture) -> None:
+    client = AsyncModelsLab(api_key=KEY, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET)
+    url = client.webhooks.fields("trk-3")["webhook"]
+    logging.getLogger("modelslab_fetch").warning("settings: %s %s", WEBHOOK_SECRET, url)
+    assert WEBHOOK_SECRET not in logs.lines[0]
+    assert url.rsplit("/", 1)[1] not in logs.lines[0]
+    del client

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+from pydantic import SecretStr
 
 from .._clock import Clock, EventLoopClock
 from .._closing import ClosesOnAsyncExit
@@ -39,6 +41,7 @@ from .._http._proxy import Proxies
 from .._http._transport import Transport
 from .._jobs._addresses import AddressPolicy, DownloadTransport
 from .._jobs._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
+from .._jobs._deliveries import DeliveryHub
 from .._jobs._downloads import Downloaded, Downloader
 from .._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
 from .._jobs._updates import UpdateCallback
@@ -46,6 +49,8 @@ from .._per_loop import PerLoop
 from .._results import FetchResult
 from .._retry_policy import RetryPolicy
 from .._tls import CertTypes, VerifyTypes
+from .._webhook_config import resolve_webhooks
+from ._webhooks import AsyncWebhooks, receiver_for
 
 __all__ = ["AsyncEnterprise", "AsyncModelsLab", "ClientSettings"]
 
@@ -135,6 +140,18 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             `ClientPaused`), for your own progress display or metrics; see
             docs/events.md. It runs on the event loop (the blocking client's own), must
             return quickly, and an exception it raises is logged, never raised.
+        webhook_url: The public URL where `client.webhooks.asgi_app()` (or your view
+            calling `client.webhooks.receive`) is mounted; defaults to
+            `$MODELSLAB_WEBHOOK_URL`. https only (plain http to loopback hosts). With
+            it, every wait also ends as soon as ModelsLab's delivery for its id comes;
+            see docs/webhooks.md.
+        webhook_secret: At least 32 random characters (a str or pydantic `SecretStr`)
+            that make each webhook URL a credential; defaults to
+            `$MODELSLAB_WEBHOOK_SECRET`. Needed with `webhook_url`, and the reverse.
+        trust_webhooks: False (the default): a delivery is confirmed by one fetch,
+            whose answer is the result. True: the delivery's payload is the result,
+            with no fetch (only if your webhook URLs cannot leak, and you never wait
+            on one id on two endpoints at once: ModelsLab's ids are per product).
 
     """
 
@@ -159,9 +176,12 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         http_backend: Literal["auto", "aiohttp", "httpx"] = "auto",
         allow_private_downloads: bool = False,
         on_event: EventCallback | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | SecretStr | None = None,
+        trust_webhooks: bool = False,
     ) -> None:
         events = event_sink(on_event)
-        self._config = ClientConfig.resolve(
+        config = ClientConfig.resolve(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
@@ -177,6 +197,8 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             http_backend=http_backend,
             allow_private_downloads=allow_private_downloads,
         )
+        webhooks = resolve_webhooks(webhook_url, webhook_secret, trust=trust_webhooks)
+        self._config = dataclasses.replace(config, webhooks=webhooks)
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 "http_client must be an httpx.AsyncClient (the SDK is async inside, the "
@@ -186,6 +208,12 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
         transport = Transport(self._config, clock=clock, http_client=http_client, events=events)
+        # One hub per client, shared by its twins: deliveries reach every wait on an id.
+        self._webhooks = AsyncWebhooks(
+            None
+            if webhooks is None
+            else receiver_for(webhooks, DeliveryHub(trust=webhooks.trust), transport)
+        )
         # An httpx client's connections belong to one event loop: one downloader per loop.
         downloaders = PerLoop(self._new_downloader, _close_downloader)
         self._wire(transport, downloaders, http_client, poll_policy, clock)
@@ -204,6 +232,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._poll_policy = poll_policy
         self._clock = clock
         names = {row: name for name, row in self._table().items()}
+        hub = self._webhooks.hub_or_none
         self._bind(
             lambda endpoint: AsyncFetchResource(
                 endpoint,
@@ -213,6 +242,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
                 # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named by
                 # its path, as wait_for's routing names it.
                 name=names.get(endpoint, endpoint.path_template),
+                deliveries=hub,
             )
         )
 
@@ -245,6 +275,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         )
         other = object.__new__(type(self))
         other._config = config
+        other._webhooks = self._webhooks
         other._wire(
             self._transport.with_config(config),
             self._downloaders,
@@ -270,6 +301,15 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         display, never more than `max_concurrency`.
         """
         return self._transport.in_flight
+
+    @property
+    def webhooks(self) -> AsyncWebhooks:
+        """ModelsLab's webhooks: the fields for a generation request, the receiver, deliveries.
+
+        See `AsyncWebhooks` and docs/webhooks.md; configured by `webhook_url` and
+        `webhook_secret`.
+        """
+        return self._webhooks
 
     async def wait_for(
         self,
@@ -454,6 +494,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         try:
             await self._transport.aclose()
         finally:
+            self._webhooks.close()
             await self._downloaders.aclose()
 
 

@@ -21,6 +21,7 @@ from .._jobs._downloads import Downloaded
 from .._results import FetchResult
 from ._async import AsyncModelsLab, ClientSettings
 from ._loop_thread import LoopThread
+from ._webhooks import Webhooks
 
 __all__ = ["Enterprise", "ModelsLab", "SyncBatch", "SyncFetchResource"]
 
@@ -53,6 +54,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def _wire(self, async_client: AsyncModelsLab, loop: LoopThread) -> None:
         self._async = async_client
         self._loop = loop
+        self._webhooks = Webhooks(async_client.webhooks._receiver_or_none)
         # The blocking resource of a row runs the async client's resource for that row.
         self._bind(lambda endpoint: SyncFetchResource(async_client._resource_for(endpoint), loop))
 
@@ -78,6 +80,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         Safe to read from any thread: a snapshot of a count the client's loop keeps.
         """
         return self._async.requests_in_flight
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """ModelsLab's webhooks; see `AsyncModelsLab.webhooks`. `deliveries()` blocks."""
+        return self._webhooks
 
     @parameters_of(AsyncModelsLab.wait_for)
     def wait_for(self, *args: Any, **kwargs: Any) -> FetchResult:
@@ -105,6 +112,8 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._finalizer()
         # Closed meanwhile by another thread (the finalizer runs once): returns when done.
         self._loop.wait_closed()
+        # Its deliveries' iterators end too, even if its loop never ran (thread-safe).
+        self._async.webhooks.close()
 
 
 class _LoopLease:

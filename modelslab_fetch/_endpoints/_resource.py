@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -16,6 +17,7 @@ from .._http._traffic import last_check_before_sending
 from .._http._transport import Transport
 from .._ids import RequestId, normalize_request_id
 from .._jobs._batch import AsyncBatch, ProgressCallback
+from .._jobs._deliveries import DeliveryHub
 from .._jobs._polling import (
     DEFAULT_WAIT_TIMEOUT,
     PollPolicy,
@@ -51,7 +53,9 @@ class AsyncFetchResource(Generic[R]):
         poll_policy: PollPolicy,
         clock: Clock,
         name: str | None = None,
+        deliveries: DeliveryHub | None = None,
     ) -> None:
+        self._deliveries = deliveries  # webhooks: deliveries end waits (see _deliveries)
         self._endpoint = endpoint
         self._name = name  # the table's name for the endpoint, carried by every result
         self._transport = transport
@@ -181,14 +185,10 @@ class AsyncFetchResource(Generic[R]):
         No request is sent for it: a finished one is returned (or raised) at once, and an
         unfinished one schedules the real first poll by its own `eta`.
         """
-        given = [self._endpoint.parse(body, request_id=rid, endpoint_name=self._name)]
-
-        async def poll() -> R:
-            if given:
-                return given.pop()
-            return await self._fetch_checked_id(rid, retry=False)
-
-        return await self._poll_until_done(poll, rid, timeout, on_update)
+        first = self._endpoint.parse(body, request_id=rid, endpoint_name=self._name)
+        return await self._poll_until_done(
+            lambda: self._fetch_checked_id(rid, retry=False), rid, timeout, on_update, first
+        )
 
     async def _poll_until_done(
         self,
@@ -196,9 +196,16 @@ class AsyncFetchResource(Generic[R]):
         rid: str,
         timeout: float | None,
         on_update: UpdateCallback | None,
+        first: R | None = None,
     ) -> R:
         # Every wait (wait, wait_many, wait_for...) passes here: closing the client ends it.
-        with self._transport.calls.scope(rid):
+        hub = self._deliveries
+        with (
+            self._transport.calls.scope(rid),
+            (
+                nullcontext() if hub is None else hub.watch(rid, parse=self._parse_delivery(rid))
+            ) as watch,
+        ):
             return await wait_until_finished(
                 poll,
                 request_id=rid,
@@ -208,7 +215,15 @@ class AsyncFetchResource(Generic[R]):
                 on_update=on_update,
                 transient=self._transport.is_transient,
                 events=self._transport.events,
+                first=first,
+                watch=watch,
             )
+
+    def _parse_delivery(self, rid: str) -> Callable[[FetchResult], R]:
+        # A trusted delivery becomes this endpoint's result, as a fetch answer would.
+        return lambda result: self._endpoint.parse(
+            result.raw, request_id=rid, endpoint_name=self._name
+        )
 
     async def _fetch_checked_id(self, rid: str, *, retry: bool = True) -> R:
         body = await self._transport.post_json(

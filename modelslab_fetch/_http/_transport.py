@@ -106,7 +106,11 @@ class Transport:
         self._key = config.api_key.get_secret_value()
         # Every form the key may come back in (raw, JSON- or URL-escaped...) is redacted
         # from whatever the server sends, and from httpx's and httpcore's log records.
-        self._redactor = Redactor(self._key)
+        # The webhook URL too, with the token after it: ModelsLab echoes it in `meta`.
+        webhooks = config.webhooks
+        self._redactor = Redactor(
+            self._key, urls=() if webhooks is None else webhooks.redacted_forms()
+        )
         redact_from_logs(self._redactor)
         # Shared with every `with_config` copy: closing one closes them all, and ends
         # the calls in flight on any of them.

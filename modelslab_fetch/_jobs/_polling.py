@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
@@ -23,6 +25,8 @@ from ._readiness import ReadinessEstimate
 
 if TYPE_CHECKING:  # tenacity is imported on the first wait that polls twice (_http/_retrying)
     from tenacity import AsyncRetrying, RetryCallState
+
+    from ._deliveries import Watch
 from .._http._retrying import try_first_then_retry
 from ._updates import PollUpdate, UpdateCallback
 
@@ -57,6 +61,11 @@ class PollPolicy:
     polls back off exponentially with jitter from `backoff_initial` to `backoff_max`.
     The last poll before a deadline starts `final_poll_lead` seconds early, so that it
     can still return in time.
+
+    With webhooks configured, a wait also ends as soon as ModelsLab's delivery for its
+    id arrives, and it keeps polling meanwhile, as a fallback for a delivery lost: each
+    gap then is `push_stretch` times longer, up to `push_max_interval` instead of
+    `max_interval`, until a delivery has come (see docs/webhooks.md for the trade-off).
     """
 
     min_interval: float = 0.3
@@ -78,6 +87,18 @@ class PollPolicy:
     """The largest gap when the server gives no `eta`."""
     final_poll_lead: float = 0.5
     """How long before the deadline the last poll starts."""
+    push_stretch: float = 1.5
+    """While a webhook delivery is expected, how many times longer each gap between
+    polls is. 1.5 puts the first poll just after the time the `eta` names (the learnt
+    schedule's first poll, at the early edge of a ±40% band, times 1.5): the delivery
+    usually ends the wait before it (about one fetch per job), and a delivery lost
+    costs about 1 s on jobs of seconds, a few seconds on jobs of minutes. 1 polls as
+    if no webhook were coming; larger values save polls on wrong `eta`s and cost more
+    lateness when a delivery is lost."""
+    push_max_interval: float = 120.0
+    """While a webhook delivery is expected, the longest gap between two polls (it
+    replaces `max_interval`, so that a job of minutes is not polled every 30 s for a
+    delivery that will tell): the most a lost delivery can cost beyond its `eta`."""
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -85,6 +106,10 @@ class PollPolicy:
                 checked_seconds(f"PollPolicy.{name}", value)
         if self.min_interval > self.max_interval:
             raise ConfigurationError("PollPolicy.min_interval cannot exceed max_interval")
+        if self.push_stretch < 1:
+            raise ConfigurationError(
+                "PollPolicy.push_stretch must be >= 1 (1 polls as if no webhook came)"
+            )
 
     @property
     def learns(self) -> bool:
@@ -116,12 +141,24 @@ def check_wait_timeout(timeout: float | None) -> float | None:
 class _Schedule:
     """When to poll next (a tenacity wait), and whether the deadline forbids it (a stop)."""
 
-    def __init__(self, policy: PollPolicy, clock: Clock, deadline: float | None) -> None:
-        self._policy = policy
+    def __init__(
+        self,
+        policy: PollPolicy,
+        clock: Clock,
+        deadline: float | None,
+        watch: Watch[FetchResult] | None = None,
+    ) -> None:
+        self._plain = self._policy = self._pushed = policy
         self._clock = clock
         self._deadline = deadline
         self._streak = 0  # polls in a row with neither an eta nor success
-        self._estimate = policy.readiness_estimate() if policy.learns else None
+        self._watch = watch
+        if watch is not None:
+            # While a delivery is expected, gaps may grow to push_max_interval.
+            self._pushed = dataclasses.replace(
+                policy, max_interval=max(policy.max_interval, policy.push_max_interval)
+            )
+        self._estimate = self._pushed.readiness_estimate() if policy.learns else None
 
     def _backoff(self) -> float:
         # Grows with the current streak, not with the poll count (tenacity's attempt
@@ -134,7 +171,14 @@ class _Schedule:
 
     def delay(self, retry_state: RetryCallState) -> float:
         """The sleep before the next poll, clipped so the last poll starts before the deadline."""
+        expecting = self._watch is not None and self._watch.expecting
+        self._policy = self._pushed if expecting else self._plain
         wanted = self._wanted_delay(retry_state)
+        outcome = retry_state.outcome
+        if expecting and not (outcome is not None and outcome.failed):
+            # A delivery will tell: poll later, as the fallback for one lost.
+            policy = self._policy
+            wanted = min(wanted * policy.push_stretch, policy.push_max_interval)
         if self._deadline is None:
             return wanted
         return max(min(wanted, self._last_poll_at(self._deadline) - self._clock.now()), 0.0)
@@ -181,6 +225,8 @@ async def wait_until_finished(
     on_update: UpdateCallback | None = None,
     transient: Callable[[BaseException], bool] = is_transient,
     events: EventSink | None = None,
+    first: R | None = None,
+    watch: Watch[R] | None = None,
 ) -> R:
     """Call `poll` until its result is finished; return it if it succeeded.
 
@@ -190,6 +236,12 @@ async def wait_until_finished(
     `on_update` hears of every poll (`PollUpdate`); `transient` is the client's rule of
     what to ask again (its `RetryPolicy`'s statuses); `events` (the client's `on_event`)
     hears of each failed poll that is polled again (`RetryScheduled`).
+    `first`, a result already in hand
+    (a generation response), counts as the first poll, with no request.
+
+    `watch` (webhooks configured) cuts each sleep short when a delivery for the id
+    arrives: the next poll then confirms it, or, if the client trusts webhooks, the
+    delivery is the result. Until one comes, gaps are stretched (`push_stretch`).
     """
     timeout = check_wait_timeout(timeout)
     waiter = _Waiter(
@@ -201,6 +253,8 @@ async def wait_until_finished(
         on_update=on_update,
         transient=transient,
         events=events,
+        first=first,
+        watch=watch,
     )
     timed_out: WaitTimeoutError | None = None
     # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
@@ -244,8 +298,12 @@ class _Waiter(Generic[R]):
         on_update: UpdateCallback | None = None,
         transient: Callable[[BaseException], bool] = is_transient,
         events: EventSink | None = None,
+        first: R | None = None,
+        watch: Watch[R] | None = None,
     ) -> None:
         self._poll = poll
+        self._first = first
+        self._watch = watch
         self._request_id = request_id
         self._timeout = timeout
         self._policy = policy
@@ -262,7 +320,9 @@ class _Waiter(Generic[R]):
         self._polls = 0
 
     async def poll_until_finished(self) -> R:
-        schedule = _Schedule(self._policy, self._clock, self.deadline)
+        watch = self._watch
+        schedule = _Schedule(self._policy, self._clock, self.deadline, watch)  # type: ignore[arg-type]
+        sleep = self._clock.sleep if watch is None else partial(watch.sleep, self._clock)
 
         def retrying() -> AsyncRetrying:
             from tenacity import (  # noqa: PLC0415 - only a wait that polls again needs it
@@ -275,7 +335,7 @@ class _Waiter(Generic[R]):
                 retry=retry_if_result(_unfinished) | retry_if_exception(self._transient),
                 wait=schedule.delay,
                 stop=schedule.past_last_poll,
-                sleep=self._clock.sleep,
+                sleep=sleep,
                 before_sleep=self._log_next_poll,
                 retry_error_callback=self._give_up,
                 reraise=True,
@@ -289,6 +349,17 @@ class _Waiter(Generic[R]):
 
     async def _poll_and_remember(self) -> R:
         self._polls += 1
+        watch = self._watch
+        if watch is not None:
+            delivered = watch.trusted()
+            if delivered is not None:  # trust_webhooks: the delivery is the answer
+                self._last = delivered
+                return delivered
+        if self._first is not None:  # a generation response: poll 1, with no request
+            self._last, self._first = self._first, None
+            return self._last
+        if watch is not None:
+            watch.confirming()  # this fetch confirms a delivery that came
         try:
             self._last = await self._poll()
         except Exception as exc:
