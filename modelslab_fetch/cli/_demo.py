@@ -16,10 +16,14 @@ import anyio
 
 from .. import AsyncModelsLab
 from ..testing import (
+    DEFAULT_WEBHOOK_DELAY,
     ETA_ERROR_MODELS,
+    MAX_WEBHOOK_TIMEOUT,
+    WEBHOOK_TIMEOUT,
     Faults,
     Simulator,
     SimulatorApp,
+    checked_webhook,
     run_simulator,
     simulator_server,
 )
@@ -218,6 +222,46 @@ def add_simulate_options(parser: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="share of answers in odd but valid shapes (alone: all of them)",
     )
+    _add_webhook_options(parser)
+
+
+def _add_webhook_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="the jobs --jobs queues POST their final records to URL when they end, as "
+        "ModelsLab does (a URL on this machine: 127.0.0.1, ::1 or localhost)",
+    )
+    parser.add_argument(
+        "--webhook-drop-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of webhook deliveries never sent (ModelsLab's are best effort)",
+    )
+    parser.add_argument(
+        "--webhook-duplicate-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of webhook deliveries sent twice",
+    )
+    parser.add_argument(
+        "--webhook-delay",
+        type=float,
+        nargs=2,
+        default=list(DEFAULT_WEBHOOK_DELAY),
+        metavar=("LOW", "HIGH"),
+        help="seconds from a job's readiness to its delivery, drawn between LOW and HIGH "
+        "(default 0.02 0.2)",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=WEBHOOK_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a receiver has to answer a delivery (default 30, ModelsLab's)",
+    )
 
 
 def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
@@ -234,9 +278,14 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
     # The ids the README and docs use, so their examples run against this as written.
     examples = simulator.queue_examples()
     ids = (
-        simulator.queue_many(args.jobs, ready_in=(1.0, 8.0), failure_rate=0.05) if args.jobs else []
+        simulator.queue_many(
+            args.jobs, ready_in=(1.0, 8.0), failure_rate=0.05, webhook=args.webhook
+        )
+        if args.jobs
+        else []
     )
     base_url = f"http://{args.host}:{args.port}/api"
+    root = f"http://{args.host}:{args.port}"
 
     def banner() -> None:  # once the server can start: nothing is said for one that cannot
         if not _this_machine_only(args.host):
@@ -251,9 +300,15 @@ def run_simulate(args: argparse.Namespace, streams: Streams) -> int:
             f"  point the SDK or the CLI at it: MODELSLAB_BASE_URL={base_url}\n"
             f"  key: {'any non-empty key' if args.accept_key is None else 'the one given'}\n"
             f"  the docs' example jobs: {', '.join(examples)} (ready in a few seconds)\n"
-            f"  queue jobs: POST http://{args.host}:{args.port}/_simulator/jobs "
+            f"  queue jobs: POST {root}/_simulator/jobs "
             '{"count": 10, "ready_in": [1, 8]}\n'
+            f"  webhooks: POST {root}/_simulator/responses "
+            '{"webhooks": [{"webhook": "http://127.0.0.1:9000/hooks/1", "track_id": "1"}]}\n'
+            "    (one per job, as a generation request carries them): each job's end is POSTed "
+            f"there {_deliveries(faults)}; counts: GET {root}/_simulator/webhooks\n"
         )
+        if args.webhook is not None and ids:
+            streams.err.write(f"  the {counted(len(ids), 'job')} of --jobs deliver to --webhook\n")
         if faults.account_error is not None:
             streams.err.write(
                 f"  refusing every fetch after the first {faults.account_error_after} "
@@ -283,6 +338,8 @@ _SHARES = {
     "--queue-limit-rate": "queue_limit_rate",
     "--spam-filter-rate": "spam_filter_rate",
     "--odd-shapes": "odd_shapes",
+    "--webhook-drop-rate": "webhook_drop_rate",
+    "--webhook-duplicate-rate": "webhook_duplicate_rate",
 }
 
 
@@ -291,8 +348,9 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
     for option, name in _SHARES.items():
         share = getattr(args, name)
         if not 0.0 <= share <= 1.0:  # NaN too
+            what = "webhook deliveries" if option.startswith("--webhook") else "fetches"
             raise UsageError(
-                f"{option} is a share of fetches from 0 to 1 (0.05 is 5%), not {share:g}"
+                f"{option} is a share of {what} from 0 to 1 (0.05 is 5%), not {share:g}"
             )
     # Each fetch meets at most one fault, so shares beyond a whole would silently shrink.
     total = args.error_rate + args.edge_rate + args.queue_limit_rate + args.spam_filter_rate
@@ -318,6 +376,19 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
     ):
         if not math.isfinite(value):
             raise UsageError(f"{option} must be a number of seconds, not {value}")
+    low, high = args.webhook_delay
+    if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high <= 86_400.0):
+        raise UsageError(
+            f"--webhook-delay is LOW HIGH seconds after readiness, 0 <= LOW <= HIGH <= 86400, "
+            f"not {low:g} {high:g}"
+        )
+    timeout = args.webhook_timeout
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_WEBHOOK_TIMEOUT):
+        raise UsageError(
+            f"--webhook-timeout is the seconds a receiver has to answer, more than 0 and at "
+            f"most {MAX_WEBHOOK_TIMEOUT:g}, not {timeout:g}"
+        )
+    _check_webhook(args)
     return Faults(
         latency=(0.0, args.latency),
         error_rate=args.error_rate,
@@ -330,7 +401,36 @@ def simulate_faults(args: argparse.Namespace) -> Faults:
         account_error=None if args.account_error is None else args.account_error.replace("-", "_"),
         account_error_after=args.account_error_after,
         odd_shape_rate=args.odd_shapes,
+        webhook_drop_rate=args.webhook_drop_rate,
+        webhook_duplicate_rate=args.webhook_duplicate_rate,
+        webhook_delay=(low, high),
+        webhook_timeout=args.webhook_timeout,
     )
+
+
+def _check_webhook(args: argparse.Namespace) -> None:
+    if args.webhook is None:
+        return
+    if not args.jobs:
+        raise UsageError(
+            "--webhook is where the jobs of --jobs deliver: give --jobs N too (jobs queued "
+            "later name their own webhook in the request)"
+        )
+    try:
+        checked_webhook(args.webhook)
+    except ValueError as problem:
+        raise UsageError(f"--webhook: {problem}") from None
+
+
+def _deliveries(faults: Faults) -> str:
+    """When and how deliveries go, in words, for the banner."""
+    low, high = faults.webhook_delay
+    words = f"{low:g}-{high:g} s after it is ready"
+    if faults.webhook_drop_rate:
+        words += f", {faults.webhook_drop_rate:.0%} never sent"
+    if faults.webhook_duplicate_rate:
+        words += f", {faults.webhook_duplicate_rate:.0%} sent twice"
+    return words
 
 
 def _check_address(host: str, port: int) -> None:

@@ -5,6 +5,10 @@ demand), which runs in-process through `httpx.ASGITransport` (no socket, see
 `in_process_client`) or on loopback under uvicorn (`simulator_server`,
 `modelslab-fetch simulate`). The pytest plugin offers both as fixtures: `modelslab_server`
 is a `SimulatorServer`, whose `faults` can be set in a test.
+
+A job queued with a `webhook` (a loopback URL) and `track_id` has its final record
+POSTed there when it ends, as ModelsLab does; `Faults` can drop, duplicate and delay
+those deliveries, and `WebhookStats` counts what became of them.
 """
 
 from ._asgi import SimulatorApp
@@ -13,9 +17,19 @@ from ._faults import AccountRefusal, Faults, QueueLimitWait
 from ._png import solid_png
 from ._server import SimulatorServer, run_simulator, simulator_server
 from ._simulator import ETA_ERROR_MODELS, SimulatedJob, Simulator
+from ._webhooks import (
+    DEFAULT_WEBHOOK_DELAY,
+    MAX_WEBHOOK_TIMEOUT,
+    WEBHOOK_TIMEOUT,
+    WebhookStats,
+    checked_webhook,
+)
 
 __all__ = [
+    "DEFAULT_WEBHOOK_DELAY",
     "ETA_ERROR_MODELS",
+    "MAX_WEBHOOK_TIMEOUT",
+    "WEBHOOK_TIMEOUT",
     "AccountRefusal",
     "Faults",
     "QueueLimitWait",
@@ -23,6 +37,8 @@ __all__ = [
     "Simulator",
     "SimulatorApp",
     "SimulatorServer",
+    "WebhookStats",
+    "checked_webhook",
     "in_process_client",
     "run_simulator",
     "simulator_server",

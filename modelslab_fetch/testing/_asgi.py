@@ -16,10 +16,10 @@ from ._limits import (
     MAX_BODY_BYTES,
     MAX_REQUEST_ID_CHARS,
     Refused,
-    count_of,
     json_object_of,
     ready_in_of,
     share_of,
+    webhooks_of,
 )
 from ._media import KIND_FILES, file_of_kind
 from ._simulator import ETA_ERROR_MODELS, NOT_FOUND_BODY, Simulator
@@ -71,6 +71,12 @@ class SimulatorApp:
     their generation responses (`fetch_result` pointing at this server);
     `GET /_simulator/stats` returns polls per job;
     `GET /_simulator/faults` returns the faults injected so far, by kind and by HTTP status.
+
+    Webhooks: both queueing routes take `"webhook"` (a loopback URL every job queued
+    delivers to) or `"webhooks"` (`[{"webhook", "track_id"}, ...]`, one per job, which
+    sets `count`), as a generation request carries them; each job's final record is
+    POSTed there when it ends, with the `webhook_*` settings of `faults`.
+    `GET /_simulator/webhooks` counts what became of the deliveries (`WebhookStats`).
     Every route takes bounded requests only (a 64 KiB body, 10,000 jobs a request,
     50,000 held, `ready_in` within a day, shares within 0..1: see `_limits`); anything
     else is answered 400 or 413 with the bound named, before any work is done.
@@ -83,6 +89,7 @@ class SimulatorApp:
         self._seed = seed
         self.faults = FaultPlan(faults or Faults(), seed=seed)
         """What is injected, and counts of what was (`kinds`, `injected`)."""
+        simulator.deliver_with(self.faults.faults, seed=seed)
         self.routes = fetch_routes()
         """The fetch routes served, from the endpoint table when the app was made."""
 
@@ -90,10 +97,14 @@ class SimulatorApp:
         return f"SimulatorApp({self.simulator!r})"
 
     def use_faults(self, faults: Faults) -> None:
-        """Inject `faults` from the next request on; the counts of `faults` start afresh."""
+        """Inject `faults` from the next request on; the counts of `faults` start afresh.
+
+        Their `webhook_*` settings apply to the jobs that become ready from then on.
+        """
         if not isinstance(faults, Faults):
             raise TypeError(f"faults must be a Faults, not {type(faults).__name__}")
         self.faults = FaultPlan(faults, seed=self._seed)
+        self.simulator.deliver_with(faults, seed=self._seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -155,14 +166,23 @@ class SimulatorApp:
                 return self._queue_responses(spec, f"http://{_host(scope)}/api")
         except Refused as refused:
             return refused.status, {"status": "error", "message": refused.message}
-        if path == "/_simulator/stats" and method == "GET":
-            return 200, self._stats()
-        if path == "/_simulator/faults" and method == "GET":
-            return 200, {
-                "kinds": dict(self.faults.kinds),
-                "injected": {str(status): n for status, n in self.faults.injected.items()},
-            }
+        reports: dict[str, Callable[[], Any]] = {
+            "/_simulator/stats": self._stats,
+            "/_simulator/faults": self._faults_met,
+            "/_simulator/webhooks": self._webhooks_met,
+        }
+        if method == "GET" and path in reports:
+            return 200, reports[path]()
         return 404, {"message": "Not Found"}
+
+    def _webhooks_met(self) -> dict[str, int]:
+        return self.simulator.webhook_stats.as_dict()
+
+    def _faults_met(self) -> dict[str, Any]:
+        return {
+            "kinds": dict(self.faults.kinds),
+            "injected": {str(status): n for status, n in self.faults.injected.items()},
+        }
 
     def _fetch(
         self, path_id: str | None, body: bytes, fetch_url: str, kind: str = "images"
@@ -187,14 +207,19 @@ class SimulatorApp:
     def _queue_jobs(self, spec: dict[str, Any]) -> dict[str, Any]:
         # Every value checked before any job is made (see _limits): a request either
         # queues all it asks for, or nothing.
-        count = count_of(spec, held=len(self.simulator.jobs))
+        targets = webhooks_of(spec, held=len(self.simulator.jobs))
+        count = len(targets)
         ready_in = ready_in_of(spec, (1.0, 8.0))
         failure_rate = share_of(spec, "failure_rate")
         model = spec.get("eta_error_model")
         if model is not None and model not in ETA_ERROR_MODELS:
             raise Refused(400, f"eta_error_model must be one of {', '.join(ETA_ERROR_MODELS)}")
         ids = self.simulator.queue_many(
-            count, ready_in=ready_in, failure_rate=failure_rate, eta_error_model=model
+            count,
+            ready_in=ready_in,
+            failure_rate=failure_rate,
+            eta_error_model=model,
+            webhooks=[{"webhook": url, "track_id": track_id} for url, track_id in targets],
         )
         offset = time.time() - self.simulator.clock()
         jobs = self.simulator.jobs
@@ -205,13 +230,17 @@ class SimulatorApp:
         if not isinstance(endpoint, str) or endpoint not in endpoint_table():
             names = ", ".join(endpoint_table())
             raise Refused(400, f"endpoint must name an endpoint of the table: one of {names}")
-        count = count_of(spec, held=len(self.simulator.jobs))
+        targets = webhooks_of(spec, held=len(self.simulator.jobs))
         low, high = ready_in_of(spec, (1.0, 8.0))
         responses = [
             self.simulator.queue_response(
-                endpoint, ready_in=self.simulator.uniform(low, high), base_url=base_url
+                endpoint,
+                ready_in=self.simulator.uniform(low, high),
+                base_url=base_url,
+                webhook=url,
+                track_id=track_id,
             )
-            for _ in range(count)
+            for url, track_id in targets
         ]
         return 200, {"responses": responses}
 

@@ -23,11 +23,16 @@ async def in_process_client(
     """Yield a client whose requests go straight into `app`, through httpx.ASGITransport.
 
     Use it as `async with in_process_client(app) as client:`. `options` are passed on to
-    `AsyncModelsLab` (e.g. `clock=`, `max_retries=`); both clients close with the block.
+    `AsyncModelsLab` (e.g. `clock=`, `max_retries=`); both clients close with the block,
+    and the simulator's webhook deliveries stop (those still pending are dropped).
     """
     http_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     client = AsyncModelsLab(
         api_key=api_key, base_url=IN_PROCESS_BASE_URL, http_client=http_client, **options
     )
-    async with http_client, client:
-        yield client
+    try:
+        async with http_client, client:
+            yield client
+    finally:
+        # Joins the delivery thread: at most a moment, as its POSTs are cancelled.
+        app.simulator.stop_webhooks()

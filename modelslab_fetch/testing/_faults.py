@@ -1,7 +1,8 @@
 """Faults the simulator injects on demand, the generic ones and ModelsLab's own.
 
 Generic: latency, stalls, 5xx, edge pages, 429s, cut bodies. ModelsLab's: its queue
-limit and spam filter, account errors, and odd but valid body shapes.
+limit and spam filter, account errors, odd but valid body shapes, and webhook
+deliveries lost, duplicated or late.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from email.utils import formatdate
 from typing import Any, Literal, get_args
 
 from ._simulator import INVALID_KEY_401_BODY, INVALID_KEY_BODY
+from ._webhooks import DEFAULT_WEBHOOK_DELAY, MAX_WEBHOOK_TIMEOUT, WEBHOOK_TIMEOUT
 
 __all__ = ["AccountRefusal", "FaultPlan", "Faults", "InjectedFault", "QueueLimitWait"]
 
@@ -89,6 +91,19 @@ class Faults:
             but valid shapes: `output` as one URL string or `""`, `proxy_links` as
             `{"0": url}` or null, `future_links` null, `id` as a numeric string or `""`,
             `eta` as a numeric string, extra `tip_1`, `webhook_status`, `fetch_result`.
+        webhook_drop_rate: Share of webhook deliveries never sent (ModelsLab's are best
+            effort: a lost one is found by fetching).
+        webhook_duplicate_rate: Share of webhook deliveries sent `webhook_copies` times
+            ("webhooks may be sent multiple times").
+        webhook_copies: How many times a duplicated delivery is sent (2 or more), each
+            copy after its own delay.
+        webhook_delay: Seconds (low, high) from a job's readiness to each delivery of it,
+            drawn uniformly; 20-200 ms by default.
+        webhook_timeout: Seconds a receiver has to answer a delivery before it counts as
+            failed (ModelsLab's limit: 30). Deliveries are never retried.
+
+    Which delivery is dropped, duplicated or late depends only on the seed and the job's
+    id, not on timing.
 
     Raises:
         ValueError: A rate outside 0..1, a negative wait or count, an unknown choice.
@@ -115,6 +130,11 @@ class Faults:
     account_error: AccountRefusal | None = None
     account_error_after: int = 0
     odd_shape_rate: float = 0.0
+    webhook_drop_rate: float = 0.0
+    webhook_duplicate_rate: float = 0.0
+    webhook_copies: int = 2
+    webhook_delay: tuple[float, float] = DEFAULT_WEBHOOK_DELAY
+    webhook_timeout: float = WEBHOOK_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in (
@@ -126,12 +146,16 @@ class Faults:
             "queue_limit_rate",
             "spam_filter_rate",
             "odd_shape_rate",
+            "webhook_drop_rate",
+            "webhook_duplicate_rate",
         ):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
+                what = "webhook deliveries" if name.startswith("webhook") else "fetches"
                 raise ValueError(
-                    f"Faults.{name} is a share of fetches, from 0 to 1 (0.05 is 5%), not {rate!r}"
+                    f"Faults.{name} is a share of {what}, from 0 to 1 (0.05 is 5%), not {rate!r}"
                 )
+        self._check_webhook_settings()
         for name in ("queue_limit_wait", "spam_filter_wait", "account_error_after", "stall"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Faults.{name} cannot be negative: {getattr(self, name)!r}")
@@ -144,6 +168,31 @@ class Faults:
             raise ValueError(
                 f"Faults.queue_limit_wait_in must be one of {list(get_args(QueueLimitWait))}, "
                 f"not {self.queue_limit_wait_in!r}"
+            )
+
+    def _check_webhook_settings(self) -> None:
+        copies = self.webhook_copies
+        if isinstance(copies, bool) or not isinstance(copies, int) or not 2 <= copies <= 10:
+            raise ValueError(
+                f"Faults.webhook_copies is how many times a duplicated delivery is sent, "
+                f"from 2 to 10, not {copies!r}"
+            )
+        delay = self.webhook_delay
+        if (
+            not isinstance(delay, tuple)
+            or len(delay) != 2
+            or not all(_seconds_value(d) for d in delay)
+            or not 0.0 <= delay[0] <= delay[1] <= 86_400.0
+        ):
+            raise ValueError(
+                "Faults.webhook_delay is (low, high) seconds after readiness, with "
+                f"0 <= low <= high <= 86400, not {delay!r}"
+            )
+        timeout = self.webhook_timeout
+        if not (math.isfinite(timeout) and 0.0 < timeout <= MAX_WEBHOOK_TIMEOUT):
+            raise ValueError(
+                f"Faults.webhook_timeout is the seconds a receiver has to answer, more than "
+                f"0 and at most {MAX_WEBHOOK_TIMEOUT:g} (ModelsLab's is 30), not {timeout!r}"
             )
 
 
@@ -317,6 +366,10 @@ class FaultPlan:
                 _extra_fields(odd, self._shapes, fetch_url)
             self.kinds["odd shape"] += 1
             return odd
+
+
+def _seconds_value(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json(body: dict[str, Any]) -> bytes:

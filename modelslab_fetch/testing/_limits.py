@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ._webhooks import checked_track_id, checked_webhook
+
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_BRACKETS",
@@ -26,6 +28,7 @@ __all__ = [
     "json_object_of",
     "ready_in_of",
     "share_of",
+    "webhooks_of",
 ]
 
 MAX_BODY_BYTES = 64 * 1024
@@ -129,3 +132,52 @@ def share_of(spec: Mapping[str, Any], name: str) -> float:
     if not 0.0 <= share <= 1.0:
         raise Refused(400, f"{name} is a share from 0 to 1 (0.05 is 5%)")
     return share
+
+
+Target = tuple[str | None, str | int | None]
+
+
+def webhooks_of(spec: Mapping[str, Any], *, held: int) -> list[Target]:
+    """Each job's (webhook, track_id), as many as the request queues (see `count_of`).
+
+    `"webhook"` (one loopback URL) is delivered to by every job, with `"track_id"` only
+    for a single job; `"webhooks"`, a list of `{"webhook", "track_id"}`, gives each job
+    its own and sets the count. A URL beyond loopback is refused (400).
+    """
+    given = spec.get("webhooks")
+    if given is None:
+        count = count_of(spec, held=held)
+        webhook, track_id = spec.get("webhook"), spec.get("track_id")
+        if track_id is not None and count != 1:
+            raise Refused(
+                400,
+                "track_id names one job: to queue several, give webhooks, a list of "
+                '{"webhook": URL, "track_id": ID}, one per job',
+            )
+        try:
+            return [(_checked_or_none(webhook), checked_track_id(track_id))] * count
+        except ValueError as problem:
+            raise Refused(400, str(problem)) from None
+    if "webhook" in spec or "track_id" in spec:
+        raise Refused(
+            400, "give webhook (with track_id, for one job) or webhooks (one per job), not both"
+        )
+    if not isinstance(given, list):
+        raise Refused(400, 'webhooks must be a list of {"webhook": URL, "track_id": ID}')
+    count = count_of({"count": len(given)}, held=held)
+    if spec.get("count", count) != count:
+        raise Refused(400, f"count must match the number of webhooks ({count}), or be left out")
+    targets = []
+    for n, target in enumerate(given):
+        if not isinstance(target, dict) or "webhook" not in target:
+            raise Refused(400, f'webhooks[{n}] must be {{"webhook": URL, "track_id": ID}}')
+        try:
+            url = _checked_or_none(target["webhook"])
+            targets.append((url, checked_track_id(target.get("track_id"))))
+        except ValueError as problem:
+            raise Refused(400, f"webhooks[{n}]: {problem}") from None
+    return targets
+
+
+def _checked_or_none(webhook: object) -> str | None:
+    return None if webhook is None else checked_webhook(webhook)

@@ -16,6 +16,7 @@ from .. import ConfigurationError
 from ._asgi import SimulatorApp
 from ._faults import Faults
 from ._simulator import Simulator
+from ._webhooks import WebhookStats
 
 __all__ = ["SimulatorServer", "run_simulator", "simulator_server"]
 
@@ -57,13 +58,16 @@ def run_simulator(
 
     `before_serving` is called once the server can start, just before it listens: the
     place for a banner, so none is printed for a server that cannot run. Raises
-    `ConfigurationError` if uvicorn is missing.
+    `ConfigurationError` if uvicorn is missing. Webhook deliveries stop with the server.
     """
     server = _uvicorn().Server(_config(app, host, port))
     app.simulator.image_base_url = f"http://{host}:{port}/generations"
     if before_serving is not None:
         before_serving()
-    server.run()
+    try:
+        server.run()
+    finally:
+        app.simulator.stop_webhooks()
 
 
 @contextmanager
@@ -71,7 +75,8 @@ def simulator_server(app: SimulatorApp, *, host: str = "127.0.0.1") -> Iterator[
     """Serve `app` on a free loopback port in a background thread; yield its base URL.
 
     The base URL ends in `/api`, ready for `base_url=`. The server stops, and its
-    thread ends, when the block is left.
+    thread ends, when the block is left; so do webhook deliveries (those still pending
+    are dropped).
     """
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -90,6 +95,7 @@ def simulator_server(app: SimulatorApp, *, host: str = "127.0.0.1") -> Iterator[
     finally:
         server.should_exit = True
         thread.join(10)
+        app.simulator.stop_webhooks()
 
 
 class SimulatorServer:
@@ -108,7 +114,8 @@ class SimulatorServer:
     Attributes:
         base_url: The API root, e.g. `http://127.0.0.1:54321/api`.
         api_key: The key the simulator accepts.
-        simulator: The queue behind it: `queue()` jobs, read `jobs` and `polls()`.
+        simulator: The queue behind it: `queue()` jobs (with a `webhook` to have their
+            ends POSTed to you), read `jobs` and `polls()`.
         app: The ASGI app serving it.
 
     """
@@ -145,3 +152,11 @@ class SimulatorServer:
         `"spam filter"`, `"odd shape"` and the account refusals.
         """
         return dict(self.app.faults.kinds)
+
+    @property
+    def webhook_stats(self) -> WebhookStats:
+        """What became of the webhook deliveries so far (see `Simulator.webhook_stats`).
+
+        Their faults are the `webhook_*` settings of `faults`.
+        """
+        return self.simulator.webhook_stats

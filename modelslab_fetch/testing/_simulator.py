@@ -6,12 +6,22 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import endpoint_table
 from ._media import KIND_FILES
+from ._webhooks import (
+    DeliveryPlan,
+    WebhookSender,
+    WebhookStats,
+    checked_track_id,
+    checked_webhook,
+)
+
+if TYPE_CHECKING:
+    from ._faults import Faults
 
 __all__ = ["ETA_ERROR_MODELS", "EXAMPLE_JOBS", "SimulatedJob", "Simulator"]
 
@@ -53,12 +63,20 @@ class SimulatedJob:
     """How many times the job has been fetched."""
     first_seen_finished: float | None = None
     """When a fetch first answered the final status, on the simulator's clock."""
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    """What answers about the job carry in `meta` (the webhook too: kept out of the repr)."""
     kind: str = "images"
     """What the job outputs: `images`, `video`, `audio`, `3d` or `text` (its endpoint's)."""
     eta_bias: float | None = None
     """The factor every `eta` of this job is off by (per-job errors), or None for an
     error drawn afresh for each answer."""
+    webhook: str | None = field(default=None, repr=False)
+    """Where its final record is POSTed when it ends (a loopback URL), or None. Kept out
+    of the repr: a webhook URL may carry a token."""
+    track_id: str | int | None = None
+    """The caller's own name for the job, echoed in `meta` and in the delivery."""
+    webhooks_sent: int = 0
+    """How many times its final record was POSTed to `webhook` (a duplicate counts)."""
 
 
 class Simulator:
@@ -84,7 +102,14 @@ class Simulator:
             endpoints' `{"status": "error", "message": "Invalid Api Key"}`, or 401, the
             documented `{"status": "error", "message": "Invalid API key"}`.
         image_base_url: Where output image URLs point.
-        clock: Monotonic seconds; `time.monotonic` by default.
+        clock: Monotonic seconds; `time.monotonic` by default. Deliveries of webhooks
+            follow it too (looked at twice a second at least, so a clock moved by hand
+            is seen).
+
+    A job queued with a `webhook` (a URL to this machine) has its final record POSTed
+    there when it ends, as ModelsLab does: see `queue`, `webhook_stats`,
+    `wait_for_webhooks` and `stop_webhooks`, and `Faults` for lost, duplicated and
+    late deliveries.
 
     """
 
@@ -113,6 +138,7 @@ class Simulator:
         self._jobs: dict[str, SimulatedJob] = {}
         self._ids = itertools.count(13_443_927)
         self._lock = threading.Lock()
+        self._webhooks = WebhookSender(clock, self._webhook_body, seed=seed)
 
     def __repr__(self) -> str:
         return f"Simulator(jobs={len(self._jobs)}, auto_ready={self.auto_ready})"
@@ -131,16 +157,49 @@ class Simulator:
         images: int = 1,
         kind: str = "images",
         eta_error_model: EtaErrorModel | None = None,
+        webhook: str | None = None,
+        track_id: str | int | None = None,
     ) -> str:
         """Queue one job that finishes `ready_in` seconds from now; return its id.
 
         `kind` is what it outputs (`images`, `video`, `audio`, `3d`, `text`); `images`
         is how many files. `eta_error_model` overrides the simulator's for this job.
+
+        `webhook` and `track_id` are what a generation request may carry: both are echoed
+        in the job's `meta`, and when the job ends its final record (what a fetch
+        returns, with `track_id`) is POSTed to `webhook`, as ModelsLab does. The webhook
+        must point at this machine (127.0.0.0/8, ::1 or localhost): anything else is a
+        `ValueError`, as the simulator is a test server.
         """
         if kind not in KIND_FILES:
             raise ValueError(f"kind must be one of {', '.join(KIND_FILES)}, not {kind!r}")
         model = self.eta_error_model if eta_error_model is None else eta_error_model
         model = _checked_model(model)
+        webhook = None if webhook is None else checked_webhook(webhook)
+        track_id = checked_track_id(track_id)
+        return self._queue(
+            ready_in,
+            final,
+            request_id=request_id,
+            images=images,
+            kind=kind,
+            model=model,
+            webhook=webhook,
+            track_id=track_id,
+        )
+
+    def _queue(
+        self,
+        ready_in: float,
+        final: FinalStatus,
+        *,
+        request_id: str | None = None,
+        images: int = 1,
+        kind: str = "images",
+        model: EtaErrorModel,
+        webhook: str | None,
+        track_id: str | int | None,
+    ) -> str:
         with self._lock:
             rid = request_id
             while rid is None or (request_id is None and rid in self._jobs):
@@ -151,8 +210,15 @@ class Simulator:
             job = SimulatedJob(rid, self.clock() + ready_in, final, images, meta=meta, kind=kind)
             if model == "per_job":
                 job.eta_bias = 1 + self._random.uniform(-self.eta_error, self.eta_error)
+            if webhook is not None or track_id is not None:
+                # ModelsLab echoes both in the meta of its answers.
+                job.webhook, job.track_id = webhook, track_id
+                given = {"webhook": webhook, "track_id": track_id}
+                meta.update((name, value) for name, value in given.items() if value is not None)
             self._jobs[rid] = job
-            return rid
+        if webhook is not None:
+            self._webhooks.schedule(job)
+        return rid
 
     def queue_examples(self, *, ready_in: float = 2.0) -> list[str]:
         """Queue the jobs the docs' examples wait on; return their ids.
@@ -175,21 +241,34 @@ class Simulator:
         final: FinalStatus = "success",
         request_id: str | None = None,
         base_url: str | None = None,
+        webhook: str | None = None,
+        track_id: str | int | None = None,
     ) -> dict[str, Any]:
         """Queue a job on `endpoint` (a table name); return its generation response.
 
         The response is what ModelsLab answers a queued generation request: `processing`,
         the id, an `eta`, and `fetch_result` in its path form below `base_url` (by default
         this simulator's API root, once served), so `wait_for` can take it as it is.
+        With a `webhook` (see `queue`), its `meta` echoes `webhook` and `track_id`, its
+        `webhook_status` is `"pending"`, and the job's final record is POSTed there when
+        it ends.
         """
         table = endpoint_table()
         if endpoint not in table:
             raise ValueError(f"no endpoint named {endpoint!r}; use one of: {', '.join(table)}")
         row = table[endpoint]
-        rid = self.queue(ready_in=ready_in, final=final, request_id=request_id, kind=row.output)
+        rid = self.queue(
+            ready_in=ready_in,
+            final=final,
+            request_id=request_id,
+            kind=row.output,
+            webhook=webhook,
+            track_id=track_id,
+        )
         root = (base_url or self.api_base_url).rstrip("/")
         template = row.path_template if "{id}" in row.path_template else row.path_template + "/{id}"
         job = self._jobs[rid]
+        extra = {} if webhook is None else {"webhook_status": "pending"}
         return {
             "status": "processing",
             "tip": "Your request is processing in background, you can get it using fetch API",
@@ -200,6 +279,7 @@ class Simulator:
             "output": [],
             "meta": job.meta,
             "future_links": self._links(job),
+            **extra,
         }
 
     @property
@@ -222,10 +302,20 @@ class Simulator:
         ready_in: tuple[float, float] = (1.0, 8.0),
         failure_rate: float = 0.0,
         eta_error_model: EtaErrorModel | None = None,
+        webhook: str | None = None,
+        webhooks: Sequence[Mapping[str, object]] | None = None,
     ) -> list[str]:
-        """Queue `count` jobs, ready uniformly within `ready_in` seconds, some failing."""
+        """Queue `count` jobs, ready uniformly within `ready_in` seconds, some failing.
+
+        `webhook` is delivered to by every job; `webhooks` gives each job its own, as
+        `{"webhook": url, "track_id": ...}` mappings (what `client.webhooks.fields()`
+        returns), one per job, `count` of them (a `webhook` of None: no delivery). Every
+        one is checked (see `queue`) before any job is queued.
+        """
+        targets = _webhook_targets(count, webhook, webhooks)
+        model = _checked_model(self.eta_error_model if eta_error_model is None else eta_error_model)
         ids = []
-        for _ in range(count):
+        for target_webhook, target_track_id in targets:
             with self._lock:
                 delay = self._random.uniform(*ready_in)
                 final: FinalStatus = (
@@ -233,8 +323,75 @@ class Simulator:
                     if self._random.random() < failure_rate
                     else "success"
                 )
-            ids.append(self.queue(ready_in=delay, final=final, eta_error_model=eta_error_model))
+            # Checked above, all of them, before any job was queued.
+            ids.append(
+                self._queue(
+                    delay, final, model=model, webhook=target_webhook, track_id=target_track_id
+                )
+            )
         return ids
+
+    # --- webhooks -------------------------------------------------------------------------
+
+    @property
+    def webhook_stats(self) -> WebhookStats:
+        """What became of the webhook deliveries so far.
+
+        Dropped, duplicated, sent, delivered (answered 2xx), refused (answered
+        otherwise), failed (no answer), pending.
+        """
+        return self._webhooks.stats
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until no delivery is pending, at most `timeout` seconds; whether none is.
+
+        Pending are the deliveries of jobs not yet ready, copies waiting out their delay
+        and POSTs in flight.
+        """
+        return self._webhooks.wait_until_settled(timeout)
+
+    def stop_webhooks(self) -> None:
+        """Drop the deliveries still pending, and end the thread that sends them.
+
+        The servers (`simulator_server`, `run_simulator`, `in_process_client`) call this
+        when they stop. A job queued later with a webhook starts delivering again.
+        """
+        self._webhooks.stop()
+
+    def deliver_with(self, faults: Faults, *, seed: int = 0) -> None:
+        """Deliver webhooks with the `webhook_*` settings of `faults`, seeded by `seed`.
+
+        `SimulatorApp` calls this with its faults; they apply to the jobs that become
+        ready from then on.
+        """
+        plan = DeliveryPlan(
+            drop_rate=faults.webhook_drop_rate,
+            duplicate_rate=faults.webhook_duplicate_rate,
+            copies=faults.webhook_copies,
+            delay=faults.webhook_delay,
+            timeout=faults.webhook_timeout,
+        )
+        self._webhooks.use(plan, seed=seed)
+
+    def _webhook_body(self, job: SimulatedJob, source: random.Random) -> dict[str, Any] | None:
+        """What ModelsLab POSTs when `job` ends, or None for a job replaced since.
+
+        The record a fetch returns, with its `track_id`; a failure as the webhooks page
+        shows it (`status: failed`, `id`, `message`), whether the job failed or erred.
+        """
+        with self._lock:
+            if self._jobs.get(job.request_id) is not job:
+                return None  # replaced by a job queued under its id since
+            record = self._finished(job, source)
+            if record["status"] != "success":
+                message = record.get("message") or record.get("messege")
+                record = {
+                    "status": "failed",
+                    "id": self._wire_id(job.request_id, source),
+                    "message": message,
+                    "output": [],
+                }
+            return {**record, "track_id": job.track_id}
 
     def fetch(self, request_id: str, key: object, *, fetch_url: str = "") -> dict[str, Any]:
         """The body ModelsLab sends for a fetch of `request_id` with `key`."""
@@ -279,9 +436,9 @@ class Simulator:
             chosen = self._jobs if ids is None else {i: self._jobs[i] for i in ids}
             return {rid: job.polls for rid, job in chosen.items()}
 
-    def _wire_id(self, request_id: str) -> int | str:
+    def _wire_id(self, request_id: str, source: random.Random | None = None) -> int | str:
         # The real API sends numeric ids as ints in some bodies and strings in others.
-        if request_id.isdigit() and self._random.random() < 0.7:
+        if request_id.isdigit() and (source or self._random).random() < 0.7:
             return int(request_id)
         return request_id
 
@@ -303,7 +460,8 @@ class Simulator:
             "future_links": self._links(job),
         }
 
-    def _finished(self, job: SimulatedJob) -> dict[str, Any]:
+    def _finished(self, job: SimulatedJob, source: random.Random | None = None) -> dict[str, Any]:
+        rng = source or self._random
         if job.final == "success":
             extra: dict[str, Any] = {}
             if job.kind == "audio":  # the voice endpoints add these
@@ -313,19 +471,19 @@ class Simulator:
             return {
                 **extra,
                 "status": "success",
-                "generationTime": round(self._random.uniform(0.8, 9.0), 2),
-                "id": self._wire_id(job.request_id),
+                "generationTime": round(rng.uniform(0.8, 9.0), 2),
+                "id": self._wire_id(job.request_id, rng),
                 "output": self._links(job),
                 "proxy_links": self._links(job),
                 "meta": job.meta,
-                "nsfw_content_detected": self._random.choice((False, "false")),
+                "nsfw_content_detected": rng.choice((False, "false")),
                 "webhook_status": "",
                 "tip": "Get 20% off on your first purchase",
             }
         if job.final == "failed":
             return {
                 "status": "failed",
-                "id": self._wire_id(job.request_id),
+                "id": self._wire_id(job.request_id, rng),
                 "message": "Image generation failed, please try again",
                 "output": [],
             }
@@ -334,6 +492,36 @@ class Simulator:
     def _links(self, job: SimulatedJob) -> list[str]:
         ext = KIND_FILES[job.kind][0]
         return [f"{self.image_base_url}/{job.request_id}-{n}.{ext}" for n in range(job.images)]
+
+
+def _webhook_targets(
+    count: int, webhook: str | None, webhooks: Sequence[Mapping[str, object]] | None
+) -> list[tuple[str | None, str | int | None]]:
+    """Each job's (webhook, track_id), every one checked: `ValueError` before any job."""
+    if webhooks is None:
+        checked = None if webhook is None else checked_webhook(webhook)
+        return [(checked, None)] * count
+    if webhook is not None:
+        raise ValueError("give webhook (one for every job) or webhooks (one per job), not both")
+    if isinstance(webhooks, str | bytes) or len(webhooks) != count:
+        raise ValueError(f"webhooks must give one {{webhook, track_id}} per job: {count} of them")
+    targets = []
+    for n, target in enumerate(webhooks):
+        if not isinstance(target, Mapping) or "webhook" not in target:
+            raise ValueError(
+                f"webhooks[{n}] must be a mapping with a webhook (and a track_id if you like)"
+            )
+        url = target["webhook"]
+        try:
+            targets.append(
+                (
+                    None if url is None else checked_webhook(url),
+                    checked_track_id(target.get("track_id")),
+                )
+            )
+        except ValueError as problem:
+            raise ValueError(f"webhooks[{n}]: {problem}") from None
+    return targets
 
 
 def _checked_model(model: str) -> EtaErrorModel:
