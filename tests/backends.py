@@ -1,19 +1,31 @@
-"""Backend-neutral test helpers: the both-backends `anyio_backend`, leftover tasks, batches.
+"""Test helpers for the two kinds of backend: event loops, and the SDK's HTTP libraries.
 
-A module runs its async tests on asyncio and trio with `anyio_backend = both_backends`.
-The fixture lives here, not in conftest.py, because a fixture in conftest.py would apply
-to every module under its own name.
+Event loops: a module runs its async tests on asyncio and trio with
+`anyio_backend = both_backends` (the fixture lives here, not in conftest.py, because an
+`anyio_backend` fixture in conftest.py would apply to every module); `asyncio_only` marks
+one test of such a module; `leftover_tasks`, `only_this_task_left`, `collect`.
+
+HTTP libraries: the `backend` fixture (registered for every module by tests/conftest.py)
+is each of the SDK's two HTTP backends, aiohttp and httpx, used bare; `post` sends one
+request through it to a loopback server; `result` is a successful `FetchResult` with
+the given output URLs, to download.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 
 from modelslab_fetch import Batch, Failure, FetchResult, Success
+from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
+from modelslab_fetch._http._backends._contract import Backend
+from modelslab_fetch._http._backends._httpx import HttpxBackend
+from tests.loopback import LoopbackServer
 
 R = TypeVar("R", bound=FetchResult)
 
@@ -67,3 +79,34 @@ async def collect(batch: Batch[R]) -> list[Success[R] | Failure[R]]:
     """Every outcome of `batch`, in the structured form (`async with`) every backend runs."""
     async with batch:
         return [outcome async for outcome in batch]
+
+
+# ---------------------------------------------------------------------- HTTP backends
+
+TIMEOUT = 1.0
+"""The timeout `post` gives a request unless told otherwise."""
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """Each of the SDK's HTTP backends, bare (no client around it)."""
+    made: AiohttpBackend | HttpxBackend
+    if request.param == "aiohttp":
+        made = AiohttpBackend(max_connections=4)
+    else:
+        made = HttpxBackend(httpx.AsyncClient(), owned=True)
+    yield made
+    await made.aclose()
+
+
+async def post(backend: Backend, server: LoopbackServer, timeout: float = TIMEOUT) -> object:
+    """One fetch's POST through `backend` to `server`."""
+    return await backend.post(
+        server.url("/api/v6/images/fetch/1"), b"{}", {}, httpx.Timeout(timeout)
+    )
+
+
+def result(*urls: str) -> FetchResult:
+    """A successful result whose outputs are `urls`."""
+    body = {"status": "success", "id": "9", "output": list(urls)}
+    return FetchResult.from_body(body, request_id="9")

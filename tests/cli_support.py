@@ -76,7 +76,7 @@ def finals(path: Path) -> list[str]:
 def simulate_command(*argv: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`modelslab-fetch simulate` on a free port, as a user runs it; yields its root URL
     (`http://127.0.0.1:PORT`, the API below `/api`) and the process, stopped by Ctrl-C."""
-    from tests.local_server import free_port
+    from tests.loopback import free_port
 
     port = free_port()
     with subprocess.Popen(

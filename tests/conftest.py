@@ -21,9 +21,10 @@ import respx
 
 from modelslab_fetch import AsyncModelsLab, PollPolicy, _logging
 
-# The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module;
-# pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
-pytest_plugins = ["tests.hostile_servers", "pytester"]
+# For every test module: the loopback servers' fixtures (hostile, tls_ca, recording_proxy)
+# and the bare HTTP backends (backend); pytester runs a user's project in a subprocess
+# (tests/test_pytest_plugin.py).
+pytest_plugins = ["tests.loopback", "tests.backends", "pytester"]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -180,3 +181,43 @@ async def client_on(backend: str, **options: Any) -> AsyncIterator[AsyncModelsLa
         ) as client,
     ):
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never go through a developer's proxy: it would (rightly) make httpx refuse a
+    plain-http loopback server. A test that wants a proxy names its own."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class Capture(logging.Handler):
+    """Keeps every record, formatted with its traceback, as a handler would write it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+        self.lines.append(repr(record.args))
+
+
+@pytest.fixture
+def logs() -> Iterator[Capture]:
+    """Every record of every logger at DEBUG, whatever an earlier test (the CLI's --verbose)
+    left behind, as `logs.lines`."""
+    root = logging.getLogger()
+    names = ["", "modelslab_fetch", "httpx", "httpcore"]
+    levels = {name: logging.getLogger(name).level for name in names}
+    capture = Capture()
+    root.addHandler(capture)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)

@@ -14,7 +14,7 @@ import respx
 
 from modelslab_fetch import AsyncModelsLab, FetchResult, ModelsLab
 from modelslab_fetch._jobs._part_files import PartFile
-from tests.local_server import scripted_server
+from tests.loopback import scripted_server
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 

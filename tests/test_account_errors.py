@@ -23,7 +23,7 @@ from modelslab_fetch import (
 )
 from tests.backends import both_backends, collect
 from tests.conftest import API_KEY, IMAGES_URL, FakeClock
-from tests.local_server import Reply, scripted_server
+from tests.loopback import Reply, scripted_server
 
 # Each async test runs on asyncio and on trio (the trio half is pending issue 14).
 anyio_backend = both_backends

@@ -459,7 +459,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(
 
 
 def test_simulate_serves_until_stopped(tmp_path: Path) -> None:
-    from tests.local_server import free_port
+    from tests.loopback import free_port
 
     port = free_port()
     argv = cli("simulate", "--port", str(port), "--jobs", "2")

@@ -18,7 +18,7 @@ import pytest
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
 from tests.cli_support import cli, env_for
-from tests.local_server import Reply, scripted_server
+from tests.loopback import Reply, scripted_server
 
 OK = {"status": "success", "id": 1, "output": ["https://cdn.example/1.png"]}
 BUSY = Reply(503, {"message": "busy"})

@@ -22,7 +22,7 @@ from modelslab_fetch.cli._lines import forgiving
 from modelslab_fetch.cli._results import SOURCE, ResultsFile
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for, finals, records
-from tests.local_server import Reply, scripted_server
+from tests.loopback import Reply, scripted_server
 from tests.resume_memory import peak_rss_of_resume, write_finished_run
 
 pytestmark = pytest.mark.integration
@@ -302,7 +302,7 @@ def run_cli(*argv: str, base_url: str) -> subprocess.CompletedProcess[str]:
 def test_the_same_id_on_two_endpoints_is_saved_to_two_files_and_downloaded_again_so(
     tmp_path: Path,
 ) -> None:
-    from tests.local_server import scripted_server
+    from tests.loopback import scripted_server
 
     with scripted_server() as api:
         base = api.base_url
@@ -343,7 +343,7 @@ def test_the_same_id_on_two_endpoints_is_saved_to_two_files_and_downloaded_again
 
 
 def test_answers_that_name_another_id_cannot_make_jobs_share_a_file(tmp_path: Path) -> None:
-    from tests.local_server import Reply, scripted_server
+    from tests.loopback import Reply, scripted_server
 
     with scripted_server() as api:
         for rid in ("1", "2", "3"):
@@ -368,7 +368,7 @@ def test_answers_that_name_another_id_cannot_make_jobs_share_a_file(tmp_path: Pa
 
 
 def test_download_refuses_private_addresses_unless_allowed(tmp_path: Path) -> None:
-    from tests.local_server import scripted_server
+    from tests.loopback import scripted_server
 
     with scripted_server() as files:
         record = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from modelslab_fetch.cli._commands import Streams
 from modelslab_fetch.cli._words import in_plain_words
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for
-from tests.local_server import free_port
+from tests.loopback import LoopbackServer, free_port, never_answer
 
 pytestmark = pytest.mark.integration
 
@@ -287,10 +286,8 @@ def test_simulate_checks_its_options(argv: list[str], words: str) -> None:
 
 
 def test_simulate_on_a_taken_port_says_so_in_one_line() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with LoopbackServer(never_answer()) as taken:
+        port = taken.port
         done = command(None, "simulate", "--port", str(port))
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0

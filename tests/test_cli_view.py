@@ -28,7 +28,7 @@ from modelslab_fetch._jobs._batch import Progress
 from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, line_of
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, env_for
-from tests.local_server import Reply, free_port, scripted_server
+from tests.loopback import Reply, free_port, scripted_server
 
 # ----------------------------------------------------------------------- units
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, simulator_server
-from tests.local_server import Reply, scripted_server
+from tests.loopback import Reply, scripted_server
 
 pytestmark = pytest.mark.integration
 

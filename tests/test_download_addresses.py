@@ -20,9 +20,9 @@ from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult, ModelsLa
 from modelslab_fetch._jobs import _addresses as guard
 from modelslab_fetch._jobs._addresses import AddressPolicy
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL
-from tests.hostile_servers import Behaviour, HostileServer, answer, raw
+from tests.loopback import Behaviour, LoopbackServer, answer, raw
 
-Hostile = Callable[..., HostileServer]
+Hostile = Callable[..., LoopbackServer]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 LOOPBACK_API = "http://127.0.0.1:9/api"  # a local simulator's kind of base_url
 
@@ -32,7 +32,7 @@ def result(url: str, request_id: str = "1") -> FetchResult:
     return FetchResult.from_body(body, request_id=request_id)
 
 
-def png_server(hostile: Hostile) -> HostileServer:
+def png_server(hostile: Hostile) -> LoopbackServer:
     return hostile(answer(body=PNG, headers={"Content-Type": "image/png"}))
 
 
@@ -232,7 +232,7 @@ async def test_your_own_http_client_is_checked_too(
 
 
 async def test_through_a_proxy_addresses_and_names_are_checked_before_it_is_asked(
-    recording_proxy: HostileServer, tmp_path: Path, names: Names
+    recording_proxy: LoopbackServer, tmp_path: Path, names: Names
 ) -> None:
     names.table["cdn.test"] = ["192.168.0.10"]
     proxy = f"http://127.0.0.1:{recording_proxy.port}"

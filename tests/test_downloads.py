@@ -31,10 +31,17 @@ from modelslab_fetch._jobs._downloads import MAX_IMAGE_BYTES, file_name_for
 from modelslab_fetch._jobs._part_files import PART_FILE, PartFile, remove_abandoned
 from tests.cli_support import cli, env_for
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock
-from tests.hostile_servers import Behaviour, HostileServer, Peer, answer, raw, response_head
-from tests.local_server import scripted_server
+from tests.loopback import (
+    Behaviour,
+    LoopbackServer,
+    Peer,
+    answer,
+    raw,
+    response_head,
+    scripted_server,
+)
 
-Hostile = Callable[..., HostileServer]
+Hostile = Callable[..., LoopbackServer]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +29,7 @@ from modelslab_fetch import (
 from modelslab_fetch._endpoints.table import ClientEndpoints, EnterpriseEndpoints
 from tests.backends import both_backends, collect
 from tests.conftest import API_KEY, AT_ETA, BASE_URL, FakeClock
+from tests.loopback import LoopbackServer, hang_up
 
 # Each async test runs on asyncio and on trio (the trio half is pending issue 14).
 anyio_backend = both_backends
@@ -487,41 +487,12 @@ async def test_wait_for_many_gives_error_responses_their_own_errors_and_goes_on(
     assert route.call_count == 1
 
 
-class Listener:
-    """A TCP listener on a loopback address that counts the connections it accepts."""
-
-    def __init__(self, host: str) -> None:
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen()
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 def test_a_foreign_fetch_result_on_another_loopback_address_sees_no_connection() -> None:
     try:
-        foreign = Listener("127.0.0.2")
+        foreign = LoopbackServer(hang_up(), host="127.0.0.2").start()
     except OSError:  # pragma: no cover - a system without 127.0.0.0/8 routed
         pytest.skip("127.0.0.2 is not available here")
-    own = Listener("127.0.0.1")
+    own = LoopbackServer(hang_up()).start()
     try:
         with ModelsLab(api_key=API_KEY, base_url=f"http://127.0.0.1:{own.port}/api") as client:
             url = f"http://127.0.0.2:{foreign.port}/api/v6/video/fetch/1"
@@ -535,8 +506,8 @@ def test_a_foreign_fetch_result_on_another_loopback_address_sees_no_connection()
         threading.Event().wait(0.2)  # time for a connection, had one been made, to arrive
         assert (foreign.connections, own.connections) == (0, 0)
     finally:
-        foreign.close()
-        own.close()
+        foreign.stop()
+        own.stop()
 
 
 async def test_wait_for_many_gives_one_outcome_per_input(

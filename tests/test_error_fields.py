@@ -29,8 +29,7 @@ from modelslab_fetch import (
     ResponseParseError,
 )
 from tests.conftest import API_KEY, BACKENDS, BASE_URL, IMAGES_URL, client_on
-from tests.hostile_servers import HostileServer, answer
-from tests.local_server import Reply, free_port, scripted_server
+from tests.loopback import LoopbackServer, Reply, answer, free_port, scripted_server
 
 
 @pytest.mark.integration
@@ -89,7 +88,7 @@ async def test_a_timeout_says_no_answer_came_in_time(backend: str) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_an_untrusted_certificate_gives_its_complaint_as_the_cause(
-    backend: str, hostile: Callable[..., HostileServer]
+    backend: str, hostile: Callable[..., LoopbackServer]
 ) -> None:
     server = hostile(answer(body=b'{"status": "success", "output": []}'), tls=True)
     async with (

@@ -37,8 +37,7 @@ from modelslab_fetch import (
 from modelslab_fetch._http._answers import ERROR_TABLE, is_transient
 from tests.backends import both_backends
 from tests.conftest import API_KEY, BACKENDS, IMAGES_URL, FakeClock, client_on
-from tests.hostile_servers import HostileServer, answer
-from tests.local_server import Reply, ScriptedServer, scripted_server
+from tests.loopback import LoopbackServer, Reply, ScriptedServer, answer, scripted_server
 
 # Each async test runs on asyncio and on trio (the trio half is pending issue 14).
 anyio_backend = both_backends
@@ -256,7 +255,7 @@ async def test_each_documented_answer_over_real_sockets(
 @pytest.mark.integration
 @pytest.mark.parametrize("backend", ["aiohttp", "httpx"])
 async def test_an_untrusted_certificate_is_raised_at_once_with_its_complaint(
-    backend: str, hostile: Callable[..., HostileServer]
+    backend: str, hostile: Callable[..., LoopbackServer]
 ) -> None:
     server = hostile(answer(body=b'{"status": "success", "output": []}'), tls=True)
     started = time.monotonic()

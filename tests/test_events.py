@@ -33,7 +33,7 @@ from modelslab_fetch import (
     RetryScheduled,
 )
 from tests.conftest import API_KEY, AT_ETA, BASE_URL, IMAGES_URL, FakeClock, never_answer
-from tests.local_server import Reply, scripted_server
+from tests.loopback import Reply, scripted_server
 
 OK = {"status": "success", "id": 7, "output": ["https://cdn.example/7.png"]}
 PROCESSING = {"status": "processing", "id": 7, "eta": 4, "output": []}

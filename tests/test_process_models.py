@@ -24,8 +24,7 @@ import pytest
 from modelslab_fetch import AsyncModelsLab, ConfigurationError, ModelsLab
 from modelslab_fetch._per_loop import _left_behind
 from modelslab_fetch.testing._fixtures import SimulatorServer
-
-from .local_server import Reply, scripted_server
+from tests.loopback import Reply, scripted_server
 
 pytestmark = pytest.mark.integration
 

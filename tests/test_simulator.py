@@ -551,7 +551,7 @@ def test_simulate_serves_the_new_faults_on_loopback() -> None:
     import sys
     import time
 
-    from tests.local_server import free_port
+    from tests.loopback import free_port
 
     port = free_port()
     argv = [sys.executable, "-m", "modelslab_fetch", "simulate", "--port", str(port)]
@@ -820,7 +820,7 @@ def test_without_uvicorn_the_commands_say_what_to_install(argv: list[str], tmp_p
     import sys
 
     from tests.cli_support import env_for
-    from tests.local_server import free_port
+    from tests.loopback import free_port
 
     if argv[0] == "simulate":
         argv = ["simulate", "--port", str(free_port())]

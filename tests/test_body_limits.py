@@ -1,9 +1,7 @@
-"""Hard limits against hostile servers, over real sockets on 127.0.0.1.
-
-Slow servers meet one overall deadline per attempt (not a per-read timeout they can
-dodge by dripping bytes); compressed bodies are capped by their decoded size across
-every encoding layer, with the peak memory measured in a subprocess; TLS and DNS
-failures come back as their own error kinds.
+"""What an answer may cost: bodies capped by their decoded size across every encoding layer
+(gzip bombs included, with the peak memory measured in a subprocess), oversize bodies refused
+unread, and JSON nested past any sane depth a parse error, from the library and the command.
+Over real sockets on 127.0.0.1, on both HTTP backends.
 """
 
 from __future__ import annotations
@@ -11,13 +9,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -26,196 +22,35 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-import modelslab_fetch
-from modelslab_fetch import AsyncModelsLab, DownloadError, FetchResult
+from modelslab_fetch import AsyncModelsLab, DownloadError
 from modelslab_fetch._errors import (
-    BackendCertificateError,
     BackendConnectionError,
     BackendResponseTooLarge,
-    BackendTimeout,
-    BackendUnknownHost,
     DecodedTooLarge,
     DecodingError,
 )
-from modelslab_fetch._http._backends._aiohttp import AiohttpBackend
 from modelslab_fetch._http._backends._contract import (
     MAX_RESPONSE_BYTES,
     Backend,
-    connection_error,
-    overall_deadline,
 )
-from modelslab_fetch._http._backends._httpx import HttpxBackend
 from modelslab_fetch._http._decoding import BodyDecoder
 from modelslab_fetch._jobs._downloads import Downloader
+from tests.backends import post, result
 from tests.conftest import API_KEY, FakeClock
-from tests.hostile_servers import (
-    HostileServer,
+from tests.loopback import (
+    LoopbackServer,
     answer,
     bomb_stream,
-    drip_body,
-    drip_headers,
     gzip_bomb,
-    never_answer,
-    raw,
-    tls_client_context,
 )
 
 pytestmark = pytest.mark.integration
 
-Hostile = Callable[..., HostileServer]
 
-TIMEOUT = 1.0
-# Generous for a 2-core machine shared by several test runs, still far below a drip's
-# natural length (tens of seconds) or forever.
-SLACK = 1.0
+Hostile = Callable[..., LoopbackServer]
+
+
 GiB = 2**30
-
-
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    made: AiohttpBackend | HttpxBackend
-    if request.param == "aiohttp":
-        made = AiohttpBackend(max_connections=4)
-    else:
-        made = HttpxBackend(httpx.AsyncClient(), owned=True)
-    yield made
-    await made.aclose()
-
-
-async def post(backend: Backend, server: HostileServer, timeout: float = TIMEOUT) -> object:
-    return await backend.post(
-        server.url("/api/v6/images/fetch/1"), b"{}", {}, httpx.Timeout(timeout)
-    )
-
-
-def result(*urls: str) -> FetchResult:
-    body = {"status": "success", "id": "9", "output": list(urls)}
-    return FetchResult.from_body(body, request_id="9")
-
-
-# --- one deadline for the whole exchange ------------------------------------------------
-
-
-def test_the_deadline_is_the_largest_finite_timeout() -> None:
-    assert overall_deadline(httpx.Timeout(30, connect=10)) == 30
-    assert overall_deadline(httpx.Timeout(5, read=None)) == 5
-    assert overall_deadline(httpx.Timeout(None)) is None
-
-
-@pytest.mark.parametrize(
-    "behaviour", [drip_body(), drip_headers(), never_answer()], ids=["body", "headers", "silent"]
-)
-async def test_slow_servers_time_out_within_the_deadline(
-    hostile: Hostile, backend: Backend, behaviour: object
-) -> None:
-    server = hostile(behaviour)
-    started = time.monotonic()
-    with pytest.raises(BackendTimeout) as caught:
-        await post(backend, server)
-    elapsed = time.monotonic() - started
-    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
-    assert caught.value.detail
-
-
-async def test_a_drip_that_beats_every_read_timeout_still_meets_the_deadline(
-    hostile: Hostile, backend: Backend
-) -> None:
-    # Each byte comes 0.25 s apart, well within the 1 s read timeout: only the overall
-    # deadline can stop it, and its message says so.
-    server = hostile(drip_headers(0.25))
-    with pytest.raises(BackendTimeout, match=r"whole exchange exceeded 1 s"):
-        await post(backend, server)
-
-
-async def test_no_deadline_when_timeout_is_none(hostile: Hostile, backend: Backend) -> None:
-    body = b'{"status": "success"}'
-    server = hostile(drip_body(body, interval=0.02))
-    response = await backend.post(server.url(), b"{}", {}, httpx.Timeout(None))
-    assert getattr(response, "content", None) == body
-
-
-@pytest.mark.parametrize("own_client", [False, True], ids=["aiohttp", "httpx"])
-@pytest.mark.parametrize("behaviour", [drip_body(), drip_headers()], ids=["body", "headers"])
-async def test_fetch_gives_up_after_timeout(
-    hostile: Hostile, own_client: bool, behaviour: object
-) -> None:
-    server = hostile(behaviour)
-    http_client = httpx.AsyncClient() if own_client else None
-    async with AsyncModelsLab(
-        base_url=server.base_url, api_key="k", timeout=1, max_retries=0, http_client=http_client
-    ) as client:
-        started = time.monotonic()
-        with pytest.raises(modelslab_fetch.APITimeoutError):
-            await client.images.fetch("1")
-        assert time.monotonic() - started < TIMEOUT + SLACK
-    if http_client is not None:
-        await http_client.aclose()
-
-
-@pytest.mark.parametrize(
-    "behaviour", [drip_body(b"\x89PNG" + b"\x00" * 60), drip_headers(), never_answer()]
-)
-async def test_a_slow_image_download_gives_up_after_timeout(
-    hostile: Hostile, tmp_path: Path, behaviour: object
-) -> None:
-    server = hostile(behaviour)
-    async with AsyncModelsLab(
-        api_key="k", timeout=1, max_retries=0, allow_private_downloads=True
-    ) as client:
-        started = time.monotonic()
-        with pytest.raises(DownloadError) as caught:
-            await client.download(result(server.url("/a.png")), tmp_path)
-        assert time.monotonic() - started < TIMEOUT + SLACK
-    assert server.url("/a.png") in str(caught.value)
-    assert "within 1 s" in str(caught.value)
-    assert list(tmp_path.iterdir()) == []  # no partial file left behind
-
-
-async def test_a_download_meets_its_per_file_limit(
-    hostile: Hostile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server = hostile(drip_body(b"\x00" * 100, interval=0.1))
-    monkeypatch.setattr("modelslab_fetch._jobs._downloads.FILE_TIME_LIMIT", 0.5)
-    async with httpx.AsyncClient(timeout=30) as http:
-        downloader = Downloader(http)
-        started = time.monotonic()
-        with pytest.raises(DownloadError, match=r"within 0\.5 s \(the per-file limit"):
-            await downloader.download(result(server.url("/a.png")), tmp_path)
-        assert time.monotonic() - started < 0.5 + SLACK
-
-
-async def test_downloads_follow_redirects_themselves(hostile: Hostile, tmp_path: Path) -> None:
-    target = hostile(answer(body=b"PNG!", headers={"Content-Type": "image/png"}))
-    hop = hostile(
-        raw(
-            b"HTTP/1.1 302 Found\r\nLocation: " + target.url("/b.png").encode() + b"\r\n"
-            b"Content-Encoding: gzip\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"
-        )
-    )
-    async with httpx.AsyncClient(timeout=5) as http:
-        paths = await Downloader(http).download(result(hop.url("/a.png")), tmp_path)
-    assert paths[0].read_bytes() == b"PNG!"
-
-
-async def test_endless_redirects_are_a_download_error(hostile: Hostile, tmp_path: Path) -> None:
-    loop = hostile(raw(b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n"))
-    async with httpx.AsyncClient(timeout=5) as http:
-        with pytest.raises(DownloadError, match="more than 20 redirects"):
-            await Downloader(http).download(result(loop.url("/a.png")), tmp_path)
-    assert len(loop.requests) == 21
-
-
-async def test_a_corrupt_image_encoding_is_a_download_error(
-    hostile: Hostile, tmp_path: Path
-) -> None:
-    server = hostile(answer(body=b"not gzip", headers={"Content-Encoding": "gzip"}))
-    async with httpx.AsyncClient(timeout=5) as http:
-        with pytest.raises(DownloadError, match="not valid gzip"):
-            await Downloader(http).download(result(server.url("/a.png")), tmp_path)
-    assert list(tmp_path.iterdir()) == []
-
-
-# --- decoded-size caps ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("layers", [1, 2])
@@ -335,91 +170,6 @@ def test_bombs_leave_memory_flat(
         print(f"\n  bomb {size // GiB} GiB x{layers} via {mode}: peak RSS +{growth / 2**20:.1f} MB")
 
 
-# --- TLS and DNS ------------------------------------------------------------------------
-
-
-async def test_an_untrusted_certificate_is_a_certificate_error(
-    hostile: Hostile, backend: Backend
-) -> None:
-    server = hostile(answer(), tls=True)
-    with pytest.raises(BackendCertificateError) as caught:
-        await post(backend, server)
-    assert re.search(r"self[- ]signed certificate in certificate chain", caught.value.detail)
-    assert isinstance(caught.value, BackendConnectionError)
-
-
-async def test_the_tls_server_works_for_a_client_that_trusts_its_ca(
-    hostile: Hostile, tls_ca: object
-) -> None:
-    import trustme
-
-    assert isinstance(tls_ca, trustme.CA)
-    server = hostile(answer(body=b"{}"), tls=True)
-    async with httpx.AsyncClient(verify=tls_client_context(tls_ca)) as http:
-        response = await HttpxBackend(http, owned=False).post(
-            server.url(), b"{}", {}, httpx.Timeout(5)
-        )
-    assert getattr(response, "content", None) == b"{}"
-
-
-async def test_a_name_that_does_not_exist_is_an_unknown_host(backend: Backend) -> None:
-    # .invalid never resolves (RFC 6761); bounded in case the sandbox resolver hangs.
-    with anyio.move_on_after(5) as scope, pytest.raises(BackendUnknownHost) as caught:
-        await backend.post("http://modelslab-fetch-test.invalid/x", b"{}", {}, httpx.Timeout(4))
-    if scope.cancelled_caught:
-        pytest.skip("the resolver did not answer within 5 s")
-    assert "does not exist" in caught.value.detail
-
-
-def test_a_temporary_dns_failure_is_not_an_unknown_host() -> None:
-    def chained(errno: int) -> httpx.ConnectError:
-        error = httpx.ConnectError("could not connect")
-        error.__cause__ = socket.gaierror(errno, "resolver says")
-        return error
-
-    assert type(connection_error(chained(socket.EAI_AGAIN))) is BackendConnectionError
-    assert type(connection_error(chained(socket.EAI_NONAME))) is BackendUnknownHost
-
-
-# --- the harness itself -----------------------------------------------------------------
-
-
-async def test_raw_replies_reach_the_client_as_sent(hostile: Hostile, backend: Backend) -> None:
-    server = hostile(raw(b"HTTP/1.1 418 Teapot Here\r\nContent-Length: 2\r\n\r\nhi"))
-    response = await post(backend, server)
-    assert getattr(response, "status_code", None) == 418
-    assert getattr(response, "reason", None) == "Teapot Here"
-
-
-async def test_the_recording_proxy_records_what_it_receives(
-    recording_proxy: HostileServer,
-) -> None:
-    async with httpx.AsyncClient(proxy=recording_proxy.url()) as http:
-        response = await http.get("http://modelslab-fetch-test.invalid/x")
-    assert response.status_code == 502
-    assert recording_proxy.connections == 1
-    assert b"modelslab-fetch-test.invalid" in recording_proxy.requests[0]
-
-
-async def test_loopback_never_goes_through_a_proxy(
-    hostile: Hostile, recording_proxy: HostileServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HTTP_PROXY", recording_proxy.url())
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    server = hostile(answer())
-    backend = AiohttpBackend(max_connections=1)
-    try:
-        await post(backend, server)
-    finally:
-        await backend.aclose()
-    assert recording_proxy.connections == 0
-    assert len(server.requests) == 1
-
-
-# --- the decoder, piece by piece --------------------------------------------------------
-
-
 def decode(encoding: str | None, data: bytes, limit: int = 2**30, chunk: int = 7) -> bytes:
     decoder = BodyDecoder(encoding, limit)
     out = bytearray()
@@ -490,7 +240,7 @@ def test_the_decoder_counts_decoded_bytes_across_layers() -> None:
 
 async def test_a_gzip_bomb_through_the_client_stops_at_the_cap(clock: FakeClock) -> None:
     from modelslab_fetch import ResponseParseError
-    from tests.local_server import Reply, scripted_server
+    from tests.loopback import Reply, scripted_server
 
     bomb = gzip.compress(b'{"status": "success", "x": "' + b"0" * (11 * 2**20) + b'"}')
     assert len(bomb) < 100_000
@@ -500,9 +250,6 @@ async def test_a_gzip_bomb_through_the_client_stops_at_the_cap(clock: FakeClock)
             with pytest.raises(ResponseParseError, match="larger than 10 MB"):
                 await c.images.fetch(1)
     await anyio.lowlevel.checkpoint()
-
-
-# --- JSON nested past any sane depth ------------------------------------------------------
 
 
 def deep_body(levels: int) -> bytes:
