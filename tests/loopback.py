@@ -63,33 +63,6 @@ from typing import Any
 import pytest
 import trustme
 
-__all__ = [
-    "Behaviour",
-    "LoopbackServer",
-    "Peer",
-    "Reply",
-    "Request",
-    "ScriptedServer",
-    "Seen",
-    "answer",
-    "bomb_stream",
-    "ca_file",
-    "drip_body",
-    "drip_headers",
-    "free_port",
-    "gzip_bomb",
-    "hang_up",
-    "hostile",
-    "never_answer",
-    "raw",
-    "recording_proxy",
-    "response_head",
-    "scripted_server",
-    "tls_ca",
-    "tls_client_context",
-    "tls_server_context",
-]
-
 # SO_LINGER on, for 0 seconds: closing the socket then sends a RST, not a FIN.
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 

@@ -1,11 +1,15 @@
-"""The modelslab-fetch command, in-process and as a subprocess, against the simulator."""
+"""The modelslab-fetch command as users run it: wait, fetch, download, demo, simulate, exit codes.
+
+In-process and as a subprocess, against the simulator. Its checks and messages are
+tests/test_cli_usage.py, its results file and resume tests/test_cli_results.py, its progress
+tests/test_cli_view.py.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import pty
 import signal
 import subprocess
 import sys
@@ -14,13 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from modelslab_fetch._jobs._batch import Progress
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
-from modelslab_fetch.cli._progress import ProgressView, choose_mode, line_of
-from modelslab_fetch.cli._results import SOURCE
+from modelslab_fetch.cli._progress import line_of
 from modelslab_fetch.testing._fixtures import SimulatorServer
-from tests.cli_support import command
+from tests.cli_support import cli, command, env_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +35,6 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 def lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def subprocess_env(server: SimulatorServer) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MODELSLAB_BASE_URL": server.base_url,
-        "MODELSLAB_API_KEY": server.api_key,
-    }
-
-
-# ------------------------------------------------------------------------ in-process
 
 
 def test_wait_writes_one_line_per_id_and_exits_0(
@@ -100,51 +91,6 @@ def test_ids_from_a_file_and_from_stdin(
     code, out, _ = run("wait", "-", "-q")
     assert code == 0
     assert len(out.splitlines()) == 3
-
-
-@pytest.mark.parametrize(
-    ("argv", "complaint"),
-    [
-        (["wait"], "give request ids"),
-        (["wait", "1", "--resume"], "--resume needs --output"),
-        (["wait", "1", "--ids-file", "x"], "not both"),
-        (["wait", "--ids-file", "/nonexistent/ids.txt"], "cannot read --ids-file"),
-        (["wait", "1", "--base-url", "http://modelslab.com/api"], "refusing plain http"),
-        (["download", "--dir", "d", "--from-results", "/nonexistent.jsonl"], "no results file"),
-    ],
-)
-def test_usage_errors_exit_2_and_say_what_to_do(
-    argv: list[str], complaint: str, modelslab_server: SimulatorServer
-) -> None:
-    code, _out, err = run(*argv)
-    assert code == 2
-    assert complaint in err
-
-
-def test_a_missing_key_points_to_the_environment_and_the_demo(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
-    code, _out, err = run("wait", "123")
-    assert code == 2
-    assert "MODELSLAB_API_KEY" in err
-    assert "modelslab-fetch demo" in err
-
-
-@pytest.mark.parametrize("argv", [["wait", "1", "--timeout", "0"], ["nonsense"], []])
-def test_argparse_errors_exit_2(argv: list[str]) -> None:
-    assert run(*argv)[0] == 2
-
-
-def test_key_file(
-    modelslab_server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("MODELSLAB_API_KEY")
-    key_file = tmp_path / "key"
-    key_file.write_text(modelslab_server.api_key + "\n")
-    rid = modelslab_server.simulator.queue()
-    assert run("fetch", rid, "--api-key-file", str(key_file))[0] == 0
-    assert run("fetch", rid, "--api-key-file", str(tmp_path / "missing"))[0] == 2
 
 
 def test_fetch_prints_one_status_per_id(modelslab_server: SimulatorServer) -> None:
@@ -247,41 +193,6 @@ def test_counts_agree_with_their_nouns(modelslab_server: SimulatorServer, tmp_pa
     assert "1 request in flight · 1 poll ·" in line
 
 
-def test_resume_skips_final_ids_and_tolerates_a_cut_line(
-    modelslab_server: SimulatorServer, tmp_path: Path
-) -> None:
-    sim = modelslab_server.simulator
-    ids = [sim.queue() for _ in range(6)]
-    results = tmp_path / "r.jsonl"
-    done_before = ids[:3]
-    results.write_text(
-        "".join(
-            json.dumps({"request_id": rid, "ok": True, "final": True, "source": SOURCE}) + "\n"
-            for rid in done_before
-        )
-        + json.dumps({"request_id": ids[3], "ok": False, "final": False, "source": SOURCE})
-        + "\n"
-        + '{"request_id": "'
-        + ids[4]  # a line cut short by a kill
-    )
-    code, _out, err = run("wait", *ids, "-o", str(results), "--resume")
-    assert code == 0
-    assert "3 already finished (skipped)" in err
-    assert all(sim.jobs[rid].polls == 0 for rid in done_before)
-    finals = [str(r["request_id"]) for r in lines_tolerant(results) if r.get("final")]
-    assert sorted(finals) == sorted(ids)
-
-
-def lines_tolerant(path: Path) -> list[dict[str, object]]:
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 def test_demo_accounts_for_every_job_and_saves_images(tmp_path: Path) -> None:
     code, _out, err = run("demo", "--jobs", "25", "--dir", str(tmp_path / "demo"))
     assert code == 0, err
@@ -292,66 +203,8 @@ def test_demo_accounts_for_every_job_and_saves_images(tmp_path: Path) -> None:
     assert len(lines(tmp_path / "demo" / "results.jsonl")) == 25
 
 
-# -------------------------------------------------------------------- progress views
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_modes_are_chosen_from_the_stream_and_flags() -> None:
-    assert choose_mode(FakeTerminal(), quiet=False, as_json=False) == "live"
-    assert choose_mode(io.StringIO(), quiet=False, as_json=False) == "plain"
-    assert choose_mode(FakeTerminal(), quiet=True, as_json=False) == "quiet"
-    assert choose_mode(io.StringIO(), quiet=False, as_json=True) == "json"
-
-
-def test_live_view_redraws_one_line_with_counts() -> None:
-    now = [0.0]
-    stream = FakeTerminal()
-    view = ProgressView(stream, mode="live", total=10, clock=lambda: now[0])
-    now[0] = 2.0
-    view.update(Progress(succeeded=3, failed=1, in_flight=5, total=10))
-    view.finish()
-    screen = stream.getvalue()
-    assert "4/10 done · 1 failed · 5 waiting" in screen
-    assert screen.count("\n") == 1  # one line, redrawn in place, ended when finished
-    assert screen.endswith("\n\x1b[?25h")  # and the cursor shown again
-
-
-def test_plain_and_json_views() -> None:
-    now = [0.0]
-    plain, as_json, quiet = io.StringIO(), io.StringIO(), io.StringIO()
-    views = [
-        ProgressView(plain, mode="plain", clock=lambda: now[0], interval=5),
-        ProgressView(as_json, mode="json", clock=lambda: now[0], interval=5),
-        ProgressView(quiet, mode="quiet", clock=lambda: now[0]),
-    ]
-    for second in range(1, 11):
-        now[0] = float(second)
-        for view in views:
-            view.update(Progress(succeeded=second, failed=0, in_flight=1, total=None))
-    for view in views:
-        view.finish()
-    plain_lines = plain.getvalue().splitlines()
-    assert "\r" not in plain.getvalue()
-    assert len(plain_lines) == 3  # at 1 s, at 6 s, and the final line
-    assert plain_lines[-1].startswith("10 done · 0 failed")
-    events = [json.loads(line) for line in as_json.getvalue().splitlines()]
-    assert events[-1]["event"] == "finished" and events[-1]["succeeded"] == 10
-    assert quiet.getvalue() == ""
-
-
-# ---------------------------------------------------------------------- subprocesses
-
-
-def cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "modelslab_fetch", *argv]
-
-
 def test_subprocess_exit_codes(modelslab_server: SimulatorServer, tmp_path: Path) -> None:
-    env = subprocess_env(modelslab_server)
+    env = env_for(modelslab_server)
     ok = modelslab_server.simulator.queue()
     failed = modelslab_server.simulator.queue(final="error")
     runs = {
@@ -366,74 +219,6 @@ def test_subprocess_exit_codes(modelslab_server: SimulatorServer, tmp_path: Path
         assert done.returncode == expected, done.stderr
 
 
-def test_a_run_killed_half_way_then_resumed_loses_nothing_and_repeats_nothing(
-    modelslab_server: SimulatorServer, tmp_path: Path
-) -> None:
-    sim = modelslab_server.simulator
-    ids = sim.queue_many(40, ready_in=(0.1, 4.0))
-    ids_file = tmp_path / "ids.txt"
-    ids_file.write_text("\n".join(ids) + "\n")
-    results = tmp_path / "results.jsonl"
-    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "-q")
-    process = subprocess.Popen(argv, env=subprocess_env(modelslab_server))
-    deadline = time.monotonic() + 30
-    while len(lines_tolerant(results) if results.exists() else []) < 10:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(10)
-    finished_before = {str(r["request_id"]) for r in lines_tolerant(results) if r.get("final")}
-    assert 10 <= len(finished_before) < 40
-    polls_before = {rid: sim.jobs[rid].polls for rid in finished_before}
-
-    code, _out, err = run("wait", "--ids-file", str(ids_file), "-o", str(results), "--resume")
-    assert code == 0, err
-    finals = [str(r["request_id"]) for r in lines_tolerant(results) if r.get("final")]
-    assert sorted(finals) == sorted(ids)  # nothing lost, nothing twice
-    assert {rid: sim.jobs[rid].polls for rid in finished_before} == polls_before
-
-
-def test_progress_under_a_pseudo_terminal(modelslab_server: SimulatorServer) -> None:
-    ids = [modelslab_server.simulator.queue(ready_in=0.3) for _ in range(4)]
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        cli("wait", *ids),
-        env=subprocess_env(modelslab_server),
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the other side closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    assert process.wait(30) == 0
-    screen = b"".join(chunks).decode()
-    assert "\x1b[" in screen  # drawn live, not as plain lines
-    assert "4/4 done" in screen
-
-
-def test_plain_progress_when_not_a_terminal(modelslab_server: SimulatorServer) -> None:
-    rid = modelslab_server.simulator.queue()
-    done = subprocess.run(
-        cli("wait", rid),
-        env=subprocess_env(modelslab_server),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "\r" not in done.stderr
-    assert "1/1 done" in done.stderr
-    assert done.stdout.startswith(f"{rid}\tsuccess\t")
-
-
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 @pytest.mark.parametrize("name", ["fetch", "wait"])
 def test_a_reader_that_stops_early_ends_the_command_quietly(
@@ -444,7 +229,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(
     merged = subprocess.STDOUT if stream == "stderr" else subprocess.PIPE
     with subprocess.Popen(
         cli(name, *ids),
-        env=subprocess_env(modelslab_server),
+        env=env_for(modelslab_server),
         stdout=subprocess.PIPE,
         stderr=merged,
     ) as process:

@@ -13,7 +13,7 @@ import pytest
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
 from modelslab_fetch.testing._fixtures import SimulatorServer
-from tests.test_cli import subprocess_env
+from tests.cli_support import env_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_from_responses_on_stdin_in_a_real_process(modelslab_server: SimulatorSe
         input=json.dumps(queued) + "\n",
         capture_output=True,
         text=True,
-        env=subprocess_env(modelslab_server),
+        env=env_for(modelslab_server),
         timeout=30,
         check=False,
     )
@@ -122,7 +122,7 @@ def wait_command(server: SimulatorServer, *argv: str) -> subprocess.CompletedPro
         [sys.executable, "-m", "modelslab_fetch", "wait", *argv],
         capture_output=True,
         text=True,
-        env=subprocess_env(server),
+        env=env_for(server),
         timeout=60,
         check=False,
     )

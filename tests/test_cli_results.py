@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from modelslab_fetch.cli._commands import emit
+from modelslab_fetch.cli import main
+from modelslab_fetch.cli._commands import Streams, emit
 from modelslab_fetch.cli._lines import forgiving
 from modelslab_fetch.cli._results import SOURCE, ResultsFile
 from modelslab_fetch.testing._fixtures import SimulatorServer
@@ -26,6 +27,7 @@ from tests.loopback import Reply, scripted_server
 from tests.resume_memory import peak_rss_of_resume, write_finished_run
 
 pytestmark = pytest.mark.integration
+
 
 PNG_END = b"IEND\xaeB`\x82"
 
@@ -289,9 +291,6 @@ def test_resume_still_exits_1_for_ids_that_failed_before(
     assert Counter(finals(results)) == {good: 1, bad: 1}
 
 
-# --- file names: one file per job, whatever the answers say --------------------------------
-
-
 def run_cli(*argv: str, base_url: str) -> subprocess.CompletedProcess[str]:
     env = env_for(MODELSLAB_API_KEY="k", MODELSLAB_BASE_URL=base_url)
     return subprocess.run(
@@ -364,9 +363,6 @@ def test_answers_that_name_another_id_cannot_make_jobs_share_a_file(tmp_path: Pa
     ]
 
 
-# --- downloads reach private addresses only when asked to -----------------------------------
-
-
 def test_download_refuses_private_addresses_unless_allowed(tmp_path: Path) -> None:
     from tests.loopback import scripted_server
 
@@ -402,10 +398,14 @@ HALF_EMOJI_FAILED = (
     b'{"status": "failed", "id": 11, "message": "GPU busy \\ud83d",'
     b' "meta": {"\\udc00k": ["v\\ud800", {"x": "\\udfff"}]}, "extra\\ud83d": "y\\ud83d"}'
 )
+
+
 HALF_EMOJI_SUCCESS = (
     b'{"status": "success", "id": 12, "output": ["https://cdn.example/12.png"],'
     b' "message": "done \\ud83d", "tip": "\\udbff"}'
 )
+
+
 HALF_EMOJI_REFUSAL = b'{"status": "error", "message": "invalid value \\ud83d"}'
 
 
@@ -523,3 +523,61 @@ def test_ids_and_results_files_read_alike_whatever_their_line_ends(
     assert again.returncode == 0, again.stderr
     assert "6 already finished (skipped)" in again.stderr
     assert sorted(finals(results)) == sorted(ids)  # nothing added
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), streams=Streams(out=out, err=err))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_resume_skips_final_ids_and_tolerates_a_cut_line(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ids = [sim.queue() for _ in range(6)]
+    results = tmp_path / "r.jsonl"
+    done_before = ids[:3]
+    results.write_text(
+        "".join(
+            json.dumps({"request_id": rid, "ok": True, "final": True, "source": SOURCE}) + "\n"
+            for rid in done_before
+        )
+        + json.dumps({"request_id": ids[3], "ok": False, "final": False, "source": SOURCE})
+        + "\n"
+        + '{"request_id": "'
+        + ids[4]  # a line cut short by a kill
+    )
+    code, _out, err = run("wait", *ids, "-o", str(results), "--resume")
+    assert code == 0
+    assert "3 already finished (skipped)" in err
+    assert all(sim.jobs[rid].polls == 0 for rid in done_before)
+    finals = [str(r["request_id"]) for r in records(results) if r.get("final")]
+    assert sorted(finals) == sorted(ids)
+
+
+def test_a_run_killed_half_way_then_resumed_loses_nothing_and_repeats_nothing(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    sim = modelslab_server.simulator
+    ids = sim.queue_many(40, ready_in=(0.1, 4.0))
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    results = tmp_path / "results.jsonl"
+    argv = cli("wait", "--ids-file", str(ids_file), "-o", str(results), "-q")
+    process = subprocess.Popen(argv, env=env_for(modelslab_server))
+    deadline = time.monotonic() + 30
+    while len(records(results) if results.exists() else []) < 10:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    finished_before = {str(r["request_id"]) for r in records(results) if r.get("final")}
+    assert 10 <= len(finished_before) < 40
+    polls_before = {rid: sim.jobs[rid].polls for rid in finished_before}
+
+    code, _out, err = run("wait", "--ids-file", str(ids_file), "-o", str(results), "--resume")
+    assert code == 0, err
+    finals = [str(r["request_id"]) for r in records(results) if r.get("final")]
+    assert sorted(finals) == sorted(ids)  # nothing lost, nothing twice
+    assert {rid: sim.jobs[rid].polls for rid in finished_before} == polls_before

@@ -1,5 +1,8 @@
 """`modelslab-fetch` checks what it is given before working, and says what to do in its own words.
 
+Its inputs (a key file, ids, a results file) each give a message on a problem, never a
+traceback; id sets and line reading are exact and linear.
+
 Driven as a subprocess against the simulator on loopback, asserting exit status and message;
 the many hostile arguments are also fed in-process (fast), where a traceback would surface
 as an exception.
@@ -11,6 +14,7 @@ import io
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +27,13 @@ from modelslab_fetch._errors import (
 )
 from modelslab_fetch.cli import main
 from modelslab_fetch.cli._commands import Streams
+from modelslab_fetch.cli._ids import check_ids_file
+from modelslab_fetch.cli._idset import IdSet
+from modelslab_fetch.cli._lines import physical_lines
 from modelslab_fetch.cli._words import in_plain_words
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, command, env_for
+from tests.conftest import API_KEY
 from tests.loopback import LoopbackServer, free_port, never_answer
 
 pytestmark = pytest.mark.integration
@@ -35,9 +43,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), streams=Streams(out=out, err=err))
     return code, out.getvalue(), err.getvalue()
-
-
-# ------------------------------------------------------------- checked before working
 
 
 @pytest.mark.parametrize(
@@ -117,9 +122,6 @@ def test_standard_input_that_is_not_utf8_is_named(modelslab_server: SimulatorSer
     assert b"Traceback" not in done.stderr
 
 
-# ------------------------------------------------------------------- exit status
-
-
 def test_download_exits_1_when_nothing_was_downloaded(
     modelslab_server: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -144,9 +146,6 @@ def test_a_timeout_is_said_in_the_commands_terms(modelslab_server: SimulatorServ
     assert done.returncode == 1
     assert "not finished within --timeout 0.5 s" in done.stdout
     assert "wait()" not in done.stdout + done.stderr
-
-
-# ------------------------------------------------------------------------ words
 
 
 def test_help_describes_each_command_with_defaults_exit_codes_and_an_example() -> None:
@@ -226,9 +225,6 @@ def test_an_empty_key_file_says_so(tmp_path: Path) -> None:
     assert "api_key=" not in err
 
 
-# ------------------------------------------------------------------------- --json
-
-
 def test_json_puts_only_json_objects_on_stdout(
     modelslab_server: SimulatorServer, tmp_path: Path
 ) -> None:
@@ -265,9 +261,6 @@ def test_demo_json_is_json_on_stdout_and_nothing_on_stderr(tmp_path: Path) -> No
     assert done.stderr == ""
 
 
-# --------------------------------------------------------------------- simulator
-
-
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
@@ -294,9 +287,6 @@ def test_simulate_on_a_taken_port_says_so_in_one_line() -> None:
     assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in done.stderr
 
 
-# ---------------------------------------------------------- hostile arguments, all
-
-
 HOSTILE = [
     "",
     "-",
@@ -316,6 +306,8 @@ HOSTILE = [
     "http://[::1",
     "x" * 5000,
 ]
+
+
 OPTIONS = {
     "fetch": ["--ids-file", "--base-url", "--api-key-file"],
     "wait": [
@@ -405,3 +397,129 @@ def test_messages_are_in_the_commands_terms(error: Exception) -> None:
     words = in_plain_words(error)
     for library in ("api_key=", "wait()", "fetch()", "base_url", "http_client"):
         assert library not in words
+
+
+# ------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["wait"], "give request ids"),
+        (["wait", "1", "--resume"], "--resume needs --output"),
+        (["wait", "1", "--ids-file", "x"], "not both"),
+        (["wait", "--ids-file", "/nonexistent/ids.txt"], "cannot read --ids-file"),
+        (["wait", "1", "--base-url", "http://modelslab.com/api"], "refusing plain http"),
+        (["download", "--dir", "d", "--from-results", "/nonexistent.jsonl"], "no results file"),
+    ],
+)
+def test_usage_errors_exit_2_and_say_what_to_do(
+    argv: list[str], complaint: str, modelslab_server: SimulatorServer
+) -> None:
+    code, _out, err = run(*argv)
+    assert code == 2
+    assert complaint in err
+
+
+def test_a_missing_key_points_to_the_environment_and_the_demo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
+    code, _out, err = run("wait", "123")
+    assert code == 2
+    assert "MODELSLAB_API_KEY" in err
+    assert "modelslab-fetch demo" in err
+
+
+@pytest.mark.parametrize("argv", [["wait", "1", "--timeout", "0"], ["nonsense"], []])
+def test_argparse_errors_exit_2(argv: list[str]) -> None:
+    assert run(*argv)[0] == 2
+
+
+def test_key_file(
+    modelslab_server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELSLAB_API_KEY")
+    key_file = tmp_path / "key"
+    key_file.write_text(modelslab_server.api_key + "\n")
+    rid = modelslab_server.simulator.queue()
+    assert run("fetch", rid, "--api-key-file", str(key_file))[0] == 0
+    assert run("fetch", rid, "--api-key-file", str(tmp_path / "missing"))[0] == 2
+
+
+# ------------------------------------------------------------------- inputs
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    err = io.StringIO()
+    code = main(list(argv), streams=Streams(out=io.StringIO(), err=err))
+    return code, err.getvalue()
+
+
+def test_cli_input_problems_are_messages_not_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELSLAB_API_KEY", API_KEY)
+    empty_key = tmp_path / "key"
+    empty_key.write_text("\n")
+    code, err = run_cli("fetch", "1", "--api-key-file", str(empty_key))
+    assert code == 2
+    assert "empty" in err
+    assert run_cli("wait", "1", "-", "2")[0] == 2
+    latin = tmp_path / "ids.txt"
+    latin.write_bytes(b"12\xff34\n")
+    code, err = run_cli("wait", "--ids-file", str(latin), "--base-url", "http://127.0.0.1:9/api")
+    assert code == 2  # checked before any work, and named
+    assert f"--ids-file {latin} is not UTF-8 text" in err
+
+
+def test_a_corrupt_results_line_is_skipped_by_download(tmp_path: Path) -> None:
+    from modelslab_fetch.cli._results import record_result
+
+    assert record_result({"request_id": "1", "ok": True, "output": [1, 2]}) is None
+    assert record_result({"request_id": "1", "ok": True, "output": ["u"]}) is not None
+
+
+def test_id_sets_are_exact_compact_and_know_what_was_met() -> None:
+    ids = IdSet()
+    for key, failed in [("123", False), ("0123", True), ("123", True), ("9" * 30, False)]:
+        ids.add(key, failed=failed)
+    ids.add("a-uuid-like-id")
+    ids.add(str(2**63))  # past what a number is kept as: kept as text, exactly
+    for number in range(200_000, 0, -1):  # more than one sorted run
+        ids.add(str(number * 7))
+    ids.freeze()
+    assert len(ids) == 200_000 + 5  # "123" once, the others as they are
+    assert "123" in ids and "0123" in ids and "9" * 30 in ids and str(2**63) in ids
+    assert "124" not in ids and "00123" not in ids and "" not in ids
+    assert ids.failed("123") and ids.failed("0123") and not ids.failed("a-uuid-like-id")
+    assert "1400000" in ids and "1400007" not in ids
+    assert ids.first_sight("123") and not ids.first_sight("123")
+    assert ids.first_sight("a-uuid-like-id") and not ids.first_sight("a-uuid-like-id")
+    assert not ids.first_sight("124")  # not in the set: never "met"
+
+
+def test_one_line_without_an_end_is_read_in_linear_time(tmp_path: Path) -> None:
+    # 32 MB with no line end: read by joining chunks onto what came before, it took
+    # seconds (quadratic); each byte is looked at once now.
+    one_line = tmp_path / "ids.txt"
+    one_line.write_bytes(b"1" * (32 * 2**20))
+    started = time.monotonic()
+    assert check_ids_file(one_line)[0] == 1  # one entry (not an id: too long)
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"1\n2\r\n3\r4", ["1", "2", "3", "4"]),
+        (b"1\r\r\n2", ["1", "", "2"]),
+        (b"\xef\xbb\xbf1\r\n\r\n", ["\ufeff1", ""]),
+    ],
+)
+def test_lines_end_at_lf_crlf_or_cr_across_chunk_edges(
+    data: bytes, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for size in (1, 2, 3, 1 << 16):
+        monkeypatch.setattr("modelslab_fetch.cli._lines.CHUNK", size)
+        assert [raw.decode() for raw in physical_lines(io.BytesIO(data))] == lines

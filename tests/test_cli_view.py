@@ -1,8 +1,16 @@
-"""The live view shows life: ids waiting, requests, polls, the last error, a steady time left."""
+"""The command's progress: the live view on a terminal, plain and JSON lines elsewhere.
+
+It shows life (ids waiting, requests, polls, the last error, a steady time left), and hears
+of polls, retries and pauses through the client's public events, not the library's log
+text: the view still counts polls with the library's logging switched off, and `--verbose`
+writes the command's own line for each retry and pause, in its own words.
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import pty
 import random
@@ -10,6 +18,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,12 +34,12 @@ from modelslab_fetch import (
     RetryScheduled,
 )
 from modelslab_fetch._jobs._batch import Progress
-from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, line_of
+from modelslab_fetch.cli import main
+from modelslab_fetch.cli._commands import Streams
+from modelslab_fetch.cli._progress import Activity, ProgressView, RateEstimate, choose_mode, line_of
 from modelslab_fetch.testing._fixtures import SimulatorServer
 from tests.cli_support import cli, env_for
 from tests.loopback import Reply, free_port, scripted_server
-
-# ----------------------------------------------------------------------- units
 
 
 def test_time_left_is_hidden_until_it_means_something() -> None:
@@ -130,9 +139,6 @@ def test_the_line_shows_requests_polls_and_errors_before_anything_finishes() -> 
     assert line.startswith("0/50 done · 0 failed · 5 waiting · 3 requests in flight · 7 polls")
     assert line.endswith("cannot reach 127.0.0.1:9: connection refused; retrying")
     assert "left" not in line
-
-
-# ----------------------------------------------------------- under a pseudo-terminal
 
 
 def read_screen(master: int, seconds: float, until: bytes | None = None) -> bytes:
@@ -259,3 +265,165 @@ def test_outside_a_terminal_a_single_job_counts_down_and_never_repeats_a_line() 
     assert len(set(job_lines)) == len(job_lines), done.stderr  # each says something new
     assert sum("about 14s left" in line for line in job_lines) <= 1
     assert "about 9s left" in done.stderr or "about 4s left" in done.stderr  # counted down
+
+
+# ------------------------------------------------------- views chosen and drawn
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.integration
+def test_progress_modes_are_chosen_from_the_stream_and_flags() -> None:
+    assert choose_mode(FakeTerminal(), quiet=False, as_json=False) == "live"
+    assert choose_mode(io.StringIO(), quiet=False, as_json=False) == "plain"
+    assert choose_mode(FakeTerminal(), quiet=True, as_json=False) == "quiet"
+    assert choose_mode(io.StringIO(), quiet=False, as_json=True) == "json"
+
+
+@pytest.mark.integration
+def test_live_view_redraws_one_line_with_counts() -> None:
+    now = [0.0]
+    stream = FakeTerminal()
+    view = ProgressView(stream, mode="live", total=10, clock=lambda: now[0])
+    now[0] = 2.0
+    view.update(Progress(succeeded=3, failed=1, in_flight=5, total=10))
+    view.finish()
+    screen = stream.getvalue()
+    assert "4/10 done · 1 failed · 5 waiting" in screen
+    assert screen.count("\n") == 1  # one line, redrawn in place, ended when finished
+    assert screen.endswith("\n\x1b[?25h")  # and the cursor shown again
+
+
+@pytest.mark.integration
+def test_plain_and_json_views() -> None:
+    now = [0.0]
+    plain, as_json, quiet = io.StringIO(), io.StringIO(), io.StringIO()
+    views = [
+        ProgressView(plain, mode="plain", clock=lambda: now[0], interval=5),
+        ProgressView(as_json, mode="json", clock=lambda: now[0], interval=5),
+        ProgressView(quiet, mode="quiet", clock=lambda: now[0]),
+    ]
+    for second in range(1, 11):
+        now[0] = float(second)
+        for view in views:
+            view.update(Progress(succeeded=second, failed=0, in_flight=1, total=None))
+    for view in views:
+        view.finish()
+    plain_lines = plain.getvalue().splitlines()
+    assert "\r" not in plain.getvalue()
+    assert len(plain_lines) == 3  # at 1 s, at 6 s, and the final line
+    assert plain_lines[-1].startswith("10 done · 0 failed")
+    events = [json.loads(line) for line in as_json.getvalue().splitlines()]
+    assert events[-1]["event"] == "finished" and events[-1]["succeeded"] == 10
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.integration
+def test_progress_under_a_pseudo_terminal(modelslab_server: SimulatorServer) -> None:
+    ids = [modelslab_server.simulator.queue(ready_in=0.3) for _ in range(4)]
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        cli("wait", *ids),
+        env=env_for(modelslab_server),
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert process.wait(30) == 0
+    screen = b"".join(chunks).decode()
+    assert "\x1b[" in screen  # drawn live, not as plain lines
+    assert "4/4 done" in screen
+
+
+@pytest.mark.integration
+def test_plain_progress_when_not_a_terminal(modelslab_server: SimulatorServer) -> None:
+    rid = modelslab_server.simulator.queue()
+    done = subprocess.run(
+        cli("wait", rid),
+        env=env_for(modelslab_server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "\r" not in done.stderr
+    assert "1/1 done" in done.stderr
+    assert done.stdout.startswith(f"{rid}\tsuccess\t")
+
+
+# ------------------------------------------------- through events, not log text
+
+
+OK = {"status": "success", "id": 1, "output": ["https://cdn.example/1.png"]}
+
+
+BUSY = Reply(503, {"message": "busy"})
+
+
+LIMITED = Reply(429, {"message": "Too Many Requests"}, {"Retry-After": "1"})
+
+
+@pytest.fixture
+def library_logging_off() -> Iterator[None]:
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@pytest.mark.usefixtures("library_logging_off")
+def test_the_view_counts_polls_without_the_librarys_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSLAB_API_KEY", "k")
+    with scripted_server() as server:
+        server.script("1", BUSY, BUSY, Reply(200, OK))
+        server.script("2", Reply(200, {**OK, "id": 2}))
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["wait", "1", "2", "--json", "--base-url", server.base_url]
+        code = main(argv, streams=Streams(out=out, err=err))
+    assert code == 0, err.getvalue()
+    [finished] = [json.loads(line) for line in out.getvalue().splitlines() if '"finished"' in line]
+    assert finished["polls"] == 4  # two 503s, then an answer for each id
+    assert finished["requests_in_flight"] == 0
+
+
+def test_verbose_writes_each_retry_and_pause_in_the_commands_words() -> None:
+    with scripted_server() as server:
+        server.script("1", LIMITED, BUSY, Reply(200, OK))
+        done = subprocess.run(
+            cli("wait", "1", "-v"),
+            env=env_for(None, MODELSLAB_BASE_URL=server.base_url, MODELSLAB_API_KEY="k"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "rate limited: every request paused for 1.0 s" in lines
+    assert any(
+        line.startswith("request 1: ModelsLab is rate limiting this account (it asked to wait 1 s)")
+        and line.endswith("retrying in 1.0 s")
+        for line in lines
+    ), done.stderr
+    assert any(
+        line.startswith(
+            'request 1: HTTP 503 Service Unavailable: \'{"message": "busy"}\'; retrying in '
+        )
+        for line in lines
+    ), done.stderr
+    assert "modelslab_fetch" not in done.stderr  # no library log record, as it was
+    assert "max_concurrency" not in done.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import os
 import resource
 import socket
@@ -20,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from modelslab_fetch.testing import (
     simulator_server,
 )
 from tests.conftest import FakeClock
+from tests.loopback import LoopbackServer, Reply, ScriptedServer, never_answer
 
 SLACK = 1.0
 """Seconds a delivery may come later than its delay says, on a busy 2-core machine."""
@@ -50,71 +49,40 @@ class Delivery:
     body: dict[str, Any]
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver on 127.0.0.1 that records every POST and answers `status`."""
-
-    daemon_threads = True
-    request_queue_size = 1024  # the default, 5, refuses connections in a burst of deliveries
+class Receiver(ScriptedServer):
+    """A webhook receiver on 127.0.0.1 (tests/loopback.py) that records every POST and
+    answers `status`."""
 
     def __init__(self, status: int = 200) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.status = status
-        self.deliveries: list[Delivery] = []
-        self.lock = threading.Lock()
+        super().__init__(default=Reply(status, b""))
 
     def url(self, path: str = "/hooks") -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+        return super().url(path)
 
     def received(self) -> list[Delivery]:
-        with self.lock:
-            return list(self.deliveries)
+        return [
+            Delivery(seen.at, seen.path, seen.headers.get("content-type", ""), seen.body)
+            for seen in self.posts()
+        ]
 
     def wait_for(self, count: int, timeout: float) -> list[Delivery]:
         """The deliveries, once there are `count` of them (or the timeout has passed)."""
-        deadline = time.monotonic() + timeout
-        while len(self.received()) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self.wait_for_posts(count, timeout)
         return self.received()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        at = time.monotonic()
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        delivery = Delivery(at, self.path, self.headers.get("content-type", ""), json.loads(body))
-        with self.server.lock:
-            self.server.deliveries.append(delivery)
-        self.send_response(self.server.status)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @contextmanager
 def receiver(status: int = 200) -> Iterator[Receiver]:
-    server = Receiver(status)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with Receiver(status) as server:
+        assert isinstance(server, Receiver)
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @contextmanager
-def silent_receiver() -> Iterator[tuple[str, socket.socket]]:
-    """A receiver that never answers: it listens, and never accepts. Connections complete
-    in the kernel's backlog and the POSTs are taken in, but no answer ever comes."""
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen(512)
-        yield f"http://127.0.0.1:{listening.getsockname()[1]}/hooks", listening
+def silent_receiver() -> Iterator[tuple[str, LoopbackServer]]:
+    """A receiver that never answers: it takes every POST in, and no answer ever comes."""
+    with LoopbackServer(never_answer()) as silent:
+        yield silent.url("/hooks"), silent
 
 
 @pytest.fixture(autouse=True)

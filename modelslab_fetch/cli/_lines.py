@@ -1,4 +1,4 @@
-r"""Lines any stream takes: whatever a server said, the command can write it.
+r"""Lines in and out: read at any line end, written to any stream whatever a server said.
 
 A server may send a lone surrogate (`"\ud83d"`, half an emoji): valid JSON, but no UTF-8
 writer can encode it. JSON lines escape it back (`\ud83d`, so reading the line gives the
