@@ -54,7 +54,7 @@ class TrafficControl(ForkAware):
 
     def _limiter_here(self) -> anyio.CapacityLimiter:
         library = sniffio.current_async_library()
-        if self._limiter is None or library is not self._library:
+        if self._limiter is None or library != self._library:
             self._limiter = anyio.CapacityLimiter(self._max_concurrency)
             self._library = library
         return self._limiter
