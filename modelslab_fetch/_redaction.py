@@ -10,6 +10,8 @@ log may show `\xNN`. `Redactor` matches all of those, in any mix and any case of
 from __future__ import annotations
 
 import builtins
+import itertools
+import json
 import re
 import string
 from collections.abc import Mapping
@@ -78,6 +80,29 @@ _URL_TAIL = (
 )
 
 
+# Escapes that spell any character: JSON's \u, Python's \x, percent (%XX) and HTML (&#)
+# escapes, and an escaped backslash (once JSON is decoded, `\\x41` is `\x41`). Escapes
+# that spell one character each: JSON's (and a repr's) backslash before these, keyed by
+# the character they spell. See `Redactor._may_contain_text`.
+_PERCENT_TEXT = re.compile("%[0-9A-Fa-f]")
+_PERCENT_BYTES = re.compile(b"%[0-9A-Fa-f]")
+_ONE_CHAR_ESCAPES = {
+    "/": "/",
+    '"': '"',
+    "'": "'",
+    "\b": "b",
+    "\f": "f",
+    "\n": "n",
+    "\r": "r",
+    "\t": "t",
+}
+
+
+def _longest_run(secret: str) -> str:
+    """The longest stretch of `secret` free of the characters `_ONE_CHAR_ESCAPES` names."""
+    return max(re.split("[" + re.escape("".join(_ONE_CHAR_ESCAPES)) + "]", secret), key=len)
+
+
 class Redactor:
     """Knows every textual form of one API key and replaces it with `***`.
 
@@ -94,18 +119,17 @@ class Redactor:
         "__weakref__",
         "_bytes_pattern",
         "_key",
-        "_key_bytes",
         "_long",
+        "_marks_bytes",
+        "_marks_text",
+        "_runs_bytes",
+        "_runs_text",
         "_space",
         "_text_pattern",
-        "_url_bytes",
-        "_urls",
     )
 
     def __init__(self, key: str, *, urls: tuple[str, ...] = ()) -> None:
         self._key = key
-        self._urls = urls
-        self._url_bytes = tuple(url.encode() for url in urls)
         self._long = len(key) >= SHORT_KEY_CHARS
         form = "".join(_char_forms(char) for char in key)
         if self._long:
@@ -125,36 +149,69 @@ class Redactor:
             )
         for url in urls:
             pattern += "|" + "".join(_char_forms(char) for char in url) + _URL_TAIL
-        self._key_bytes = key.encode()
         self._space = " " in key or any(" " in url for url in urls)  # quote_plus: "+"
+        secrets = (key, *urls)
+        self._runs_text = tuple({_longest_run(secret) for secret in secrets})
+        self._runs_bytes = tuple(run.encode() for run in self._runs_text)
+        self._marks_text = tuple(
+            "\\" + letter
+            for char, letter in _ONE_CHAR_ESCAPES.items()
+            if any(char in secret for secret in secrets)
+        )
+        self._marks_bytes = tuple(mark.encode() for mark in self._marks_text)
         self._text_pattern = re.compile(pattern)
         self._bytes_pattern = re.compile(pattern.encode())
 
     def __repr__(self) -> str:
         return "Redactor(<key hidden>)"
 
-    # Text with neither the key nor the start of an escape in it cannot hold the key in any
-    # form: it skips the (slower) regex. Spelled out, not any(...): this runs on every
-    # string of every response.
+    # Whether `data` can hold a secret in any form: False only when provably not, and then
+    # the (slower) regex is skipped. Spelled out, not any(...): this runs on every header,
+    # log record and response. Why it is exact: a form that escapes a character other
+    # than / " ' (and JSON's control escapes) shows one of the escape marks; without
+    # any, every such character stands as itself, so the longest run of the secret
+    # between those characters stands in `data` as sent. Decoding JSON changes nothing
+    # to that: without \u and \\, its escapes only make / " and control characters.
     def _may_contain_text(self, data: str) -> bool:
         return (
-            self._key in data
-            or "\\" in data
-            or "%" in data
+            "\\" in data
+            and (
+                "\\u" in data
+                or "\\x" in data
+                or "\\\\" in data
+                or any(mark in data for mark in self._marks_text)
+            )
+        ) or (
+            ("%" in data and _PERCENT_TEXT.search(data) is not None)
             or "&#" in data
             or (self._space and "+" in data)
-            or (bool(self._urls) and any(url in data for url in self._urls))
+            or any(run in data for run in self._runs_text)
         )
 
     def _may_contain_bytes(self, data: builtins.bytes) -> bool:
         return (
-            self._key_bytes in data
-            or b"\\" in data
-            or b"%" in data
+            b"\\" in data
+            and (
+                b"\\u" in data
+                or b"\\x" in data
+                or b"\\\\" in data
+                or any(mark in data for mark in self._marks_bytes)
+            )
+        ) or (
+            (b"%" in data and _PERCENT_BYTES.search(data) is not None)
             or b"&#" in data
             or (self._space and b"+" in data)
-            or (bool(self._url_bytes) and any(url in data for url in self._url_bytes))
+            or any(run in data for run in self._runs_bytes)
         )
+
+    def may_hold(self, body: builtins.bytes) -> bool:
+        """Whether a JSON body may hold a secret in any form, raw or once decoded.
+
+        False only when provably not: then neither `bytes(body)` nor `json()` of its
+        decoded value would change anything, and both can be skipped. A body that is not
+        UTF-8 (JSON may come as UTF-16 or UTF-32) always may.
+        """
+        return self._may_contain_bytes(body) or json.detect_encoding(body) != "utf-8"
 
     def bytes(self, data: builtins.bytes) -> builtins.bytes:
         """`data` with every occurrence of the key, in any form, replaced by `***`."""
@@ -196,6 +253,10 @@ class Redactor:
 
     def headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         """The headers with the key redacted from names and values; the same object if clean."""
+        # One test of all of them joined, in the common case: what any one holds, the
+        # joined text holds too.
+        if not self._may_contain_text("\n".join(itertools.chain.from_iterable(headers.items()))):
+            return headers
         pairs = [(name, value) for name, value in headers.items()]
         redacted = [(self.text(name), self.text(value)) for name, value in pairs]
         if redacted == pairs:

@@ -45,6 +45,7 @@ __all__ = [
     "excerpt_of",
     "is_transient",
     "transient_status",
+    "unchanged",
 ]
 
 EXCERPT_CHARS = 200
@@ -233,7 +234,8 @@ def is_html(headers: Mapping[str, str], content: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html"))
 
 
-def _unchanged(value: Any) -> Any:
+def unchanged(value: Any) -> Any:
+    """`value` itself: the `clean` of an answer that needs no cleaning."""
     return value
 
 
@@ -243,7 +245,7 @@ def decode_response(
     *,
     request_id: str | None,
     now: float,
-    clean: Callable[[Any], Any] = _unchanged,
+    clean: Callable[[Any], Any] = unchanged,
 ) -> dict[str, Any] | ModelsLabError:
     """Return the JSON object a 2xx response carries, or the error the response stands for.
 
@@ -292,7 +294,7 @@ def error_in_body(
     request_id: str | None,
     now: float,
     url: str,
-    clean: Callable[[Any], Any] = _unchanged,
+    clean: Callable[[Any], Any] = unchanged,
 ) -> ModelsLabError | None:
     """The error a decoded body stands for by the same table as any answer, or None.
 

@@ -41,6 +41,9 @@ class TrafficControl(ForkAware):
         self._interval = 0.0 if max_rate is None else 1.0 / max_rate
         self._next_start = -math.inf
         self._paused_until = -math.inf
+        # No rate limit, and no pause since the last look found none: a request then
+        # needs no clock reading to be admitted (most clients, most of the time).
+        self._free = max_rate is None
         self._clock = clock
         super().__init__()
 
@@ -76,6 +79,7 @@ class TrafficControl(ForkAware):
         if until <= self._paused_until:
             return False
         self._paused_until = until
+        self._free = False
         return True
 
     def after_fork(self) -> None:
@@ -97,7 +101,8 @@ class TrafficControl(ForkAware):
         except anyio.WouldBlock:
             await limiter.acquire()
         try:
-            await self._wait_for_turn()
+            if not self._free:
+                await self._wait_for_turn()
             check = last_check_before_sending.get()
             if check is not None:
                 check()
@@ -113,9 +118,11 @@ class TrafficControl(ForkAware):
         # A pause can be extended while we sleep through it: look again after waking.
         while (wait := self._paused_until - self._clock.now()) > 0:
             await self._clock.sleep(wait)
-        if self._interval:
-            now = self._clock.now()
-            start = max(now, self._next_start)
-            self._next_start = start + self._interval
-            if start > now:
-                await self._clock.sleep(start - now)
+        if not self._interval:
+            self._free = True  # no pause left: until the next one, no need to look
+            return
+        now = self._clock.now()
+        start = max(now, self._next_start)
+        self._next_start = start + self._interval
+        if start > now:
+            await self._clock.sleep(start - now)

@@ -45,7 +45,7 @@ from .._per_loop import LoopCheck, PerLoop
 from .._redaction import Redactor, SecretBody
 from .._retry_policy import exponential
 from .._version import __version__
-from ._answers import decode_response, excerpt_of, is_transient
+from ._answers import decode_response, excerpt_of, is_transient, unchanged
 from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
 from ._backends._httpx import HttpxBackend, httpx_is_patched
 from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
@@ -266,7 +266,7 @@ class Transport:
                     events(RequestSent(request_id, url))
                 # Redacted before it is bound to any name: the unredacted response never
                 # sits in a local of a frame an error's traceback shows.
-                raw = self._redacted(
+                raw, may_hold_key = self._redacted(
                     await backend.post(url, content.unwrap(), self._headers, self._config.timeout)
                 )
         except BackendTimeout as exc:
@@ -311,7 +311,7 @@ class Transport:
                 problem=f"larger than {MAX_RESPONSE_BYTES // 2**20} MB",
             )
         else:
-            return self._decode(raw, request_id=request_id, sent_at=sent_at)
+            return self._decode(raw, request_id=request_id, sent_at=sent_at, walk=may_hold_key)
         if events is not None:
             events(RequestFailed(request_id, url, failure, self._clock.now() - sent_at))
         # Raised outside the handlers on purpose: nothing of the failed request (whose body
@@ -319,7 +319,7 @@ class Transport:
         raise failure
 
     def _decode(
-        self, raw: RawResponse, *, request_id: str | None, sent_at: float = 0.0
+        self, raw: RawResponse, *, request_id: str | None, sent_at: float = 0.0, walk: bool = True
     ) -> dict[str, Any]:
         # `raw` is already redacted (see `_redacted`): body, headers and reason phrase.
         logger.debug("POST %s -> HTTP %s (request %s)", raw.url, raw.status_code, request_id)
@@ -329,8 +329,9 @@ class Transport:
             request_id=request_id,
             now=time.time(),
             # Redacted again once decoded: JSON may spell the key in escapes no byte-level
-            # match anticipated; decoded, every string holds it plainly.
-            clean=self._redactor.json,
+            # match anticipated; decoded, every string holds it plainly. Unless `walk` is
+            # false: the body was shown to hold no form of it (`Redactor.may_hold`).
+            clean=self._redactor.json if walk else unchanged,
         )
         if self.events is not None:
             error = decoded if isinstance(decoded, ModelsLabError) else None
@@ -371,18 +372,21 @@ class Transport:
             delay = max(retry_state.upcoming_sleep, self._traffic.pause_left)
             self.events(RetryScheduled(request_id, retry_state.attempt_number, delay, error))
 
-    def _redacted(self, raw: RawResponse) -> RawResponse:
+    def _redacted(self, raw: RawResponse) -> tuple[RawResponse, bool]:
         # A misbehaving server or proxy may echo the request body back, in the body, a
         # header or the reason phrase (`HTTP/1.1 400 {"key": ...}`): the key must not reach
-        # results, errors or logs through any of those doors.
+        # results, errors or logs through any of those doors. Also says whether the body
+        # may hold the key in any form: decided once per body, by a few byte searches,
+        # so that neither the body's bytes nor its decoded JSON are walked when it cannot.
         redact = self._redactor
+        may_hold = redact.may_hold(raw.content)
         return RawResponse(
             raw.status_code,
             redact.headers(raw.headers),
-            redact.bytes(raw.content),
+            redact.bytes(raw.content) if may_hold else raw.content,
             raw.url,
             redact.text(raw.reason),
-        )
+        ), may_hold
 
     def _redact_text(self, text: str) -> str:
         return self._redactor.text(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 from collections import OrderedDict
 from collections.abc import (
@@ -454,7 +455,7 @@ class _BatchWork(Generic[R]):
         # bounds work in flight, outcomes held for ordering, and how far input is read.
         self.slots = anyio.Semaphore(concurrency)
         self.waiting: dict[str, list[int]] = {}
-        self.recent: OrderedDict[str, tuple[R | None, Exception | None]] = OrderedDict()
+        self.recent: OrderedDict[str, _Memo] = OrderedDict()
         self.held: dict[int, Success[R] | Failure[R]] = {}
         self.next_index = 0
         self.emit_lock = anyio.Lock()
@@ -511,7 +512,9 @@ class _BatchWork(Generic[R]):
             return
         if request_id in self.recent:
             self.recent.move_to_end(request_id)
-            await self.deliver(outcome_of(request_id, position, *self.recent[request_id]))
+            await self.deliver(
+                outcome_of(request_id, position, *_recalled(self.recent[request_id]))
+            )
             return
         self.waiting[request_id] = [position]
         result: R | None = None
@@ -527,7 +530,7 @@ class _BatchWork(Generic[R]):
             return
         except Exception as exc:
             error = exc
-        self.recent[request_id] = (result, error)
+        self.recent[request_id] = _memo_of(result, error)
         if len(self.recent) > RECENT_OUTCOMES_KEPT:
             self.recent.popitem(last=False)
         for waiting_position in self.waiting.pop(request_id):
@@ -558,6 +561,36 @@ class _BatchWork(Generic[R]):
             self.task_group.cancel_scope.cancel()
             return
         self.slots.release()
+
+
+_Memo = tuple[type[FetchResult], str, str, "str | None"] | tuple[object, Exception | None]
+"""What a batch remembers of a finished id: a result as its class, the JSON text of its
+body, the id asked and the endpoint's name; or (result, error) as they came."""
+
+
+def _memo_of(result: FetchResult | None, error: Exception | None) -> _Memo:
+    # A result is kept as text, not as itself: text holds no references, so the
+    # garbage collector never looks at it. Thousands of live results (a model, its
+    # dicts and lists, a dozen objects each) made it run every ~40 requests and cost
+    # more CPU than the request itself (see docs/performance.md). A repeat is rare, and
+    # parses the text again into an equal result.
+    request_id = None if result is None else result._request_id
+    if result is None or request_id is None:
+        return (result, error)
+    try:
+        text = json.dumps(result.raw)
+    except (TypeError, ValueError, RecursionError):  # pragma: no cover - raw is decoded JSON
+        return (result, error)
+    return (type(result), text, request_id, result.endpoint_name)
+
+
+def _recalled(memo: _Memo) -> tuple[Any, Exception | None]:
+    """The (result, error) a memo stands for."""
+    if len(memo) == 2:
+        return memo
+    kind, text, request_id, endpoint_name = memo
+    body = json.loads(text)
+    return kind.from_body(body, request_id=request_id, endpoint_name=endpoint_name), None
 
 
 def _text_of(raw: object) -> str:

@@ -320,10 +320,6 @@ class _Waiter(Generic[R]):
         self._polls = 0
 
     async def poll_until_finished(self) -> R:
-        watch = self._watch
-        schedule = _Schedule(self._policy, self._clock, self.deadline, watch)  # type: ignore[arg-type]
-        sleep = self._clock.sleep if watch is None else partial(watch.sleep, self._clock)
-
         def retrying() -> AsyncRetrying:
             from tenacity import (  # noqa: PLC0415 - only a wait that polls again needs it
                 AsyncRetrying,
@@ -331,6 +327,11 @@ class _Waiter(Generic[R]):
                 retry_if_result,
             )
 
+            # Made here, once a first poll asks for more: most jobs asked about are
+            # finished, and their waits need no schedule (nor its readiness estimate).
+            watch = self._watch
+            schedule = _Schedule(self._policy, self._clock, self.deadline, watch)  # type: ignore[arg-type]
+            sleep = self._clock.sleep if watch is None else partial(watch.sleep, self._clock)
             return AsyncRetrying(
                 retry=retry_if_result(_unfinished) | retry_if_exception(self._transient),
                 wait=schedule.delay,

@@ -10,6 +10,7 @@ stayed flat and cheapest (see docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections.abc import Mapping
 
@@ -23,7 +24,9 @@ from ._contract import (
     Backend,
     RawResponse,
     connection_error,
+    deadline_exceeded,
     describe,
+    overall_deadline,
     read_body,
 )
 
@@ -51,6 +54,18 @@ class AiohttpBackend(Backend):
 
     def __repr__(self) -> str:
         return f"AiohttpBackend(max_connections={self._max_connections})"
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
+    ) -> RawResponse:
+        """POST `content` to `url`, never following redirects, within `overall_deadline`.
+
+        The deadline is aiohttp's own `total` timeout, which covers the exchange from
+        connecting to the body's last byte (`_aiohttp_timeout`): one timer aiohttp keeps
+        anyway, instead of an anyio cancel scope around the request, which cost a second
+        timer and a scope's bookkeeping on every request.
+        """
+        return await self._send(url, content, headers, timeout)
 
     async def _send(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
@@ -81,8 +96,10 @@ class AiohttpBackend(Backend):
                 proxy=self._proxy,
             ) as response:
                 body = await _read_capped(response)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except aiohttp.ServerTimeoutError as exc:  # connect or one socket read: said which
             raise BackendTimeout(describe(exc) or "timed out") from None
+        except asyncio.TimeoutError:  # `total`: the deadline of the whole exchange
+            raise deadline_exceeded(overall_deadline(timeout)) from None
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
         return RawResponse(response.status, response.headers, body, url, response.reason or "")
@@ -113,12 +130,25 @@ def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
     # httpx's read/write/pool limits have no exact aiohttp match; map each to the
     # closest: connect -> establishing the socket, read -> each socket read, pool ->
     # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
+    # `total` is the deadline of the whole exchange (see `overall_deadline`). A limit
+    # no shorter than it can never fire first, and costs a timer per request (`connect`)
+    # or per chunk read (`sock_read`): left out.
+    total = overall_deadline(timeout)
     pool_and_connect = None
     if timeout.pool is not None or timeout.connect is not None:
         pool_and_connect = (timeout.pool or 0.0) + (timeout.connect or 0.0)
     return aiohttp.ClientTimeout(
-        total=None,
-        connect=pool_and_connect,
-        sock_connect=timeout.connect,
-        sock_read=timeout.read,
+        total=total,
+        connect=_shorter_than(pool_and_connect, total),
+        sock_connect=_shorter_than(timeout.connect, total),
+        sock_read=_shorter_than(timeout.read, total),
+        # aiohttp rounds deadlines of 5 s or more up to a whole second; ours are exact.
+        ceil_threshold=math.inf,
     )
+
+
+def _shorter_than(limit: float | None, total: float | None) -> float | None:
+    """`limit`, or None when `total` always ends the exchange first."""
+    if limit is None or total is None or limit < total:
+        return limit
+    return None

@@ -36,6 +36,7 @@ __all__ = [
     "Backend",
     "RawResponse",
     "connection_error",
+    "deadline_exceeded",
     "describe",
     "overall_deadline",
     "read_body",
@@ -145,7 +146,12 @@ async def _bounded(exchange: Awaitable[_T], timeout: httpx.Timeout) -> _T:
         # Cancelled mid-read, a client library may report a broken connection instead.
         if not scope.cancel_called:
             raise
-    raise BackendTimeout(
+    raise deadline_exceeded(deadline)
+
+
+def deadline_exceeded(deadline: float | None) -> BackendTimeout:
+    """The `BackendTimeout` of an exchange that outlived `overall_deadline`."""
+    return BackendTimeout(
         f"the whole exchange exceeded {deadline:g} s, the largest value of `timeout`: the "
         "server answered too slowly or not at all; raise `timeout` if it is only slow"
     )
