@@ -15,9 +15,10 @@ WebhookServer`) and points `MODELSLAB_WEBHOOK_URL` and `MODELSLAB_WEBHOOK_SECRET
 its `client` is configured for it, so jobs queued with `client.webhooks.fields()` are
 delivered to that client's waits::
 
-    def test_push(modelslab_webhooks):
+    def test_push(modelslab_server, modelslab_webhooks):
         client = modelslab_webhooks.client
-        response = modelslab_webhooks.simulator.queue_response(**client.webhooks.fields())
+        fields = client.webhooks.fields()
+        response = modelslab_server.simulator.queue_response(**fields)
         assert client.wait_for(response).succeeded
 
 This module imports modelslab_fetch only when a fixture is used: pytest loads plugins

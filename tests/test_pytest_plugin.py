@@ -102,19 +102,19 @@ import pytest
 from modelslab_fetch import AsyncModelsLab
 
 
-def test_push_with_the_fixture_client(modelslab_webhooks):
+def test_push_with_the_fixture_client(modelslab_server, modelslab_webhooks):
     client = modelslab_webhooks.client
-    simulator = modelslab_webhooks.simulator
+    simulator = modelslab_server.simulator
     response = simulator.queue_response(ready_in=0.5, **client.webhooks.fields())
     assert client.wait_for(response).succeeded
     assert modelslab_webhooks.answered == {200: 1}
 
 
 @pytest.mark.anyio
-async def test_push_with_my_own_async_client(modelslab_webhooks):
+async def test_push_with_my_own_async_client(modelslab_server, modelslab_webhooks):
     async with AsyncModelsLab() as client:
         modelslab_webhooks.receive_for(client)
-        response = modelslab_webhooks.simulator.queue_response(**client.webhooks.fields())
+        response = modelslab_server.simulator.queue_response(**client.webhooks.fields())
         assert (await client.wait_for(response)).succeeded
     assert modelslab_webhooks.answered == {200: 1}
 """

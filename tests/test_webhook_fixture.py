@@ -26,7 +26,6 @@ from modelslab_fetch import (
 from modelslab_fetch.testing import (
     WEBHOOK_PATH,
     Faults,
-    Simulator,
     SimulatorServer,
     WebhookServer,
     webhook_server,
@@ -39,12 +38,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_fixture_client_ends_its_wait_on_the_delivery(
-    modelslab_webhooks: WebhookServer,
+    modelslab_server: SimulatorServer, modelslab_webhooks: WebhookServer
 ) -> None:
     client = modelslab_webhooks.client
-    simulator = modelslab_webhooks.simulator
-    assert simulator is not None
-    response = simulator.queue_response("images", ready_in=1.0, **client.webhooks.fields())
+    simulator = modelslab_server.simulator
+    fields = client.webhooks.fields()
+    response = simulator.queue_response(
+        "images", ready_in=1.0, webhook=fields["webhook"], track_id=fields["track_id"]
+    )
     started = time.monotonic()
     assert client.wait_for(response, timeout=30).succeeded
     # Ready at 1 s, delivered 20-200 ms later, confirmed by one fetch.
@@ -61,7 +62,6 @@ def test_the_environment_names_the_receiver(
     assert modelslab_webhooks.url.startswith("http://127.0.0.1:")
     assert modelslab_webhooks.url.endswith(WEBHOOK_PATH)
     assert len(modelslab_webhooks.secret) >= 32
-    assert modelslab_webhooks.simulator is modelslab_server.simulator
     assert modelslab_webhooks.secret not in repr(modelslab_webhooks)
     # A client built from the environment alone is configured for the receiver.
     with ModelsLab() as client:
@@ -70,15 +70,17 @@ def test_the_environment_names_the_receiver(
 
 
 async def test_a_client_of_the_test_receives_its_deliveries(
-    modelslab_webhooks: WebhookServer,
+    modelslab_server: SimulatorServer, modelslab_webhooks: WebhookServer
 ) -> None:
-    simulator = modelslab_webhooks.simulator
-    assert simulator is not None
+    simulator = modelslab_server.simulator
     async with AsyncModelsLab() as client:  # from the environment the fixtures set
         modelslab_webhooks.receive_for(client)
+        fields = [client.webhooks.fields() for _ in range(5)]
         responses = [
-            simulator.queue_response("images", ready_in=1.0, **client.webhooks.fields())
-            for _ in range(5)
+            simulator.queue_response(
+                "images", ready_in=1.0, webhook=one["webhook"], track_id=one["track_id"]
+            )
+            for one in fields
         ]
         async with client.wait_for_many(responses, timeout=30) as batch:
             outcomes = [outcome async for outcome in batch]
@@ -92,7 +94,10 @@ def test_a_lost_delivery_is_found_by_polling(
 ) -> None:
     modelslab_server.faults = Faults(webhook_drop_rate=1.0)
     client = modelslab_webhooks.client
-    job = modelslab_server.simulator.queue(ready_in=0.3, **client.webhooks.fields())
+    fields = client.webhooks.fields()
+    job = modelslab_server.simulator.queue(
+        ready_in=0.3, webhook=fields["webhook"], track_id=fields["track_id"]
+    )
     assert client.images.wait(job, timeout=30).succeeded
     assert modelslab_server.webhook_stats.dropped == 1
     assert modelslab_webhooks.answered == {}
@@ -124,8 +129,7 @@ def test_receive_for_takes_a_client_with_webhooks_only(
 
 
 def test_webhook_server_stops_and_closes_its_client_with_the_block() -> None:
-    simulator = Simulator(seed=3)
-    with webhook_server(simulator=simulator, client_options={"api_key": "k"}) as hooks:
+    with webhook_server(client_options={"api_key": "k"}) as hooks:
         client = hooks.client
         assert client is hooks.client  # made once
         url = hooks.url

@@ -49,7 +49,7 @@ def serve_webhooks_for_test(
     from the environment makes webhook fields it accepts.
     """
     options = {"base_url": server.base_url, "api_key": server.api_key}
-    with webhook_server(simulator=server.simulator, client_options=options) as hooks:
+    with webhook_server(client_options=options) as hooks:
         monkeypatch.setenv(WEBHOOK_URL_ENV, hooks.url)
         monkeypatch.setenv(WEBHOOK_SECRET_ENV, hooks.secret)
         yield hooks

@@ -22,7 +22,6 @@ from ._server import free_port, serve_in_thread
 
 if TYPE_CHECKING:
     from ._asgi import Receive, Scope, Send
-    from ._simulator import Simulator
 
 __all__ = ["WEBHOOK_PATH", "WebhookServer", "webhook_server"]
 
@@ -42,7 +41,6 @@ class WebhookServer:
         url: The `webhook_url` to configure clients with, e.g.
             `http://127.0.0.1:54321/hooks/modelslab` (plain http: loopback only).
         secret: The `webhook_secret` to configure them with (random, 43 characters).
-        simulator: The simulator that delivers here, when served by the fixture.
         answered: How many deliveries were answered with each HTTP status (200 for an
             accepted delivery, a duplicate too; 404 for a URL not made with `secret`).
 
@@ -53,12 +51,10 @@ class WebhookServer:
         url: str,
         secret: str,
         *,
-        simulator: Simulator | None = None,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.secret = secret
-        self.simulator = simulator
         self.answered: Counter[int] = Counter()
         self._client_options = dict(client_options or {})
         self._lock = threading.Lock()
@@ -139,7 +135,6 @@ def webhook_server(
     *,
     host: str = "127.0.0.1",
     secret: str | None = None,
-    simulator: Simulator | None = None,
     client_options: dict[str, Any] | None = None,
 ) -> Iterator[WebhookServer]:
     """Serve a webhook receiver on a free port of `host` (loopback); yield its `WebhookServer`.
@@ -157,12 +152,7 @@ def webhook_server(
     """
     port = free_port(host)
     url = f"http://{host}:{port}{WEBHOOK_PATH}"
-    hooks = WebhookServer(
-        url,
-        secret or secrets.token_urlsafe(32),
-        simulator=simulator,
-        client_options=client_options,
-    )
+    hooks = WebhookServer(url, secret or secrets.token_urlsafe(32), client_options=client_options)
     try:
         with serve_in_thread(hooks, host, port, name="modelslab-webhooks"):
             yield hooks
