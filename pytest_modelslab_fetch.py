@@ -10,6 +10,17 @@ environment talks to the simulator unchanged::
         job = modelslab_server.simulator.queue(ready_in=0.5)
         assert my_code.collect(job)[0].endswith(f"/generations/{job}-0.png")
 
+`modelslab_webhooks` adds a webhook receiver on loopback (a `modelslab_fetch.testing.
+WebhookServer`) and points `MODELSLAB_WEBHOOK_URL` and `MODELSLAB_WEBHOOK_SECRET` at it;
+its `client` is configured for it, so jobs queued with `client.webhooks.fields()` are
+delivered to that client's waits::
+
+    def test_push(modelslab_server, modelslab_webhooks):
+        client = modelslab_webhooks.client
+        fields = client.webhooks.fields()
+        response = modelslab_server.simulator.queue_response(**fields)
+        assert client.wait_for(response).succeeded
+
 This module imports modelslab_fetch only when a fixture is used: pytest loads plugins
 before coverage tools start, and an early import would hide the package from them.
 """
@@ -22,7 +33,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from modelslab_fetch.testing import Simulator, SimulatorServer
+    from modelslab_fetch.testing import Simulator, SimulatorServer, WebhookServer
 
 
 @pytest.fixture
@@ -44,3 +55,18 @@ def modelslab_server(
     from modelslab_fetch.testing._fixtures import serve_for_test  # noqa: PLC0415 - see above
 
     yield from serve_for_test(modelslab_simulator, monkeypatch)
+
+
+@pytest.fixture
+def modelslab_webhooks(
+    modelslab_server: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[WebhookServer]:
+    """A `WebhookServer`: a receiver on loopback that `modelslab_server`'s jobs deliver to.
+
+    Its `client` (a `ModelsLab`, made on first use) receives the deliveries; or give it
+    your own with `modelslab_webhooks.receive_for(client)`. The environment names its URL
+    and secret (`MODELSLAB_WEBHOOK_URL`, `MODELSLAB_WEBHOOK_SECRET`).
+    """
+    from modelslab_fetch.testing._fixtures import serve_webhooks_for_test  # noqa: PLC0415
+
+    yield from serve_webhooks_for_test(modelslab_server, monkeypatch)

@@ -201,6 +201,30 @@ def test_demo_accounts_for_every_job_and_saves_images(tmp_path: Path) -> None:
     succeeded = int(err.split("accounted for: ")[1].split(" succeeded")[0])
     assert len(images) == succeeded > 0
     assert len(lines(tmp_path / "demo" / "results.jsonl")) == 25
+    assert "push and poll side by side" in err
+    assert "polling alone" in err and "webhooks + polling" in err
+
+
+def test_demo_collects_the_same_jobs_with_and_without_webhooks(tmp_path: Path) -> None:
+    code, out, _err = run("demo", "--jobs", "3", "--json", "--dir", str(tmp_path / "demo"))
+    assert code == 0
+    events = [json.loads(line) for line in out.splitlines()]
+    (beside,) = [event for event in events if event["event"] == "push_and_poll"]
+    polling, push = beside["polling"], beside["webhooks"]
+    assert polling["finished"] == polling["jobs"] == push["finished"] == push["jobs"] == 40
+    assert polling["deliveries"] == 0
+    assert push["deliveries"] == 40  # every job's end reached the receiver, once
+    # A wait that ends on its delivery makes one fetch, the confirming one; polling
+    # alone makes at least that (jobs of 1-6 s are rarely ready at the first poll).
+    assert 1 <= push["fetches_per_job"] <= 1.1
+    assert polling["fetches_per_job"] > push["fetches_per_job"]
+    assert events[-1]["event"] == "summary"
+
+
+def test_a_quiet_demo_compares_nothing(tmp_path: Path) -> None:
+    code, out, err = run("demo", "--jobs", "3", "--quiet", "--dir", str(tmp_path / "demo"))
+    assert code == 0
+    assert "side by side" not in out + err
 
 
 def test_subprocess_exit_codes(modelslab_server: SimulatorServer, tmp_path: Path) -> None:

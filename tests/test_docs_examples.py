@@ -21,7 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from modelslab_fetch.testing._fixtures import new_simulator, serve_for_test
+from modelslab_fetch.testing._fixtures import (
+    new_simulator,
+    serve_for_test,
+    serve_webhooks_for_test,
+)
 from modelslab_fetch.testing._simulator import EXAMPLE_JOBS
 from tests.cli_support import simulate_command
 
@@ -89,13 +93,17 @@ def call_as_pytest_would(test: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     wanted = inspect.signature(test).parameters
     simulator = new_simulator()
     fixtures: dict[str, Any] = {"modelslab_simulator": simulator, "tmp_path": tmp_path}
-    if "modelslab_server" not in wanted:
+    if "modelslab_server" not in wanted and "modelslab_webhooks" not in wanted:
         test(**{arg: fixtures[arg] for arg in wanted})
         return
     with monkeypatch.context() as scoped:
         served = serve_for_test(simulator, scoped)
         fixtures["modelslab_server"] = next(served)
+        hooks = serve_webhooks_for_test(fixtures["modelslab_server"], scoped)
         try:
+            if "modelslab_webhooks" in wanted:
+                fixtures["modelslab_webhooks"] = next(hooks)
             test(**{arg: fixtures[arg] for arg in wanted})
         finally:
+            hooks.close()
             served.close()

@@ -94,3 +94,38 @@ def test_faults_can_be_set_on_the_fixture_server(pytester: pytest.Pytester) -> N
     pytester.makepyfile(test_user=FAULTY_USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
     result.assert_outcomes(passed=1)
+
+
+WEBHOOK_USER_TESTS = """
+import pytest
+
+from modelslab_fetch import AsyncModelsLab
+
+
+def test_push_with_the_fixture_client(modelslab_server, modelslab_webhooks):
+    client = modelslab_webhooks.client
+    simulator = modelslab_server.simulator
+    response = simulator.queue_response(ready_in=0.5, **client.webhooks.fields())
+    assert client.wait_for(response).succeeded
+    assert modelslab_webhooks.answered == {200: 1}
+
+
+@pytest.mark.anyio
+async def test_push_with_my_own_async_client(modelslab_server, modelslab_webhooks):
+    async with AsyncModelsLab() as client:
+        modelslab_webhooks.receive_for(client)
+        response = modelslab_server.simulator.queue_response(**client.webhooks.fields())
+        assert (await client.wait_for(response)).succeeded
+    assert modelslab_webhooks.answered == {200: 1}
+"""
+
+
+def test_the_webhook_fixture_serves_a_users_project(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "import pytest\n\n\n@pytest.fixture\ndef anyio_backend():\n    return 'asyncio'\n"
+    )
+    pytester.makepyfile(test_user=WEBHOOK_USER_TESTS)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error"
+    )
+    result.assert_outcomes(passed=2)

@@ -285,12 +285,12 @@ async def test_wait_many_and_wait_for_many_end_on_deliveries_duplicates_giving_o
 # ------------------------------------------------------------------ the schedule meanwhile
 
 
-@pytest.mark.parametrize(("eta", "alone", "pushed"), [(10.0, 10.0, 15.0), (600.0, 30.0, 120.0)])
+@pytest.mark.parametrize(("eta", "alone", "pushed"), [(10.0, 10.0, 17.5), (600.0, 30.0, 120.0)])
 async def test_polls_are_stretched_while_a_delivery_is_expected(
     jobs: dict[str, Job], eta: float, alone: float, pushed: float
 ) -> None:
     # The fixed formula at the eta: polling alone sleeps the eta (up to max_interval, 30 s);
-    # with a delivery expected, 1.5 times that, up to push_max_interval (120 s).
+    # with a delivery expected, 1.75 times that, up to push_max_interval (120 s).
     sleeps = {}
     for name in ("alone", "pushed"):
         jobs.clear()
@@ -329,7 +329,7 @@ async def test_a_lost_delivery_costs_lateness_never_the_job(jobs: dict[str, Job]
 
 
 def test_push_stretch_and_push_max_interval_are_checked() -> None:
-    assert PollPolicy().push_stretch == 1.5
+    assert PollPolicy().push_stretch == 1.75
     assert PollPolicy().push_max_interval == 120.0
     with pytest.raises(ValueError, match="push_stretch"):
         PollPolicy(push_stretch=0.5)

@@ -38,6 +38,7 @@ from ._commands import (
 )
 from ._progress import ProgressView, choose_mode
 from ._results import ResultsFile
+from ._side_by_side import SideBySide, side_by_side
 from ._words import counted
 
 __all__ = ["add_simulate_options", "run_demo", "run_simulate", "simulate_faults"]
@@ -79,7 +80,7 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
     app = SimulatorApp(simulator, faults=DEMO_FAULTS, seed=args.seed)
     err = streams.err
     prose = not (args.quiet or args.json)
-    with simulator_server(app) as base_url:
+    with simulator_server(app) as base_url, side_by_side(args.seed) as beside:
         ids = simulator.queue_many(args.jobs, ready_in=(0.5, 6.0), failure_rate=0.03)
         expected_failures = sum(simulator.jobs[i].final != "success" for i in ids)
         if prose:
@@ -95,7 +96,13 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
         )
 
         async def main() -> tuple[int, int, int, float, int]:
-            async with AsyncModelsLab(api_key=DEMO_KEY, base_url=base_url) as client:
+            # Push and poll compared meanwhile, on jobs of their own: no time added.
+            async with (
+                anyio.create_task_group() as comparison,
+                AsyncModelsLab(api_key=DEMO_KEY, base_url=base_url) as client,
+            ):
+                if not args.quiet:
+                    comparison.start_soon(beside.run)
                 summary = await collect(
                     client,
                     ids,
@@ -122,6 +129,7 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
         faults = Counter(app.faults.kinds)
     accounted = succeeded + failed == len(ids)
     as_simulated = failed == expected_failures and download_failures == 0
+    _show_side_by_side(args, streams, beside)
     if args.json:
         emit(
             streams.out,
@@ -150,6 +158,13 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
             "next: set MODELSLAB_API_KEY and run `modelslab-fetch wait ID...` on real jobs\n"
         )
     return EXIT_OK if accounted and as_simulated else EXIT_FAILED
+
+
+def _show_side_by_side(args: argparse.Namespace, streams: Streams, beside: SideBySide) -> None:
+    if args.json:
+        emit(streams.out, beside.as_json())
+    elif not args.quiet:
+        streams.err.write("\n" + beside.prose())
 
 
 def add_simulate_options(parser: argparse.ArgumentParser) -> None:

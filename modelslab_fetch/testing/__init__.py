@@ -8,13 +8,15 @@ is a `SimulatorServer`, whose `faults` can be set in a test.
 
 A job queued with a `webhook` (a loopback URL) and `track_id` has its final record
 POSTed there when it ends, as ModelsLab does; `Faults` can drop, duplicate and delay
-those deliveries, and `WebhookStats` counts what became of them.
+those deliveries, and `WebhookStats` counts what became of them. `webhook_server()`
+(the `modelslab_webhooks` fixture) serves a client's receiver on loopback for them.
 """
 
 from ._asgi import SimulatorApp
 from ._client import in_process_client
 from ._faults import AccountRefusal, Faults, QueueLimitWait
 from ._png import solid_png
+from ._receiver import WEBHOOK_PATH, WebhookServer, webhook_server
 from ._server import SimulatorServer, run_simulator, simulator_server
 from ._simulator import ETA_ERROR_MODELS, SimulatedJob, Simulator
 from ._webhooks import (
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_WEBHOOK_DELAY",
     "ETA_ERROR_MODELS",
     "MAX_WEBHOOK_TIMEOUT",
+    "WEBHOOK_PATH",
     "WEBHOOK_TIMEOUT",
     "AccountRefusal",
     "Faults",
@@ -37,10 +40,12 @@ __all__ = [
     "Simulator",
     "SimulatorApp",
     "SimulatorServer",
+    "WebhookServer",
     "WebhookStats",
     "checked_webhook",
     "in_process_client",
     "run_simulator",
     "simulator_server",
     "solid_png",
+    "webhook_server",
 ]

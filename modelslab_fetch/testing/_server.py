@@ -18,7 +18,7 @@ from ._faults import Faults
 from ._simulator import Simulator
 from ._webhooks import WebhookStats
 
-__all__ = ["SimulatorServer", "run_simulator", "simulator_server"]
+__all__ = ["SimulatorServer", "free_port", "run_simulator", "serve_in_thread", "simulator_server"]
 
 
 def _uvicorn() -> Any:
@@ -35,7 +35,7 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def _config(app: SimulatorApp, host: str, port: int) -> Any:
+def _config(app: Any, host: str, port: int) -> Any:
     return _uvicorn().Config(
         # "critical": injected faults (bodies cut short on purpose) would log tracebacks.
         app,
@@ -78,24 +78,38 @@ def simulator_server(app: SimulatorApp, *, host: str = "127.0.0.1") -> Iterator[
     thread ends, when the block is left; so do webhook deliveries (those still pending
     are dropped).
     """
+    port = free_port(host)
+    app.simulator.image_base_url = f"http://{host}:{port}/generations"
+    try:
+        with serve_in_thread(app, host, port, name="modelslab-simulator"):
+            yield f"http://{host}:{port}/api"
+    finally:
+        app.simulator.stop_webhooks()
+
+
+def free_port(host: str) -> int:
+    """A port free on `host` now (the server binds it a moment later)."""
     with socket.socket() as probe:
         probe.bind((host, 0))
-        port = int(probe.getsockname()[1])
-    app.simulator.image_base_url = f"http://{host}:{port}/generations"
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(app: Any, host: str, port: int, *, name: str) -> Iterator[None]:
+    """Serve the ASGI `app` with uvicorn in a daemon thread until the block is left."""
     server = _uvicorn().Server(_config(app, host, port))
-    thread = threading.Thread(target=server.run, name="modelslab-simulator", daemon=True)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 10
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the simulator could not start on {host}:{port}")
+                raise RuntimeError(f"{name} could not start on {host}:{port}")
             time.sleep(0.01)
-        yield f"http://{host}:{port}/api"
+        yield
     finally:
         server.should_exit = True
         thread.join(10)
-        app.simulator.stop_webhooks()
 
 
 class SimulatorServer:
