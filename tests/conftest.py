@@ -23,7 +23,7 @@ from modelslab_fetch import AsyncModelsLab, PollPolicy, _logging
 
 # The hostile servers' fixtures (hostile, tls_ca, recording_proxy), for every test module;
 # pytester runs a user's project in a subprocess (tests/test_pytest_plugin.py).
-pytest_plugins = ["tests.hostile_servers", "pytester"]
+pytest_plugins = ["tests.hostile_servers", "tests.redis_server", "pytester"]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,0 +1,34 @@
+"""One poller per id: workers waiting on the same id share its polls through Redis."""
+
+from __future__ import annotations
+
+import anyio
+
+from tests.fleet_support import FleetAPI, fleet_api, worker
+from tests.redis_server import RedisServer, redis_server
+
+__all__ = ["fleet_api", "redis_server"]
+
+
+async def test_three_workers_on_the_same_ids_fetch_as_one(
+    redis_server: RedisServer, fleet_api: FleetAPI
+) -> None:
+    ids = [f"job-{n}" for n in range(5)]
+    for n, rid in enumerate(ids):
+        fleet_api.queue(rid, 1.0 + 0.1 * n)
+    clients = [worker(name, redis_server.url) for name in "abc"]
+    results: dict[str, list[str]] = {}
+
+    async def collect(name: str, client) -> None:
+        async with client:
+            outcomes = [o async for o in client.images.wait_many(ids, timeout=10)]
+        results[name] = sorted(o.request_id for o in outcomes if o.ok)
+
+    async with anyio.create_task_group() as tg:
+        for name, client in zip("abc", clients):
+            tg.start_soon(collect, name, client)
+    assert all(found == sorted(ids) for found in results.values())
+    # A lone worker polls each id at 0 s and at its eta (1 s), then once more: 2-3.
+    per_id = [fleet_api.fetches_of(rid) for rid in ids]
+    # and the polls were one worker's at a time: at most one fetch per id and instant.
+    assert max(per_id) <= 3, per_id
