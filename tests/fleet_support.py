@@ -19,7 +19,7 @@ import httpx
 import pytest
 import respx
 
-from modelslab_fetch import AsyncModelsLab, PollPolicy
+from modelslab_fetch import AsyncModelsLab, ModelsLab, PollPolicy
 from tests.conftest import API_KEY, BASE_URL
 
 SECRET = "fleet-tests-webhook-secret-0123456789abcdef"
@@ -42,8 +42,12 @@ class FleetAPI:
     ready_at: dict[str, float] = field(default_factory=dict)
     fetches: list[Fetch] = field(default_factory=list)
     eta: float = 1.0
+    stated_eta: float | None = None
+    """The eta every processing answer states, whatever the truth (None: the truth)."""
     rate_limit_next: dict[str, float] = field(default_factory=dict)
     """worker -> retry_after: that worker's next fetch is answered a queue-limit 429."""
+    limited_at: list[float] = field(default_factory=list)
+    """When each queue-limit 429 was answered."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def queue(self, request_id: str, ready_in: float) -> None:
@@ -65,6 +69,7 @@ class FleetAPI:
             self.fetches.append(Fetch(now, worker, rid))
             wait = self.rate_limit_next.pop(worker, None)
         if wait is not None:
+            self.limited_at.append(now)
             body: dict[str, Any] = {
                 "status": "error",
                 "message": "Rate limit exceeded. Maximum 5 queued requests allowed.",
@@ -75,7 +80,8 @@ class FleetAPI:
         if now >= ready:
             body = {"status": "success", "id": rid, "output": [f"https://cdn.example/{rid}.png"]}
         else:
-            body = {"status": "processing", "id": rid, "eta": min(self.eta, ready - now)}
+            eta = min(self.eta, ready - now) if self.stated_eta is None else self.stated_eta
+            body = {"status": "processing", "id": rid, "eta": eta}
         return httpx.Response(200, json=body)
 
 
@@ -97,6 +103,19 @@ def worker(name: str, redis_url: str | None, **options: Any) -> AsyncModelsLab:
         default_headers={"x-worker": name},
         **options,
     )
+
+
+def hooked(name: str, redis_url: str | None, **options: Any) -> AsyncModelsLab:
+    """A worker with webhooks configured (the same secret on every worker)."""
+    return worker(name, redis_url, webhook_url=HOOK, webhook_secret=SECRET, **options)
+
+
+def deliver(receiver: AsyncModelsLab | ModelsLab, request_id: str) -> str:
+    """Deliver `request_id`'s success to `receiver`'s webhook receiver; return the token."""
+    fields = receiver.webhooks.fields()
+    url = fields["webhook"]
+    receiver.webhooks.receive(url, delivery_body(request_id, fields["track_id"], url))
+    return url.rsplit("/", 1)[1]
 
 
 def delivery_body(request_id: str, track_id: str, webhook: str) -> bytes:

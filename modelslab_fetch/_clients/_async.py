@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -236,6 +237,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         transport = Transport(
             self._config, clock=clock, http_client=http_client, events=events, outside=self._fleet
         )
+        if self._fleet is not None:
+            # A client dropped without aclose() stops its Redis threads when collected.
+            weakref.finalize(self, self._fleet.close)
         # One hub per client, shared by its twins: deliveries reach every wait on an id.
         # With a fleet, it also hands out the records other workers fetched.
         hub = (

@@ -118,6 +118,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._loop.wait_closed()
         # Its deliveries' iterators end too, even if its loop never ran (thread-safe).
         self._async.webhooks.close()
+        # And its Redis threads (a receiver-only client's loop may never have run).
+        fleet = self._async._fleet
+        if fleet is not None:
+            fleet.close()
+            fleet.join()
 
 
 class _LoopLease:

@@ -213,7 +213,7 @@ class FleetLink(ForkAware):
         """After a (re)subscription: what was published while this client did not listen."""
         pause = client.get(self.key("pause"))
         if pause is not None:
-            self._heard_pause(float(pause))
+            self.hear(pause, own_too=True)
         watched = self.heard.watched() if self.heard.watched is not None else []
         for start in range(0, len(watched), 500):
             chunk = watched[start : start + 500]
@@ -312,7 +312,13 @@ class FleetLink(ForkAware):
         self._post(self.key("pause"), {"k": "p", "u": until}, until)
 
     def pause_left(self) -> float:
-        """Seconds until the latest pause heard of (or said) ends; 0 when none holds."""
+        """Seconds until the latest pause heard of (or said) ends; 0 when none holds.
+
+        Asked before every request: the first one starts the threads, so that this
+        client hears the fleet's pauses from then on.
+        """
+        if not self._started:
+            self.start()
         until = self.pause_until
         return 0.0 if until == 0.0 else max(until - time.time(), 0.0)
 
