@@ -43,6 +43,8 @@ from ._errors import (
 from ._events import (
     ClientEvent,
     ClientPaused,
+    FleetRestored,
+    FleetUnavailable,
     EventCallback,
     RequestFailed,
     RequestSent,
@@ -163,6 +165,8 @@ __all__ = [
     "ClientClosedError",
     "ClientEvent",
     "ClientPaused",
+    "FleetRestored",
+    "FleetUnavailable",
     "Clock",
     "ConfigurationError",
     "DeliveryIterator",

@@ -24,9 +24,15 @@ logger = logging.getLogger("modelslab_fetch")
 class Health:
     """Redis's state as one client sees it; every method may be called from any thread."""
 
-    def __init__(self, where: str, report: Callable[[ClientEvent], None]) -> None:
+    def __init__(
+        self,
+        where: str,
+        report: Callable[[ClientEvent], None],
+        on_down: Callable[[], None] | None = None,
+    ) -> None:
         self._where = where
         self._report = report
+        self._on_down = on_down
         self._lock = threading.Lock()
         self.up = True
         """Whether the last thing asked of Redis was answered (optimistic at the start)."""
@@ -53,6 +59,8 @@ class Health:
             reason,
         )
         self._report(FleetUnavailable(self._where, reason))
+        if self._on_down is not None:
+            self._on_down()
 
     def answered(self) -> None:
         """Redis answered: if it was down, say it is back."""

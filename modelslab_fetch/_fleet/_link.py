@@ -60,7 +60,7 @@ that starts after it came (a generation request answered late, a worker restarte
 enough that Redis holds about one `kept` record per job of the last few minutes."""
 MAX_OUTBOX = 10_000
 """The most records waiting to be published while Redis is down; the oldest go first."""
-IDLE_PING = 1.0
+IDLE_PING = 0.5
 """Seconds between pings while nothing is published: how soon a frozen Redis is noticed."""
 DOWN_PING = (0.1, 1.0)
 """The first and the longest gap between pings while Redis is down: back within a second."""
@@ -82,6 +82,8 @@ class Heard:
         """`(scope, request_id, body)`: a finished job another worker fetched."""
         self.watched: Callable[[], list[tuple[str, str]]] | None = None
         """The `(scope, request_id)` pairs waited on now: looked up after a (re)connection."""
+        self.down: Callable[[], None] | None = None
+        """Redis stopped answering: waits that follow another worker's polls must poll now."""
 
     def __repr__(self) -> str:
         return f"Heard(delivery={self.delivery is not None}, result={self.result is not None})"
@@ -103,7 +105,7 @@ class FleetLink(ForkAware):
         self.max_rate = max_rate
         self.heard = Heard()
         self._events = events
-        self.health = Health(settings.where, self._report)
+        self.health = Health(settings.where, self._report, on_down=self._down)
         self._caller: Callable[[Callable[[], object]], object] | None = None
         self._caller_thread = 0
         self._sides: PerLoop[LoopSide] = PerLoop(self._new_side, _close_side)
@@ -382,6 +384,10 @@ class FleetLink(ForkAware):
         from ._loop_side import LoopSide  # noqa: PLC0415 - loads redis.asyncio and limits
 
         return LoopSide(self.settings, max_rate=self.max_rate)
+
+    def _down(self) -> None:
+        if self.heard.down is not None:
+            self.heard.down()
 
     def _report(self, event: ClientEvent) -> None:
         # Events run on the client's event loop, as every other event does: a fault seen

@@ -274,6 +274,15 @@ class DeliveryHub:
         for watch in watches:
             watch._waker.wake()
 
+    def nudge_all(self) -> None:
+        """Cut every wait's sleep short: each polls at once (the fleet's Redis went down)."""
+        with self._lock:
+            watches = [w for ws in self._watches.values() for w in ws]
+            for watch in watches:
+                watch._nudged = True
+        for watch in watches:
+            watch._waker.wake()
+
     def watched(self) -> list[tuple[str, str]]:
         """The `(scope, request_id)` of every wait registered now."""
         with self._lock:
@@ -378,6 +387,7 @@ class Watch(Generic[R]):
         self._parse = parse
         self._pending: WebhookDelivery | None = None
         self._fetched: FetchResult | None = None
+        self._nudged = False  # its next sleep is cut short (see DeliveryHub.nudge_all)
         self.before_sleep: Callable[[float], Awaitable[None]] | None = None
         """Awaited with each sleep's length before it (the fleet's poller keeps its lease)."""
         self._scope: anyio.CancelScope | None = None
@@ -457,7 +467,8 @@ class Watch(Generic[R]):
         """Sleep `seconds` on `clock`, or until a delivery for this id arrives."""
         if self.before_sleep is not None:
             await self.before_sleep(seconds)
-        if self.pending:
+        if self.pending or self._nudged:
+            self._nudged = False
             await anyio.lowlevel.checkpoint()
             return
         with anyio.CancelScope() as scope:
@@ -470,7 +481,8 @@ class Watch(Generic[R]):
     def _cut_sleep(self) -> None:
         # On the loop's thread. A wake-up that comes after its delivery was acted upon
         # (scheduled just before the poll that confirmed it) cuts nothing.
-        if self._scope is not None and self.pending:
+        if self._scope is not None and (self.pending or self._nudged):
+            self._nudged = False
             self._scope.cancel()
 
 

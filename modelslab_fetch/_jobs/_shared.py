@@ -62,6 +62,9 @@ def join(link: FleetLink, hub: DeliveryHub) -> None:
     link.heard.delivery = delivery
     link.heard.result = fetched
     link.heard.watched = hub.watched
+    # A wait that follows another worker's polls sleeps until that worker's lease would
+    # lapse: with Redis gone it would learn nothing meanwhile, so it polls for itself now.
+    link.heard.down = hub.nudge_all
 
 
 def share_deliveries(link: FleetLink) -> Callable[[WebhookDelivery], None]:
