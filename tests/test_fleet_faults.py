@@ -16,7 +16,7 @@ import time
 import anyio
 import pytest
 
-from modelslab_fetch import ClientEvent, FleetRestored, FleetUnavailable, testing
+from modelslab_fetch import AsyncModelsLab, ClientEvent, FleetRestored, FleetUnavailable, testing
 from tests.conftest import API_KEY
 from tests.fleet_support import FleetAPI, fleet_api, worker
 from tests.local_server import free_port
@@ -31,7 +31,7 @@ def unavailable_warnings(caplog: pytest.LogCaptureFixture) -> int:
     return sum("is unavailable" in r.getMessage() for r in caplog.records)
 
 
-async def wait_all(client, ids, timeout: float = 10) -> dict[str, float]:
+async def wait_all(client: AsyncModelsLab, ids: list[str], timeout: float = 10) -> dict[str, float]:
     """Wait on `ids`; each id's finishing time (monotonic); fails on any two outcomes."""
     done: dict[str, float] = {}
     async for outcome in client.images.wait_many(ids, timeout=timeout):
@@ -73,7 +73,7 @@ async def test_redis_stopped_in_the_middle_then_back(
         ready = queue_all(fleet_api, 1.2)
         finished: dict[str, dict[str, float]] = {}
 
-        async def collect(name: str, client) -> None:
+        async def collect(name: str, client: AsyncModelsLab) -> None:
             finished[name] = await wait_all(client, IDS)
 
         async with anyio.create_task_group() as tg:
@@ -87,7 +87,7 @@ async def test_redis_stopped_in_the_middle_then_back(
         restarted = time.monotonic()
         redis_server.start()
         with anyio.fail_after(5):
-            while not all(any(isinstance(e, FleetRestored) for e in events[n]) for n in "ab"):
+            while not all(any(isinstance(e, FleetRestored) for e in events[n]) for n in "ab"):  # noqa: ASYNC110 - events come from threads
                 await anyio.sleep(0.05)
         assert time.monotonic() - restarted < 3  # back within seconds
         # And shares again: one poller for a new id.
@@ -109,7 +109,7 @@ async def test_redis_frozen_costs_each_wait_at_most_one_timeout(
         ready = queue_all(fleet_api, 1.2)
         finished: dict[str, dict[str, float]] = {}
 
-        async def collect(name: str, client) -> None:
+        async def collect(name: str, client: AsyncModelsLab) -> None:
             finished[name] = await wait_all(client, IDS)
 
         try:

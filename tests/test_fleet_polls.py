@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 
+from modelslab_fetch import AsyncModelsLab
 from tests.fleet_support import FleetAPI, fleet_api, worker
 from tests.redis_server import RedisServer, redis_server
 
@@ -19,13 +20,13 @@ async def test_three_workers_on_the_same_ids_fetch_as_one(
     clients = [worker(name, redis_server.url) for name in "abc"]
     results: dict[str, list[str]] = {}
 
-    async def collect(name: str, client) -> None:
+    async def collect(name: str, client: AsyncModelsLab) -> None:
         async with client:
             outcomes = [o async for o in client.images.wait_many(ids, timeout=10)]
         results[name] = sorted(o.request_id for o in outcomes if o.ok)
 
     async with anyio.create_task_group() as tg:
-        for name, client in zip("abc", clients):
+        for name, client in zip("abc", clients, strict=True):
             tg.start_soon(collect, name, client)
     assert all(found == sorted(ids) for found in results.values())
     # A lone worker polls each id at 0 s and at its eta (1 s), then once more: 2-3.

@@ -6,6 +6,7 @@ API records which worker sent each request, and when.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import anyio
@@ -21,10 +22,8 @@ __all__ = ["fleet_api", "redis_server"]
 async def fetch_until(client: AsyncModelsLab, stop_at: float, gap: float = 0.02) -> None:
     """Fetch again and again (a finished job) until `stop_at`, a little apart."""
     while time.monotonic() < stop_at:
-        try:
+        with contextlib.suppress(ModelsLabError):
             await client.images.fetch("job")
-        except ModelsLabError:
-            pass
         await anyio.sleep(gap)
 
 
@@ -64,8 +63,11 @@ async def test_max_requests_per_second_is_one_budget_for_the_fleet(
             for client in (a, b, a, b):
                 tg.start_soon(fetch_until, client, started + 2.0, 0)
     sent = sorted(f.at for f in fleet_api.fetches)
-    # 5 in any second, for both together (each alone would send 10 in 2 s).
-    assert all(later - earlier >= 0.99 for earlier, later in zip(sent, sent[5:])), sent
+    # 5 in any second, for both together (each alone would send 10 in 2 s); seen at the
+    # server, a little after each was admitted: a few tens of milliseconds of slack.
+    assert all(later - earlier >= 0.9 for earlier, later in zip(sent, sent[5:], strict=False)), (
+        sent
+    )
     # Requests admitted after the 2 s (asked for before) are sent later, in budget.
     assert 8 <= sum(1 for at in sent if at < started + 2.0) <= 11
     assert fleet_api.by("a") and fleet_api.by("b")
