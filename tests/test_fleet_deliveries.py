@@ -117,3 +117,20 @@ def test_a_delivery_reaches_a_wait_in_another_process(redis_server: RedisServer)
     assert outcome["id"] == rid
     assert outcome["elapsed"] < 3
     assert simulator.polls([rid])[rid] == 1  # its first poll only: the delivery did the rest
+
+
+async def test_iterators_see_only_what_their_own_receiver_accepted(
+    redis_server: RedisServer, fleet_api: FleetAPI
+) -> None:
+    # An app reacting to deliveries (not waiting) handles each once across the fleet.
+    async with hooked("a", redis_server.url) as a, hooked("b", redis_server.url) as b:
+        seen: dict[str, list[str]] = {"a": [], "b": []}
+        a.webhooks.on_delivery(lambda d: seen["a"].append(d.request_id))
+        b.webhooks.on_delivery(lambda d: seen["b"].append(d.request_id))
+        fleet_api.queue("job-4", 0.0)
+        fleet_api.stated_eta = 30.0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b.images.wait, "job-4")  # b's wait still ends by it
+            await anyio.sleep(0.2)
+            deliver(a, "job-4")
+    assert seen == {"a": ["job-4"], "b": []}

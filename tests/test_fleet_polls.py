@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 
 from modelslab_fetch import AsyncModelsLab
@@ -33,3 +35,30 @@ async def test_three_workers_on_the_same_ids_fetch_as_one(
     per_id = [fleet_api.fetches_of(rid) for rid in ids]
     # and the polls were one worker's at a time: at most one fetch per id and instant.
     assert max(per_id) <= 3, per_id
+
+
+async def test_two_waits_on_one_id_in_one_process_share_too(
+    redis_server: RedisServer, fleet_api: FleetAPI
+) -> None:
+    async with worker("a", redis_server.url) as a:
+        fleet_api.queue("job", 0.5)
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.images.wait, "job")
+            tg.start_soon(a.images.wait, "job")
+        assert time.monotonic() - started < 1.2  # the follower ended with the poller
+    assert fleet_api.fetches_of("job") <= 3  # as one wait would
+
+
+async def test_a_wait_cancelled_while_polling_lets_another_take_over_at_once(
+    redis_server: RedisServer, fleet_api: FleetAPI
+) -> None:
+    fleet_api.queue("job", 1.0)
+    async with worker("a", redis_server.url) as a, worker("b", redis_server.url) as b:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.images.wait, "job")
+            await anyio.sleep(0.2)  # a holds the lease, for its sleep plus 2 s
+            tg.cancel_scope.cancel()  # a's wait ends: its lease is given up
+        started = time.monotonic()
+        await b.images.wait("job")
+    assert fleet_api.by("b")[0].at - started < 0.2  # b polled at once, not after 2 s

@@ -65,9 +65,7 @@ async def test_max_requests_per_second_is_one_budget_for_the_fleet(
     sent = sorted(f.at for f in fleet_api.fetches)
     # 5 in any second, for both together (each alone would send 10 in 2 s); seen at the
     # server, a little after each was admitted: a few tens of milliseconds of slack.
-    assert all(later - earlier >= 0.9 for earlier, later in zip(sent, sent[5:], strict=False)), (
-        sent
-    )
+    assert all(later - earlier >= 0.9 for earlier, later in zip(sent, sent[5:], strict=False)), sent
     # Requests admitted after the 2 s (asked for before) are sent later, in budget.
     assert 8 <= sum(1 for at in sent if at < started + 2.0) <= 11
     assert fleet_api.by("a") and fleet_api.by("b")

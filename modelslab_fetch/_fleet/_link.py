@@ -28,7 +28,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -121,7 +120,6 @@ class FleetLink(ForkAware):
 
     def after_fork(self) -> None:
         """In a forked child (and at the start): no threads yet, an empty outbox."""
-        self._id = uuid.uuid4().hex
         self._started = False
         self._stop = threading.Event()
         self._outbox: deque[tuple[str, str, float]] = deque(maxlen=MAX_OUTBOX)
@@ -215,7 +213,7 @@ class FleetLink(ForkAware):
         """After a (re)subscription: what was published while this client did not listen."""
         pause = client.get(self.key("pause"))
         if pause is not None:
-            self.hear(pause, own_too=True)
+            self.hear(pause)
         watched = self.heard.watched() if self.heard.watched is not None else []
         for start in range(0, len(watched), 500):
             chunk = watched[start : start + 500]
@@ -223,12 +221,17 @@ class FleetLink(ForkAware):
             keys += [self.key("result", scope, rid) for scope, rid in chunk]
             for found in client.mget(keys):
                 if found is not None:
-                    self.hear(found, own_too=True)
+                    self.hear(found)
 
-    def hear(self, data: object, *, own_too: bool = False) -> None:
+    def hear(self, data: object) -> None:
+        """Act on one record of the fleet (published, or read from its key).
+
+        This client's own come back too: a delivery is then a duplicate the hub drops,
+        and a result ends the other waits on its id in this same process.
+        """
         try:
             message = json.loads(data)  # type: ignore[arg-type]
-            if not isinstance(message, dict) or (message.get("f") == self._id and not own_too):
+            if not isinstance(message, dict):
                 return
             kind, body = message.get("k"), message.get("b")
             if kind == "p":
@@ -291,7 +294,6 @@ class FleetLink(ForkAware):
                 self._outbox.popleft()
 
     def _post(self, key: str, message: dict[str, Any], until: float) -> None:
-        message["f"] = self._id
         self._outbox.append((key, json.dumps(message, separators=(",", ":")), until))
         self.start()
         with self._wake_writer:
@@ -339,12 +341,8 @@ class FleetLink(ForkAware):
 
     def result_message(self, scope: str, request_id: str, body: dict[str, Any]) -> str:
         """The record of a finished job, as published and kept."""
-        message = {"k": "r", "s": scope, "i": request_id, "b": body, "f": self._id}
+        message = {"k": "r", "s": scope, "i": request_id, "b": body}
         return json.dumps(message, separators=(",", ":"))
-
-    def is_own(self, message: dict[str, Any]) -> bool:
-        """Whether a record was published by this client."""
-        return message.get("f") == self._id
 
     # -- commands on the event loop -------------------------------------------------------
 

@@ -205,8 +205,13 @@ class DeliveryHub:
         """How many job ids have waits registered."""
         return len(self._watches)
 
-    def offer(self, delivery: WebhookDelivery) -> bool:
-        """Keep `delivery` and wake what waits for it; False (and nothing else) if a duplicate."""
+    def offer(self, delivery: WebhookDelivery, *, local: bool = True) -> bool:
+        """Keep `delivery` and wake what waits for it; False (and nothing else) if a duplicate.
+
+        `local=False` for one another worker's receiver accepted (redis_url): it ends
+        waits here, but iterators and callbacks see only this process's deliveries, so
+        that an app reacting to them across a fleet handles each once.
+        """
         key = (delivery.request_id, "" if delivery.request_id else delivery.track_id)
         now = self._monotonic()
         with self._lock:
@@ -225,8 +230,8 @@ class DeliveryHub:
                 watches = tuple(self._watches.get(delivery.request_id, ()))
                 for watch in watches:
                     watch._pending = delivery
-            streams = tuple(self._streams)
-            callbacks = self._callbacks
+            streams = tuple(self._streams) if local else ()
+            callbacks = self._callbacks if local else ()
         # Woken outside the lock: a loop's thread-safe call takes locks of its own.
         for watch in watches:
             watch._waker.wake()

@@ -46,14 +46,15 @@ def join(link: FleetLink, hub: DeliveryHub) -> None:
     def delivery(track_id: str, body: dict[str, Any]) -> None:
         result = FetchResult.from_body(body, request_id="")
         hub.offer(
-            WebhookDelivery(
+            local=False,
+            delivery=WebhookDelivery(
                 track_id=track_id,
                 request_id=result.id,
                 status=result.status,
                 result=result,
                 received_at=datetime.now(timezone.utc),
                 size=len(json.dumps(body)),
-            )
+            ),
         )
 
     def fetched(scope: str, request_id: str, body: dict[str, Any]) -> None:
@@ -111,7 +112,7 @@ class SharedPoll(Generic[R]):
         found = await self._link.run(lambda side: side.get_many(keys))
         for record in found or ():
             if record is not None:
-                self._link.hear(record, own_too=True)
+                self._link.hear(record)
 
     async def __call__(self) -> R:
         decision = await self._link.run(
