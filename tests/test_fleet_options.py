@@ -110,3 +110,16 @@ def test_the_blocking_client_shares_through_redis(
         other.join(10)
     # One of them polled; the other took the shared result.
     assert min(len(fleet_api.by("a")), len(fleet_api.by("b"))) == 0
+
+
+def test_a_missing_package_is_named_with_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "limits" else real(name, *a)
+    )
+    with pytest.raises(ConfigurationError, match=r"limits package.*modelslab-fetch\[redis\]"):
+        AsyncModelsLab(api_key=API_KEY, redis_url="redis://127.0.0.1:1/0")

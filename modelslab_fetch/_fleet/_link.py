@@ -143,6 +143,7 @@ class FleetLink(ForkAware):
         with self._lock:
             if self._started or self.closed:
                 return
+            import_libraries()
             self._started = True
             for name, target in (("listener", self._listen), ("writer", self._write)):
                 thread = threading.Thread(
@@ -354,8 +355,9 @@ class FleetLink(ForkAware):
         """
         if not self.health.up or self.closed:
             return None
-        side = self._side()
+        self._check_library()
         try:
+            side = self._side()
             with anyio.fail_after(self.settings.timeout):
                 result = await command(side)
         except Exception as exc:
@@ -363,7 +365,7 @@ class FleetLink(ForkAware):
             return None
         return result
 
-    def _side(self) -> LoopSide:
+    def _check_library(self) -> None:
         library = sniffio.current_async_library()
         if library != "asyncio":
             raise ConfigurationError(
@@ -371,6 +373,8 @@ class FleetLink(ForkAware):
                 "use the blocking ModelsLab client, which runs its own asyncio loop, or run "
                 "this AsyncModelsLab under asyncio, or leave redis_url out"
             )
+
+    def _side(self) -> LoopSide:
         self.start()
         if self._caller is None or self._caller_thread != threading.get_ident():
             native = anyio.lowlevel.current_token().native_token
@@ -401,6 +405,24 @@ class FleetLink(ForkAware):
             caller(lambda: events(event))
         except RuntimeError:  # that loop has ended: nobody there to hand it to
             events(event)
+
+
+_IMPORTS = threading.Lock()
+
+
+def import_libraries() -> None:
+    """Import redis (sync and asyncio) and limits, once, one thread at a time.
+
+    Two threads importing redis-py for the first time at once can deadlock in its
+    circular imports, or see a half-initialised module (`ImportError`): this runs before
+    any thread of any client uses them.
+    """
+    with _IMPORTS:
+        import limits.aio.storage  # noqa: PLC0415 - only a client with redis_url loads them
+        import limits.aio.strategies  # noqa: F401, PLC0415
+        import redis  # noqa: PLC0415
+        import redis.asyncio  # noqa: PLC0415
+        import redis.asyncio.retry  # noqa: F401, PLC0415
 
 
 async def _close_side(side: LoopSide) -> None:

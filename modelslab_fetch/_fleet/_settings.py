@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -79,6 +80,12 @@ def resolve_fleet(redis_url: str | None, redis_prefix: str | None) -> FleetSetti
         )
     if any(char.isspace() for char in prefix):
         raise ConfigurationError(f"redis_prefix cannot contain spaces: {prefix!r}")
+    missing = [name for name in ("redis", "limits") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"redis_url needs the {' and '.join(missing)} package(s): "
+            "pip install 'modelslab-fetch[redis]'"
+        )
     return FleetSettings(url=url, prefix=prefix, timeout=_timeout_in(parts.query))
 
 
