@@ -123,3 +123,15 @@ def test_a_missing_package_is_named_with_the_extra_to_install(
     )
     with pytest.raises(ConfigurationError, match=r"limits package.*modelslab-fetch\[redis\]"):
         AsyncModelsLab(api_key=API_KEY, redis_url="redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_the_blocking_client_takes_redis_url_under_trio(
+    anyio_backend: str, redis_server: RedisServer, fleet_api: FleetAPI
+) -> None:
+    # It runs its own asyncio loop on a thread of its own: trio code can use it.
+    fleet_api.queue("job", 0.0)
+    with ModelsLab(api_key=API_KEY, base_url=BASE_URL, redis_url=redis_server.url) as client:
+        result = await anyio.to_thread.run_sync(client.images.wait, "job")
+    assert result.id == "job"
+    assert any(key.endswith(":job") for key in redis_server.contents())  # shared
