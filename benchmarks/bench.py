@@ -913,7 +913,16 @@ def main() -> None:
         action="store_true",
         help="measure push and poll; rewrite only the webhooks part of the page",
     )
+    parser.add_argument(
+        "--fleet-only",
+        action="store_true",
+        help="the fleet benchmarks (issue 24, benchmarks/fleet.py): print them and write "
+        "their section of docs/performance.md and docs/deployment.md",
+    )
     args = parser.parse_args()
+    if args.fleet_only:
+        fleet_section(args.write)
+        return
     if args.memory_child:
         memory_child(args.memory_child)
         return
@@ -957,6 +966,17 @@ def main() -> None:
     header = f"Measured {time.strftime('%Y-%m-%d')} on {machine()} with `nox -s bench`.\n\n"
     print(header + table)
     write_results(args.write, header + table)
+    fleet_section(args.write)
+
+
+def fleet_section(path: Path) -> None:
+    """The fleet benchmarks (benchmarks/fleet.py), in their own section of both pages."""
+    from fleet import fleet_report, write_section  # benchmarks/ is the script's folder
+
+    section = f"Measured {time.strftime('%Y-%m-%d')} on {machine()}.\n\n" + fleet_report()
+    print(section)
+    for page in (path, ROOT / "docs" / "deployment.md"):
+        write_section(page, section)
 
 
 def webhooks_results() -> str:

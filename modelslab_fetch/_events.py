@@ -6,7 +6,9 @@ ClientEvent
 ├── ResponseReceived   the server answered it (any HTTP status)
 ├── RequestFailed      no answer could be read: the connection failed, timed out...
 ├── RetryScheduled     a request that failed is sent again after a delay
-└── ClientPaused       a rate limit pauses every request of the client
+├── ClientPaused       a rate limit pauses every request of the client
+├── FleetUnavailable   Redis (redis_url=) stopped answering: the client works on its own
+└── FleetRestored      Redis answers again: the client shares work through it again
 ```
 
 Every request that is sent reports `RequestSent`, then `ResponseReceived` or
@@ -32,6 +34,8 @@ __all__ = [
     "ClientPaused",
     "EventCallback",
     "EventSink",
+    "FleetRestored",
+    "FleetUnavailable",
     "RequestFailed",
     "RequestSent",
     "ResponseReceived",
@@ -129,6 +133,30 @@ class ClientPaused(ClientEvent):
     """How long from now no request is sent."""
     error: RateLimitError
     """The rate limit that caused it (`retry_after` holds the wait the server stated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetUnavailable(ClientEvent):
+    """The Redis of `redis_url` stopped answering (or never did): one event per fault.
+
+    Until `FleetRestored`, the client works as if it were alone: each wait polls for
+    itself, pauses and the rate budget are its own; nothing is lost.
+    """
+
+    where: str
+    """The server: scheme, host and port (never a password)."""
+    reason: str
+    """What failed: the error's type and text."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRestored(ClientEvent):
+    """The Redis of `redis_url` answers again after a `FleetUnavailable`."""
+
+    where: str
+    """The server: scheme, host and port (never a password)."""
+    down_for: float
+    """Seconds since the fault began."""
 
 
 EventCallback = Callable[[ClientEvent], object]

@@ -21,10 +21,10 @@ import respx
 
 from modelslab_fetch import AsyncModelsLab, PollPolicy, _logging
 
-# For every test module: the loopback servers' fixtures (hostile, tls_ca, recording_proxy)
-# and the bare HTTP backends (backend); pytester runs a user's project in a subprocess
-# (tests/test_pytest_plugin.py).
-pytest_plugins = ["tests.loopback", "tests.backends", "pytester"]
+# For every test module: the loopback servers' fixtures (hostile, tls_ca, recording_proxy),
+# the bare HTTP backends (backend) and a real redis-server (redis_server); pytester runs a
+# user's project in a subprocess (tests/test_pytest_plugin.py).
+pytest_plugins = ["tests.loopback", "tests.backends", "tests.redis_server", "pytester"]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import sniffio
 from pydantic import SecretStr
 
 from .._clock import Clock, EventLoopClock
@@ -37,6 +40,8 @@ from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
 from .._events import EventCallback, event_sink
+from .._fleet._link import FleetLink
+from .._fleet._settings import resolve_fleet
 from .._http._proxy import Proxies
 from .._http._transport import Transport
 from .._jobs._addresses import AddressPolicy, DownloadTransport
@@ -44,6 +49,7 @@ from .._jobs._batch import RECENT_OUTCOMES_KEPT, AsyncBatch, ProgressCallback
 from .._jobs._deliveries import DeliveryHub
 from .._jobs._downloads import Downloaded, Downloader
 from .._jobs._polling import DEFAULT_WAIT_TIMEOUT, PollPolicy, check_wait_timeout
+from .._jobs._shared import join, share_deliveries
 from .._jobs._updates import UpdateCallback
 from .._per_loop import PerLoop
 from .._results import FetchResult
@@ -152,6 +158,17 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             whose answer is the result. True: the delivery's payload is the result,
             with no fetch (only if your webhook URLs cannot leak, and you never wait
             on one id on two endpoints at once: ModelsLab's ids are per product).
+        redis_url: A Redis (or Valkey) URL, `redis://host:6379/0`; defaults to
+            `$MODELSLAB_REDIS_URL`. With it, every client using the same Redis and
+            `redis_prefix` (in any process, on any host) shares webhook deliveries, the
+            pause after a rate limit, the `max_requests_per_second` budget, and the
+            polling of an id waited on by several of them. Redis down, each client works
+            on its own. asyncio only (the blocking `ModelsLab` runs its own); needs the
+            `redis` and `limits` packages (`modelslab-fetch[redis]`); see
+            docs/deployment.md.
+        redis_prefix: The prefix of every Redis key and channel (default
+            `"modelslab_fetch:"`, or `$MODELSLAB_REDIS_PREFIX`): clients share work only
+            with clients of the same prefix (one per app, or per ModelsLab account).
 
     """
 
@@ -179,8 +196,13 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         webhook_url: str | None = None,
         webhook_secret: str | SecretStr | None = None,
         trust_webhooks: bool = False,
+        redis_url: str | None = None,
+        redis_prefix: str | None = None,
     ) -> None:
         events = event_sink(on_event)
+        fleet = resolve_fleet(redis_url, redis_prefix)
+        if fleet is not None:
+            refuse_fleet_under_trio()
         config = ClientConfig.resolve(
             api_key=api_key,
             base_url=base_url,
@@ -207,13 +229,35 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             )
         clock = clock if clock is not None else EventLoopClock()
         poll_policy = poll_policy if poll_policy is not None else PollPolicy()
-        transport = Transport(self._config, clock=clock, http_client=http_client, events=events)
-        # One hub per client, shared by its twins: deliveries reach every wait on an id.
-        self._webhooks = AsyncWebhooks(
+        self._fleet = (
             None
-            if webhooks is None
-            else receiver_for(webhooks, DeliveryHub(trust=webhooks.trust), transport)
+            if fleet is None
+            else FleetLink(fleet, events=events, max_rate=config.max_requests_per_second)
         )
+        transport = Transport(
+            self._config, clock=clock, http_client=http_client, events=events, outside=self._fleet
+        )
+        if self._fleet is not None:
+            # A client dropped without aclose() stops its Redis threads when collected.
+            weakref.finalize(self, self._fleet.close)
+        # One hub per client, shared by its twins: deliveries reach every wait on an id.
+        # With a fleet, it also hands out the records other workers fetched.
+        hub = (
+            None
+            if webhooks is None and fleet is None
+            else DeliveryHub(
+                trust=webhooks is not None and webhooks.trust, pushes=webhooks is not None
+            )
+        )
+        receiver = (
+            None if webhooks is None or hub is None else receiver_for(webhooks, hub, transport)
+        )
+        if self._fleet is not None and hub is not None:
+            join(self._fleet, hub)
+            if receiver is not None:
+                receiver.share = share_deliveries(self._fleet)
+        self._hub = hub
+        self._webhooks = AsyncWebhooks(receiver)
         # An httpx client's connections belong to one event loop: one downloader per loop.
         downloaders = PerLoop(self._new_downloader, _close_downloader)
         self._wire(transport, downloaders, http_client, poll_policy, clock)
@@ -232,7 +276,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         self._poll_policy = poll_policy
         self._clock = clock
         names = {row: name for name, row in self._table().items()}
-        hub = self._webhooks.hub_or_none
+        hub, fleet = self._hub, self._fleet
         self._bind(
             lambda endpoint: AsyncFetchResource(
                 endpoint,
@@ -243,6 +287,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
                 # its path, as wait_for's routing names it.
                 name=names.get(endpoint, endpoint.path_template),
                 deliveries=hub,
+                fleet=fleet,
             )
         )
 
@@ -276,6 +321,8 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         other = object.__new__(type(self))
         other._config = config
         other._webhooks = self._webhooks
+        other._hub = self._hub
+        other._fleet = self._fleet
         other._wire(
             self._transport.with_config(config),
             self._downloaders,
@@ -495,7 +542,33 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
             await self._transport.aclose()
         finally:
             self._webhooks.close()
-            await self._downloaders.aclose()
+            try:
+                await self._downloaders.aclose()
+            finally:
+                if self._fleet is not None:
+                    await self._fleet.aclose()
+
+
+_blocking_construction: ContextVar[bool] = ContextVar(
+    "modelslab_fetch_blocking_construction", default=False
+)
+"""Set while `ModelsLab` makes its `AsyncModelsLab`: it runs on its own asyncio loop."""
+
+
+def refuse_fleet_under_trio() -> None:
+    """Refuse `redis_url` for an `AsyncModelsLab` made under trio (redis.asyncio is asyncio's)."""
+    if _blocking_construction.get():
+        return
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return  # made outside any loop: refused on its first call under trio, if ever
+    if library != "asyncio":
+        raise ConfigurationError(
+            f"redis_url works on asyncio only (redis.asyncio does not support {library}): "
+            "use the blocking ModelsLab client, which runs its own asyncio loop, or run "
+            "this AsyncModelsLab under asyncio, or leave redis_url out"
+        )
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:

@@ -19,7 +19,7 @@ from .._endpoints._surface import SyncSurface
 from .._endpoints.table import ClientEndpoints, Enterprise
 from .._jobs._downloads import Downloaded
 from .._results import FetchResult
-from ._async import AsyncModelsLab, ClientSettings
+from ._async import AsyncModelsLab, ClientSettings, _blocking_construction
 from ._loop_thread import LoopThread
 from ._webhooks import Webhooks
 
@@ -39,7 +39,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
 
     @parameters_of(AsyncModelsLab.__init__)
     def __init__(self, **options: Any) -> None:
-        self._async = AsyncModelsLab(**options)
+        token = _blocking_construction.set(True)  # its own asyncio loop: redis_url works
+        try:
+            self._async = AsyncModelsLab(**options)
+        finally:
+            _blocking_construction.reset(token)
         http_client = options.get("http_client")
         # An httpx.AsyncClient's connections belong to one event loop: blocking clients
         # given the same one share one event loop, so it works across all of them.
@@ -114,6 +118,11 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._loop.wait_closed()
         # Its deliveries' iterators end too, even if its loop never ran (thread-safe).
         self._async.webhooks.close()
+        # And its Redis threads (a receiver-only client's loop may never have run).
+        fleet = self._async._fleet
+        if fleet is not None:
+            fleet.close()
+            fleet.join()
 
 
 class _LoopLease:

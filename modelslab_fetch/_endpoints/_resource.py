@@ -13,17 +13,19 @@ from .._clock import Clock
 from .._errors import (
     AccountError,
 )
+from .._fleet._link import FleetLink
 from .._http._traffic import last_check_before_sending
 from .._http._transport import Transport
 from .._ids import RequestId, normalize_request_id
 from .._jobs._batch import AsyncBatch, ProgressCallback
-from .._jobs._deliveries import DeliveryHub
+from .._jobs._deliveries import DeliveryHub, Watch
 from .._jobs._polling import (
     DEFAULT_WAIT_TIMEOUT,
     PollPolicy,
     check_wait_timeout,
     wait_until_finished,
 )
+from .._jobs._shared import SharedPoll
 from .._jobs._updates import UpdateCallback
 from .._results import FetchResult
 from ._row import FetchEndpoint
@@ -54,8 +56,10 @@ class AsyncFetchResource(Generic[R]):
         clock: Clock,
         name: str | None = None,
         deliveries: DeliveryHub | None = None,
+        fleet: FleetLink | None = None,
     ) -> None:
         self._deliveries = deliveries  # webhooks: deliveries end waits (see _deliveries)
+        self._fleet = fleet  # redis_url: one poller per id in the fleet (see _jobs/_shared)
         self._endpoint = endpoint
         self._name = name  # the table's name for the endpoint, carried by every result
         self._transport = transport
@@ -200,24 +204,61 @@ class AsyncFetchResource(Generic[R]):
     ) -> R:
         # Every wait (wait, wait_many, wait_for...) passes here: closing the client ends it.
         hub = self._deliveries
+        scope = self._endpoint.path_template
         with (
             self._transport.calls.scope(rid),
             (
-                nullcontext() if hub is None else hub.watch(rid, parse=self._parse_delivery(rid))
+                nullcontext()
+                if hub is None
+                else hub.watch(rid, parse=self._parse_delivery(rid), scope=scope)
             ) as watch,
         ):
-            return await wait_until_finished(
-                poll,
+            if self._fleet is None or watch is None:
+                return await self._wait(
+                    poll, rid=rid, timeout=timeout, on_update=on_update, first=first, watch=watch
+                )
+            shared = SharedPoll(
+                self._fleet,
+                scope=scope,
                 request_id=rid,
-                timeout=timeout,
-                policy=self._poll_policy,
-                clock=self._clock,
-                on_update=on_update,
-                transient=self._transport.is_transient,
-                events=self._transport.events,
-                first=first,
+                poll=poll,
                 watch=watch,
+                processing=lambda eta: self._endpoint.parse(
+                    {"status": "processing", "id": rid, "eta": eta},
+                    request_id=rid,
+                    endpoint_name=self._name,
+                ),
             )
+            try:
+                await shared.recall()
+                return await self._wait(
+                    shared, rid=rid, timeout=timeout, on_update=on_update, first=first, watch=watch
+                )
+            finally:
+                await shared.release()
+
+    async def _wait(
+        self,
+        poll: Callable[[], Awaitable[R]],
+        *,
+        rid: str,
+        timeout: float | None,
+        on_update: UpdateCallback | None,
+        first: R | None,
+        watch: Watch[R] | None,
+    ) -> R:
+        return await wait_until_finished(
+            poll,
+            request_id=rid,
+            timeout=timeout,
+            policy=self._poll_policy,
+            clock=self._clock,
+            on_update=on_update,
+            transient=self._transport.is_transient,
+            events=self._transport.events,
+            first=first,
+            watch=watch,
+        )
 
     def _parse_delivery(self, rid: str) -> Callable[[FetchResult], R]:
         # A trusted delivery becomes this endpoint's result, as a fetch answer would.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Protocol
 
 import anyio
 import sniffio
@@ -12,7 +13,7 @@ import sniffio
 from .._clock import Clock
 from .._per_loop import ForkAware, leave_behind
 
-__all__ = ["TrafficControl", "last_check_before_sending"]
+__all__ = ["OutsideTraffic", "TrafficControl", "last_check_before_sending"]
 
 last_check_before_sending: ContextVar[Callable[[], None] | None] = ContextVar(
     "modelslab_fetch_last_check_before_sending", default=None
@@ -23,6 +24,19 @@ a request granted its slot in the same instant would otherwise still be sent bef
 cancellation arrives."""
 
 
+class OutsideTraffic(Protocol):
+    """Limits shared with other processes (`redis_url=`: the fleet's `FleetLink`)."""
+
+    def pause_left(self) -> float:
+        """Seconds until a pause another process announced ends (read from memory)."""
+
+    def publish_pause(self, seconds: float) -> None:
+        """Tell the other processes that every request must wait `seconds` from now."""
+
+    async def take_turn(self) -> None:
+        """Wait for room in the shared rate budget, and take it."""
+
+
 class TrafficControl(ForkAware):
     """Admits each HTTP request of one client, so every call on it shares the same limits.
 
@@ -31,7 +45,14 @@ class TrafficControl(ForkAware):
     the whole client, then for the request's turn under `max_rate` (requests per second).
     """
 
-    def __init__(self, *, max_concurrency: int, max_rate: float | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        max_concurrency: int,
+        max_rate: float | None,
+        clock: Clock,
+        outside: OutsideTraffic | None = None,
+    ) -> None:
         # Made by the first request, in the async library that runs it: a limiter made
         # where the client is constructed (trio code making a blocking ModelsLab, whose
         # requests run on its own asyncio loop) would belong to the wrong library.
@@ -43,8 +64,10 @@ class TrafficControl(ForkAware):
         self._paused_until = -math.inf
         # No rate limit, and no pause since the last look found none: a request then
         # needs no clock reading to be admitted (most clients, most of the time).
-        self._free = max_rate is None
+        self._free = max_rate is None and outside is None
         self._clock = clock
+        # Other processes' pauses and the shared rate budget (redis_url), on top of ours.
+        self._outside = outside
         super().__init__()
 
     @property
@@ -62,12 +85,13 @@ class TrafficControl(ForkAware):
     @property
     def paused(self) -> bool:
         """Whether a pause is holding requests back right now."""
-        return self._paused_until > self._clock.now()
+        return self.pause_left > 0
 
     @property
     def pause_left(self) -> float:
         """Seconds until the current pause ends; 0 when none holds requests back."""
-        return max(self._paused_until - self._clock.now(), 0.0)
+        left = max(self._paused_until - self._clock.now(), 0.0)
+        return left if self._outside is None else max(left, self._outside.pause_left())
 
     def pause(self, seconds: float) -> bool:
         """Hold back every request of the client for `seconds` from now.
@@ -80,6 +104,8 @@ class TrafficControl(ForkAware):
             return False
         self._paused_until = until
         self._free = False
+        if self._outside is not None:  # no other process starts a request during it either
+            self._outside.publish_pause(seconds)
         return True
 
     def after_fork(self) -> None:
@@ -116,13 +142,17 @@ class TrafficControl(ForkAware):
 
     async def _wait_for_turn(self) -> None:
         # A pause can be extended while we sleep through it: look again after waking.
-        while (wait := self._paused_until - self._clock.now()) > 0:
+        while (wait := self.pause_left) > 0:
             await self._clock.sleep(wait)
         if not self._interval:
-            self._free = True  # no pause left: until the next one, no need to look
+            # No pause left: until the next one, no need to look (unless other processes
+            # can announce one at any moment).
+            self._free = self._outside is None
             return
         now = self._clock.now()
         start = max(now, self._next_start)
         self._next_start = start + self._interval
         if start > now:
             await self._clock.sleep(start - now)
+        if self._outside is not None:  # and the budget all processes share
+            await self._outside.take_turn()

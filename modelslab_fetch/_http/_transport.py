@@ -50,7 +50,7 @@ from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
 from ._backends._httpx import HttpxBackend, httpx_is_patched
 from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
 from ._retrying import with_retries
-from ._traffic import TrafficControl
+from ._traffic import OutsideTraffic, TrafficControl
 
 if TYPE_CHECKING:  # tenacity is imported on the first retry (see _retrying)
     from tenacity import RetryCallState
@@ -83,6 +83,7 @@ class Transport:
         clock: Clock,
         http_client: httpx.AsyncClient | None = None,
         events: EventSink | None = None,
+        outside: OutsideTraffic | None = None,
     ) -> None:
         if http_client is not None:
             refuse_cleartext_proxy(http_client, config.base_url)
@@ -94,6 +95,7 @@ class Transport:
             max_concurrency=config.max_concurrency,
             max_rate=config.max_requests_per_second,
             clock=clock,
+            outside=outside,
         )
         self._given_backend = (
             None if http_client is None else HttpxBackend(http_client, owned=False)

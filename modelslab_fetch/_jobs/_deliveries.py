@@ -12,6 +12,10 @@ It keeps deliveries that arrive before anyone waits on their id (ModelsLab may d
 before the generation request has even returned), bounded by `MAX_KEPT_DELIVERIES` ids,
 `MAX_KEPT_BYTES` of bodies and `MAX_KEPT_AGE` seconds, oldest first out; and it drops
 duplicates (the same id and status, which ModelsLab documents it may send).
+
+With `redis_url=`, it also takes the finished records other workers fetched (`offer_fetched`):
+a wait takes one as its result, with no fetch of its own (it is a fetch's answer already),
+kept the same way for waits that start later.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -164,12 +168,15 @@ class DeliveryHub:
         self,
         *,
         trust: bool = False,
+        pushes: bool = True,
         max_kept: int = MAX_KEPT_DELIVERIES,
         max_age: float = MAX_KEPT_AGE,
         max_bytes: int = MAX_KEPT_BYTES,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.trust = trust
+        self.pushes = pushes
+        """Whether webhooks are configured: a wait expects a delivery (and polls later)."""
         self._max_kept = max_kept
         self._max_age = max_age
         self._max_bytes = max_bytes
@@ -178,6 +185,9 @@ class DeliveryHub:
         self._kept: OrderedDict[tuple[str, str], _Kept] = OrderedDict()
         self._bytes = 0
         self._watches: dict[str, set[Watch[FetchResult]]] = {}
+        # Finished records other workers fetched, by (scope, id): scope is the endpoint,
+        # since a fetch answer is one endpoint's (ModelsLab's ids are per product).
+        self._fetched: OrderedDict[tuple[str, str], tuple[float, FetchResult]] = OrderedDict()
         self._streams: weakref.WeakSet[_Stream] = weakref.WeakSet()
         self._callbacks: tuple[DeliveryCallback, ...] = ()
         self.closed = False
@@ -195,8 +205,13 @@ class DeliveryHub:
         """How many job ids have waits registered."""
         return len(self._watches)
 
-    def offer(self, delivery: WebhookDelivery) -> bool:
-        """Keep `delivery` and wake what waits for it; False (and nothing else) if a duplicate."""
+    def offer(self, delivery: WebhookDelivery, *, local: bool = True) -> bool:
+        """Keep `delivery` and wake what waits for it; False (and nothing else) if a duplicate.
+
+        `local=False` for one another worker's receiver accepted (redis_url): it ends
+        waits here, but iterators and callbacks see only this process's deliveries, so
+        that an app reacting to them across a fleet handles each once.
+        """
         key = (delivery.request_id, "" if delivery.request_id else delivery.track_id)
         now = self._monotonic()
         with self._lock:
@@ -215,8 +230,8 @@ class DeliveryHub:
                 watches = tuple(self._watches.get(delivery.request_id, ()))
                 for watch in watches:
                     watch._pending = delivery
-            streams = tuple(self._streams)
-            callbacks = self._callbacks
+            streams = tuple(self._streams) if local else ()
+            callbacks = self._callbacks if local else ()
         # Woken outside the lock: a loop's thread-safe call takes locks of its own.
         for watch in watches:
             watch._waker.wake()
@@ -246,20 +261,62 @@ class DeliveryHub:
     def _drop(self, key: tuple[str, str]) -> None:
         self._bytes -= self._kept.pop(key).size
 
+    def offer_fetched(self, scope: str, request_id: str, result: FetchResult) -> None:
+        """A finished record another worker fetched: the result of every wait on it here."""
+        now = self._monotonic()
+        with self._lock:
+            fetched = self._fetched
+            fetched[(scope, request_id)] = (now, result)
+            fetched.move_to_end((scope, request_id))
+            while fetched and (
+                len(fetched) > self._max_kept
+                or now - next(iter(fetched.values()))[0] > self._max_age
+            ):
+                fetched.popitem(last=False)
+            watches = tuple(w for w in self._watches.get(request_id, ()) if w.scope == scope)
+            for watch in watches:
+                watch._fetched = result
+        for watch in watches:
+            watch._waker.wake()
+
+    def nudge_all(self) -> None:
+        """Cut every wait's sleep short: each polls at once (the fleet's Redis went down)."""
+        with self._lock:
+            watches = [w for ws in self._watches.values() for w in ws]
+            for watch in watches:
+                watch._nudged = True
+        for watch in watches:
+            watch._waker.wake()
+
+    def watched(self) -> list[tuple[str, str]]:
+        """The `(scope, request_id)` of every wait registered now."""
+        with self._lock:
+            return list(
+                dict.fromkeys((w.scope, rid) for rid, ws in self._watches.items() for w in ws)
+            )
+
     def watch(
-        self, request_id: str, *, parse: Callable[[FetchResult], R] | None = None
+        self,
+        request_id: str,
+        *,
+        parse: Callable[[FetchResult], R] | None = None,
+        scope: str = "",
     ) -> Watch[R]:
         """A wait's interest in `request_id`: woken by a delivery, on the caller's loop.
 
         Use it as a context manager around the wait; a delivery kept from before is
-        pending at once. `parse` turns a trusted delivery into the wait's result type.
+        pending at once. `parse` turns a trusted delivery into the wait's result type;
+        `scope` names the endpoint, for records other workers fetched.
         """
-        return Watch(self, request_id, parse)
+        return Watch(self, request_id, parse, scope)
 
     def _register(self, watch: Watch[R]) -> None:
         with self._lock:
             self._expire(self._monotonic())
             self._watches.setdefault(watch.request_id, set()).add(watch)  # type: ignore[arg-type]
+            found = self._fetched.get((watch.scope, watch.request_id))
+            if found is not None:
+                watch._fetched = found[1]
             kept = self._kept.get((watch.request_id, ""))
             if kept is not None:
                 finished = [d for d in kept.by_status.values() if d.finished]
@@ -327,15 +384,22 @@ class Watch(Generic[R]):
         hub: DeliveryHub,
         request_id: str,
         parse: Callable[[FetchResult], R] | None = None,
+        scope: str = "",
     ) -> None:
         self._hub = hub
         self.request_id = request_id
+        self.scope = scope
         self._parse = parse
         self._pending: WebhookDelivery | None = None
+        self._fetched: FetchResult | None = None
+        self._nudged = False  # its next sleep is cut short (see DeliveryHub.nudge_all)
+        self.before_sleep: Callable[[float], Awaitable[None]] | None = None
+        """Awaited with each sleep's length before it (the fleet's poller keeps its lease)."""
         self._scope: anyio.CancelScope | None = None
         self._waker = _Waker(self._cut_sleep)
-        self.expecting = True
-        """Whether a delivery is still to come: none has been acted upon yet."""
+        self.expecting = hub.pushes
+        """Whether a delivery is still to come: webhooks are configured, and none has been
+        acted upon yet."""
 
     def __repr__(self) -> str:
         return f"Watch({self.request_id!r}, pending={self._pending is not None})"
@@ -355,7 +419,7 @@ class Watch(Generic[R]):
     @property
     def pending(self) -> bool:
         """Whether a delivery for this id arrived and has not been acted upon yet."""
-        return self._pending is not None
+        return self._pending is not None or self._fetched is not None
 
     def _take(self) -> WebhookDelivery | None:
         with self._hub._lock:
@@ -364,8 +428,30 @@ class Watch(Generic[R]):
             self.expecting = False
         return delivery
 
+    def fetched(self) -> R | None:
+        """A finished record another worker fetched for this id, as the wait's result."""
+        if self._fetched is None or self._parse is None:
+            return None
+        with self._hub._lock:
+            result, self._fetched = self._fetched, None
+        if result is None:  # pragma: no cover - a race lost
+            return None
+        self.expecting = False
+        try:
+            return self._parse(result)
+        except Exception:  # unreadable for this endpoint's model: let a fetch tell
+            logger.debug("a shared record for %s did not parse; fetching", self.request_id)
+            return None
+
     def trusted(self) -> R | None:
-        """The pending delivery as the wait's result, if the client trusts webhooks."""
+        """The wait's result without a fetch, if there is one.
+
+        A record another worker fetched; else the pending delivery, if the client
+        trusts webhooks.
+        """
+        fetched = self.fetched()
+        if fetched is not None:
+            return fetched
         if not self._hub.trust or self._pending is None:
             return None
         delivery = self._take()
@@ -384,7 +470,10 @@ class Watch(Generic[R]):
 
     async def sleep(self, clock: Clock, seconds: float) -> None:
         """Sleep `seconds` on `clock`, or until a delivery for this id arrives."""
-        if self._pending is not None:
+        if self.before_sleep is not None:
+            await self.before_sleep(seconds)
+        if self.pending or self._nudged:
+            self._nudged = False
             await anyio.lowlevel.checkpoint()
             return
         with anyio.CancelScope() as scope:
@@ -397,7 +486,8 @@ class Watch(Generic[R]):
     def _cut_sleep(self) -> None:
         # On the loop's thread. A wake-up that comes after its delivery was acted upon
         # (scheduled just before the poll that confirmed it) cuts nothing.
-        if self._scope is not None and self._pending is not None:
+        if self._scope is not None and (self.pending or self._nudged):
+            self._nudged = False
             self._scope.cancel()
 
 

@@ -154,7 +154,7 @@ class _Schedule:
         self._deadline = deadline
         self._streak = 0  # polls in a row with neither an eta nor success
         self._watch = watch
-        if watch is not None:
+        if watch is not None and watch.expecting:
             # While a delivery is expected, gaps may grow to push_max_interval.
             self._pushed = dataclasses.replace(
                 policy, max_interval=max(policy.max_interval, policy.push_max_interval)

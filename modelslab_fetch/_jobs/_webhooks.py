@@ -56,6 +56,8 @@ class WebhookReceiver:
         self.hub = hub
         self._clean = clean  # the client's redaction: the key and the webhook URL
         self.secret_redactor: object = None  # kept alive: the log filter holds it weakly
+        self.share: Callable[[WebhookDelivery], None] | None = None
+        """Called with each new delivery accepted here (redis_url: publish to the fleet)."""
 
     def __repr__(self) -> str:
         return f"WebhookReceiver(trust={self.settings.trust})"
@@ -108,6 +110,8 @@ class WebhookReceiver:
             size=len(content),
         )
         if self.hub.offer(delivery):
+            if self.share is not None:
+                self.share(delivery)
             return delivery
         return WebhookDelivery(
             track_id=delivery.track_id,
