@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.local_server import free_port
+from tests.loopback import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None

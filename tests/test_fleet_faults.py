@@ -19,7 +19,7 @@ import pytest
 from modelslab_fetch import AsyncModelsLab, ClientEvent, FleetRestored, FleetUnavailable, testing
 from tests.conftest import API_KEY
 from tests.fleet_support import FleetAPI, fleet_api, worker
-from tests.local_server import free_port
+from tests.loopback import free_port
 from tests.redis_server import RedisServer, redis_server, redis_server_or_skip
 
 __all__ = ["fleet_api", "redis_server"]
