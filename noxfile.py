@@ -23,7 +23,7 @@ def bench(session: nox.Session) -> None:
     """Measure throughput, CPU per request, polling and memory; rewrite docs/performance.md."""
     session.install(
         "-e",
-        ".[simulator]",
+        ".[simulator,redis]",  # redis: the fleet benchmarks (benchmarks/fleet.py)
         "uvicorn[standard]",  # httptools and uvloop: a server fast enough not to be measured
         "psutil",
         "httpx-aiohttp",
