@@ -380,6 +380,12 @@ def test_the_blocking_client_is_woken_by_a_receiver_on_another_thread(
     ) as client:
 
         def ready_and_delivered() -> None:
+            # After the wait's first poll (a loaded machine can take longer than the
+            # 0.3 s to start the loop thread and send it): the job must be seen
+            # unfinished once, so that the delivery is what ends the wait.
+            deadline = time.monotonic() + 10
+            while job.fetches == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
             job.done = True
             deliver(client, "600")
 
