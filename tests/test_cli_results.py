@@ -291,6 +291,27 @@ def test_resume_still_exits_1_for_ids_that_failed_before(
     assert Counter(finals(results)) == {good: 1, bad: 1}
 
 
+def test_resume_does_not_ask_again_for_text_that_is_no_id(
+    modelslab_server: SimulatorServer, tmp_path: Path
+) -> None:
+    # Text that is no id fails for good (its line is final): a resumed run that asked
+    # again would append one more line for it on every --resume, for ever.
+    good = modelslab_server.simulator.queue()
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(f"{good}\n../../etc/passwd\n")
+    results = tmp_path / "r.jsonl"
+    first = command(modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results))
+    assert first.returncode == 1, first.stderr
+    assert Counter(finals(results)) == {good: 1, "../../etc/passwd": 1}
+    for _ in range(2):
+        again = command(
+            modelslab_server, "wait", "--ids-file", str(ids_file), "-o", str(results), "--resume"
+        )
+        assert again.returncode == 1, again.stderr  # nothing to do; not all succeeded
+        assert "2 already finished (skipped, 1 of them failed)" in again.stderr
+        assert len(records(results)) == 2
+
+
 def run_cli(*argv: str, base_url: str) -> subprocess.CompletedProcess[str]:
     env = env_for(MODELSLAB_API_KEY="k", MODELSLAB_BASE_URL=base_url)
     return subprocess.run(

@@ -26,10 +26,9 @@ from .. import (
     Outcome,
     RequestNotFoundError,
     Status,
-    normalize_request_id,
 )
 from ._ids import IdsToRead, read_ids
-from ._idset import IdSet
+from ._idset import IdSet, resume_key
 from ._lines import json_line
 from ._progress import Activity, ProgressView, choose_mode
 from ._responses import (
@@ -570,9 +569,8 @@ def _without(
     seen: set[str] = set()
 
     def keep(request_id: str) -> bool:
-        try:
-            key = normalize_request_id(request_id)
-        except (ValueError, TypeError):
+        key = resume_key(request_id)
+        if key is None:
             return True  # the batch reports it as invalid, in plain words
         if key in finished:
             if finished.first_sight(key):

@@ -78,8 +78,8 @@ def check_ids_file(
                 lines += 1
                 try:
                     key = normalize_request_id(text)
-                except ValueError:  # not an id at all: the batch reports it
-                    others += 1
+                except ValueError:  # not an id at all: the batch reports it (once more
+                    others += text not in known  # only if no resumed line has already)
                     continue
                 if key not in known:
                     counted.add(key)

@@ -14,7 +14,9 @@ import heapq
 from array import array
 from bisect import bisect_left
 
-__all__ = ["IdSet"]
+from .. import normalize_request_id
+
+__all__ = ["IdSet", "resume_key"]
 
 _FAILED = 1
 _SEEN = 2
@@ -118,3 +120,18 @@ def _number(key: str) -> int | None:
         return None
     number = int(key)
     return number if number <= _LARGEST else None
+
+
+def resume_key(request_id: object) -> str | None:
+    """What an `IdSet` compares for `request_id`: normalized, or as text if no id at all.
+
+    A line for text that is no id is final too: `--resume` must not ask it again and
+    append another line for it on every run. None for what is not even text.
+
+    Raw text cannot collide with a normalized id: it is raw precisely because it fails
+    `normalize_request_id`, which every normalized id passes.
+    """
+    try:
+        return normalize_request_id(request_id)
+    except (ValueError, TypeError):
+        return request_id if isinstance(request_id, str) else None

@@ -22,9 +22,8 @@ from .. import (
     InvalidRequestIdError,
     Outcome,
     RequestNotFoundError,
-    normalize_request_id,
 )
-from ._idset import IdSet
+from ._idset import IdSet, resume_key
 from ._lines import json_line, physical_lines
 from ._usage import UsageError, os_words
 from ._words import counted, has_own_words, in_plain_words
@@ -195,8 +194,8 @@ class ResultsFile:
         for record in _records(file, self.path):
             self.count += 1
             if record.get("final") is True:
-                with contextlib.suppress(ValueError, TypeError):
-                    key = normalize_request_id(record.get("request_id"))
+                key = resume_key(record.get("request_id"))
+                if key is not None:
                     self._finished.add(key, failed=record.get("ok") is not True)
         self._finished.freeze()
         if self.count and self._overwrite:
