@@ -285,6 +285,13 @@ def _resolve_retry_policy(retry_policy: RetryPolicy | None) -> RetryPolicy:
 
 def _resolve_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     if isinstance(timeout, httpx.Timeout):
+        # Each limit a finite number of seconds above 0, or None: aiohttp reads 0 as "no
+        # limit" (httpx as "time out at once") and cannot schedule an infinite one.
+        for name in ("connect", "read", "write", "pool"):
+            seconds = getattr(timeout, name)
+            if seconds is not None:
+                what = " of seconds, or None for no limit"
+                checked_seconds(f"timeout.{name}", seconds, positive=True, what=what)
         return timeout
     if timeout is None:
         return httpx.Timeout(None)

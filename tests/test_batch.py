@@ -607,3 +607,22 @@ def test_the_blocking_client_reads_an_open_file_and_stdin_alike(
             for o in client.images.wait_many(io.StringIO(path.read_text()), ordered=True)
         ]
     assert from_file == from_stream == ["13443927", "13443928"]
+
+
+@pytest.mark.anyio
+async def test_work_that_returns_other_objects_is_remembered_as_it_came() -> None:
+    # AsyncBatch is public and generic: a repeated id of work whose results are not our
+    # own FetchResult gets the same object back, and the batch does not break on it.
+    from modelslab_fetch import AsyncBatch
+
+    answers: dict[str, object] = {}
+
+    async def work(request_id: str) -> Any:
+        answers[request_id] = {"asked": request_id}
+        return answers[request_id]
+
+    async with AsyncBatch(["a", "b", "a"], work, concurrency=2) as batch:
+        outcomes = [outcome async for outcome in batch]
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert sorted(o.request_id for o in outcomes) == ["a", "a", "b"]
+    assert all(o.result is answers[o.request_id] for o in outcomes)

@@ -159,7 +159,22 @@ def test_timeouts_accept_seconds_an_httpx_timeout_or_none() -> None:
     assert AsyncModelsLab(api_key=API_KEY, timeout=None).timeout == httpx.Timeout(None)
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+@pytest.mark.parametrize(
+    "timeout",
+    [
+        0,
+        -1,
+        float("nan"),
+        float("inf"),
+        "5",
+        True,
+        # An httpx.Timeout too: aiohttp reads 0 as no limit at all, and cannot time an
+        # infinite one (a bare OverflowError); httpx would time out at once.
+        httpx.Timeout(0),
+        httpx.Timeout(5.0, read=float("inf")),
+        httpx.Timeout(5.0, connect=-1),
+    ],
+)
 def test_bad_timeouts_are_refused(timeout: object) -> None:
     with pytest.raises(ConfigurationError, match="timeout"):
         AsyncModelsLab(api_key=API_KEY, timeout=timeout)  # type: ignore[arg-type]

@@ -246,3 +246,49 @@ async def test_a_deadline_that_falls_in_a_client_wide_pause_has_the_rate_limit_a
     assert caught.value.__cause__.retry_after == 5
     assert "no poll completed" not in str(caught.value)
     assert "RateLimitError" in str(caught.value)
+
+
+class SteppedClock:
+    """Time moves only when the test says so; sleepers wake once it has reached them."""
+
+    def __init__(self) -> None:
+        self.time = 0.0
+        self._moved = anyio.Event()
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        wake = self.time + seconds
+        while self.time < wake:
+            await self._moved.wait()
+
+    def advance_to(self, time: float) -> None:
+        self.time = time
+        self._moved.set()
+        self._moved = anyio.Event()
+
+
+@pytest.mark.anyio
+async def test_a_pause_that_begins_while_a_request_waits_for_its_rate_turn_holds_it() -> None:
+    from modelslab_fetch._http._traffic import TrafficControl
+
+    clock = SteppedClock()
+    traffic = TrafficControl(max_concurrency=4, max_rate=2, clock=clock)  # type: ignore[arg-type]
+    admitted: list[float] = []
+
+    async def request() -> None:
+        async with traffic:
+            admitted.append(clock.now())
+
+    await request()  # the first takes its turn at once; the next is due at 0.5 s
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(request)
+        await anyio.wait_all_tasks_blocked()  # asleep until its turn
+        traffic.pause(1.0)  # a 429 elsewhere, while it sleeps: no request until 1.0 s
+        for time in (0.5, 0.75, 1.0):
+            clock.advance_to(time)
+            await anyio.wait_all_tasks_blocked()
+            if time < 1.0:
+                assert admitted == [0.0], f"sent at {time} s, inside the pause"
+    assert admitted == [0.0, 1.0]

@@ -141,18 +141,23 @@ class TrafficControl(ForkAware):
         self._limiter.release()
 
     async def _wait_for_turn(self) -> None:
-        # A pause can be extended while we sleep through it: look again after waking.
-        while (wait := self.pause_left) > 0:
-            await self._clock.sleep(wait)
-        if not self._interval:
-            # No pause left: until the next one, no need to look (unless other processes
-            # can announce one at any moment).
-            self._free = self._outside is None
-            return
-        now = self._clock.now()
-        start = max(now, self._next_start)
-        self._next_start = start + self._interval
-        if start > now:
-            await self._clock.sleep(start - now)
-        if self._outside is not None:  # and the budget all processes share
-            await self._outside.take_turn()
+        while True:
+            # A pause can be extended while we sleep through it: look again after waking.
+            while (wait := self.pause_left) > 0:
+                await self._clock.sleep(wait)
+            if not self._interval:
+                # No pause left: until the next one, no need to look (unless other
+                # processes can announce one at any moment).
+                self._free = self._outside is None
+                return
+            now = self._clock.now()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+            if start > now:
+                await self._clock.sleep(start - now)
+            if self._outside is not None:  # and the budget all processes share
+                await self._outside.take_turn()
+            # A pause that began while this request waited for its turn holds it too:
+            # the turn is spent, and a new one is taken after the pause.
+            if self.pause_left <= 0:
+                return

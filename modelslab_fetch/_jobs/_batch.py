@@ -450,15 +450,17 @@ _Memo = tuple[type[FetchResult], str, str, "str | None"] | tuple[object, Excepti
 body, the id asked and the endpoint's name; or (result, error) as they came."""
 
 
-def _memo_of(result: FetchResult | None, error: Exception | None) -> _Memo:
+def _memo_of(result: object, error: Exception | None) -> _Memo:
     # A result is kept as text, not as itself: text holds no references, so the
     # garbage collector never looks at it. Thousands of live results (a model, its
     # dicts and lists, a dozen objects each) made it run every ~40 requests and cost
     # more CPU than the request itself (see docs/performance.md). A repeat is rare, and
     # parses the text again into an equal result.
-    request_id = None if result is None else result._request_id
-    if result is None or request_id is None:
+    # A batch's work may return anything (AsyncBatch is generic): only our own results
+    # are kept as text.
+    if not isinstance(result, FetchResult):
         return (result, error)
+    request_id = result.request_id
     try:
         text = json.dumps(result.raw)
     except (TypeError, ValueError, RecursionError):  # pragma: no cover - raw is decoded JSON
