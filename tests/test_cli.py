@@ -225,6 +225,11 @@ def test_a_quiet_demo_compares_nothing(tmp_path: Path) -> None:
     code, out, err = run("demo", "--jobs", "3", "--quiet", "--dir", str(tmp_path / "demo"))
     assert code == 0
     assert "side by side" not in out + err
+    code, out, err = run(
+        "demo", "--jobs", "3", "--quiet", "--json", "--dir", str(tmp_path / "demo-json")
+    )
+    assert code == 0
+    assert "push_and_poll" not in out  # no event of a comparison that never ran
 
 
 def test_subprocess_exit_codes(modelslab_server: SimulatorServer, tmp_path: Path) -> None:

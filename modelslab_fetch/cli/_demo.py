@@ -80,7 +80,10 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
     app = SimulatorApp(simulator, faults=DEMO_FAULTS, seed=args.seed)
     err = streams.err
     prose = not (args.quiet or args.json)
-    with simulator_server(app) as base_url, side_by_side(args.seed) as beside:
+    # Quiet: nothing is compared, so neither the comparison's simulator nor its receiver
+    # is started (two servers, and a null push_and_poll event under --json).
+    comparing = contextlib.nullcontext(None) if args.quiet else side_by_side(args.seed)
+    with simulator_server(app) as base_url, comparing as beside:
         ids = simulator.queue_many(args.jobs, ready_in=(0.5, 6.0), failure_rate=0.03)
         expected_failures = sum(simulator.jobs[i].final != "success" for i in ids)
         if prose:
@@ -101,7 +104,7 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
                 anyio.create_task_group() as comparison,
                 AsyncModelsLab(api_key=DEMO_KEY, base_url=base_url) as client,
             ):
-                if not args.quiet:
+                if beside is not None:
                     comparison.start_soon(beside.run)
                 summary = await collect(
                     client,
@@ -160,7 +163,11 @@ def _demo(args: argparse.Namespace, streams: Streams, folder: Path, results: Res
     return EXIT_OK if accounted and as_simulated else EXIT_FAILED
 
 
-def _show_side_by_side(args: argparse.Namespace, streams: Streams, beside: SideBySide) -> None:
+def _show_side_by_side(
+    args: argparse.Namespace, streams: Streams, beside: SideBySide | None
+) -> None:
+    if beside is None:
+        return
     if args.json:
         emit(streams.out, beside.as_json())
     elif not args.quiet:
