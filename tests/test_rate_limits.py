@@ -274,7 +274,7 @@ async def test_a_pause_that_begins_while_a_request_waits_for_its_rate_turn_holds
     from modelslab_fetch._http._traffic import TrafficControl
 
     clock = SteppedClock()
-    traffic = TrafficControl(max_concurrency=4, max_rate=2, clock=clock)  # type: ignore[arg-type]
+    traffic = TrafficControl(max_concurrency=4, max_rate=2, clock=clock)
     admitted: list[float] = []
 
     async def request() -> None:
