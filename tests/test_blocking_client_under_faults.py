@@ -29,7 +29,8 @@ from modelslab_fetch.testing import Faults, Simulator, SimulatorApp, simulator_s
 
 pytestmark = pytest.mark.integration
 
-SEEDS = [1, 2, 3]
+# Two seeds in the default run, a third with the soaks (nox -s soak, run by CI too).
+SEEDS = [1, 2, pytest.param(3, marks=pytest.mark.soak)]
 KEY = "sk-under-faults"
 
 FAULTS = Faults(

@@ -500,6 +500,7 @@ def test_every_writer_of_the_command_takes_a_lone_surrogate(tmp_path: Path) -> N
     assert second == "5\tfailed\tbusy \\ud83d"
 
 
+@pytest.mark.soak  # nox -s soak (and CI): too slow for the default run
 def test_resume_keeps_only_what_it_needs_of_a_large_results_file(
     modelslab_server: SimulatorServer, tmp_path: Path
 ) -> None:

@@ -589,6 +589,7 @@ def test_the_delivery_thread_ends_by_itself_when_idle_and_starts_again_for_more(
 # --- many pending deliveries cost little -------------------------------------------------
 
 
+@pytest.mark.soak  # nox -s soak (and CI): too slow for the default run
 def test_ten_thousand_pending_deliveries_cost_little_memory_and_no_cpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,6 +9,7 @@ from tests.soak import run_soak
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.soak  # nox -s soak (and CI): too slow for the default run
 def test_soak_2000_ids_every_one_accounted_for_exactly_once() -> None:
     report = run_soak(2_000, seed=3)
     print(report.table())

@@ -174,6 +174,7 @@ def test_a_forged_url_or_an_announced_excess_is_refused_before_the_body_is_sent(
     assert answer.split(b" ")[1] == expected
 
 
+@pytest.mark.soak  # nox -s soak (and CI): too slow for the default run
 async def test_forged_deliveries_are_refused_wake_nothing_and_leave_memory_flat() -> None:
     """10,000+ forged deliveries of four kinds: refused, none reaches a wait, flat memory."""
     counting = Counting()
@@ -227,6 +228,7 @@ async def test_forged_deliveries_are_refused_wake_nothing_and_leave_memory_flat(
     assert grown < 10, f"memory grew {grown:.1f} MB"
 
 
+@pytest.mark.soak  # nox -s soak (and CI): too slow for the default run
 def test_two_thousand_deliveries_a_second_are_answered_each_once() -> None:
     counting = Counting()
     client = receiver_client(0)
