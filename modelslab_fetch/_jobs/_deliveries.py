@@ -28,7 +28,7 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -89,6 +89,18 @@ class WebhookDelivery:
     `receive()` returns it all the same; no wait or iterator sees it twice."""
     size: int = field(default=0, compare=False)
     """The body's size in bytes."""
+
+    @classmethod
+    def received_now(cls, track_id: str, result: FetchResult, size: int) -> WebhookDelivery:
+        """A delivery of `result` under `track_id`, received now; id and status are its own."""
+        return cls(
+            track_id=track_id,
+            request_id=result.id,
+            status=result.status,
+            result=result,
+            received_at=datetime.now(timezone.utc),
+            size=size,
+        )
 
     @property
     def id(self) -> str:

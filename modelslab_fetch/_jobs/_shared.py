@@ -16,7 +16,6 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -47,14 +46,7 @@ def join(link: FleetLink, hub: DeliveryHub) -> None:
         result = FetchResult.from_body(body, request_id="")
         hub.offer(
             local=False,
-            delivery=WebhookDelivery(
-                track_id=track_id,
-                request_id=result.id,
-                status=result.status,
-                result=result,
-                received_at=datetime.now(timezone.utc),
-                size=len(json.dumps(body)),
-            ),
+            delivery=WebhookDelivery.received_now(track_id, result, len(json.dumps(body))),
         )
 
     def fetched(scope: str, request_id: str, body: dict[str, Any]) -> None:

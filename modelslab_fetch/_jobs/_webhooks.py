@@ -10,8 +10,8 @@ deliveries hub, which wakes the waits on its id. Nothing here makes a request or
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from .._errors import InvalidWebhookError
@@ -101,27 +101,12 @@ class WebhookReceiver:
         result = _result_of(self._clean(value))
         if result is None:
             raise refused(400)
-        delivery = WebhookDelivery(
-            track_id=track_id,
-            request_id=result.id,
-            status=result.status,
-            result=result,
-            received_at=datetime.now(timezone.utc),
-            size=len(content),
-        )
+        delivery = WebhookDelivery.received_now(track_id, result, len(content))
         if self.hub.offer(delivery):
             if self.share is not None:
                 self.share(delivery)
             return delivery
-        return WebhookDelivery(
-            track_id=delivery.track_id,
-            request_id=delivery.request_id,
-            status=delivery.status,
-            result=delivery.result,
-            received_at=delivery.received_at,
-            duplicate=True,
-            size=delivery.size,
-        )
+        return dataclasses.replace(delivery, duplicate=True)
 
 
 def _encoded(headers: Mapping[str, str] | None) -> bool:
