@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import json
 import re
 import string
 from collections.abc import Mapping
@@ -183,7 +182,7 @@ class Redactor:
             )
         ) or (
             ("%" in data and _PERCENT_TEXT.search(data) is not None)
-            or "&#" in data
+            or ("&" in data and "&#" in data)
             or (self._space and "+" in data)
             or any(run in data for run in self._runs_text)
         )
@@ -199,7 +198,7 @@ class Redactor:
             )
         ) or (
             (b"%" in data and _PERCENT_BYTES.search(data) is not None)
-            or b"&#" in data
+            or (b"&" in data and b"&#" in data)  # one byte first: memchr, far cheaper
             or (self._space and b"+" in data)
             or any(run in data for run in self._runs_bytes)
         )
@@ -211,7 +210,7 @@ class Redactor:
         decoded value would change anything, and both can be skipped. A body that is not
         UTF-8 (JSON may come as UTF-16 or UTF-32) always may.
         """
-        return self._may_contain_bytes(body) or json.detect_encoding(body) != "utf-8"
+        return self._may_contain_bytes(body) or not _plain_utf8(body)
 
     def bytes(self, data: builtins.bytes) -> builtins.bytes:
         """`data` with every occurrence of the key, in any form, replaced by `***`."""
@@ -266,6 +265,13 @@ class Redactor:
     def secret(self, content: builtins.bytes) -> SecretBody:
         """Wrap a request body that holds the key, so no repr or traceback shows it."""
         return SecretBody(content, self)
+
+
+def _plain_utf8(body: builtins.bytes) -> bool:
+    # What `json.detect_encoding(body) == "utf-8"` says, without its Python-level steps:
+    # a BOM or a NUL among the first four bytes means another encoding (or utf-8-sig).
+    head = body[:4]
+    return b"\x00" not in head and not head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"))
 
 
 class SecretBody:

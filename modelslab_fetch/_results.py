@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -57,6 +56,8 @@ def _url_list(value: object) -> object:
     Seen: a list, a lone URL string, `null` or `""` for "nothing yet", and an object keyed
     by position (`{"0": "https://..."}`). Entries that are not text are dropped.
     """
+    if type(value) is list:  # the usual shape, tested first
+        return [item.strip() for item in value if isinstance(item, str) and item.strip()]
     if value is None or value == "":
         return []
     if isinstance(value, str):
@@ -132,15 +133,18 @@ class FetchResult(BaseModel):
     fetch_result: str | None = None
     """The URL the server suggests for the next fetch."""
 
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
-    # What the caller asked, not what the server answered: files are named from these.
-    _request_id: str | None = PrivateAttr(default=None)
-    _endpoint_name: str | None = PrivateAttr(default=None)
+    _lenient: ClassVar[dict[str, _Lenient]]
+    # `from_body` keeps the body, and what the caller asked (not what the server
+    # answered: files are named from these), in pydantic's slot for private values,
+    # `{"raw": ..., "request_id": ..., "endpoint_name": ...}`: copies, pickles and `==`
+    # carry it. Not declared as private attributes: pydantic would build them with a
+    # Python call on every result, a third of the cost of validating one.
 
     @property
     def raw(self) -> dict[str, Any]:
         """The response body exactly as received (with the API key redacted, if echoed)."""
-        return self._raw
+        private = self.__pydantic_private__
+        return {} if private is None else private["raw"]
 
     @property
     def request_id(self) -> str:
@@ -150,7 +154,8 @@ class FetchResult(BaseModel):
         cache). Downloads name files from this one, so no answer can make two jobs
         write one file. For a result built by hand it is `id`.
         """
-        return self._request_id if self._request_id is not None else self.id
+        private = self.__pydantic_private__
+        return self.id if private is None else private["request_id"]
 
     @property
     def endpoint_name(self) -> str | None:
@@ -160,7 +165,8 @@ class FetchResult(BaseModel):
         None. ModelsLab's ids are per product: downloads prefix file names with it (except
         for `images`), so the same id on two endpoints never shares a file.
         """
-        return self._endpoint_name
+        private = self.__pydantic_private__
+        return None if private is None else private["endpoint_name"]
 
     @property
     def finished(self) -> bool:
@@ -196,15 +202,15 @@ class FetchResult(BaseModel):
             raise ValueError(  # noqa: TRY004 - from_body promises ValueError for any bad body
                 f"status: missing or unreadable (got {_shape_of(status)})"
             )
-        fields = dict(body)
-        fields["raw_status"] = status
-        if not _usable_id(fields.get("id")):
+        fields = cls._read_leniently(body)
+        fields["raw_status"] = well_formed(status)
+        if not _usable_id(body.get("id")):
             fields["id"] = request_id
         # Each pass drops the fields that failed; `status` and `id` cannot fail by now, so
         # this ends within one pass per field.
         for _ in range(len(fields) + 1):
             try:
-                result = cls.model_validate(fields)
+                result: _Result = cls.__pydantic_validator__.validate_python(fields)
             except ValidationError as exc:
                 odd = {
                     str(error["loc"][0]): error["msg"]
@@ -227,78 +233,115 @@ class FetchResult(BaseModel):
                 if "id" in odd:
                     fields["id"] = request_id
             else:
-                result._raw = body
-                result._request_id = request_id
-                result._endpoint_name = endpoint_name
+                private = {"raw": body, "request_id": request_id, "endpoint_name": endpoint_name}
+                object.__setattr__(result, "__pydantic_private__", private)
                 return result
         raise ValueError("the response fields could not be read")  # pragma: no cover
 
     @model_validator(mode="before")
     @classmethod
-    def _text_any_writer_can_write(cls, data: object) -> object:
+    def _lenient_fields(cls, data: object) -> object:
+        if type(data) is _ReadLeniently or not isinstance(data, dict):
+            return data  # read already, by `from_body`
+        return cls._read_leniently(data)
+
+    @classmethod
+    def _read_leniently(cls, data: dict[str, Any]) -> _ReadLeniently:
         # Lone surrogates (valid JSON, an emoji cut in half) become U+FFFD in every typed
         # field, key and nested value, so that printing, logging or `model_dump_json()` a
-        # result never fails; `raw` keeps the body exactly as received.
-        return well_formed(data)
+        # result never fails; `raw` keeps the body exactly as received. Then each field
+        # present is read leniently (see `_lenient`): one Python pass per body, where a
+        # validator per field cost pydantic a call each (most of a fetch's parse time).
+        fields = _ReadLeniently(well_formed(data))
+        lenient = cls._lenient
+        for name in lenient.keys() & fields.keys():
+            fields[name] = lenient[name](fields[name])
+        return fields
 
-    @field_validator("status", mode="before")
-    @classmethod
-    def _unknown_status_means_processing(cls, value: object) -> object:
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            return lowered if lowered in _KNOWN_STATUSES else Status.PROCESSING.value
+
+class _ReadLeniently(dict[str, Any]):
+    """Fields already read leniently: the model's own check lets them through as they are."""
+
+
+def _status(value: object) -> object:
+    if value in _KNOWN_STATUSES:
         return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return lowered if lowered in _KNOWN_STATUSES else Status.PROCESSING.value
+    return value
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        if isinstance(value, str):
-            return value.strip()
+
+def _id_as_text(value: object) -> object:
+    if type(value) is int:
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return value.strip()
+    return value
+
+
+def _seconds(value: object) -> float | None:
+    if type(value) is float and 0.0 <= value < math.inf:  # the usual shape, tested first
         return value
+    seconds = finite_number(value)
+    return None if seconds is None else max(seconds, 0.0)
 
-    # Also the fields of the families below (audio_time, links): declared once, here.
-    @field_validator("eta", "generation_time", "audio_time", mode="before", check_fields=False)
-    @classmethod
-    def _lenient_seconds(cls, value: object) -> float | None:
-        seconds = finite_number(value)
-        return None if seconds is None else max(seconds, 0.0)
 
-    @field_validator("message", mode="before")
-    @classmethod
-    def _message_as_text(cls, value: object) -> object:
-        # Validation errors arrive as {"field": ["problem"]}: keep them readable, not rejected.
-        if value is None or isinstance(value, str):
-            return value
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-    @field_validator(
-        "output", "proxy_links", "future_links", "links", mode="before", check_fields=False
-    )
-    @classmethod
-    def _url_lists(cls, value: object) -> object:
-        return _url_list(value)
-
-    @field_validator("nsfw_content_detected", mode="before")
-    @classmethod
-    def _blank_is_unknown(cls, value: object) -> object:
-        return None if value == "" else value
-
-    @field_validator("meta", mode="before")
-    @classmethod
-    def _empty_meta(cls, value: object) -> object:
-        # Some responses send [] or "" where the meta object would be.
-        return None if value in ("", []) else value
-
-    @field_validator("tip", "webhook_status", "fetch_result", mode="before")
-    @classmethod
-    def _scalar_as_text(cls, value: object) -> object:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
+def _message_as_text(value: object) -> object:
+    # Validation errors arrive as {"field": ["problem"]}: keep them readable, not rejected.
+    if value is None or isinstance(value, str):
         return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _blank_is_unknown(value: object) -> object:
+    return None if value == "" else value
+
+
+def _empty_meta(value: object) -> object:
+    # Some responses send [] or "" where the meta object would be.
+    return None if value in ("", []) else value
+
+
+def _scalar_as_text(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _assets_as_list(value: object) -> object:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+_Lenient = Callable[[object], object]
+
+# How each field of the wire (by every name it may arrive under) is read before pydantic
+# checks its type; a family adds its own fields.
+FetchResult._lenient = {
+    "status": _status,
+    "id": _id_as_text,
+    "eta": _seconds,
+    "generationTime": _seconds,
+    "generation_time": _seconds,
+    "message": _message_as_text,
+    "messege": _message_as_text,
+    "output": _url_list,
+    "proxy_links": _url_list,
+    "future_links": _url_list,
+    "nsfw_content_detected": _blank_is_unknown,
+    "meta": _empty_meta,
+    "tip": _scalar_as_text,
+    "webhook_status": _scalar_as_text,
+    "fetch_result": _scalar_as_text,
+}
 
 
 def _shape_of(value: object) -> str:
@@ -320,11 +363,6 @@ class ThreeDResult(FetchResult):
     extra_assets: list[Any] = Field(default_factory=list)
     """Further files of the model (textures, previews): URLs or objects, as sent."""
 
-    @field_validator("extra_assets", mode="before")
-    @classmethod
-    def _assets_as_list(cls, value: object) -> object:
-        if value is None or value == "":
-            return []
-        if isinstance(value, list | tuple):
-            return list(value)
-        return [value]
+
+VoiceResult._lenient = {**FetchResult._lenient, "links": _url_list, "audio_time": _seconds}
+ThreeDResult._lenient = {**FetchResult._lenient, "extra_assets": _assets_as_list}

@@ -9,6 +9,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelslab_fetch import (
     APIConnectionError,
@@ -26,6 +28,7 @@ from modelslab_fetch import (
     Status,
 )
 from modelslab_fetch._http._decoding import OneChunk
+from modelslab_fetch._http._transport import request_json
 from tests.backends import asyncio_only, both_backends
 from tests.conftest import API_KEY, BASE_URL, IMAGES_URL, FakeClock, echo_success
 
@@ -452,3 +455,16 @@ async def test_a_transport_of_yours_gets_the_body_as_plain_bytes(clock: FakeCloc
     ):
         assert (await client.images.fetch(7)).succeeded
     assert json.loads(seen[0]) == {"request_id": "7", "key": API_KEY}
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    body=st.dictionaries(st.text(), st.one_of(st.text(), st.integers(), st.none()), max_size=4),
+    key=st.text(),
+)
+def test_the_request_body_is_written_exactly_as_json_dumps_writes_it(
+    body: dict[str, object], key: str
+) -> None:
+    # The fetch body is written by hand on the hot path: byte for byte json.dumps's text,
+    # whatever the fields and the key hold (quotes, backslashes, non-ASCII, surrogates).
+    assert request_json(body, key, json.dumps(key)) == json.dumps({**body, "key": key}).encode()

