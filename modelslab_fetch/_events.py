@@ -10,11 +10,6 @@ ClientEvent
 ├── FleetUnavailable   Redis (redis_url=) stopped answering: the client works on its own
 └── FleetRestored      Redis answers again: the client shares work through it again
 ```
-
-Every request that is sent reports `RequestSent`, then `ResponseReceived` or
-`RequestFailed` (unless it is cancelled first: a closed client, a deadline). A job's own
-progress (its status, `eta`, the next poll) is not an event: `on_update` (`PollUpdate`)
-tells it, per wait. Events are about the client's traffic, for every call at once.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """The SDK's logging: `MODELSLAB_LOG`, the API key kept out of every record, warnings said once.
 
-`MODELSLAB_LOG=debug|info` sends the SDK's log to stderr with no code (as `OPENAI_LOG`),
-read once, when the package is imported: `info` shows retries, rate-limit pauses and
-polls given up on; `debug` adds every request's status and each poll's schedule, and
-httpx's own lines. httpcore logs every response's status line and headers at DEBUG and
-httpx the reason phrase at INFO: a server echoing the request body there would put the
-key in your logs. So a filter on every logger that may see a response redacts every live
-client's key from each record before any handler sees it, and makes the record writable
-(lone surrogates a server sent, half an emoji, become U+FFFD).
+httpcore and httpx log responses' status lines and headers: a server echoing the request
+body there would leak the key, so a filter redacts every live client's key from each record.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Whether a URL can be used at all: an http(s) scheme, a host that can be looked up, a port.
 
-httpx parses leniently (a host `model slab.com` becomes `model%20slab.com`, a port
-99999 is kept) and raises whatever its parts raise on the rest (`IDNAError`,
-`UnicodeEncodeError`, `ValueError`). Both the `base_url` a user gives and the output URLs
-a server sends pass this one check first, so that each caller can refuse an unusable URL
-with its own typed error (`ConfigurationError`, `DownloadError`) saying what is wrong.
+httpx parses leniently; this one check lets each caller refuse with its own typed error.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Webhook settings: where ModelsLab POSTs, and the secret that makes each URL a credential.
 
-ModelsLab signs no webhook: anyone who knows a webhook URL can POST to it. So each URL
-the client hands out carries its own proof, `{webhook_url}/{track_id}/{token}` with
-`token = HMAC-SHA256(secret, track_id)` (16 bytes, base64url: 128 bits). Only the holder
-of the secret can make a token, and the receiver checks one without storing anything, so
-a forged delivery is refused before its body is read, and a receiver restarted (or run in
-another process) still accepts the URLs made before.
-
-The URL and the secret are checked once, when the client is created; neither is ever
-shown: no repr, log record, error message or results file holds them (the URL is
-registered with the key's redaction, see `_redaction.Redactor`).
+ModelsLab signs no webhook, so each URL carries its proof: `{webhook_url}/{track_id}/{token}`,
+`token = HMAC-SHA256(secret, track_id)` (128 bits). The receiver checks it without storing
+anything, so a restarted receiver still accepts old URLs. Neither URL nor secret is shown.
 """
 
 from __future__ import annotations

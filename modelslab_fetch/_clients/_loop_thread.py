@@ -1,10 +1,7 @@
 """The blocking client's event loop, on one thread of its own for the client's life.
 
-The rule it keeps: a coroutine of the SDK runs from start to end on one OS thread, since
-libraries keep per-thread state (tenacity's retry statistics, logging adapters, tracing
-contexts). Every blocking call, from any thread (one running an event loop of its own
-included: Jupyter, trio), hands its coroutine to this thread through anyio's blocking
-portal and waits; the thread starts with the first call and ends with `close()`.
+Every coroutine of the SDK runs start to end on this one thread (libraries keep per-thread
+state); blocking calls from any thread hand their coroutines to it through anyio's portal.
 """
 
 from __future__ import annotations

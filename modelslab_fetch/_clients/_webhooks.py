@@ -1,8 +1,6 @@
 """`client.webhooks`: the URL to give ModelsLab, the receiver, and the deliveries it took.
 
-The same on both clients, except `deliveries()`: an async iterator on `AsyncModelsLab`, a
-blocking one on `ModelsLab`. Nothing here blocks or makes a request, so a receiver may
-call it from any thread or event loop (see `_jobs/_deliveries.py`).
+Nothing here blocks or makes a request: a receiver may call it from any thread or loop.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """The blocking twins of a resource and a batch: the same calls, run by a blocking runner.
 
-The blocking client gives them its loop thread as the `Runner`: each call hands its
-coroutine there and waits. They live beside the async resource, so that the rows of the
-endpoint table can name both without naming the client. A blocking twin takes the
-parameters of the async method it forwards to, declared once: it is written as
-`def wait(self, *args, **kwargs) -> R` under `@parameters_of(AsyncFetchResource.wait)`,
-and type checkers, `inspect.signature` and `help()` all see the async method's
-parameters (a ParamSpec), with the twin's own return type.
+A twin is declared `def wait(self, *args, **kwargs) -> R` under
+`@parameters_of(AsyncFetchResource.wait)`: type checkers and `help()` see the async
+method's parameters (a ParamSpec) with the twin's own return type.
 """
 
 from __future__ import annotations

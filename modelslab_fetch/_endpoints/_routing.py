@@ -1,10 +1,7 @@
 """From what a generation request returned to the fetch endpoint and id to wait on.
 
-A queued generation answers `{"status": "processing", "id": 123, "eta": 20,
-"fetch_result": "https://modelslab.com/api/v6/video/fetch/123"}`. `fetch_result` names
-the endpoint; it is matched against the endpoint table, never contacted as given: a URL
-on another origin than the client's `base_url` is refused, because the API key travels
-in the body of every fetch and would go with it.
+`fetch_result` is matched against the endpoint table, never contacted as given: the API
+key travels in every fetch's body, so a URL outside the client's `base_url` is refused.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """One client's link to the fleet's Redis: what it hears, what it says, what it asks.
 
-Three ways in and out, each where it fits:
-
-- a **listener thread** (a blocking `redis` client) subscribed to the fleet's channel:
-  deliveries, shared results and pauses other workers publish reach this client from
-  it, whatever event loops the client runs on (or none: a WSGI receiver). It
-  resubscribes after a fault and then looks up, by key, what it may have missed for
-  the ids being waited on;
-- a **writer thread** with an outbox: what a receiver accepted (a delivery) and what a
-  rate limit imposed (a pause) are published from it, since both come from plain
-  functions on any thread; it pings Redis when idle, which is how a frozen server is
-  noticed and a returning one found;
-- **commands on each event loop** (`redis.asyncio`, one connection pool per loop, as
-  for HTTP connections): the lease that decides who polls an id, the rate budget
-  (`limits`), the lookups a wait makes. Each is bounded by the settings' timeout and
-  skipped at once while Redis is down.
-
-Nothing here is needed for a result: when Redis fails, every caller gets None and goes
-on alone (a wait polls for itself). The key, the webhook secret and tokens never reach
-Redis: what is published is the records the client's redaction already cleaned.
+A listener thread hears deliveries, results and pauses from other workers (resubscribing
+and catching up after a fault); a writer thread publishes what plain functions on any
+thread hand it and pings Redis when idle; commands on each event loop take leases, the
+rate budget and lookups. Nothing here is needed for a result: when Redis fails, callers
+get None and go on alone. Only records the redaction already cleaned reach Redis.
 """
 
 from __future__ import annotations

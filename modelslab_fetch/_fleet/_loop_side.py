@@ -1,11 +1,7 @@
 """The fleet's commands on one event loop: leases, lookups and the rate budget.
 
-One `redis.asyncio` connection pool per event loop (its connections belong to the loop,
-as HTTP connections do), made on the first command there. The lease that decides who
-polls an id is three small Lua scripts rather than redis-py's `Lock`: the poller's last
-step must store the result, publish it and give up the lease in one atomic step, so that
-no other worker takes the lease in between and fetches the job once more; `Lock` has no
-such step. The rate budget is the `limits` library's moving window on the same pool.
+The lease is Lua rather than redis-py's `Lock`: the poller must store the result, publish
+it and give the lease up in one atomic step, so no other worker fetches the job again.
 """
 
 from __future__ import annotations

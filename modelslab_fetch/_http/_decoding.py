@@ -1,11 +1,7 @@
 """Undoing `Content-Encoding` a slice at a time, so a body's decoded size is capped as it grows.
 
-aiohttp and httpx decompress each received chunk in one unbounded call: a 1.8 kB answer
-encoded `gzip, gzip` inflates to 1 GiB before any size cap sees a byte. Both backends and
-the downloader therefore read the raw bytes and decode them here (`read_decoded`): every
-layer is asked for at most `_SLICE` bytes at a time, and the bytes that come out of the
-last layer are counted against the caller's limit, so memory stays flat whatever the
-server sends.
+aiohttp and httpx inflate each chunk in one unbounded call (1.8 kB of `gzip, gzip` can
+become 1 GiB), so the backends and the downloader read raw bytes and decode them here.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The one place that turns a wait the server stated into seconds, whatever form it took.
 
-ModelsLab states a wait in four ways (see the wire notes): a `Retry-After` header
-(seconds or an HTTP date, RFC 9110 section 10.2.3), an `X-RateLimit-Reset` header (an
-epoch time, as ModelsLab's own CLI reads it), a `retry_after` field in the JSON body (the
-documented queue-limit answer), or words in the body (`"please wait for 30 seconds"`).
+`Retry-After` (seconds or an HTTP date), `X-RateLimit-Reset` (epoch), a body `retry_after`,
+or words (`"please wait for 30 seconds"`).
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
 """Downloads reach only public addresses unless the user opts in (no request forgery).
 
-An output URL comes from the API's answer, and a redirect from whatever server that URL
-names: a compromised API, a buggy one or a tampering proxy could point the SDK at the
-user's own machine or network (a router's admin page, a cloud metadata service at
-169.254.169.254) and have the answer saved to disk. So, by default, a download connects
-only to public addresses:
-
-- every hop (the output URL and each redirect) is checked before it is requested: an IP
-  literal or a `localhost` name is judged at once, without any lookup;
-- a host name is resolved by `CheckingBackend`, the network backend of the download
-  client's connections, which checks every address the name resolves to and connects
-  to an address it checked: there is no second lookup for a DNS server to answer
-  differently (DNS rebinding);
-- through a proxy, the proxy resolves and connects: the SDK then looks the name up
-  itself too and refuses it if it resolves to a non-public address here, but cannot
-  see what the proxy does (the same holds for an `http_client` of your own, whose
-  connections the SDK does not make).
-
-Loopback is allowed when the client's `base_url` is itself loopback (a local simulator
-serves its own outputs); `allow_private_downloads=True` allows every address.
+Output URLs and redirects come from servers the user does not control. Each hop is
+checked before it is requested; a host name is resolved once by `CheckingBackend`, which
+connects only to an address it checked (no DNS rebinding). Through a proxy (or your own
+`http_client`) the name is checked by a lookup here, but what the proxy does is unseen.
 """
 
 from __future__ import annotations

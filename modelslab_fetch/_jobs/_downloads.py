@@ -1,10 +1,7 @@
 """Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically.
 
-Each output is saved under a name made from what the caller asked (the request id and the
-endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
-its writer (`_part_files`) and renamed into place once whole; fetched only from public
-addresses unless the user opted in (`_addresses`); and retried like an API call
-(the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
+Files are named from what was asked, never from the answer; written to a locked `.part`
+file renamed into place once whole; fetched from public addresses only unless opted in.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """When is a job ready? An estimate learnt from every answer about it, free of any clock.
 
-Each `processing` answer tells two things: the job was not ready when it was answered,
-and (with an `eta`) that it should be ready about `eta` seconds later. An estimate off
-by at most a relative `band` (plus a small absolute term, for rounding and the request's
-own latency) puts the ready time inside an interval; every answer narrows it, so the
-interval of all answers so far holds the ready time for any error model within the band.
-
-A server that is off by the same factor for every answer about a job (a model that
-under-estimates a job keeps under-estimating it) leaves a second clue: its `eta` falls
-against the clock at a rate other than 1, and two answers give that rate, hence the
-ready time. Under errors drawn afresh for each answer, that extrapolation is noise, so it
-is trusted only inside the interval, and only as far as two answers agree on it.
+Each `processing` answer says the job was not ready then, and should be about `eta` later;
+within a relative error `band` every answer narrows an interval holding the ready time.
+Two answers also give the rate at which `eta` falls (a server off by the same factor each
+time); that extrapolation is trusted only inside the interval.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """Waits shared by a fleet of workers (`redis_url=`): one poller per id, results for all.
 
-When several workers wait on the same id, a lease in Redis decides which one polls: the
-holder fetches on its own schedule and keeps the lease alive across each sleep (its
-life is the sleep plus `LEASE_MARGIN`), and its last step stores and publishes the
-finished record while giving the lease up. The others poll nothing: each of their
-"polls" asks Redis who holds the lease, and sleeps until the lease would lapse; the
-published record ends their waits at once (through the deliveries hub). If the holder
-dies, its lease lapses within one of its gaps plus the margin, and the next follower to
-look takes it over. If Redis is down, every wait polls for itself, as with no fleet.
+A lease in Redis decides who polls; the holder keeps it alive across each sleep and, last,
+stores and publishes the record while giving it up. The others only ask who holds it;
+a dead holder's lease lapses and the next follower takes over. Redis down: each polls.
 """
 
 from __future__ import annotations

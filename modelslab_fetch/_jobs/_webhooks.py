@@ -1,11 +1,7 @@
 """Receiving ModelsLab's webhooks: the URL to hand out, and the checks of each delivery.
 
-ModelsLab signs nothing and sends no secret: the URL is the credential. `fields()` makes
-a URL for a `track_id` carrying its HMAC token (see `_webhook_config`); `receive()` checks,
-in this order and each before any more work: the path's token (constant time), the size,
-the JSON (the bounds every API answer has: `MAX_DELIVERY_BYTES`, 64 levels of nesting),
-and that the body's `track_id` is the path's. A valid delivery goes to the client's
-deliveries hub, which wakes the waits on its id. Nothing here makes a request or blocks.
+ModelsLab signs nothing: the URL's HMAC token is the credential. `receive()` checks the
+token (constant time), the size, the JSON, then that the body's `track_id` is the path's.
 """
 
 from __future__ import annotations

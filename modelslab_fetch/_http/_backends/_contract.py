@@ -1,10 +1,7 @@
 """The HTTP backend contract: what a backend returns and raises, and the bounds every one keeps.
 
-A backend is the one replaceable piece that carries a POST to ModelsLab and back:
-`HttpxBackend` (`_httpx.py`) sends through an `httpx.AsyncClient` (yours, if you pass
-`http_client=`); `AiohttpBackend` (`_aiohttp.py`), the default, is imported only when
-first used. Each turns its library's failures into the backend signals of `_errors`,
-which the transport alone turns into the errors users see.
+A backend turns its library's failures into the signals of `_errors`, which only the
+transport turns into the errors users see.
 """
 
 from __future__ import annotations
