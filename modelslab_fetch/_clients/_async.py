@@ -40,7 +40,7 @@ from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
 from .._events import EventCallback, event_sink
-from .._fleet._link import FleetLink
+from .._fleet._link import FleetLink, refuse_library
 from .._fleet._settings import resolve_fleet
 from .._http._proxy import Proxies
 from .._http._transport import Transport
@@ -525,12 +525,7 @@ def refuse_fleet_under_trio() -> None:
         library = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         return  # made outside any loop: refused on its first call under trio, if ever
-    if library != "asyncio":
-        raise ConfigurationError(
-            f"redis_url works on asyncio only (redis.asyncio does not support {library}): "
-            "use the blocking ModelsLab client, which runs its own asyncio loop, or run "
-            "this AsyncModelsLab under asyncio, or leave redis_url out"
-        )
+    refuse_library(library)
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:
