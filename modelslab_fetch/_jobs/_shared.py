@@ -28,8 +28,7 @@ R = TypeVar("R", bound=FetchResult)
 LEASE_FIRST = 5.0
 """Seconds a lease lives when taken: the holder's fetch, answered or timed out quickly."""
 LEASE_MARGIN = 2.0
-"""Seconds a lease outlives each sleep of its holder: the time its next fetch may take
-before another worker takes over (a fetch slower than that is fetched twice, once)."""
+"""Seconds a lease outlives each sleep of its holder: the time its next fetch may take."""
 FOLLOWER_LAG = 0.05
 """A follower looks this long after the lease would lapse: a holder renews it just then."""
 
@@ -50,8 +49,7 @@ def join(link: FleetLink, hub: DeliveryHub) -> None:
     link.heard.delivery = delivery
     link.heard.result = fetched
     link.heard.watched = hub.watched
-    # A wait that follows another worker's polls sleeps until that worker's lease would
-    # lapse: with Redis gone it would learn nothing meanwhile, so it polls for itself now.
+    # Redis gone, a follower would learn nothing asleep: it polls for itself now.
     link.heard.down = hub.nudge_all
 
 
@@ -160,7 +158,6 @@ class SharedPoll(Generic[R]):
         if not self.holding:
             return
         self.holding = False
-        # Shielded: a wait cancelled (a deadline, a closed client) still lets the others
-        # take over at once, instead of after the lease lapses.
+        # Shielded: a cancelled wait still lets the others take over at once.
         with anyio.CancelScope(shield=True):
             await self._link.run(lambda side: side.release(self._lease, self._token))
