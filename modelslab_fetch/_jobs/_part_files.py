@@ -71,9 +71,7 @@ def _create_locked(target: Path) -> tuple[Path, BinaryIO]:
             continue
         if _lock(file.fileno()) and os.fstat(file.fileno()).st_nlink > 0:
             return path, file
-        # A cleaner took the lock (or removed the file) in the instant between creation
-        # and lock: this file is gone or going; start again under another name.
-        file.close()
+        file.close()  # a cleaner took it between creation and lock: start again
     raise OSError(f"could not create a temporary file next to {target}")
 
 
@@ -88,10 +86,7 @@ def _lock(fd: int) -> bool:
 
 
 def remove_abandoned(folder: Path) -> int:
-    """Remove the `.part` files in `folder` that no process writes any more; return how many.
-
-    A `.part` file whose writer still runs (in this process or another) is left alone.
-    """
+    """Remove the `.part` files in `folder` that no process writes any more; return how many."""
     removed = 0
     for entry in folder.iterdir():
         if PART_FILE.fullmatch(entry.name) and _remove_if_abandoned(entry):
