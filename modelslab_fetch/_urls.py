@@ -23,12 +23,7 @@ _MAX_HOST_LENGTH = 253
 
 
 def checked_http_url(text: object) -> httpx.URL:
-    """`text` parsed, if it is an http(s) URL with a usable host and port.
-
-    Raises `UnusableURL` saying what is wrong: not text, control characters, not a URL,
-    another scheme, no host, a host no resolver could look up (bad labels, a malformed
-    international name), a port outside 1-65535.
-    """
+    """`text` parsed, if it is an http(s) URL with a usable host and port; else `UnusableURL`."""
     if not isinstance(text, str):
         raise UnusableURL(f"not text but {type(text).__name__}")
     for char in text:
