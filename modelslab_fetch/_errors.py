@@ -27,17 +27,8 @@ ModelsLabError
 └── InvalidWebhookError           a webhook delivery refused by the receiver
 ```
 
-Which (HTTP status, body) becomes which error is decided in one place, the table in
-`_http/_answers.py`; which errors are worth asking again is decided in one place too,
-`is_transient` there. No error text ever contains the API key: messages are built from
-request ids, status codes and short, redacted excerpts of what the server sent.
-
-The signals at the end pass between the layers and never reach a user: whoever catches
-one raises the user's error above, with advice (`BackendTimeout` -> `APITimeoutError`,
-`BackendConnectionError` and its kinds -> `APIConnectionError` and its kinds,
-`BackendResponseTooLarge` -> `ResponseParseError`, `DecodingError` -> `APIConnectionError`
-or `DownloadError`, `DownloadRefused` -> `DownloadError`, `UnusableURL` ->
-`ConfigurationError` or `DownloadError`).
+Which answer becomes which error is decided by the table in `_http/_answers.py`. The
+signals at the end never reach a user: their catcher raises the user's error above.
 """
 
 from __future__ import annotations

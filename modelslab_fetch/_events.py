@@ -10,11 +10,6 @@ ClientEvent
 ├── FleetUnavailable   Redis (redis_url=) stopped answering: the client works on its own
 └── FleetRestored      Redis answers again: the client shares work through it again
 ```
-
-Every request that is sent reports `RequestSent`, then `ResponseReceived` or
-`RequestFailed` (unless it is cancelled first: a closed client, a deadline). A job's own
-progress (its status, `eta`, the next poll) is not an event: `on_update` (`PollUpdate`)
-tells it, per wait. Events are about the client's traffic, for every call at once.
 """
 
 from __future__ import annotations
@@ -53,10 +48,7 @@ class ClientEvent:
 
 @dataclass(frozen=True, slots=True)
 class RequestSent(ClientEvent):
-    """A request was sent: admitted by the client's limits, and on its way.
-
-    Reported for every attempt: a retry is a request too.
-    """
+    """A request was sent (every attempt: a retry is a request too)."""
 
     request_id: str | None
     """The id asked about, or None for a request about no one id."""
@@ -66,11 +58,7 @@ class RequestSent(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived(ClientEvent):
-    """The server answered a request, with any HTTP status.
-
-    `error` is what the answer means when it is an error (a `RateLimitError` for a 429
-    or a "Rate limit exceeded" body, an `APIStatusError` for a 503...), else None.
-    """
+    """The server answered a request, with any HTTP status."""
 
     request_id: str | None
     """The id asked about, or None."""
@@ -86,10 +74,7 @@ class ResponseReceived(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class RequestFailed(ClientEvent):
-    """No answer could be read: the connection failed or broke, or it timed out.
-
-    Also an answer refused unread, for being larger than any fetch answer.
-    """
+    """No answer could be read: the connection failed or timed out, or it was too large."""
 
     request_id: str | None
     """The id asked about, or None."""
@@ -104,12 +89,7 @@ class RequestFailed(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class RetryScheduled(ClientEvent):
-    """A request failed and will be sent again after `delay` seconds.
-
-    For `fetch()`, one of its retries (`max_retries`); for `wait()`, a poll that failed
-    in a way worth asking again (a network error, a 503, a rate limit), polled through
-    within the deadline.
-    """
+    """A request (a `fetch()` retry, a `wait()` poll) failed; it is sent again after `delay` s."""
 
     request_id: str | None
     """The id asked about, or None."""
@@ -123,11 +103,7 @@ class RetryScheduled(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class ClientPaused(ClientEvent):
-    """A rate limit pauses every request of the client for `seconds`.
-
-    One pause for a burst of 429s, not one per request: requests in flight when it began
-    wait it out with the others. Reported when a pause begins or is made longer.
-    """
+    """A rate limit pauses every request of the client for `seconds` (begun or made longer)."""
 
     seconds: float
     """How long from now no request is sent."""
@@ -139,8 +115,7 @@ class ClientPaused(ClientEvent):
 class FleetUnavailable(ClientEvent):
     """The Redis of `redis_url` stopped answering (or never did): one event per fault.
 
-    Until `FleetRestored`, the client works as if it were alone: each wait polls for
-    itself, pauses and the rate budget are its own; nothing is lost.
+    Until `FleetRestored`, the client works alone; nothing is lost.
     """
 
     where: str
@@ -164,11 +139,7 @@ EventCallback = Callable[[ClientEvent], object]
 
 
 class EventSink:
-    """Hands events to the user's callback; a callback that raises never breaks a request.
-
-    Its first exception is logged (with its traceback) as a warning on the
-    `modelslab_fetch` logger, later ones at debug level; the request goes on either way.
-    """
+    """Hands events to the user's callback; one that raises is logged, never breaks a request."""
 
     __slots__ = ("_callback", "_failed")
 
@@ -197,11 +168,7 @@ class EventSink:
 
 
 def event_sink(on_event: object) -> EventSink | None:
-    """The sink for a client's `on_event` option (None: no events, at no cost).
-
-    Raises `ConfigurationError` for anything but a plain callable: an `async def` would
-    only make coroutines no one awaits.
-    """
+    """The sink for `on_event` (None: no events); `ConfigurationError` for an `async def`."""
     if on_event is None:
         return None
     if not callable(on_event):

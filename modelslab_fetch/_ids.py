@@ -32,9 +32,8 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 def normalize_request_id(value: object) -> str:
     r"""Return `value` as the canonical string id, or raise `InvalidRequestIdError`.
 
-    Surrounding whitespace is stripped (ids are often read from files, newline and all);
-    whitespace inside, control characters and URL syntax (`/ \ ? # %`) are rejected, so
-    a bad id can never address another endpoint.
+    Surrounding whitespace is stripped; whitespace inside, control characters and URL
+    syntax (`/ \ ? # %`) are rejected, so an id can never address another endpoint.
     """
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidRequestIdError(
@@ -79,22 +78,14 @@ def normalize_request_id(value: object) -> str:
 
 
 def is_file(ids: object) -> bool:
-    """Whether `ids` is a file object, read as lines of ids rather than item by item.
-
-    That is what `open()` returns (text or binary), `io.StringIO`, `sys.stdin`, or anyio's
-    `AsyncFile`.
-    """
+    """Whether `ids` is a file object (`open()`, `sys.stdin`, anyio's `AsyncFile`): lines of ids."""
     return isinstance(ids, io.IOBase | anyio.AsyncFile)
 
 
 def ids_in_file(
     file: Iterable[object] | AsyncIterable[object],
 ) -> Iterator[str] | AsyncIterator[str]:
-    """The ids a file object holds, read lazily as the command line's `--ids-file` is.
-
-    One id a line, stripped; blank lines and lines starting with `#` are skipped; a
-    byte-order mark is dropped; the lines of a binary file are read as UTF-8.
-    """
+    """The ids a file object holds, one a line, read lazily; blank and `#` lines skipped."""
     return lazily(file, _id_of_line)
 
 
@@ -103,8 +94,7 @@ def lazily(
 ) -> Iterator[U] | AsyncIterator[U]:
     """`read(position, item)` of each item as it is asked for, Nones left out.
 
-    An iterator for an iterable, an async iterator for an async one. A generator given
-    is closed when the reading ends, so nothing it holds stays open until collected.
+    A generator given is closed when the reading ends.
     """
     if isinstance(items, AsyncIterable):
         return _read_async(aiter(items), read)
@@ -136,10 +126,8 @@ async def _read_async(
 
 
 def _id_of_line(position: int, line: object) -> str | None:
-    """The id a line of a file holds, or None for a blank line or a `#` comment."""
     if isinstance(line, bytes | bytearray):
-        # Undecodable bytes become visible escapes, which no id may contain: the line
-        # gets a Failure naming them, rather than stopping the whole batch.
+        # Undecodable bytes become escapes no id may contain: a Failure, not a stop.
         line = bytes(line).decode("utf-8", "backslashreplace")
     text = str(line)
     if position == 0:

@@ -1,13 +1,7 @@
 """The SDK's logging: `MODELSLAB_LOG`, the API key kept out of every record, warnings said once.
 
-`MODELSLAB_LOG=debug|info` sends the SDK's log to stderr with no code (as `OPENAI_LOG`),
-read once, when the package is imported: `info` shows retries, rate-limit pauses and
-polls given up on; `debug` adds every request's status and each poll's schedule, and
-httpx's own lines. httpcore logs every response's status line and headers at DEBUG and
-httpx the reason phrase at INFO: a server echoing the request body there would put the
-key in your logs. So a filter on every logger that may see a response redacts every live
-client's key from each record before any handler sees it, and makes the record writable
-(lone surrogates a server sent, half an emoji, become U+FFFD).
+httpcore and httpx log responses' status lines and headers: a server echoing the request
+body there would leak the key, so a filter redacts every live client's key from each record.
 """
 
 from __future__ import annotations
@@ -41,8 +35,7 @@ LOGGER_NAMES = (
     "httpcore.socks",
     "modelslab_fetch",
 )
-"""Every logger that may see a response: a logger's filters see only the records logged
-on that very logger (not its children's), so each is named, not just `httpcore`."""
+"""Every logger that may see a response, each named: filters see no child's records."""
 
 logger = logging.getLogger("modelslab_fetch")
 
@@ -50,19 +43,16 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
 _ONCE_LIMIT = 64
 
-# Held weakly: a client that is gone takes its redactor with it; several clients with
-# different keys each add theirs.
+# Held weakly: a client that is gone takes its redactor with it.
 _live: weakref.WeakSet[Redactor] = weakref.WeakSet()
-# What log_once said, per message: bounded, so a server inventing values endlessly
-# grows neither memory nor the log.
+# What log_once said, per message: bounded against a server inventing values endlessly.
 _said: dict[str, set[str]] = {}
 
 
 def setup_logging_from_env() -> logging.Handler | None:
     """Send the SDK's log to stderr at the level `MODELSLAB_LOG` names; None if unset.
 
-    Idempotent: a second call does not add a second handler. An unknown level is
-    reported once on stderr and ignored, rather than failing an import.
+    Idempotent; an unknown level is reported on stderr and ignored.
     """
     wanted = os.environ.get(LOG_ENV, "").strip().lower()
     if not wanted:
@@ -119,8 +109,7 @@ class KeyRedactingFilter(logging.Filter):
             # Formatted once here, so neither msg nor args hold the key any more.
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
-            # Formatters cache the traceback text in exc_text: filling it here means the
-            # redacted text is what every handler prints.
+            # Formatters print exc_text when set: fill it here, to redact it.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = well_formed(record.exc_text)

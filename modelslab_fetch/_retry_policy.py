@@ -59,9 +59,5 @@ class RetryPolicy:
 
 
 def exponential(step: int, initial: float, maximum: float) -> float:
-    """`initial`, doubled at each step after the first (1, 2, ...), at most `maximum`.
-
-    Every backoff of the SDK: `fetch()`'s retries, `wait()`'s polls without an `eta`, the
-    client-wide pause after rate limits that state no wait. Each adds its own jitter.
-    """
+    """`initial`, doubled at each step after the first (1, 2, ...), at most `maximum`."""
     return float(min(initial * 2.0 ** min(max(step - 1, 0), 64), maximum))

@@ -1,9 +1,6 @@
 """The one TLS context a client uses, for API calls on every backend and for downloads.
 
-Built when the client is created (not when the package is imported), so `SSL_CERT_FILE`
-or `SSL_CERT_DIR` set by a program before it creates its client are honoured, as httpx
-does. The same context goes to aiohttp and to every httpx client the SDK makes, so API
-calls and downloads trust exactly the same certificates.
+Built when the client is created, so `SSL_CERT_FILE`/`SSL_CERT_DIR` set before are honoured.
 """
 
 from __future__ import annotations

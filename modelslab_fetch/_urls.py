@@ -1,10 +1,6 @@
 """Whether a URL can be used at all: an http(s) scheme, a host that can be looked up, a port.
 
-httpx parses leniently (a host `model slab.com` becomes `model%20slab.com`, a port
-99999 is kept) and raises whatever its parts raise on the rest (`IDNAError`,
-`UnicodeEncodeError`, `ValueError`). Both the `base_url` a user gives and the output URLs
-a server sends pass this one check first, so that each caller can refuse an unusable URL
-with its own typed error (`ConfigurationError`, `DownloadError`) saying what is wrong.
+httpx parses leniently; this one check lets each caller refuse with its own typed error.
 """
 
 from __future__ import annotations
@@ -27,12 +23,7 @@ _MAX_HOST_LENGTH = 253
 
 
 def checked_http_url(text: object) -> httpx.URL:
-    """`text` parsed, if it is an http(s) URL with a usable host and port.
-
-    Raises `UnusableURL` saying what is wrong: not text, control characters, not a URL,
-    another scheme, no host, a host no resolver could look up (bad labels, a malformed
-    international name), a port outside 1-65535.
-    """
+    """`text` parsed, if it is an http(s) URL with a usable host and port; else `UnusableURL`."""
     if not isinstance(text, str):
         raise UnusableURL(f"not text but {type(text).__name__}")
     for char in text:

@@ -1,15 +1,8 @@
 """Webhook settings: where ModelsLab POSTs, and the secret that makes each URL a credential.
 
-ModelsLab signs no webhook: anyone who knows a webhook URL can POST to it. So each URL
-the client hands out carries its own proof, `{webhook_url}/{track_id}/{token}` with
-`token = HMAC-SHA256(secret, track_id)` (16 bytes, base64url: 128 bits). Only the holder
-of the secret can make a token, and the receiver checks one without storing anything, so
-a forged delivery is refused before its body is read, and a receiver restarted (or run in
-another process) still accepts the URLs made before.
-
-The URL and the secret are checked once, when the client is created; neither is ever
-shown: no repr, log record, error message or results file holds them (the URL is
-registered with the key's redaction, see `_redaction.Redactor`).
+ModelsLab signs no webhook, so each URL carries its proof: `{webhook_url}/{track_id}/{token}`,
+`token = HMAC-SHA256(secret, track_id)` (128 bits). The receiver checks it without storing
+anything, so a restarted receiver still accepts old URLs. Neither URL nor secret is shown.
 """
 
 from __future__ import annotations
@@ -46,8 +39,8 @@ WEBHOOK_URL_ENV = "MODELSLAB_WEBHOOK_URL"
 WEBHOOK_SECRET_ENV = "MODELSLAB_WEBHOOK_SECRET"  # noqa: S105 - a variable's name
 
 MIN_SECRET_CHARS = 32
-"""The shortest `webhook_secret` accepted. Tokens are HMACs of it: a secret a person could
-guess would let anyone who saw one webhook URL compute the others offline."""
+"""The shortest `webhook_secret` accepted: a guessable one would let a URL's token be
+brute-forced offline."""
 
 TRACK_ID_CHARS = 64
 """The longest `track_id` accepted: letters, digits, `-` and `_` (URL-safe, no escaping)."""
@@ -58,8 +51,7 @@ TOKEN_CHARS = 22
 _TRACK_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{TRACK_ID_CHARS}}}")
 _TOKEN_BYTES = 16
 _MAX_PATH_CHARS = 4096
-# Domain separation: a token made for this purpose is no HMAC the same secret makes for any
-# other, and "v1" lets a later scheme coexist with URLs already handed out.
+# Domain separation; "v1" lets a later scheme coexist with URLs already handed out.
 _CONTEXT = b"modelslab-fetch webhook v1\n"
 
 _MAKE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105
@@ -99,10 +91,7 @@ class WebhookSettings:
     def track_id_of(self, path: str) -> str | None:
         """The `track_id` of `path` if it ends with a URL this secret made, else None.
 
-        `path` is the request path as a framework gives it (a full URL, or one with a
-        query, is read for its path): only its last two segments count, so a receiver
-        mounted under any prefix (or behind a proxy that rewrites it) works. The token
-        is compared in constant time; nothing about a refusal says why.
+        Only the last two segments count, so a receiver mounted under any prefix works.
         """
         if not isinstance(path, str) or len(path) > _MAX_PATH_CHARS:
             return None
@@ -146,11 +135,9 @@ def resolve_webhooks(
     trust: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> WebhookSettings | None:
-    """The webhook settings from the arguments, else `MODELSLAB_WEBHOOK_URL`/`_SECRET`.
+    """The webhook settings from the arguments, else the environment; None when neither is set.
 
-    None when neither is set (webhooks off). Raises `ConfigurationError`, saying what
-    to set, for one without the other, an unusable URL or a short secret; the message
-    never repeats the URL or the secret.
+    Raises `ConfigurationError` (never quoting the URL or the secret).
     """
     env = os.environ if environ is None else environ
     if not isinstance(trust, bool):
@@ -185,7 +172,6 @@ def resolve_webhooks(
 
 
 def _checked_url(url: object) -> tuple[str, str]:
-    # The messages below never quote the URL: it names where deliveries are accepted.
     if not isinstance(url, str):
         raise ConfigurationError(f"webhook_url must be a str; got {type(url).__name__}")
     text = url.strip()

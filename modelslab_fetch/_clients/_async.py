@@ -40,7 +40,7 @@ from .._endpoints._surface import AsyncSurface
 from .._endpoints.table import AsyncEnterprise, ClientEndpoints, endpoint_table
 from .._errors import ConfigurationError, InvalidRequestIdError, ModelsLabError
 from .._events import EventCallback, event_sink
-from .._fleet._link import FleetLink
+from .._fleet._link import FleetLink, refuse_library
 from .._fleet._settings import resolve_fleet
 from .._http._proxy import Proxies
 from .._http._transport import Transport
@@ -65,7 +65,7 @@ class ClientSettings:
     """Read-only views of a client's resolved options, the same on both clients."""
 
     def _settings(self) -> ClientConfig:
-        raise NotImplementedError  # each client says where its resolved options are
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
@@ -100,10 +100,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     """The asynchronous ModelsLab fetch client.
 
     Use it as `async with AsyncModelsLab() as client:` (or call `aclose()`), then
-    `await client.images.wait(request_id)`, `await client.video.wait(request_id)`, or
-    `await client.wait_for(response)` with what a generation request returned. Every
-    endpoint (`images`, `video`, `voice`, `three_d`, `v7.images`, `enterprise.flux`, ...)
-    offers `fetch`, `wait`, `fetch_many` and `wait_many`; see `docs/endpoints.md`.
+    `await client.images.wait(request_id)`, or `await client.wait_for(response)` with what
+    a generation request returned. Every endpoint (`images`, `video`, `enterprise.flux`,
+    ...) offers `fetch`, `wait`, `fetch_many` and `wait_many`; see `docs/endpoints.md`.
 
     Args:
         api_key: Your ModelsLab API key; defaults to `$MODELSLAB_API_KEY`.
@@ -113,8 +112,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         timeout: Per-request timeout: seconds, an `httpx.Timeout`, or None for none.
         max_retries: How many times a transient failure (network error, timeout, 408,
             429, 5xx, edge error page) is retried before its error is raised.
-        max_concurrency: The most HTTP requests this client has in flight at once,
-            shared by every call on it (`fetch`, `wait`, `fetch_many`, `wait_many`).
+        max_concurrency: The most HTTP requests in flight at once, shared by every call.
         max_requests_per_second: An optional cap on the rate of requests, client-wide.
         http_client: Your own `httpx.AsyncClient` (proxies, limits, transport); it is
             not closed by this client. Redirects are never followed either way.
@@ -132,43 +130,34 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         trust_env: False ignores the environment's proxies and `SSL_CERT_FILE`.
         default_headers: Headers sent with every request (API calls and downloads).
         retry_policy: How `fetch()` retries transient failures; see `RetryPolicy`.
-        http_backend: Which HTTP library carries API calls: "auto" (aiohttp on the
-            standard library's event loop; httpx under trio, through a SOCKS proxy, or
-            under respx), "aiohttp" or "httpx". Decided once, on the first request.
-            Ignored with `http_client=`.
-        allow_private_downloads: False (the default): downloads reach only public
-            addresses; an output URL or redirect to a loopback, private, link-local or
-            other non-public address is refused with `DownloadError` (loopback is
-            allowed when `base_url` is loopback, as for a local simulator). True: any
+        http_backend: Which HTTP library carries API calls: "auto" (aiohttp on asyncio;
+            httpx under trio, through a SOCKS proxy, or under respx), "aiohttp" or
+            "httpx". Decided on the first request; ignored with `http_client=`.
+        allow_private_downloads: False (the default): a download whose URL or redirect
+            leads to a loopback, private, link-local or other non-public address raises
+            `DownloadError` (loopback is allowed when `base_url` is loopback). True: any
             address, for outputs served inside your own network.
-        on_event: A function called with each `ClientEvent` of this client's traffic
-            (`RequestSent`, `ResponseReceived`, `RequestFailed`, `RetryScheduled`,
-            `ClientPaused`), for your own progress display or metrics; see
-            docs/events.md. It runs on the event loop (the blocking client's own), must
+        on_event: Called with each `ClientEvent` of this client's traffic, for your own
+            progress display or metrics (docs/events.md). It runs on the event loop, must
             return quickly, and an exception it raises is logged, never raised.
         webhook_url: The public URL where `client.webhooks.asgi_app()` (or your view
             calling `client.webhooks.receive`) is mounted; defaults to
-            `$MODELSLAB_WEBHOOK_URL`. https only (plain http to loopback hosts). With
-            it, every wait also ends as soon as ModelsLab's delivery for its id comes;
-            see docs/webhooks.md.
-        webhook_secret: At least 32 random characters (a str or pydantic `SecretStr`)
-            that make each webhook URL a credential; defaults to
-            `$MODELSLAB_WEBHOOK_SECRET`. Needed with `webhook_url`, and the reverse.
-        trust_webhooks: False (the default): a delivery is confirmed by one fetch,
-            whose answer is the result. True: the delivery's payload is the result,
-            with no fetch (only if your webhook URLs cannot leak, and you never wait
-            on one id on two endpoints at once: ModelsLab's ids are per product).
+            `$MODELSLAB_WEBHOOK_URL`. https only (plain http to loopback hosts). With it,
+            a wait also ends when ModelsLab's delivery for its id comes (docs/webhooks.md).
+        webhook_secret: At least 32 random characters (a str or `SecretStr`) that make
+            each webhook URL a credential; defaults to `$MODELSLAB_WEBHOOK_SECRET`.
+            Needed with `webhook_url`, and the reverse.
+        trust_webhooks: False (the default): a delivery is confirmed by one fetch. True:
+            the delivery's payload is the result, with no fetch (only if your webhook URLs
+            cannot leak, and you never wait on one id on two endpoints at once).
         redis_url: A Redis (or Valkey) URL, `redis://host:6379/0`; defaults to
-            `$MODELSLAB_REDIS_URL`. With it, every client using the same Redis and
-            `redis_prefix` (in any process, on any host) shares webhook deliveries, the
-            pause after a rate limit, the `max_requests_per_second` budget, and the
-            polling of an id waited on by several of them. Redis down, each client works
-            on its own. asyncio only (the blocking `ModelsLab` runs its own); needs the
-            `redis` and `limits` packages (`modelslab-fetch[redis]`); see
-            docs/deployment.md.
+            `$MODELSLAB_REDIS_URL`. Clients on the same Redis and `redis_prefix`, in any
+            process, share webhook deliveries, rate-limit pauses, the
+            `max_requests_per_second` budget and the polling of an id; Redis down, each
+            works alone. asyncio only; needs `modelslab-fetch[redis]` (docs/deployment.md).
         redis_prefix: The prefix of every Redis key and channel (default
             `"modelslab_fetch:"`, or `$MODELSLAB_REDIS_PREFIX`): clients share work only
-            with clients of the same prefix (one per app, or per ModelsLab account).
+            with clients of the same prefix.
 
     """
 
@@ -240,8 +229,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         if self._fleet is not None:
             # A client dropped without aclose() stops its Redis threads when collected.
             weakref.finalize(self, self._fleet.close)
-        # One hub per client, shared by its twins: deliveries reach every wait on an id.
-        # With a fleet, it also hands out the records other workers fetched.
+        # One hub per client, shared by its twins (and with a fleet, other workers' records).
         hub = (
             None
             if webhooks is None and fleet is None
@@ -283,8 +271,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
                 transport,
                 poll_policy=poll_policy,
                 clock=clock,
-                # A row of no table (wait_for(endpoint=FetchEndpoint(...))) is named by
-                # its path, as wait_for's routing names it.
+                # A row of no table (wait_for(endpoint=FetchEndpoint(...))): its path.
                 name=names.get(endpoint, endpoint.path_template),
                 deliveries=hub,
                 fleet=fleet,
@@ -302,11 +289,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     ) -> AsyncModelsLab:
         """A client with other settings, sharing this one's connections and limits.
 
-        `client.with_options(timeout=5, max_retries=0).images.fetch(id)`: the copy uses
-        the same connections and the same client-wide limits (`max_concurrency`, the
-        request rate, rate-limit pauses), so it costs nothing to make per call; this
-        client is unchanged. Closing either closes both. Arguments left out keep this
-        client's setting; each is checked as at construction.
+        `client.with_options(timeout=5, max_retries=0).images.fetch(id)` costs nothing per
+        call; this client is unchanged, closing either closes both, and arguments left out
+        keep this client's setting.
         """
         if not isinstance(poll_policy, NotGiven | PollPolicy):
             raise ConfigurationError(
@@ -342,20 +327,12 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
 
     @property
     def requests_in_flight(self) -> int:
-        """HTTP requests of this client (and its `with_options` copies) in flight right now.
-
-        Those admitted by `max_concurrency` and not yet answered; a reading for a progress
-        display, never more than `max_concurrency`.
-        """
+        """HTTP requests of this client (and its copies) in flight now: <= `max_concurrency`."""
         return self._transport.in_flight
 
     @property
     def webhooks(self) -> AsyncWebhooks:
-        """ModelsLab's webhooks: the fields for a generation request, the receiver, deliveries.
-
-        See `AsyncWebhooks` and docs/webhooks.md; configured by `webhook_url` and
-        `webhook_secret`.
-        """
+        """ModelsLab's webhooks: request fields, the receiver, deliveries (`AsyncWebhooks`)."""
         return self._webhooks
 
     async def wait_for(
@@ -368,28 +345,23 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     ) -> FetchResult:
         """Wait for the job a generation request queued; return its success result.
 
-        `queued` is what the generation request returned: the decoded JSON object, or a
-        `FetchResult`. Its endpoint and id come from its `fetch_result` URL (which must
-        lie below this client's `base_url`: it is matched against the endpoint table,
-        never contacted as given), or from `endpoint=` (a name such as `"video"` or
-        `"enterprise.three_d"`, or a `FetchEndpoint`). An already successful `queued` is
-        returned at once, with no request; otherwise the first poll waits for its `eta`.
-        The result is the endpoint family's type (`VoiceResult`, `ThreeDResult`, ...).
-        `on_update` hears of every poll as for `wait()` (the response counts as poll 1).
-        A response that reports an error instead of a job is read through the same
-        error table as any answer, with the server's words: `{"status": "error",
-        "message": "Invalid Api Key"}` raises `AuthenticationError`, a queue-limit body
-        `RateLimitError` (with its `retry_after`), a validation message
-        `BadRequestError`, any other `failed`/`error` response `GenerationFailedError`.
+        `queued` is the generation response: the decoded JSON, or a `FetchResult`. Its
+        endpoint and id come from its `fetch_result` URL (which must lie below `base_url`;
+        it is matched against the endpoint table, never contacted as given), or from
+        `endpoint=` (a name such as `"enterprise.three_d"`, or a `FetchEndpoint`). A
+        successful `queued` is returned at once; otherwise the first poll waits for its
+        `eta`. The result is the endpoint's type (`VoiceResult`, ...). `on_update` hears
+        of every poll as for `wait()` (the response counts as poll 1). A response that
+        reports an error is read through the error table, e.g. `"Invalid Api Key"` raises
+        `AuthenticationError`, a queue limit `RateLimitError`, a validation message
+        `BadRequestError`, any other `failed`/`error` `GenerationFailedError`.
         Raises `ForeignFetchURLError` (nothing sent), `ConfigurationError`,
         `GenerationFailedError`, `WaitTimeoutError`, and what `wait()` raises.
         """
         check_wait_timeout(timeout)
         body = body_of(queued)
         clean = self._transport.redact_json
-        # What the response itself says went wrong (a rejected key, a queue limit, a
-        # validation message) is raised as such, with the server's words: never lost
-        # behind a complaint that it cannot be routed.
+        # An error the response reports is raised with the server's words, before routing.
         refused = refusal(body, base_url=self.base_url, clean=clean)
         if refused is not None:
             raise refused
@@ -419,15 +391,11 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     ) -> AsyncBatch[FetchResult]:
         """`wait_for` for many generation responses: one `Outcome` per input, lazily.
 
-        Each input is routed as by `wait_for`, each to its own endpoint; an input that
-        cannot be (a foreign `fetch_result`, no id), or that reports an error as
-        `wait_for` reads it, gets an outcome with that error and sends nothing; such an
-        input never stops the others. Bounded and lazy as `wait_many`, and stopped the
-        same way by an account-level error that a fetch meets. An outcome's
-        `request_id` is the job's id, written `name:id` only if the same id came just
-        before from another endpoint. An input that cannot be routed keeps its id too (a
-        success is its own result, as with `wait_for`); one with no usable id is
-        `input-N`, N its position from 0.
+        Each input is routed as by `wait_for`; one that cannot be, or that reports an
+        error, gets an outcome with that error, sends nothing and stops no other. Bounded,
+        lazy and stopped by an account error as `wait_many`. An outcome's `request_id` is
+        the job's id (`name:id` if the same id came just before from another endpoint),
+        or `input-N` (N its position from 0) for an input with no usable id.
         """
         check_wait_timeout(timeout)
         self._transport.calls.check_open()
@@ -443,10 +411,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         stop = AccountStop()
 
         async def work(key: str) -> FetchResult:
-            # An input's own error (a response saying "Invalid Api Key") is raised
-            # outside the account guard: no request was sent, so the rest still run.
+            # An input's own error is raised outside the account guard: nothing was sent.
             route, body = items.take(key)
-            if route is None:  # already a success, with no endpoint named: kept as it is
+            if route is None:  # already a success, with no endpoint named
                 return FetchResult.from_body(body, request_id=key)
             chosen = route
             return await stop.guard(lambda _: self._wait_on(chosen, body, timeout, on_update))(key)
@@ -466,7 +433,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         timeout: float | None,
         on_update: UpdateCallback | None,
     ) -> FetchResult:
-        """Wait on the job `route` names, its generation response `body` the first poll."""
+        """Wait on `route`'s job, its generation response `body` the first poll."""
         resource = self._resource_for(route.endpoint)
         result: FetchResult = await resource._wait_from(route.request_id, body, timeout, on_update)
         return result
@@ -477,16 +444,13 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save `result`'s images into `directory` (created if needed); return their paths.
 
-        Files are named from what was asked, whatever the answer and URLs say:
-        `{request_id}-{n}{ext}` for the `images` endpoint, `{endpoint}.{request_id}-{n}{ext}`
-        for the others (`video.123-0.mp4`), so the same id on two endpoints never shares
-        a file. Each is written to a temporary file and renamed into place, so a file under
-        its final name is always complete and is not downloaded again. Only http(s) URLs
-        are fetched, only from public addresses (see `allow_private_downloads`), redirects
-        followed, at most 64 MB each; a transient failure is retried as API calls are
-        (`max_retries`, `retry_policy`). The first download into a folder removes the
-        `.part` files a killed run left there (never one another run still writes).
-        Raises `DownloadError`.
+        Files are named `{request_id}-{n}{ext}` for `images`, `{endpoint}.{request_id}-{n}{ext}`
+        for the others (`video.123-0.mp4`), whatever the URLs say. Each is written to a
+        temporary file renamed into place, so a file under its final name is complete and
+        is not downloaded again. Only http(s) URLs from public addresses (see
+        `allow_private_downloads`), redirects followed, at most 64 MB each; transient
+        failures are retried as API calls are. The first download into a folder removes
+        the `.part` files a killed run left there. Raises `DownloadError`.
         """
         with self._transport.calls.scope(result.request_id or None):
             return await self._get_downloader().download(result, directory)
@@ -516,8 +480,7 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         if self._http_client is not None:
             # Its connections are not ours to check: names are looked up beforehand.
             return Downloader(self._http_client, lookup_names=True, **options), None
-        # Outputs come from a CDN, not the API: plain GETs with no key, so proxies are
-        # fine (the transport picks them); the same TLS context and headers as API calls.
+        # Plain GETs with no key, so proxies are fine; the same TLS and headers as API calls.
         transport = DownloadTransport(
             addresses,
             ssl_context=config.tls(),
@@ -533,10 +496,9 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         return Downloader(owned, **options), owned
 
     async def aclose(self) -> None:
-        """End calls in flight and close connections: both raise `ClientClosedError`.
+        """Close connections; calls in flight end, and later calls fail, with `ClientClosedError`.
 
-        Calls in flight (a `wait()` asleep between polls included) end at once; later
-        calls are refused. Safe to call twice.
+        Safe to call twice.
         """
         try:
             await self._transport.aclose()
@@ -556,19 +518,14 @@ _blocking_construction: ContextVar[bool] = ContextVar(
 
 
 def refuse_fleet_under_trio() -> None:
-    """Refuse `redis_url` for an `AsyncModelsLab` made under trio (redis.asyncio is asyncio's)."""
+    """Refuse `redis_url` under trio: redis.asyncio is asyncio's."""
     if _blocking_construction.get():
         return
     try:
         library = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         return  # made outside any loop: refused on its first call under trio, if ever
-    if library != "asyncio":
-        raise ConfigurationError(
-            f"redis_url works on asyncio only (redis.asyncio does not support {library}): "
-            "use the blocking ModelsLab client, which runs its own asyncio loop, or run "
-            "this AsyncModelsLab under asyncio, or leave redis_url out"
-        )
+    refuse_library(library)
 
 
 async def _close_downloader(downloader: tuple[Downloader, httpx.AsyncClient | None]) -> None:

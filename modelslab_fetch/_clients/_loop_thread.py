@@ -1,10 +1,7 @@
 """The blocking client's event loop, on one thread of its own for the client's life.
 
-The rule it keeps: a coroutine of the SDK runs from start to end on one OS thread, since
-libraries keep per-thread state (tenacity's retry statistics, logging adapters, tracing
-contexts). Every blocking call, from any thread (one running an event loop of its own
-included: Jupyter, trio), hands its coroutine to this thread through anyio's blocking
-portal and waits; the thread starts with the first call and ends with `close()`.
+Every coroutine of the SDK runs start to end on this one thread (libraries keep per-thread
+state); blocking calls from any thread hand their coroutines to it through anyio's portal.
 """
 
 from __future__ import annotations
@@ -37,10 +34,7 @@ _NESTED_MESSAGE = (
 class LoopThread(ForkAware):
     """One client's event loop, on a thread of its own started by the first call.
 
-    `run()` hands a coroutine to it and blocks until it ends. `close()` runs a cleanup
-    there (the client's `aclose()`, which ends calls in flight), cancels what is left,
-    and joins the thread. After `os.fork()` the child starts a thread of its own on first
-    use; the parent's loop, which is not the child's, is left untouched.
+    After `os.fork()` the child starts a thread of its own; the parent's loop is left alone.
     """
 
     def __init__(self, name: str = "modelslab-fetch") -> None:
@@ -70,8 +64,8 @@ class LoopThread(ForkAware):
     def run(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Run `func(*args)` on the loop's thread; block until it ends; return or raise.
 
-        Interrupted (Ctrl-C), the call is cancelled, and waited for unless interrupted
-        again. A call refused or ended by `close()` raises `ClientClosedError`.
+        Ctrl-C cancels the call (and waits for it unless pressed again). A call refused or
+        ended by `close()` raises `ClientClosedError`.
         """
         portal = self._portal_for_a_call()
         call = _Call(func, args)
@@ -87,10 +81,7 @@ class LoopThread(ForkAware):
         raise value
 
     def spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Start `func(*args)` on the loop, if it runs, and return at once; errors are lost.
-
-        For finalizers (a batch left early, a client dropped): they run in any thread.
-        """
+        """Start `func(*args)` on the loop, if it runs, and return at once (for finalizers)."""
         self.check_fork()
         portal = self._portal
         if portal is None or self._shut.is_set():
@@ -104,8 +95,7 @@ class LoopThread(ForkAware):
     def close(self, cleanup: _Cleanup = None) -> None:
         """Run `cleanup` on the loop, cancel what is left, stop the loop, join the thread.
 
-        Safe to call more than once, from any thread; from the loop's own (a finalizer
-        run there), a short-lived thread does the work.
+        Safe to call more than once, from any thread (the loop's own included).
         """
         self.check_fork()
         with self._lock:
@@ -130,8 +120,7 @@ class LoopThread(ForkAware):
     def after_fork(self) -> None:
         """In a forked child: forget the parent's loop and thread, never touching them.
 
-        Stopping that loop would unregister the parent's sockets, its finalizers would
-        close the parent's connections; the child has no copy of the thread anyway.
+        Stopping that loop would unregister the parent's sockets and close its connections.
         """
         leave_behind(getattr(self, "_portal", None), getattr(self, "_stopper", None))
         self._lock = threading.Lock()  # it may have been held by another thread at the fork
@@ -207,8 +196,7 @@ class _Call(Generic[T]):
         except anyio.get_cancelled_exc_class():
             raise  # close() stopping the loop: the outcome stays ClientClosedError
         except BaseException as exc:
-            # SystemExit or KeyboardInterrupt from an on_update callback ends this call,
-            # in its caller's thread, not the loop that every call shares.
+            # SystemExit or KeyboardInterrupt from a callback ends this call, not the loop.
             self.outcome = (False, exc)
         finally:
             self.done.set()
@@ -225,7 +213,6 @@ class _Call(Generic[T]):
 
     def wait(self) -> None:
         """Block until the coroutine has ended; Ctrl-C raises meanwhile."""
-        # In steps: a signal that does not wake a blocked wait (one delivered to another
-        # thread, `_thread.interrupt_main()`) is still taken within a step.
+        # In steps: a signal that does not wake a blocked wait is still taken within one.
         while not self.done.wait(0.1):
             pass

@@ -30,11 +30,9 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     """The blocking ModelsLab fetch client, for scripts, notebooks and legacy code.
 
     It takes the same options as `AsyncModelsLab` and offers the same calls, returning
-    results instead of awaitables. The work runs on the client's own event loop, in a
-    thread of its own started by the first call and ended by `close()` or the end of a
-    `with` block; each call hands its work there and waits. So the client works from many
-    threads at once, and inside a running event loop (Jupyter, trio, an async handler
-    calling legacy code).
+    results instead of awaitables. The work runs on the client's own event loop thread,
+    started by the first call and ended by `close()` or the end of a `with` block, so the
+    client works from many threads at once, and inside a running event loop (Jupyter).
     """
 
     @parameters_of(AsyncModelsLab.__init__)
@@ -44,13 +42,10 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
             self._async = AsyncModelsLab(**options)
         finally:
             _blocking_construction.reset(token)
-        http_client = options.get("http_client")
-        # An httpx.AsyncClient's connections belong to one event loop: blocking clients
-        # given the same one share one event loop, so it works across all of them.
-        lease = _LoopLease.take(http_client)
+        # An httpx.AsyncClient's connections belong to one loop: clients given one share it.
+        lease = _LoopLease.take(options.get("http_client"))
         loop = lease.loop
-        # A client never closed would keep its thread, loop and connections for the life
-        # of the process: close them when it is collected (or at exit) instead.
+        # A client never closed is closed when it is collected (or at exit).
         self._finalizer = weakref.finalize(self, lease.release, self._async.aclose)
         self._parent: ModelsLab | None = None
         self._wire(self._async, loop)
@@ -59,7 +54,6 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
         self._async = async_client
         self._loop = loop
         self._webhooks = Webhooks(async_client.webhooks._receiver_or_none)
-        # The blocking resource of a row runs the async client's resource for that row.
         self._bind(lambda endpoint: SyncFetchResource(async_client._resource_for(endpoint), loop))
 
     @parameters_of(AsyncModelsLab.with_options)
@@ -79,10 +73,7 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
 
     @property
     def requests_in_flight(self) -> int:
-        """HTTP requests of this client in flight right now; see `AsyncModelsLab`.
-
-        Safe to read from any thread: a snapshot of a count the client's loop keeps.
-        """
+        """HTTP requests in flight now (read from any thread); see `AsyncModelsLab`."""
         return self._async.requests_in_flight
 
     @property
@@ -114,11 +105,9 @@ class ModelsLab(ClosesOnExit, ClientSettings, ClientEndpoints, SyncSurface):
     def close(self) -> None:
         """Cancel calls in flight, close connections and the event loop. Idempotent."""
         self._finalizer()
-        # Closed meanwhile by another thread (the finalizer runs once): returns when done.
-        self._loop.wait_closed()
-        # Its deliveries' iterators end too, even if its loop never ran (thread-safe).
+        self._loop.wait_closed()  # closed by another thread meanwhile: returns when done
+        # Its iterators and Redis threads too, even if its loop never ran.
         self._async.webhooks.close()
-        # And its Redis threads (a receiver-only client's loop may never have run).
         fleet = self._async._fleet
         if fleet is not None:
             fleet.close()
@@ -177,12 +166,7 @@ class _LoopLease:
 
 
 async def _close_connections(http_client: httpx.AsyncClient) -> None:
-    """Close the connections of your `http_client` that live on a loop about to stop.
-
-    They cannot outlive their event loop, and nothing else could close them once it has
-    stopped. The client itself stays open and yours: used again (by a new blocking
-    client), it opens new connections.
-    """
+    """Close the connections of your `http_client` on a loop about to stop; it stays open."""
     transports = [getattr(http_client, "_transport", None)]
     transports += list(getattr(http_client, "_mounts", {}).values())
     for transport in transports:

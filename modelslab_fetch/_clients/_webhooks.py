@@ -1,8 +1,6 @@
 """`client.webhooks`: the URL to give ModelsLab, the receiver, and the deliveries it took.
 
-The same on both clients, except `deliveries()`: an async iterator on `AsyncModelsLab`, a
-blocking one on `ModelsLab`. Nothing here blocks or makes a request, so a receiver may
-call it from any thread or event loop (see `_jobs/_deliveries.py`).
+Nothing here blocks or makes a request: a receiver may call it from any thread or loop.
 """
 
 from __future__ import annotations
@@ -38,9 +36,8 @@ def receiver_for(
 ) -> WebhookReceiver:
     """The receiver of a client: its payloads redacted as the client's answers are."""
     receiver = WebhookReceiver(settings, hub, clean=transport.redact_json)
-    # The secret never leaves the process; should it reach a log record all the same
-    # (an app logging its settings), the filter removes it as it does the key. The URL
-    # is already in the transport's redactor, registered by the transport.
+    # Should the secret reach a log record (an app logging its settings), the filter
+    # removes it as it does the key (the URL is in the transport's redactor already).
     receiver.secret_redactor = Redactor(settings.secret.get_secret_value())
     register_for_log_redaction(receiver.secret_redactor)
     return receiver
@@ -83,12 +80,10 @@ class _Webhooks:
     def fields(self, track_id: str | None = None) -> dict[str, str]:
         """The `webhook` and `track_id` to merge into a generation request.
 
-        `{"webhook": "<webhook_url>/<track_id>/<token>", "track_id": track_id}`: the
-        token (an HMAC of `track_id` under your `webhook_secret`) makes the URL its own
-        credential, since ModelsLab signs nothing. `track_id` is made (22 random URL-safe
-        characters) when not given; one you give must be 1-64 letters, digits, `-` or
-        `_`. Keep the URL to yourself: it is a secret, redacted wherever the SDK shows
-        anything.
+        `{"webhook": "<webhook_url>/<track_id>/<token>", "track_id": track_id}`: the token
+        (an HMAC of `track_id` under `webhook_secret`) makes the URL its own credential.
+        `track_id` is made (22 random URL-safe characters) when not given; one you give
+        must be 1-64 letters, digits, `-` or `_`. The URL is a secret, redacted everywhere.
         """
         return self._receiver().fields(track_id)
 
@@ -97,16 +92,12 @@ class _Webhooks:
     ) -> WebhookDelivery:
         """Check one delivery and hand it to the waits on its id; return it.
 
-        For a view of any web framework: `path` is the request path as the framework
-        gives it (`request.path`, `request.url.path`), `body` the raw bytes (or their
-        text), `headers`
-        the request's headers. Checked in order: the path's token (constant time),
-        the size (at most 64 KiB), the JSON (bounded as API answers are), the body's
-        `track_id` against the path's. Raises `InvalidWebhookError`, whose
-        `status_code` is the HTTP answer to give (404, 413, 400, 415); its message
-        says nothing more. A valid delivery wakes every wait on its id; a duplicate
-        (same id and status) is returned with `duplicate=True` and wakes nothing.
-        Never blocks, never makes a request.
+        For a view of any web framework: `path` is the request path (`request.url.path`),
+        `body` the raw bytes (or text), `headers` the request's headers. Checked in order:
+        the path's token, the size (at most 64 KiB), the JSON, the body's `track_id`
+        against the path's. Raises `InvalidWebhookError`, whose `status_code` is the HTTP
+        answer to give (404, 413, 400, 415). A duplicate (same id and status) is returned
+        with `duplicate=True` and wakes nothing. Never blocks, never makes a request.
         """
         return self._receiver().receive(path, body, headers)
 
@@ -114,10 +105,9 @@ class _Webhooks:
         """An ASGI app receiving deliveries: mount it at `webhook_url`'s path.
 
         `app.mount("/hooks/modelslab", client.webhooks.asgi_app())` in FastAPI or
-        Starlette, or serve it with uvicorn. It accepts POST only (405), answers a
-        valid delivery 200 at once, a URL it did not make 404 (before reading the
-        body), a body over 64 KiB 413, one that is not a delivery 400. It never makes
-        a request itself.
+        Starlette, or serve it with uvicorn. It answers a valid delivery 200 at once, a
+        URL it did not make 404 (before reading the body), a body over 64 KiB 413, one
+        that is not a delivery 400, anything but a POST 405.
         """
         return WebhookASGIApp(self._receiver())
 
@@ -132,9 +122,8 @@ class _Webhooks:
     def on_delivery(self, callback: DeliveryCallback) -> Callable[[], None]:
         """Call `callback(delivery)` for each new delivery; return a function that stops it.
 
-        It runs on the receiver's thread, before the receiver answers: keep it quick
-        (hand the work to a queue). An exception it raises is logged, and the delivery
-        is answered and kept all the same. Duplicates are not passed to it.
+        It runs on the receiver's thread before it answers: keep it quick. An exception it
+        raises is logged; the delivery is kept all the same. Duplicates are not passed.
         """
         return self._hub().on_delivery(callback)
 
@@ -142,21 +131,17 @@ class _Webhooks:
 class AsyncWebhooks(_Webhooks):
     """`AsyncModelsLab.webhooks`: fields for generation requests, the receiver, deliveries.
 
-    Configure the client with `webhook_url=` and `webhook_secret=` (or
-    `MODELSLAB_WEBHOOK_URL` / `MODELSLAB_WEBHOOK_SECRET`); then every `wait` of the
-    client also ends as soon as a delivery for its id arrives. See docs/webhooks.md.
+    Configured by `webhook_url=` and `webhook_secret=` (or their environment variables);
+    then every `wait` also ends when a delivery for its id arrives. See docs/webhooks.md.
     """
 
     def deliveries(self, *, backlog: bool = False) -> DeliveryStream:
         """`async for delivery in client.webhooks.deliveries():` each new delivery once.
 
-        For apps that react to completions instead of waiting on each job. The
-        iterator sees the deliveries received from its creation on (with
-        `backlog=True`, first those still kept: up to 10,000, 15 minutes old at most);
-        it buffers up to 10,000 unread, dropping the oldest beyond. It ends when the
-        client closes, or on `aclose()` (use `async with`). A delivery is what
-        ModelsLab says, unconfirmed: fetch before acting on it if the URL may have
-        leaked (`await client.images.fetch(delivery.id)`).
+        The deliveries received from its creation on (with `backlog=True`, first those
+        still kept: up to 10,000, 15 minutes old at most); up to 10,000 unread are
+        buffered, the oldest dropped beyond. Ends when the client closes, or on `aclose()`.
+        A delivery is unconfirmed: fetch before acting on it if the URL may have leaked.
         """
         return self._hub().stream(backlog=backlog)
 
@@ -170,9 +155,8 @@ class Webhooks(_Webhooks):
     """`ModelsLab.webhooks`, the blocking client's: as `AsyncWebhooks`, iterated blocking."""
 
     def deliveries(self, *, backlog: bool = False) -> DeliveryIterator:
-        """`for delivery in client.webhooks.deliveries():` each new delivery once.
+        """`for delivery in client.webhooks.deliveries():` each new delivery once, blocking.
 
-        Blocks until the next one; see `AsyncWebhooks.deliveries`. Ends when the client
-        closes, or on `close()` (use `with`).
+        See `AsyncWebhooks.deliveries`; ends when the client closes, or on `close()`.
         """
         return self._hub().iterator(backlog=backlog)

@@ -1,12 +1,8 @@
 """The blocking twins of a resource and a batch: the same calls, run by a blocking runner.
 
-The blocking client gives them its loop thread as the `Runner`: each call hands its
-coroutine there and waits. They live beside the async resource, so that the rows of the
-endpoint table can name both without naming the client. A blocking twin takes the
-parameters of the async method it forwards to, declared once: it is written as
-`def wait(self, *args, **kwargs) -> R` under `@parameters_of(AsyncFetchResource.wait)`,
-and type checkers, `inspect.signature` and `help()` all see the async method's
-parameters (a ParamSpec), with the twin's own return type.
+A twin is declared `def wait(self, *args, **kwargs) -> R` under
+`@parameters_of(AsyncFetchResource.wait)`: type checkers and `help()` see the async
+method's parameters (a ParamSpec) with the twin's own return type.
 """
 
 from __future__ import annotations
@@ -71,9 +67,8 @@ _OUTCOMES_PER_HANDOFF = 256
 class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
     """The blocking twin of `Batch`: iterate it for one `Outcome` per input id.
 
-    Outcomes stream from the client's event loop as they are ready (a few hundred per
-    hand-off at most), so a batch is never collected whole, and the work waits while you
-    do not read. Leaving the loop early, `close()` or the end of a `with` block stops it.
+    Outcomes stream as they are ready; the work waits while you do not read. Leaving the
+    loop early, `close()` or the end of a `with` block stops it.
     """
 
     def __init__(self, batch: AsyncBatch[R], loop: Runner) -> None:
@@ -103,8 +98,7 @@ class SyncBatch(ClosesOnExit, Iterator[Success[R] | Failure[R]], Generic[R]):
             self._loop.run(self._batch.aclose)
 
     def __del__(self) -> None:
-        # A `for` loop left with `break` drops the iterator: stop the work it started,
-        # without blocking whatever thread the garbage collector runs in.
+        # A `for` loop left with `break`: stop the work without blocking the collector.
         if not getattr(self, "_finished", True):
             self._finished = True
             self._loop.spawn(self._batch.aclose)

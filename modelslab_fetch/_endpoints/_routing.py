@@ -1,10 +1,7 @@
 """From what a generation request returned to the fetch endpoint and id to wait on.
 
-A queued generation answers `{"status": "processing", "id": 123, "eta": 20,
-"fetch_result": "https://modelslab.com/api/v6/video/fetch/123"}`. `fetch_result` names
-the endpoint; it is matched against the endpoint table, never contacted as given: a URL
-on another origin than the client's `base_url` is refused, because the API key travels
-in the body of every fetch and would go with it.
+`fetch_result` is matched against the endpoint table, never contacted as given: the API
+key travels in every fetch's body, so a URL outside the client's `base_url` is refused.
 """
 
 from __future__ import annotations
@@ -30,14 +27,7 @@ from .._results import FetchResult
 from .._server_json import TOO_DEEP, nested_deeper_than
 from ._row import FetchEndpoint
 
-__all__ = [
-    "Queued",
-    "Route",
-    "body_of",
-    "failure_of",
-    "refusal",
-    "resolve",
-]
+__all__ = ["Queued", "Route", "body_of", "failure_of", "refusal", "resolve"]
 
 Queued = Mapping[str, Any] | FetchResult
 """What a generation request returned: its decoded JSON body, or a `FetchResult` of it."""
@@ -73,10 +63,7 @@ def refusal(
 ) -> ModelsLabError | None:
     """The error a generation response stands for instead of a queued job, or None.
 
-    A response nested past `MAX_JSON_DEPTH` is a `ResponseParseError` (nothing may walk
-    it); otherwise the body is read through the one error table as any answer is: a
-    rejected key, a queue limit (with its `retry_after`), a validation message. The
-    server's words are in the error; `clean` redacts the key from them.
+    Read through the one error table as any answer is; `clean` redacts the key.
     """
     if nested_deeper_than(body):
         return ResponseParseError(
@@ -96,11 +83,7 @@ def refusal(
 def failure_of(
     body: Mapping[str, Any], *, clean: Callable[[Any], Any]
 ) -> GenerationFailedError | None:
-    """A `GenerationFailedError` for a `failed`/`error` response with nothing to wait on.
-
-    The job ended before anything could be fetched: its error carries the response as a
-    `FetchResult`, so the server's words (`message`) are kept. None for any other body.
-    """
+    """A `GenerationFailedError` for a `failed`/`error` response with nothing to wait on."""
     status = body.get("status")
     if not isinstance(status, str) or status.strip().lower() not in ("failed", "error"):
         return None
@@ -118,9 +101,7 @@ def resolve(
 ) -> Route:
     """The endpoint and id to wait on for the generation response `body`.
 
-    With `endpoint` (a table name or a `FetchEndpoint`), `fetch_result` is not read.
-    Otherwise `fetch_result` must lie below `base_url` and name an endpoint of `table`.
-    Raises `ForeignFetchURLError`, `ConfigurationError` or `InvalidRequestIdError`.
+    Without `endpoint`, `fetch_result` must lie below `base_url` and name a row of `table`.
     """
     path_id: str | None = None
     if endpoint is not None:
@@ -198,10 +179,8 @@ def _origin(parts: Any) -> tuple[str, str, int | None]:
 class QueuedItems:
     """The inputs of `wait_for_many`, read lazily, each turned into a batch key.
 
-    A batch answers each key once (repeats share the work), so a key is the request id,
-    qualified by endpoint name (`video:123`) only when the same id was just seen on
-    another endpoint. `take(key)` hands the batch's work what the key stands for: the
-    route and the response body, or the error that made it unusable.
+    A key is the request id, `name:id` when the same id was just seen on another endpoint
+    (a batch answers each key once).
     """
 
     def __init__(
@@ -234,8 +213,6 @@ class QueuedItems:
         body: dict[str, Any] = {}
         try:
             body = body_of(item)
-            # What the response itself says went wrong comes first: its words, not a
-            # complaint about routing, are what the outcome must carry.
             error = refusal(body, base_url=self._base_url, clean=self._clean)
             if error is None:
                 route = resolve(
@@ -245,9 +222,7 @@ class QueuedItems:
             error = failure_of(body, clean=self._clean) or exc
         if route is not None:
             key = self._unique(route.request_id, route.name, position)
-        else:
-            # A response names its job even with no endpoint to ask: its outcome carries
-            # that id; and a success is kept as it is (as wait_for keeps it), nothing sent.
+        else:  # no endpoint to ask: named by its id, a success kept as it is
             named = _id_in(body)
             if named is None:
                 key = f"input-{position}"
@@ -273,10 +248,7 @@ class QueuedItems:
         return request_id
 
     def take(self, key: str) -> tuple[Route | None, dict[str, Any]]:
-        """What `key` stands for; raises the error that made its input unusable.
-
-        The route is None for a success with no endpoint to ask: it is its own result.
-        """
+        """What `key` stands for (no route: a success); raises its input's error."""
         route, body, error = self._pending.pop(key)
         if error is not None:
             raise error
@@ -293,7 +265,6 @@ def says_success(body: Mapping[str, Any]) -> bool:
 
 
 def _id_in(body: Mapping[str, Any]) -> str | None:
-    """The usable `id` a response body carries (to name its outcome or error by), or None."""
     raw_id = body.get("id")
     if isinstance(raw_id, float) and raw_id.is_integer():
         raw_id = int(raw_id)

@@ -1,8 +1,6 @@
 """What a namespace of endpoint rows becomes on a client: async resources, or blocking ones.
 
-A row (`FetchEndpoint`) and a group of rows (`Group`) are descriptors: read on an
-`AsyncSurface` they give `AsyncFetchResource`s, on a `SyncSurface` `SyncFetchResource`s, and
-mypy follows the same overloads, so `client.video.wait(...)` is typed on both clients.
+Rows and groups are descriptors, with overloads mypy follows on both clients.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """Every ModelsLab fetch endpoint, declared once: one class attribute per endpoint.
 
-The rows below are the only declaration of an endpoint. Read on `AsyncModelsLab` a row
-is a `AsyncFetchResource`, on `ModelsLab` a `SyncFetchResource` (rows are descriptors, see
-`_surface.py`), so both clients offer the same calls, typed for mypy, by construction.
-`endpoint_table()` collects the rows by their dotted attribute names; the simulator's
-routes, the CLI's `--endpoint` choices, `wait_for`'s routing and the docs' endpoint
-table all come from it. Adding or correcting an endpoint is one line here, and one line
-of `SOURCES` in `tools/endpoint_docs.py`: no row stays without a public source.
+Adding an endpoint is one line here and one of `SOURCES` in `tools/endpoint_docs.py`;
+the simulator, the CLI, `wait_for`'s routing and the docs all read `endpoint_table()`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Whether Redis answers: one warning per fault, not one per request, and when to ask again.
 
-Every part of the link (the listener thread, the writer thread, commands on event loops)
-reports here: a failure marks Redis down, an answer marks it up. While it is down,
-commands on the event loops skip Redis at once (the clients work as islands, each wait
-polling for itself), and only the writer thread's pings probe it, so that a frozen
-server costs each wait nothing after the first timeout.
+While Redis is down, commands skip it at once and only the writer thread's pings probe
+it, so a frozen server costs each wait nothing after the first timeout.
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """One client's link to the fleet's Redis: what it hears, what it says, what it asks.
 
-Three ways in and out, each where it fits:
-
-- a **listener thread** (a blocking `redis` client) subscribed to the fleet's channel:
-  deliveries, shared results and pauses other workers publish reach this client from
-  it, whatever event loops the client runs on (or none: a WSGI receiver). It
-  resubscribes after a fault and then looks up, by key, what it may have missed for
-  the ids being waited on;
-- a **writer thread** with an outbox: what a receiver accepted (a delivery) and what a
-  rate limit imposed (a pause) are published from it, since both come from plain
-  functions on any thread; it pings Redis when idle, which is how a frozen server is
-  noticed and a returning one found;
-- **commands on each event loop** (`redis.asyncio`, one connection pool per loop, as
-  for HTTP connections): the lease that decides who polls an id, the rate budget
-  (`limits`), the lookups a wait makes. Each is bounded by the settings' timeout and
-  skipped at once while Redis is down.
-
-Nothing here is needed for a result: when Redis fails, every caller gets None and goes
-on alone (a wait polls for itself). The key, the webhook secret and tokens never reach
-Redis: what is published is the records the client's redaction already cleaned.
+A listener thread hears deliveries, results and pauses from other workers (resubscribing
+and catching up after a fault); a writer thread publishes what plain functions on any
+thread hand it and pings Redis when idle; commands on each event loop take leases, the
+rate budget and lookups. Nothing here is needed for a result: when Redis fails, callers
+get None and go on alone. Only records the redaction already cleaned reach Redis.
 """
 
 from __future__ import annotations
@@ -54,9 +40,7 @@ logger = logging.getLogger("modelslab_fetch")
 T = TypeVar("T")
 
 KEPT_SECONDS = 300.0
-"""How long Redis keeps a delivery or a shared result (5 minutes): long enough for a wait
-that starts after it came (a generation request answered late, a worker restarted), short
-enough that Redis holds about one `kept` record per job of the last few minutes."""
+"""How long Redis keeps a delivery or a shared result, for waits that start after it came."""
 MAX_OUTBOX = 10_000
 """The most records waiting to be published while Redis is down; the oldest go first."""
 IDLE_PING = 0.5
@@ -68,11 +52,7 @@ LISTEN_SLICE = 0.25
 
 
 class Heard:
-    """What this client does with what the fleet publishes; set by the layers above.
-
-    Every callback runs on the listener thread and must return quickly (the deliveries
-    hub it feeds takes a lock for a few dictionary operations, then wakes loops).
-    """
+    """What this client does with what the fleet publishes; callbacks run on the listener."""
 
     def __init__(self) -> None:
         self.delivery: Callable[[str, dict[str, Any]], None] | None = None
@@ -126,8 +106,6 @@ class FleetLink(ForkAware):
         self._wake_writer = threading.Condition(threading.Lock())
         self._threads: list[threading.Thread] = []
         super().after_fork()
-
-    # -- keys ------------------------------------------------------------------------
 
     def key(self, *parts: str) -> str:
         """A key under this fleet's prefix: `prefix + "lease:" + scope + ":" + id`."""
@@ -225,11 +203,7 @@ class FleetLink(ForkAware):
                     self.hear(found)
 
     def hear(self, data: object) -> None:
-        """Act on one record of the fleet (published, or read from its key).
-
-        This client's own come back too: a delivery is then a duplicate the hub drops,
-        and a result ends the other waits on its id in this same process.
-        """
+        """Act on one record of the fleet (published, or read from its key), ours included."""
         try:
             message = json.loads(data)  # type: ignore[arg-type]
             if not isinstance(message, dict):
@@ -241,8 +215,7 @@ class FleetLink(ForkAware):
                 self.heard.delivery(str(message["t"]), body)
             elif kind == "r" and isinstance(body, dict) and self.heard.result is not None:
                 self.heard.result(str(message["s"]), str(message["i"]), body)
-        except Exception:
-            # Whatever is on the channel, the listener goes on: Redis is shared ground.
+        except Exception:  # Redis is shared ground: whatever is on the channel, go on
             logger.debug("ignored a message on %s that is not the fleet's", self.channel)
 
     def _heard_pause(self, until: float) -> None:
@@ -286,7 +259,7 @@ class FleetLink(ForkAware):
             for key, message, until in batch:
                 ms = int((until - now) * 1000)
                 if ms <= 0:
-                    continue  # a pause already over, a record kept too long: nothing to say
+                    continue  # already over
                 if key:
                     pipe.set(key, message, px=ms)
                 pipe.publish(self.channel, message)
@@ -303,10 +276,7 @@ class FleetLink(ForkAware):
     # -- what this client says -----------------------------------------------------------
 
     def publish_delivery(self, request_id: str, track_id: str, body: dict[str, Any]) -> None:
-        """Tell the fleet of a delivery this client's receiver accepted (any thread).
-
-        `body` is the payload already redacted (the key, the webhook URL and its token).
-        """
+        """Tell the fleet of a delivery this client's receiver accepted (`body` redacted)."""
         key = self.key("delivery", request_id) if request_id else ""
         self._post(key, {"k": "d", "t": track_id, "b": body}, time.time() + KEPT_SECONDS)
 
@@ -319,8 +289,7 @@ class FleetLink(ForkAware):
     def pause_left(self) -> float:
         """Seconds until the latest pause heard of (or said) ends; 0 when none holds.
 
-        Asked before every request: the first one starts the threads, so that this
-        client hears the fleet's pauses from then on.
+        Asked before every request: the first starts the threads, to hear pauses.
         """
         if not self._started:
             self.start()
@@ -328,10 +297,7 @@ class FleetLink(ForkAware):
         return 0.0 if until == 0.0 else max(until - time.time(), 0.0)
 
     async def take_turn(self) -> None:
-        """Wait for room in the fleet's rate budget (`max_requests_per_second`), and take it.
-
-        Skipped while Redis is down: the client's own rate limit still holds.
-        """
+        """Wait for room in the fleet's rate budget, and take it (skipped while Redis is down)."""
         if self.max_rate is None:
             return
         while True:
@@ -348,14 +314,13 @@ class FleetLink(ForkAware):
     # -- commands on the event loop -------------------------------------------------------
 
     async def run(self, command: Callable[[LoopSide], Awaitable[T]]) -> T | None:
-        """Run `command` on this loop's connection; None if Redis is down or fails now.
+        """Run `command` on this loop's connection, within the settings' timeout.
 
-        Bounded by the settings' timeout: a frozen server costs the caller that once,
-        then nothing until the writer finds it answering again.
+        None if Redis is down or fails now: a frozen server costs the caller that once.
         """
         if not self.health.up or self.closed:
             return None
-        self._check_library()
+        refuse_library(sniffio.current_async_library())
         try:
             side = self._side()
             with anyio.fail_after(self.settings.timeout):
@@ -364,15 +329,6 @@ class FleetLink(ForkAware):
             self.health.failed(exc)
             return None
         return result
-
-    def _check_library(self) -> None:
-        library = sniffio.current_async_library()
-        if library != "asyncio":
-            raise ConfigurationError(
-                f"redis_url works on asyncio only (redis.asyncio does not support {library}): "
-                "use the blocking ModelsLab client, which runs its own asyncio loop, or run "
-                "this AsyncModelsLab under asyncio, or leave redis_url out"
-            )
 
     def _side(self) -> LoopSide:
         self.start()
@@ -392,8 +348,7 @@ class FleetLink(ForkAware):
             self.heard.down()
 
     def _report(self, event: ClientEvent) -> None:
-        # Events run on the client's event loop, as every other event does: a fault seen
-        # by a thread is handed to the loop this client last ran on.
+        # Events run on the loop this client last ran on, as every other event does.
         events = self._events
         if events is None:
             return
@@ -407,15 +362,23 @@ class FleetLink(ForkAware):
             events(event)
 
 
+def refuse_library(library: str) -> None:
+    """Refuse `redis_url` under any library but asyncio: redis.asyncio is asyncio's."""
+    if library != "asyncio":
+        raise ConfigurationError(
+            f"redis_url works on asyncio only (redis.asyncio does not support {library}): "
+            "use the blocking ModelsLab client, which runs its own asyncio loop, or run "
+            "this AsyncModelsLab under asyncio, or leave redis_url out"
+        )
+
+
 _IMPORTS = threading.Lock()
 
 
 def import_libraries() -> None:
-    """Import redis (sync and asyncio) and limits, once, one thread at a time.
+    """Import redis and limits once, before any thread uses them.
 
-    Two threads importing redis-py for the first time at once can deadlock in its
-    circular imports, or see a half-initialised module (`ImportError`): this runs before
-    any thread of any client uses them.
+    Two threads importing redis-py at once can deadlock in its circular imports.
     """
     with _IMPORTS:
         import limits.aio.storage  # noqa: PLC0415 - only a client with redis_url loads them

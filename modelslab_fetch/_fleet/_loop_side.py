@@ -1,11 +1,7 @@
 """The fleet's commands on one event loop: leases, lookups and the rate budget.
 
-One `redis.asyncio` connection pool per event loop (its connections belong to the loop,
-as HTTP connections do), made on the first command there. The lease that decides who
-polls an id is three small Lua scripts rather than redis-py's `Lock`: the poller's last
-step must store the result, publish it and give up the lease in one atomic step, so that
-no other worker takes the lease in between and fetches the job once more; `Lock` has no
-such step. The rate budget is the `limits` library's moving window on the same pool.
+The lease is Lua rather than redis-py's `Lock`: the poller must store the result, publish
+it and give the lease up in one atomic step, so no other worker fetches the job again.
 """
 
 from __future__ import annotations
@@ -22,8 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_CONNECTIONS", "LoopSide", "rate_item"]
 
 MAX_CONNECTIONS = 32
-"""Connections to Redis per event loop: commands take well under a millisecond, so a few
-dozen serve thousands of waits; more would only cost Redis memory per worker."""
+"""Connections to Redis per event loop: commands take well under a millisecond."""
 
 # KEYS: the result, the lease. ARGV: our token, the lease's time to live (ms).
 # Returns {2, record} if the job's result is known, {1, ""} if the lease is ours (taken
@@ -73,8 +68,7 @@ class LoopSide:
         from redis.backoff import NoBackoff  # noqa: PLC0415
 
         timeout = settings.timeout
-        # One retry, at once: a connection left broken by a Redis restart fails once and
-        # is replaced; the caller's own timeout bounds the whole.
+        # One retry, at once: a connection broken by a Redis restart is replaced.
         self._pool = redis.asyncio.BlockingConnectionPool.from_url(
             settings.url,
             max_connections=MAX_CONNECTIONS,
@@ -144,18 +138,13 @@ class LoopSide:
         if limiter is None or item is None or await limiter.hit(item, "fleet"):
             return 0.0
         stats = await limiter.get_window_stats(item, "fleet")
-        # Woken a little apart, so that workers waiting for the same slot do not all ask
-        # for it in the same millisecond.
+        # Jittered: workers waiting for the same slot do not all ask in one millisecond.
         wait: float = max(stats.reset_time - time.time(), 0.001)
         return wait + random.uniform(0, 0.01)  # noqa: S311
 
 
 def rate_item(rate: float) -> RateLimitItem:
-    """`rate` requests a second as a `limits` item: N requests per W seconds (W ≤ 10).
-
-    W is the smallest window in which the rate is a whole number of requests (or the
-    nearest): 5/s is 5 per second, 0.5/s is 1 per 2 seconds, 2.5/s is 5 per 2 seconds.
-    """
+    """`rate` a second as N per W seconds, W ≤ 10 the smallest making N whole (2.5/s: 5 per 2 s)."""
     from limits import RateLimitItemPerSecond  # noqa: PLC0415
 
     def error(window: int) -> float:

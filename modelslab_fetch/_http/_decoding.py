@@ -1,11 +1,7 @@
 """Undoing `Content-Encoding` a slice at a time, so a body's decoded size is capped as it grows.
 
-aiohttp and httpx decompress each received chunk in one unbounded call: a 1.8 kB answer
-encoded `gzip, gzip` inflates to 1 GiB before any size cap sees a byte. Both backends and
-the downloader therefore read the raw bytes and decode them here (`read_decoded`): every
-layer is asked for at most `_SLICE` bytes at a time, and the bytes that come out of the
-last layer are counted against the caller's limit, so memory stays flat whatever the
-server sends.
+aiohttp and httpx inflate each chunk in one unbounded call (1.8 kB of `gzip, gzip` can
+become 1 GiB), so the backends and the downloader read raw bytes and decode them here.
 """
 
 from __future__ import annotations
@@ -17,19 +13,12 @@ import httpx
 
 from .._errors import DecodedTooLarge, DecodingError
 
-__all__ = [
-    "ACCEPT_ENCODING",
-    "BodyDecoder",
-    "OneChunk",
-    "raw_chunks",
-    "read_decoded",
-]
+__all__ = ["ACCEPT_ENCODING", "BodyDecoder", "OneChunk", "raw_chunks", "read_decoded"]
 
 ACCEPT_ENCODING = "gzip, deflate"
 """What we ask servers for: the encodings the standard library decodes with a bound."""
 
-# The most any layer hands out per call: small enough that a bomb's expansion never sits in
-# memory, large enough that an ordinary body needs only a few calls.
+# The most any layer hands out per call: a bomb's expansion never sits in memory.
 _SLICE = 2**16
 
 
@@ -92,12 +81,7 @@ class _Layer:
 
 
 class BodyDecoder:
-    """Decodes a body encoded as `content_encoding` says, counting decoded bytes up to `limit`.
-
-    Feed it the raw bytes as they arrive; it yields decoded slices and raises
-    `DecodedTooLarge` as soon as their total passes `limit`, `DecodingError` for a corrupt
-    body or an encoding it cannot undo.
-    """
+    """Decodes a body as `content_encoding` says; `DecodedTooLarge` once past `limit` bytes."""
 
     def __init__(self, content_encoding: str | None, limit: int) -> None:
         self._limit = limit
@@ -165,9 +149,7 @@ async def read_decoded(
 ) -> bytes:
     """Feed the raw `chunks` through `decoder`: the decoded body, or each piece to `write`.
 
-    With `write`, every decoded piece goes there as it comes and b"" is returned. The
-    chunks are closed at the end, even when the decoder gives up half way: an async
-    generator left open (httpx's `aiter_raw()` is one) is a resource warning under trio.
+    The chunks are closed even when the decoder gives up (trio warns of open generators).
     """
     body = bytearray()
 
@@ -190,11 +172,9 @@ async def read_decoded(
 
 
 def raw_chunks(response: httpx.Response) -> tuple[str | None, AsyncIterator[bytes]]:
-    """The `Content-Encoding` and the raw chunks of `response`'s body, whatever made it.
+    """The `Content-Encoding` and the raw chunks of `response`'s body.
 
-    A streamed body comes raw, to be decoded with a bound. A body already in memory (a
-    response built in-process, as `httpx.MockTransport` returns) is whole and decoded
-    already: it comes as one chunk with no encoding, still counted against the limit.
+    A body already in memory (`httpx.MockTransport`) is decoded already: one chunk.
     """
     if response.is_stream_consumed:
         return None, OneChunk(response.content)
@@ -202,12 +182,7 @@ def raw_chunks(response: httpx.Response) -> tuple[str | None, AsyncIterator[byte
 
 
 class OneChunk(httpx.AsyncByteStream):
-    """One chunk as an async iterator that needs no closing (its repr hides the bytes).
-
-    httpx iterates bytes through an async generator of its own; one cancelled half way
-    (a batch left early) is left for the garbage collector, which trio reports as a
-    resource warning. The bytes may be a request body, key included: never shown.
-    """
+    """One chunk as an async iterator that needs no closing; its repr hides the bytes (a key)."""
 
     def __init__(self, data: bytes) -> None:
         self._data: bytes | None = data

@@ -1,12 +1,7 @@
 """Proxies: which one, if any, a request goes through, and what using one needs.
 
-One rule for API calls and downloads alike (`Proxies.for_url`): `proxy=` if given, else,
-with `trust_env`, the environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` unless
-`NO_PROXY` names the host; and never a proxy for loopback, which is how the key to a
-plain-http loopback `base_url` never crosses one in clear text. An `http_client` of
-yours decides for itself: `refuse_cleartext_proxy` refuses it when it would proxy such a
-`base_url` (httpx trusts `HTTP_PROXY` by default and does not exempt loopback; over https
-a proxy only sees a CONNECT tunnel, which is fine).
+Never a proxy for loopback: that is how the key to a plain-http loopback `base_url` never
+crosses one in clear text (an `http_client` that would is refused).
 """
 
 from __future__ import annotations

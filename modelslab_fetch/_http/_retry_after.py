@@ -1,9 +1,7 @@
 """The one place that turns a wait the server stated into seconds, whatever form it took.
 
-ModelsLab states a wait in four ways (see the wire notes): a `Retry-After` header
-(seconds or an HTTP date, RFC 9110 section 10.2.3), an `X-RateLimit-Reset` header (an
-epoch time, as ModelsLab's own CLI reads it), a `retry_after` field in the JSON body (the
-documented queue-limit answer), or words in the body (`"please wait for 30 seconds"`).
+`Retry-After` (seconds or an HTTP date), `X-RateLimit-Reset` (epoch), a body `retry_after`,
+or words (`"please wait for 30 seconds"`).
 """
 
 from __future__ import annotations
@@ -48,11 +46,7 @@ def stated_wait(headers: Mapping[str, str], body: object, *, now: float) -> floa
 
 
 def stated_delay(error: BaseException | None) -> float | None:
-    """The wait an error's answer stated (read by `stated_wait` when it was raised), or None.
-
-    Both schedules that wait between attempts, `fetch()`'s retries and `wait()`'s polls,
-    ask this one function, so a stated wait means the same to both.
-    """
+    """The wait an error's answer stated, or None: the same to `fetch()`'s retries and polls."""
     seconds = getattr(error, "retry_after", None)
     return seconds if isinstance(seconds, float) else None
 
@@ -60,9 +54,7 @@ def stated_delay(error: BaseException | None) -> float | None:
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Return the seconds to wait that a `Retry-After` value asks for, or None.
 
-    `value` is either delay-seconds (`"120"`; fractions are tolerated) or an HTTP date
-    (`"Wed, 21 Oct 2026 07:28:00 GMT"`), measured against `now` (seconds since the epoch).
-    A date in the past means "retry now" (0.0).
+    Delay-seconds (`"120"`, fractions tolerated) or an HTTP date, against epoch `now`.
     """
     if value is None:
         return None
@@ -76,11 +68,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 
 def parse_rate_limit_reset(value: str | None, *, now: float) -> float | None:
-    """Return the seconds until an `X-RateLimit-Reset` time, or None.
-
-    An epoch time (seconds, or milliseconds) is measured against `now`; a small number
-    is taken as a delay in seconds, which some servers send under the same name.
-    """
+    """Return the seconds until an `X-RateLimit-Reset` epoch time (s or ms), or a delay; or None."""
     if value is None:
         return None
     number = _seconds(value.strip())

@@ -1,24 +1,9 @@
 """Downloads reach only public addresses unless the user opts in (no request forgery).
 
-An output URL comes from the API's answer, and a redirect from whatever server that URL
-names: a compromised API, a buggy one or a tampering proxy could point the SDK at the
-user's own machine or network (a router's admin page, a cloud metadata service at
-169.254.169.254) and have the answer saved to disk. So, by default, a download connects
-only to public addresses:
-
-- every hop (the output URL and each redirect) is checked before it is requested: an IP
-  literal or a `localhost` name is judged at once, without any lookup;
-- a host name is resolved by `CheckingBackend`, the network backend of the download
-  client's connections, which checks every address the name resolves to and connects
-  to an address it checked: there is no second lookup for a DNS server to answer
-  differently (DNS rebinding);
-- through a proxy, the proxy resolves and connects: the SDK then looks the name up
-  itself too and refuses it if it resolves to a non-public address here, but cannot
-  see what the proxy does (the same holds for an `http_client` of your own, whose
-  connections the SDK does not make).
-
-Loopback is allowed when the client's `base_url` is itself loopback (a local simulator
-serves its own outputs); `allow_private_downloads=True` allows every address.
+Output URLs and redirects come from servers the user does not control. Each hop is
+checked before it is requested; a host name is resolved once by `CheckingBackend`, which
+connects only to an address it checked (no DNS rebinding). Through a proxy (or your own
+`http_client`) the name is checked by a lookup here, but what the proxy does is unseen.
 """
 
 from __future__ import annotations
@@ -37,12 +22,7 @@ from .._errors import DownloadRefused
 from .._http._proxy import Proxies, socks_support_needed
 from .._urls import ip_literal
 
-__all__ = [
-    "OPT_IN",
-    "AddressPolicy",
-    "CheckingBackend",
-    "DownloadTransport",
-]
+__all__ = ["OPT_IN", "AddressPolicy", "CheckingBackend", "DownloadTransport"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -105,10 +85,7 @@ class AddressPolicy:
         return None
 
     def check_host(self, host: str) -> None:
-        """Refuse `host` at once if it is an IP literal or a localhost name not allowed.
-
-        Other names are judged once resolved (`CheckingBackend`, or `check_by_lookup`).
-        """
+        """Refuse `host` at once if it is an IP literal or a localhost name not allowed."""
         if self.allow_private:
             return
         address = ip_literal(host)
@@ -125,8 +102,7 @@ class AddressPolicy:
     def check_addresses(self, host: str, addresses: Iterable[str]) -> list[IPAddress]:
         """The addresses `host` resolved to, parsed; `DownloadRefused` if any is refused.
 
-        One refused address refuses the name: a name that resolves to a public and a
-        private address is how a rebinding attack looks.
+        One refused address refuses the name: that is how a rebinding attack looks.
         """
         parsed = []
         for text in addresses:
@@ -138,11 +114,9 @@ class AddressPolicy:
         return parsed
 
     async def check_by_lookup(self, host: str) -> None:
-        """Resolve `host` here and refuse it if any address is refused.
+        """Resolve `host` here and refuse it if any address is refused (for proxies).
 
-        For connections the SDK does not make itself (through a proxy, or by your own
-        `http_client`): a lookup that fails is left to them, as their resolver may
-        know names this one does not.
+        A lookup that fails is left to the proxy, whose resolver may know more names.
         """
         if self.allow_private or ip_literal(host) is not None:
             return
@@ -188,11 +162,7 @@ async def _resolve(host: str, port: int) -> list[str]:
 
 
 class CheckingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend that resolves a name once, checks it, connects to it.
-
-    httpcore then speaks TLS to the connection under the URL's host name (SNI and
-    certificate checks are unchanged); only where the socket goes is decided here.
-    """
+    """httpcore's network backend: resolves a name once, checks it, connects to it."""
 
     def __init__(self, policy: AddressPolicy) -> None:
         self._policy = policy
@@ -243,11 +213,8 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         """Connect to the first of `addresses` that answers ("happy eyeballs").
 
-        A connection is resolved to addresses here, so the name's own connect (which
-        races its addresses) cannot be used: as it does, each address gets a head start
-        of `_HAPPY_EYEBALLS_DELAY` before the next is tried alongside, so an address
-        that swallows packets (a broken IPv6 route) costs a quarter second, not the
-        whole connect timeout.
+        Each address gets a head start of `_HAPPY_EYEBALLS_DELAY`, so one that swallows
+        packets (a broken IPv6 route) costs a quarter second, not the connect timeout.
         """
         connected: list[httpcore.AsyncNetworkStream] = []
         failures: list[Exception] = []
@@ -303,8 +270,7 @@ class CheckingBackend(httpcore.AsyncNetworkBackend):
 class _PinnedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, its connections made by `CheckingBackend` (unless all are allowed).
 
-    httpx takes no network backend (encode/httpx#3749 proposes one), so the connection
-    pool it built is replaced by one with the same TLS context and limits.
+    httpx takes no network backend (encode/httpx#3749), so its pool is replaced.
     """
 
     def __init__(self, policy: AddressPolicy, ssl_context: Any, limits: httpx.Limits) -> None:
@@ -323,10 +289,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
 
 
 class DownloadTransport(httpx.AsyncBaseTransport):
-    """The download client's transport: direct connections checked, proxies chosen here.
-
-    The proxy of each request is chosen by the API calls' own rule (`Proxies.for_url`).
-    """
+    """The download client's transport: direct connections checked, proxies as for API calls."""
 
     def __init__(
         self,
@@ -340,8 +303,7 @@ class DownloadTransport(httpx.AsyncBaseTransport):
         self._policy = policy
         self._direct = _PinnedTransport(policy, ssl_context, limits)
         self._proxies = proxies
-        # Made now, for every proxy that may be used: a SOCKS proxy without its extra
-        # fails here, when the client is set up, not in the middle of a batch.
+        # Made now: a SOCKS proxy without its extra fails at setup, not mid-batch.
         with socks_support_needed():
             self._proxied = {
                 url: httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=url)

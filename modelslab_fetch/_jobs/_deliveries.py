@@ -1,21 +1,8 @@
 """The deliveries hub: webhook deliveries handed from any receiver to any wait, on any thread.
 
-A receiver (the ASGI app on a uvicorn thread, a WSGI worker thread, the app's own event
-loop) hands each valid delivery to its client's hub; waits and iterators may run on
-another thread and another event loop (the blocking client's loop thread, trio). The hub
-never blocks the receiver: it takes a lock for a few dictionary operations and wakes each
-waiter on its own event loop, directly when the receiver runs on that loop's thread, else
-through the loop's thread-safe call (asyncio's `call_soon_threadsafe`, trio's
-`TrioToken.run_sync_soon`).
-
-It keeps deliveries that arrive before anyone waits on their id (ModelsLab may deliver
-before the generation request has even returned), bounded by `MAX_KEPT_DELIVERIES` ids,
-`MAX_KEPT_BYTES` of bodies and `MAX_KEPT_AGE` seconds, oldest first out; and it drops
-duplicates (the same id and status, which ModelsLab documents it may send).
-
-With `redis_url=`, it also takes the finished records other workers fetched (`offer_fetched`):
-a wait takes one as its result, with no fetch of its own (it is a fetch's answer already),
-kept the same way for waits that start later.
+The receiver is never blocked: a lock for a few dict operations, then each waiter is woken
+on its own loop. Deliveries that come before their wait (ModelsLab may deliver before the
+generation request returns) are kept, bounded; duplicates (same id and status) are dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +16,6 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import Generic, TypeVar
 
 import anyio
@@ -137,11 +123,7 @@ def _thread_safe_call() -> Callable[[Callable[[], object]], object] | None:
 
 
 class _Waker:
-    """Runs a callback on the event loop (and thread) it was made on, from any thread.
-
-    Made where the waiting runs; `wake()` never blocks. A loop that has ended meanwhile
-    (its call raises) has nobody left to wake: the call is dropped.
-    """
+    """Runs a callback on the event loop (and thread) it was made on, from any thread."""
 
     __slots__ = ("_call", "_callback", "_thread")
 
@@ -152,12 +134,9 @@ class _Waker:
 
     def wake(self) -> None:
         if threading.get_ident() == self._thread or self._call is None:
-            # The receiver runs on the waiter's own loop (a FastAPI app that also waits):
-            # no hand-off, the waiter is resumed by the loop's next turn.
-            self._callback()
+            self._callback()  # the receiver runs on the waiter's own loop: no hand-off
             return
-        # A loop that has ended raises (asyncio's RuntimeError, trio's RunFinishedError):
-        # its wait is gone, and nobody is left to wake.
+        # A loop that has ended raises (asyncio's RuntimeError, trio's RunFinishedError).
         with contextlib.suppress(Exception):
             self._call(self._callback)
 
@@ -170,11 +149,7 @@ class _Kept:
 
 
 class DeliveryHub:
-    """Where a client's receiver leaves deliveries and its waits and iterators find them.
-
-    One per client, shared by its `with_options` twins and its blocking twin. Every
-    method may be called from any thread.
-    """
+    """Where a client's receiver leaves deliveries and its waits find them; thread-safe."""
 
     def __init__(
         self,
@@ -220,9 +195,8 @@ class DeliveryHub:
     def offer(self, delivery: WebhookDelivery, *, local: bool = True) -> bool:
         """Keep `delivery` and wake what waits for it; False (and nothing else) if a duplicate.
 
-        `local=False` for one another worker's receiver accepted (redis_url): it ends
-        waits here, but iterators and callbacks see only this process's deliveries, so
-        that an app reacting to them across a fleet handles each once.
+        `local=False` (another worker's delivery) wakes waits only: iterators and callbacks
+        see this process's own, so that a fleet handles each delivery once.
         """
         key = (delivery.request_id, "" if delivery.request_id else delivery.track_id)
         now = self._monotonic()
@@ -314,11 +288,9 @@ class DeliveryHub:
         parse: Callable[[FetchResult], R] | None = None,
         scope: str = "",
     ) -> Watch[R]:
-        """A wait's interest in `request_id`: woken by a delivery, on the caller's loop.
+        """A wait's interest in `request_id` (a context manager around the wait).
 
-        Use it as a context manager around the wait; a delivery kept from before is
-        pending at once. `parse` turns a trusted delivery into the wait's result type;
-        `scope` names the endpoint, for records other workers fetched.
+        `parse` makes the wait's result of a trusted delivery; `scope` names the endpoint.
         """
         return Watch(self, request_id, parse, scope)
 
@@ -385,11 +357,7 @@ class DeliveryHub:
 
 
 class Watch(Generic[R]):
-    """One wait's registration with the hub: what was delivered for its id, and a wake-up.
-
-    Made (and entered) on the waiting task's event loop. The receiver sets `_pending`
-    under the hub's lock and wakes the loop; everything else runs on the loop's thread.
-    """
+    """One wait's registration with the hub, made on its loop: a delivery and a wake-up."""
 
     def __init__(
         self,
@@ -420,12 +388,7 @@ class Watch(Generic[R]):
         self._hub._register(self)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._hub._unregister(self)
 
     @property
@@ -456,11 +419,7 @@ class Watch(Generic[R]):
             return None
 
     def trusted(self) -> R | None:
-        """The wait's result without a fetch, if there is one.
-
-        A record another worker fetched; else the pending delivery, if the client
-        trusts webhooks.
-        """
+        """The result without a fetch: another worker's record, or a trusted delivery."""
         fetched = self.fetched()
         if fetched is not None:
             return fetched
@@ -496,8 +455,7 @@ class Watch(Generic[R]):
                 self._scope = None
 
     def _cut_sleep(self) -> None:
-        # On the loop's thread. A wake-up that comes after its delivery was acted upon
-        # (scheduled just before the poll that confirmed it) cuts nothing.
+        # A wake-up that comes after its delivery was acted upon cuts nothing.
         if self._scope is not None and (self.pending or self._nudged):
             self._nudged = False
             self._scope.cancel()
@@ -584,12 +542,7 @@ class DeliveryStream(_Stream, AsyncIterator[WebhookDelivery]):
     async def __aenter__(self) -> DeliveryStream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
@@ -629,10 +582,5 @@ class DeliveryIterator(_Stream, Iterator[WebhookDelivery]):
     def __enter__(self) -> DeliveryIterator:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -1,10 +1,7 @@
 """Saving a result's outputs (images, video, audio, 3D) into a folder, safely and atomically.
 
-Each output is saved under a name made from what the caller asked (the request id and the
-endpoint, see `file_name_for`), never from the answer; written to a `.part` file locked by
-its writer (`_part_files`) and renamed into place once whole; fetched only from public
-addresses unless the user opted in (`_addresses`); and retried like an API call
-(the client's `RetryPolicy` and `max_retries`) when the CDN fails transiently.
+Files are named from what was asked, never from the answer; written to a locked `.part`
+file renamed into place once whole; fetched from public addresses only unless opted in.
 """
 
 from __future__ import annotations
@@ -23,13 +20,7 @@ import httpx
 
 from .._clock import Clock, EventLoopClock
 from .._config import DEFAULT_MAX_RETRIES
-from .._errors import (
-    DecodedTooLarge,
-    DecodingError,
-    DownloadError,
-    DownloadRefused,
-    UnusableURL,
-)
+from .._errors import DecodedTooLarge, DecodingError, DownloadError, DownloadRefused, UnusableURL
 from .._http._answers import transient_status
 from .._http._backends._contract import overall_deadline
 from .._http._decoding import ACCEPT_ENCODING, BodyDecoder, raw_chunks, read_decoded
@@ -55,8 +46,7 @@ FILES_AT_ONCE = 8
 _FOLDERS_REMEMBERED = 1024
 
 UNQUALIFIED_ENDPOINT = "images"
-"""The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were
-told apart; every other endpoint's name is prefixed (`video.123-0.mp4`)."""
+"""The endpoint whose files are named by id alone (`123-0.png`), as before endpoints were."""
 
 _MAX_REDIRECTS = 20  # as httpx's own default
 
@@ -120,13 +110,9 @@ class Downloaded:
 def file_name_for(request_id: str, index: int, url: str, *, endpoint: str | None = None) -> str:
     """The file name an output is saved under: `{id}-{index}{ext}`, or `{endpoint}.{id}-...`.
 
-    Built from what the caller asked (the request id, the output's position and the
-    endpoint's name, e.g. `video.123-0.mp4`; the `images` endpoint's files keep the bare
-    `123-0.png`), never from the answer or the URL's path: no URL can name a file outside
-    the folder, a hidden file or a reserved device name, and jobs with the same id on two
-    endpoints (ModelsLab's ids are per product) never share a file. The extension is kept
-    only when it is a known output type (image, video, audio, 3D, zip), else `.bin`
-    (the download then names it by the response's content type).
+    Built from what the caller asked, never from the URL's path, so no URL can name a file
+    outside the folder, a hidden file or a device. The URL's extension is kept only when
+    it is a known output type, else `.bin` (the download then names it by content type).
     """
     return f"{_stem(request_id, index, endpoint)}{_extension_in(url) or _UNKNOWN}"
 
@@ -155,24 +141,16 @@ def _extension_in(url: str) -> str | None:
 
 
 def _digest_name(kind: str, text: str) -> str:
-    # A short, stable, filename-safe stand-in for a name that is not a plain one; the plus
-    # keeps it apart from every plain id.
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{kind}+{digest}"
 
 
 class Downloader:
-    """Downloads outputs with one httpx client, a few at a time.
+    """Downloads outputs with one httpx client, a few at a time, retried as `fetch()` is.
 
-    Each attempt at a file must arrive whole within the client's timeout (its largest
-    value, bounding the attempt from connect to last byte, as for API calls); a
-    transient failure (a dropped connection, a timeout, one of the `RetryPolicy`'s
-    statuses such as 503 or 429) is retried up to `retries` times, waiting as
-    `fetch()` does; the whole file, retries included, must arrive within
-    `FILE_TIME_LIMIT` seconds, and decode to at most `MAX_IMAGE_BYTES`, however the
-    server encodes it. `addresses` says which addresses
-    may be reached (None: any); `lookup_names` checks host names by a lookup of their
-    own before each request, for an `http_client` whose connections are not checked.
+    Each attempt must arrive whole within the client's timeout, the file (retries
+    included) within `FILE_TIME_LIMIT`, decoded to at most `MAX_IMAGE_BYTES`.
+    `lookup_names` checks host names by a lookup first, for an `http_client` of yours.
     """
 
     def __init__(
@@ -192,18 +170,13 @@ class Downloader:
         self._policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._retries = retries
         self._clock = clock if clock is not None else EventLoopClock()
-        # Folders cleared of abandoned `.part` files, each once (set when done).
         self._cleared: dict[Path, anyio.Event] = {}
 
     def __repr__(self) -> str:
         return f"Downloader(concurrency={self._limiter.total_tokens})"
 
     async def _clear_abandoned_once(self, folder: Path) -> None:
-        """Remove the `.part` files killed runs left in `folder`, the first time it is used.
-
-        Such a file is never complete (its image is downloaded again); one another run
-        still writes is locked by its writer and left alone (see `_part_files`).
-        """
+        """Remove the `.part` files killed runs left in `folder`, the first time it is used."""
         key = folder  # as given: the same folder named two ways is only cleared twice
         cleared = self._cleared.get(key)
         if cleared is not None:
@@ -222,11 +195,8 @@ class Downloader:
     async def download(self, result: FetchResult, directory: str | os.PathLike[str]) -> list[Path]:
         """Save every output of `result` into `directory`; return their paths.
 
-        Files are named from `result.request_id` and `result.endpoint_name` (see
-        `file_name_for`). Files already there are complete (they are only ever renamed
-        into place) and are not fetched again. The first download into a folder removes
-        the `.part` files killed runs left there. Raises `DownloadError` for the first
-        output that fails.
+        Files already there are complete and not fetched again. Raises `DownloadError`
+        for the first output that fails.
         """
         folder = Path(directory)
         await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
@@ -238,8 +208,7 @@ class Downloader:
                 target = folder / file_name_for(request_id, index, url, endpoint=endpoint)
                 paths.append(await self._save(request_id, url, target))
                 continue
-            # No kind in the URL: a file saved before under any known extension counts
-            # as done, else the response's content type names the file.
+            # No kind in the URL: a file saved under any extension counts, else by type.
             stem = _stem(request_id, index, endpoint)
             found = [
                 folder / f"{stem}{ext}"
@@ -307,7 +276,6 @@ class Downloader:
         return content_type
 
     async def _fetch_with_retries(self, url: str, part: PartFile, request_id: str) -> str | None:
-        # Retried as fetch() retries: the same policy, waits and logs.
         attempts = 0
 
         async def attempt() -> str | None:
@@ -379,9 +347,8 @@ class Downloader:
             for _ in range(_MAX_REDIRECTS + 1):
                 if self._lookup_names:
                     await self._addresses.check_by_lookup(request.url.raw_host.decode("ascii"))
-                # Redirects are followed here, not by httpx: httpx reads (and inflates,
-                # without a bound) the body of every redirect it follows, and each hop
-                # must pass the address check.
+                # Redirects are followed here: httpx inflates each redirect's body without
+                # a bound, and each hop must pass the address check.
                 response = await self._http.send(request, stream=True, follow_redirects=False)
                 try:
                     if response.next_request is None:
@@ -452,7 +419,6 @@ class Downloader:
 
 
 def _transient(error: DownloadError, transient: bool = True) -> DownloadError:
-    """`error`, marked as worth another attempt (or not)."""
     error._transient = transient  # type: ignore[attr-defined]
     return error
 

@@ -1,17 +1,8 @@
 """The temporary `.part` files of downloads: each locked by its writer while it lives.
 
-A download is written to `.{name}.{8 hex}.part` and renamed into place once whole, so a
-file under its final name is always complete. A `.part` file left behind by a run that
-was killed is never complete and may be removed; one another run is still writing into
-must not be. The writer holds an exclusive `flock` on its `.part` file from creation to
-rename: the kernel drops it when the writer closes the file or dies, however it dies, so
-a lock that can be taken marks a file nobody writes any more, with no pid (which the
-system reuses) or age threshold (which a slow download exceeds) to guess from.
-
-`remove_abandoned` deletes only files whose lock it holds, after checking the name still
-names the inode it locked; a writer checks, once it holds its lock, that its file was
-not removed between its creation and the lock, and starts over under a new name if so.
-On Windows (no `fcntl`) a file open for writing cannot be deleted, which serves the same.
+The writer holds an exclusive `flock` from creation to rename; the kernel drops it however
+the writer dies, so a lock that can be taken marks an abandoned file, with no pid or age
+to guess from. On Windows a file open for writing cannot be deleted, which serves the same.
 """
 
 from __future__ import annotations
@@ -80,9 +71,7 @@ def _create_locked(target: Path) -> tuple[Path, BinaryIO]:
             continue
         if _lock(file.fileno()) and os.fstat(file.fileno()).st_nlink > 0:
             return path, file
-        # A cleaner took the lock (or removed the file) in the instant between creation
-        # and lock: this file is gone or going; start again under another name.
-        file.close()
+        file.close()  # a cleaner took it between creation and lock: start again
     raise OSError(f"could not create a temporary file next to {target}")
 
 
@@ -97,10 +86,7 @@ def _lock(fd: int) -> bool:
 
 
 def remove_abandoned(folder: Path) -> int:
-    """Remove the `.part` files in `folder` that no process writes any more; return how many.
-
-    A `.part` file whose writer still runs (in this process or another) is left alone.
-    """
+    """Remove the `.part` files in `folder` that no process writes any more; return how many."""
     removed = 0
     for entry in folder.iterdir():
         if PART_FILE.fullmatch(entry.name) and _remove_if_abandoned(entry):

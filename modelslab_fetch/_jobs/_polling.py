@@ -44,28 +44,17 @@ DEFAULT_WAIT_TIMEOUT = 600.0
 class PollPolicy:
     """How `wait()` spaces its polls.
 
-    By default each job's ready time is learnt from every `processing` answer about it:
-    each `eta`, off by at most `eta_error` (relative), bounds when the job can be ready,
-    every answer narrows those bounds, and the next poll comes just after their early
-    edge. A server off by the same factor for every answer about a job is found out by
-    how fast its `eta` falls against the clock, after two answers; the next poll then
-    lands at readiness. Answers that contradict the band (still processing after its
-    late edge) widen it for that job. Tuned in `benchmarks/` for etas off by up to ±40%,
-    per job or per answer: under 3 polls per job, p95 lateness under 0.6 s, and
-    lateness that stays near zero for etas of minutes.
-
-    Setting `eta_factor` or `eta_offset` asks for the fixed formula instead: the next
-    poll comes `min(eta, eta * eta_factor + eta_offset)` seconds after the answer (the
-    unset one defaulting to 0.75 and 0.7 s). Either way gaps are kept within
-    [`min_interval`, `max_interval`]. Without an `eta` (or after a transient error),
-    polls back off exponentially with jitter from `backoff_initial` to `backoff_max`.
-    The last poll before a deadline starts `final_poll_lead` seconds early, so that it
-    can still return in time.
-
-    With webhooks configured, a wait also ends as soon as ModelsLab's delivery for its
-    id arrives, and it keeps polling meanwhile, as a fallback for a delivery lost: each
-    gap then is `push_stretch` times longer, up to `push_max_interval` instead of
-    `max_interval`, until a delivery has come (see docs/webhooks.md for the trade-off).
+    By default each job's ready time is learnt from every `processing` answer: each
+    `eta`, off by at most `eta_error` (relative), bounds when the job can be ready, and
+    the next poll comes just after the early edge of those bounds (docs/performance.md).
+    Setting `eta_factor` or `eta_offset` asks for a fixed formula instead: the next poll
+    comes `min(eta, eta * eta_factor + eta_offset)` seconds after the answer (the unset
+    one defaulting to 0.75 and 0.7 s). Gaps stay within [`min_interval`, `max_interval`].
+    Without an `eta` (or after a transient error), polls back off exponentially with
+    jitter from `backoff_initial` to `backoff_max`. The last poll starts
+    `final_poll_lead` seconds before the deadline. With webhooks configured, a wait ends
+    when its delivery arrives, and polls meanwhile as a fallback, each gap
+    `push_stretch` times longer, up to `push_max_interval` (docs/webhooks.md).
     """
 
     min_interval: float = 0.3
@@ -89,17 +78,11 @@ class PollPolicy:
     """How long before the deadline the last poll starts."""
     push_stretch: float = 1.75
     """While a webhook delivery is expected, how many times longer each gap between
-    polls is. Measured with each `eta` (the generation response's too) off by up to
-    ±40% (docs/webhooks.md): 1.75 makes about 1.05 fetches per job of 1-8 s and 1.3 per
-    job of 20-120 s (the delivery usually ends the wait before any poll but the
-    confirming one), and a delivery lost costs 1.8 s (median; 5 s p95) on jobs of
-    seconds, 11 s (38 s p95) on jobs of minutes. 1 polls as if no webhook were coming;
-    larger values save polls on wrong `eta`s and cost more lateness when a delivery is
-    lost."""
+    polls is (measured trade-offs in docs/webhooks.md). 1 polls as if no webhook were
+    coming; larger values save polls and cost more lateness when a delivery is lost."""
     push_max_interval: float = 120.0
-    """While a webhook delivery is expected, the longest gap between two polls (it
-    replaces `max_interval`, so that a job of minutes is not polled every 30 s for a
-    delivery that will tell): the most a lost delivery can cost beyond its `eta`."""
+    """While a webhook delivery is expected, the longest gap between two polls (instead
+    of `max_interval`): the most a lost delivery can cost beyond its `eta`."""
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -162,9 +145,7 @@ class _Schedule:
         self._estimate = self._pushed.readiness_estimate() if policy.learns else None
 
     def _backoff(self) -> float:
-        # Grows with the current streak, not with the poll count (tenacity's attempt
-        # number): one 503 late in a long wait is not the fifth failure of anything.
-        # Jitter up to one initial step spreads a batch's polls without reordering steps.
+        # Grows with the streak, not the poll count: one late 503 is no fifth failure.
         self._streak += 1
         policy = self._policy
         step = exponential(self._streak, policy.backoff_initial, policy.backoff_max)
@@ -232,17 +213,8 @@ async def wait_until_finished(
     """Call `poll` until its result is finished; return it if it succeeded.
 
     Raises `GenerationFailedError` for `failed`/`error`, `WaitTimeoutError` at the
-    deadline (with the last result), and any non-transient error from `poll` at once.
-    Transient errors (network, overload, rate limits) are polled through until the deadline.
-    `on_update` hears of every poll (`PollUpdate`); `transient` is the client's rule of
-    what to ask again (its `RetryPolicy`'s statuses); `events` (the client's `on_event`)
-    hears of each failed poll that is polled again (`RetryScheduled`).
-    `first`, a result already in hand
-    (a generation response), counts as the first poll, with no request.
-
-    `watch` (webhooks configured) cuts each sleep short when a delivery for the id
-    arrives: the next poll then confirms it, or, if the client trusts webhooks, the
-    delivery is the result. Until one comes, gaps are stretched (`push_stretch`).
+    deadline, and a non-`transient` error from `poll` at once. `first` (a generation
+    response) counts as poll 1, with no request; `watch` cuts sleeps short on a delivery.
     """
     timeout = check_wait_timeout(timeout)
     waiter = _Waiter(
@@ -258,8 +230,7 @@ async def wait_until_finished(
         watch=watch,
     )
     timed_out: WaitTimeoutError | None = None
-    # The schedule keeps polls inside the deadline on `clock`; this cancel scope also cuts
-    # off a poll that hangs past it, on the event loop's own time.
+    # The schedule keeps polls inside the deadline on `clock`; this also cuts a hung poll.
     with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
         try:
             result = await waiter.poll_until_finished()
@@ -273,10 +244,8 @@ async def wait_until_finished(
     if timed_out is not None:
         waiter.report(timed_out, next_poll_in=None)
         if waiter.deadline is not None:
-            # The last poll starts `final_poll_lead` early, so that its answer can still
-            # count; once it says "not finished", the error waits for the deadline
-            # itself. `timeout=600` then means "gave up at 600 s" to every caller, and a
-            # batch's timed-out ids end at their deadlines, not half a second before.
+            # The last poll started `final_poll_lead` early: the error waits for the
+            # deadline itself, so `timeout=600` means "gave up at 600 s" to every caller.
             await clock.sleep(max(waiter.deadline - clock.now(), 0.0))
         raise timed_out
     waiter.report(result, next_poll_in=None)
@@ -315,8 +284,7 @@ class _Waiter(Generic[R]):
         self._started = clock.now()
         self.deadline = None if timeout is None else self._started + timeout
         self._last: R | None = None
-        # The error of the latest poll, if it failed: the cause of a timeout that falls
-        # after it (in a client-wide rate-limit pause, say), even with no poll under way.
+        # The latest poll's error: the cause of a timeout that falls between polls.
         self._last_error: Exception | None = None
         self._polls = 0
 
@@ -328,8 +296,6 @@ class _Waiter(Generic[R]):
                 retry_if_result,
             )
 
-            # Made here, once a first poll asks for more: most jobs asked about are
-            # finished, and their waits need no schedule (nor its readiness estimate).
             watch = self._watch
             schedule = _Schedule(self._policy, self._clock, self.deadline, watch)  # type: ignore[arg-type]
             sleep = self._clock.sleep if watch is None else partial(watch.sleep, self._clock)
@@ -343,8 +309,7 @@ class _Waiter(Generic[R]):
                 reraise=True,
             )
 
-        # Most jobs asked about are already finished: the first poll runs before
-        # tenacity is paid for (see _http/_retrying).
+        # Most jobs asked about are finished: the first poll runs before tenacity is paid for.
         return await try_first_then_retry(
             self._poll_and_remember, retrying, retried=self._transient, again=_unfinished
         )
@@ -389,11 +354,7 @@ class _Waiter(Generic[R]):
         )
 
     def timeout_error(self, cause: BaseException | None) -> WaitTimeoutError:
-        """The error for a deadline reached, carrying the last result and `cause`.
-
-        Without a `cause` (the deadline cut the wait between polls, or in a rate-limit
-        pause), the latest poll's error is the cause, if that poll failed.
-        """
+        """The error for a deadline reached: the last result, and `cause` or the last error."""
         if cause is None:
             cause = self._last_error
         error = WaitTimeoutError(

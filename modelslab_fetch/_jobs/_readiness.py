@@ -1,16 +1,9 @@
 """When is a job ready? An estimate learnt from every answer about it, free of any clock.
 
-Each `processing` answer tells two things: the job was not ready when it was answered,
-and (with an `eta`) that it should be ready about `eta` seconds later. An estimate off
-by at most a relative `band` (plus a small absolute term, for rounding and the request's
-own latency) puts the ready time inside an interval; every answer narrows it, so the
-interval of all answers so far holds the ready time for any error model within the band.
-
-A server that is off by the same factor for every answer about a job (a model that
-under-estimates a job keeps under-estimating it) leaves a second clue: its `eta` falls
-against the clock at a rate other than 1, and two answers give that rate, hence the
-ready time. Under errors drawn afresh for each answer, that extrapolation is noise, so it
-is trusted only inside the interval, and only as far as two answers agree on it.
+Each `processing` answer says the job was not ready then, and should be about `eta` later;
+within a relative error `band` every answer narrows an interval holding the ready time.
+Two answers also give the rate at which `eta` falls (a server off by the same factor each
+time); that extrapolation is trusted only inside the interval.
 """
 
 from __future__ import annotations
@@ -30,31 +23,24 @@ class _Eta:
 class ReadinessEstimate:
     """The interval of ready times a job's answers allow, and when to poll it next.
 
-    Feed it every `processing` answer with `observe(at, eta)` (`eta` None when the answer
-    had none), then ask `next_poll(now)` for the time of the next poll. Times are seconds
-    on any monotonic scale, as long as it is the same for every call. `band` is the
-    largest relative error assumed of an `eta` (0.4 is ±40%); each next poll comes at
-    least `min_interval` and at most `max_interval` after the answer. The tuning below
-    was chosen with `benchmarks/poll_strategies.py` over 20,000 jobs for each error
-    model (see docs/performance.md), which tries its variants by setting them.
+    `observe(at, eta)` each `processing` answer, then ask `next_poll(now)`; times are on
+    any one monotonic scale. The tuning below was chosen with
+    `benchmarks/poll_strategies.py` (docs/performance.md), which sets these attributes.
     """
 
     absolute = 0.05
     """Seconds added on both sides of every `eta`'s interval (rounding, latency)."""
     slack = 0.6
-    """Seconds after the interval's early edge the first `eta`'s poll comes (a poll at
-    the very edge finds the job ready only when the estimate was off by the whole band)."""
+    """Seconds after the interval's early edge the first `eta`'s poll comes."""
     learnt_slack = 0.03
     """Seconds after the ready time learnt from the `eta`'s rate of fall."""
     narrow_slack = 0.2
     """Seconds after the early edge once two answers narrowed it but disagree on a bias."""
     reach = 0.8
-    """While a learnt ready time rests on two answers only (fresh noise per answer would
-    make it noise), the next poll comes at most this far past the early edge; a third
-    answer on the same line confirms the bias and lifts the limit."""
+    """How far past the early edge a ready time learnt from two answers only may put the
+    next poll (until a third answer on the same line confirms the bias)."""
     widen = 1.5
-    """The factor the band grows by when an answer contradicts it (the job still
-    processing after the late edge, or an `eta` outside the interval)."""
+    """The factor the band grows by when an answer contradicts it."""
     learn = True
     """Whether to extrapolate a consistent bias from two answers at all."""
 
@@ -81,13 +67,10 @@ class ReadinessEstimate:
             lo, hi = self._bounds([new])
             old_lo, old_hi = self._bounds(self._etas)
             if self._etas and (lo > old_hi or hi < old_lo):
-                # The server changed its mind beyond the band (a job requeued, a model
-                # that under-estimated): its newest estimate is its best informed one.
+                # Changed its mind beyond the band: the newest estimate is the best informed.
                 self._contradicted()
                 self._etas.clear()
             self._etas.append(new)
-            # Older answers only ever narrow the interval less as the job nears its end;
-            # dropping them keeps a wait of hours from growing without bound.
             del self._etas[:-_KEPT]
         while self._etas and self._not_before > self._bounds(self._etas)[1]:
             # Still processing after the late edge: the estimates are worse than assumed.
@@ -101,8 +84,7 @@ class ReadinessEstimate:
     def learnt_ready_at(self) -> float | None:
         """The ready time the `eta`'s fall against the clock implies, if it can be trusted.
 
-        From the last two answers: a server off by a constant factor `k` answers
-        `eta = k * (ready - at)`, so `k` is how fast its `eta` falls per second.
+        A server off by a factor `k` answers `eta = k * (ready - at)`: `k` is the fall rate.
         """
         if len(self._etas) < 2:
             return None

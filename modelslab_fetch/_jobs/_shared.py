@@ -1,13 +1,8 @@
 """Waits shared by a fleet of workers (`redis_url=`): one poller per id, results for all.
 
-When several workers wait on the same id, a lease in Redis decides which one polls: the
-holder fetches on its own schedule and keeps the lease alive across each sleep (its
-life is the sleep plus `LEASE_MARGIN`), and its last step stores and publishes the
-finished record while giving the lease up. The others poll nothing: each of their
-"polls" asks Redis who holds the lease, and sleeps until the lease would lapse; the
-published record ends their waits at once (through the deliveries hub). If the holder
-dies, its lease lapses within one of its gaps plus the margin, and the next follower to
-look takes it over. If Redis is down, every wait polls for itself, as with no fleet.
+A lease in Redis decides who polls; the holder keeps it alive across each sleep and, last,
+stores and publishes the record while giving it up. The others only ask who holds it;
+a dead holder's lease lapses and the next follower takes over. Redis down: each polls.
 """
 
 from __future__ import annotations
@@ -33,8 +28,7 @@ R = TypeVar("R", bound=FetchResult)
 LEASE_FIRST = 5.0
 """Seconds a lease lives when taken: the holder's fetch, answered or timed out quickly."""
 LEASE_MARGIN = 2.0
-"""Seconds a lease outlives each sleep of its holder: the time its next fetch may take
-before another worker takes over (a fetch slower than that is fetched twice, once)."""
+"""Seconds a lease outlives each sleep of its holder: the time its next fetch may take."""
 FOLLOWER_LAG = 0.05
 """A follower looks this long after the lease would lapse: a holder renews it just then."""
 
@@ -55,8 +49,7 @@ def join(link: FleetLink, hub: DeliveryHub) -> None:
     link.heard.delivery = delivery
     link.heard.result = fetched
     link.heard.watched = hub.watched
-    # A wait that follows another worker's polls sleeps until that worker's lease would
-    # lapse: with Redis gone it would learn nothing meanwhile, so it polls for itself now.
+    # Redis gone, a follower would learn nothing asleep: it polls for itself now.
     link.heard.down = hub.nudge_all
 
 
@@ -165,7 +158,6 @@ class SharedPoll(Generic[R]):
         if not self.holding:
             return
         self.holding = False
-        # Shielded: a wait cancelled (a deadline, a closed client) still lets the others
-        # take over at once, instead of after the lease lapses.
+        # Shielded: a cancelled wait still lets the others take over at once.
         with anyio.CancelScope(shield=True):
             await self._link.run(lambda side: side.release(self._lease, self._token))

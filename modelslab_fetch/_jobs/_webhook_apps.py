@@ -1,10 +1,7 @@
 """The webhook receiver as an ASGI app (FastAPI, Starlette, uvicorn) and a WSGI app (Flask).
 
-Both answer at once and make no request: a valid delivery is handed to the client's hub
-(which wakes the waits on its id) and answered 200. The ASGI app refuses a forged URL
-(404) from the path alone and a body announced too large (413) from its headers, before
-reading a byte of it; a body that turns out larger is refused once the limit is passed,
-so no sender can make the receiver hold more than `MAX_DELIVERY_BYTES` of one request.
+The ASGI app refuses a forged URL and an announced oversize body before reading a byte,
+so no sender can make it hold more than `MAX_DELIVERY_BYTES` of one request.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Receiving ModelsLab's webhooks: the URL to hand out, and the checks of each delivery.
 
-ModelsLab signs nothing and sends no secret: the URL is the credential. `fields()` makes
-a URL for a `track_id` carrying its HMAC token (see `_webhook_config`); `receive()` checks,
-in this order and each before any more work: the path's token (constant time), the size,
-the JSON (the bounds every API answer has: `MAX_DELIVERY_BYTES`, 64 levels of nesting),
-and that the body's `track_id` is the path's. A valid delivery goes to the client's
-deliveries hub, which wakes the waits on its id. Nothing here makes a request or blocks.
+ModelsLab signs nothing: the URL's HMAC token is the credential. `receive()` checks the
+token (constant time), the size, the JSON, then that the body's `track_id` is the path's.
 """
 
 from __future__ import annotations
@@ -23,8 +19,7 @@ from ._deliveries import DeliveryHub, WebhookDelivery
 __all__ = ["MAX_DELIVERY_BYTES", "WebhookReceiver", "refused"]
 
 MAX_DELIVERY_BYTES = 64 * 1024
-"""The largest delivery body accepted (64 KiB). ModelsLab's payloads are the fetch record,
-1-3 kB with a few output URLs; a larger body is refused (413) before more is read."""
+"""The largest delivery body accepted (64 KiB; ModelsLab's are 1-3 kB); larger is 413."""
 
 # The messages a sender sees: the HTTP answer and nothing about which check failed.
 _MESSAGES = {
@@ -46,11 +41,7 @@ class WebhookReceiver:
     """Makes webhook fields and checks deliveries, for one client's settings and hub."""
 
     def __init__(
-        self,
-        settings: WebhookSettings,
-        hub: DeliveryHub,
-        *,
-        clean: Callable[[Any], Any],
+        self, settings: WebhookSettings, hub: DeliveryHub, *, clean: Callable[[Any], Any]
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -95,8 +86,7 @@ class WebhookReceiver:
         content = bytes(body)
         value, _problem = _json_object(content)
         if value is None or _track_id_in(value) != track_id:
-            # A body that is not this URL's (another track_id) is refused as a URL that
-            # does not exist would be: a leaked URL cannot speak for another track_id.
+            # Another track_id's body: 404, as for an unknown URL (a leaked URL speaks for one).
             raise refused(400 if value is None else 404)
         result = _result_of(self._clean(value))
         if result is None:

@@ -1,10 +1,7 @@
 """The HTTP backend contract: what a backend returns and raises, and the bounds every one keeps.
 
-A backend is the one replaceable piece that carries a POST to ModelsLab and back:
-`HttpxBackend` (`_httpx.py`) sends through an `httpx.AsyncClient` (yours, if you pass
-`http_client=`); `AiohttpBackend` (`_aiohttp.py`), the default, is imported only when
-first used. Each turns its library's failures into the backend signals of `_errors`,
-which the transport alone turns into the errors users see.
+A backend turns its library's failures into the signals of `_errors`, which only the
+transport turns into the errors users see.
 """
 
 from __future__ import annotations
@@ -44,11 +41,9 @@ __all__ = [
 _T = TypeVar("_T")
 
 MAX_RESPONSE_BYTES = 10 * 2**20
-"""The most of a response body read: a fetch answer is a few kB, so 10 MB is an attack or
-a misrouted download, and reading on would only exhaust memory."""
+"""The most of a response body read (a fetch answer is a few kB)."""
 
-# The start of an oversize body kept for the error's excerpt: far longer than the excerpt
-# itself, so a key cut in two at this boundary lies beyond anything shown.
+# Far longer than the excerpt shown: a key cut in two here lies beyond anything shown.
 _HEAD_BYTES = 4096
 
 
@@ -64,11 +59,7 @@ class RawResponse(NamedTuple):
     reason: str = ""
 
     def to_httpx(self, content: bytes | None = None) -> httpx.Response:
-        """Return it as an `httpx.Response` whose request has no body (so no key).
-
-        `content` replaces the body (e.g. redacted); headers that described the original
-        framing are dropped, as the body is already decoded.
-        """
+        """It as an `httpx.Response` whose request has no body (so no key), framing dropped."""
         headers = [
             (name, value)
             for name, value in self.headers.items()
@@ -84,10 +75,7 @@ class RawResponse(NamedTuple):
 
 
 class Backend:
-    """Sends one POST and returns the whole response, or raises a backend signal.
-
-    A backend writes `_send` and `aclose`; `post` bounds the exchange as a whole.
-    """
+    """Sends one POST and returns the whole response, or raises a backend signal."""
 
     async def post(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
@@ -106,10 +94,7 @@ class Backend:
 
 
 async def read_body(status_code: int, encoding: str | None, chunks: AsyncIterator[bytes]) -> bytes:
-    """The body of raw `chunks` decoded, at most `MAX_RESPONSE_BYTES` of it.
-
-    Raises `BackendResponseTooLarge`, or `BackendConnectionError` for a broken encoding.
-    """
+    """The body of raw `chunks` decoded, at most `MAX_RESPONSE_BYTES` of it."""
     try:
         return await read_decoded(chunks, BodyDecoder(encoding, MAX_RESPONSE_BYTES))
     except DecodedTooLarge as exc:
@@ -123,9 +108,7 @@ async def read_body(status_code: int, encoding: str | None, chunks: AsyncIterato
 def overall_deadline(timeout: httpx.Timeout) -> float | None:
     """The most one attempt may take, connect to last byte: the largest finite of `timeout`.
 
-    httpx's and aiohttp's limits apply to each socket operation, so a server that sends
-    one byte a second never trips them; this bound covers the exchange as a whole.
-    `httpx.Timeout(None)` has no finite value and means no bound.
+    The libraries' limits are per socket operation: a byte a second never trips them.
     """
     values = [
         value
@@ -181,7 +164,6 @@ _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
 
 
 def _cause_of(error: BaseException) -> str:
-    """What failed, in a few words, from the types (not the text) of `error`'s chain."""
     aiohttp = sys.modules.get("aiohttp")  # its errors exist only once it is imported
     for link in _chain(error):
         if isinstance(link, ConnectionRefusedError):
@@ -210,8 +192,7 @@ _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NON
 def _is_no_such_name(error: BaseException) -> bool:
     if isinstance(error, socket.gaierror):
         return error.errno in _NO_SUCH_NAME
-    # aiohttp's connector errors carry the resolver's errno on a plain OSError (the EAI_*
-    # numbers are negative, so they never clash with an ordinary errno).
+    # aiohttp's connector errors carry the resolver's (negative) errno on a plain OSError.
     os_error = getattr(error, "os_error", None)
     return isinstance(os_error, OSError) and os_error.errno in _NO_SUCH_NAME
 

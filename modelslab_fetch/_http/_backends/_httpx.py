@@ -1,8 +1,7 @@
 """The httpx backend: POSTs through an `httpx.AsyncClient`, yours (`http_client=`) or one made here.
 
-httpx stays the interface you configure and meet in errors; when respx (or anything
-else) has patched httpx or httpcore, the default backend falls back to this one, so that
-your mocks see every request.
+The default backend falls back to it when respx (or anything) patched httpx, so mocks see
+every request.
 """
 
 from __future__ import annotations
