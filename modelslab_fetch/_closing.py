@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from ._errors import ClientClosedError
+from ._errors import ClientClosedError, ModelsLabError
 
-__all__ = ["CLOSED_MESSAGE", "CallsInFlight", "ClosesOnAsyncExit", "ClosesOnExit"]
+__all__ = [
+    "CLOSED_MESSAGE",
+    "CallGroup",
+    "CallsInFlight",
+    "ClosesOnAsyncExit",
+    "ClosesOnExit",
+    "refuse_if_stopped",
+]
 
 CLOSED_MESSAGE = "this client is closed; create a new one"
 """What every call on a closed client raises `ClientClosedError` with."""
@@ -84,9 +92,59 @@ class CallsInFlight:
                 scope.cancel()
 
 
+class CallGroup:
+    """Calls that stop together, as a batch does at an account-level error.
+
+    `stop(error)` ends each call in flight, and refuses each one to come, with `error`
+    named for its own id. Work joins the group with `join(request_id)`; each call it
+    makes then belongs to it, and its own scope is the one cancelled: one cancel scope
+    per call, not two.
+    """
+
+    __slots__ = ("_scopes", "error")
+
+    def __init__(self) -> None:
+        self.error: ModelsLabError | None = None
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def join(self, request_id: str) -> Token[tuple[CallGroup, str] | None]:
+        """Make the calls of the running context members, about `request_id`; see `leave`."""
+        if self.error is not None:
+            raise self.error.for_request(request_id)
+        return _joined.set((self, request_id))
+
+    @staticmethod
+    def leave(token: Token[tuple[CallGroup, str] | None]) -> None:
+        """Undo the `join` that returned `token`."""
+        _joined.reset(token)
+
+    def stop(self, error: ModelsLabError) -> None:
+        """End the calls in flight and refuse the others, with the first `error` given."""
+        if self.error is None:
+            self.error = error
+        for scope in list(self._scopes):
+            scope.cancel()
+
+
+_joined: ContextVar[tuple[CallGroup, str] | None] = ContextVar(
+    "modelslab_fetch_call_group", default=None
+)
+
+
+def refuse_if_stopped() -> None:
+    """Raise the group's error if the running context's group has stopped.
+
+    Traffic control asks it once a request is admitted, right before it is sent: a
+    request granted its slot in the instant its group stopped is not sent.
+    """
+    joined = _joined.get()
+    if joined is not None and joined[0].error is not None:
+        raise joined[0].error.for_request(joined[1])
+
+
 def _loop_here() -> object:
     # The running event loop: asyncio's own call where it runs (a tenth of the cost of
-    # anyio's token, and this runs twice per call), anyio's token elsewhere (trio).
+    # anyio's token, and this runs on every call), anyio's token elsewhere (trio).
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -94,7 +152,7 @@ def _loop_here() -> object:
 
 
 class _CallScope:
-    __slots__ = ("_calls", "_request_id", "_scope")
+    __slots__ = ("_calls", "_joined", "_request_id", "_scope")
 
     def __init__(self, calls: CallsInFlight, request_id: str | None) -> None:
         self._calls = calls
@@ -102,9 +160,13 @@ class _CallScope:
 
     def __enter__(self) -> None:
         self._calls.check_open(self._request_id)
+        refuse_if_stopped()
         self._scope = scope = anyio.CancelScope()
         scope.__enter__()
         self._calls._scopes[scope] = _loop_here()
+        self._joined = joined = _joined.get()
+        if joined is not None:
+            joined[0]._scopes.add(scope)
 
     def __exit__(
         self,
@@ -114,6 +176,13 @@ class _CallScope:
     ) -> None:
         scope = self._scope
         self._calls._scopes.pop(scope, None)
+        joined = self._joined
+        if joined is not None:
+            joined[0]._scopes.discard(scope)
         swallowed = scope.__exit__(exc_type, exc, tb)
-        if exc is not None and swallowed:  # cancelled by close(), the only one that may
-            raise ClientClosedError(CLOSED_MESSAGE, request_id=self._request_id) from None
+        if exc is None or not swallowed:
+            return
+        # Cancelled by close(), or by the call's group stopping: the only ones that may.
+        if not self._calls.closed and joined is not None and joined[0].error is not None:
+            raise joined[0].error.for_request(joined[1]) from None
+        raise ClientClosedError(CLOSED_MESSAGE, request_id=self._request_id) from None

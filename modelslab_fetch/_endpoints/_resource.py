@@ -7,14 +7,12 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import anyio
-
 from .._clock import Clock
+from .._closing import CallGroup
 from .._errors import (
     AccountError,
 )
 from .._fleet._link import FleetLink
-from .._http._traffic import last_check_before_sending
 from .._http._transport import Transport
 from .._ids import RequestId, normalize_request_id
 from .._jobs._batch import AsyncBatch, ProgressCallback
@@ -273,7 +271,7 @@ class AsyncFetchResource(Generic[R]):
         return self._endpoint.parse(body, request_id=rid, endpoint_name=self._name)
 
 
-class AccountStop:
+class AccountStop(CallGroup):
     """Stops one batch from sending once the server refuses the account itself.
 
     A wrong key, no credits or a plan that forbids the call is the same answer for every
@@ -282,9 +280,7 @@ class AccountStop:
     yet answered gets an outcome carrying that same error, named for its own id.
     """
 
-    def __init__(self) -> None:
-        self.error: AccountError | None = None
-        self._scopes: set[anyio.CancelScope] = set()
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"AccountStop(stopped={self.error is not None})"
@@ -293,38 +289,20 @@ class AccountStop:
         """`work`, made to stop (and to stop the others) at the first account error."""
 
         async def guarded(request_id: str) -> R:
-            if self.error is not None:
-                raise self.error.for_request(request_id)
-
-            def refuse_once_stopped() -> None:
-                if self.error is not None:
-                    raise self.error.for_request(request_id)
-
-            with anyio.CancelScope() as scope:
-                self._scopes.add(scope)
-                # Cancellation reaches a request waiting for a slot; this check reaches
-                # one granted its slot in the same instant, before it is sent.
-                token = last_check_before_sending.set(refuse_once_stopped)
-                try:
-                    return await work(request_id)
-                except AccountError as exc:
-                    self._stop(exc)
-                    raise
-                finally:
-                    last_check_before_sending.reset(token)
-                    self._scopes.discard(scope)
-            # Only reached when _stop cancelled this work on another id's account error.
-            assert self.error is not None  # noqa: S101 - set before any cancellation
-            raise self.error.for_request(request_id)
+            # The work's calls join this group: its stop cancels their scopes, and a
+            # request admitted in the same instant is refused before it is sent.
+            token = self.join(request_id)
+            try:
+                return await work(request_id)
+            except AccountError as exc:
+                if self.error is None:
+                    logger.warning("%s; no further requests are sent for this batch", exc)
+                self.stop(exc)
+                raise
+            finally:
+                self.leave(token)
 
         return guarded
-
-    def _stop(self, error: AccountError) -> None:
-        if self.error is None:
-            self.error = error
-            logger.warning("%s; no further requests are sent for this batch", error)
-        for scope in list(self._scopes):
-            scope.cancel()
 
 
 FetchResource = AsyncFetchResource

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Protocol
 
 import anyio
 import sniffio
 
 from .._clock import Clock
+from .._closing import refuse_if_stopped
 from .._per_loop import ForkAware, leave_behind
 
-__all__ = ["OutsideTraffic", "TrafficControl", "last_check_before_sending"]
-
-last_check_before_sending: ContextVar[Callable[[], None] | None] = ContextVar(
-    "modelslab_fetch_last_check_before_sending", default=None
-)
-"""A check the caller's context runs once a request is admitted, right before it is sent;
-raising refuses the request. A batch that meets an account-level error uses it, because
-a request granted its slot in the same instant would otherwise still be sent before its
-cancellation arrives."""
+__all__ = ["OutsideTraffic", "TrafficControl"]
 
 
 class OutsideTraffic(Protocol):
@@ -129,9 +120,7 @@ class TrafficControl(ForkAware):
         try:
             if not self._free:
                 await self._wait_for_turn()
-            check = last_check_before_sending.get()
-            if check is not None:
-                check()
+            refuse_if_stopped()
         except BaseException:
             limiter.release()
             raise
