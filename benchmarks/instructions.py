@@ -42,7 +42,7 @@ BODY = json.dumps(
 HEADERS = CIMultiDict(
     {"content-type": "application/json", "content-length": str(len(BODY)), "server": "uvicorn"}
 )
-CONCURRENCY = 32
+CONCURRENCY = int(os.environ.get("CONCURRENCY", "32"))
 MODES = ("bare", "transport", "fetch", "fetch_many", "wait_many")
 
 

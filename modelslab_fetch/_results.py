@@ -142,7 +142,11 @@ class FetchResult(BaseModel):
 
     @property
     def raw(self) -> dict[str, Any]:
-        """The response body exactly as received (with the API key redacted, if echoed)."""
+        """The response body as received, the API key redacted if echoed.
+
+        From the wire, half an emoji (a lone surrogate: no UTF-8 writer takes it) reads
+        as U+FFFD here too; a body handed to `from_body` is kept exactly as given.
+        """
         private = self.__pydantic_private__
         return {} if private is None else private["raw"]
 
@@ -196,14 +200,27 @@ class FetchResult(BaseModel):
         typed attribute (kept in `raw`, logged once at DEBUG). Raises `ValueError` only when
         the body has no readable `status`.
         """
+        return cls._from_body(body, request_id, endpoint_name, checked=False)
+
+    @classmethod
+    def _from_body(
+        cls: type[_Result],
+        body: dict[str, Any],
+        request_id: str,
+        endpoint_name: str | None,
+        *,
+        checked: bool,
+    ) -> _Result:
+        # `checked`: the body is known to hold no lone surrogate (the transport's answers
+        # are made well-formed where they are decoded), so it is not walked again here.
         status = body.get("status")
         if not isinstance(status, str):
             # An empty or unknown word still reads (as processing); no word at all cannot.
             raise ValueError(  # noqa: TRY004 - from_body promises ValueError for any bad body
                 f"status: missing or unreadable (got {_shape_of(status)})"
             )
-        fields = cls._read_leniently(body)
-        fields["raw_status"] = well_formed(status)
+        fields = cls._read_leniently(body, checked=checked)
+        fields["raw_status"] = status if checked else well_formed(status)
         if not _usable_id(body.get("id")):
             fields["id"] = request_id
         # Each pass drops the fields that failed; `status` and `id` cannot fail by now, so
@@ -246,13 +263,13 @@ class FetchResult(BaseModel):
         return cls._read_leniently(data)
 
     @classmethod
-    def _read_leniently(cls, data: dict[str, Any]) -> _ReadLeniently:
+    def _read_leniently(cls, data: dict[str, Any], *, checked: bool = False) -> _ReadLeniently:
         # Lone surrogates (valid JSON, an emoji cut in half) become U+FFFD in every typed
         # field, key and nested value, so that printing, logging or `model_dump_json()` a
         # result never fails; `raw` keeps the body exactly as received. Then each field
         # present is read leniently (see `_lenient`): one Python pass per body, where a
         # validator per field cost pydantic a call each (most of a fetch's parse time).
-        fields = _ReadLeniently(well_formed(data))
+        fields = _ReadLeniently(data if checked else well_formed(data))
         lenient = cls._lenient
         for name in lenient.keys() & fields.keys():
             fields[name] = lenient[name](fields[name])

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "TOO_DEEP",
     "bracket_count_allows",
+    "may_hold_surrogates",
     "nested_deeper_than",
     "well_formed",
 ]
@@ -41,6 +42,23 @@ def bracket_count_allows(content: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     Almost every body passes it, and then needs no walk at all.
     """
     return content.count(b"[") + content.count(b"{") <= limit
+
+
+def may_hold_surrogates(content: bytes) -> bool:
+    r"""Whether JSON `content` may decode to text holding a lone surrogate: a C-speed test.
+
+    False only when provably not, and then `well_formed` of its value changes nothing.
+    `json.loads` decodes UTF-8 with "surrogatepass", so a surrogate comes from an escape
+    (`\ud83d`, any case) or from its three raw bytes, which start with 0xED; other
+    encodings (a BOM, or NULs among the first four bytes) always may.
+    """
+    head = content[:4]
+    return (
+        (b"\\u" in content and (b"\\ud" in content or b"\\uD" in content))
+        or b"\xed" in content
+        or b"\x00" in head
+        or head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"))
+    )
 
 
 def nested_deeper_than(value: object, limit: int = MAX_JSON_DEPTH) -> bool:

@@ -13,6 +13,7 @@ from modelslab_fetch import AuthenticationError, FetchResult, ResponseParseError
 from modelslab_fetch._endpoints.table import ClientEndpoints
 from modelslab_fetch._http._answers import decode_response
 from modelslab_fetch._http._backends._contract import RawResponse
+from modelslab_fetch._server_json import may_hold_surrogates, well_formed
 
 FIELDS = [
     "status",
@@ -110,3 +111,41 @@ def test_runaway_nesting_is_a_parse_error() -> None:
     assert isinstance(
         outcome_of({"status": "success", "meta": deep}), FetchResult | ResponseParseError
     )
+
+
+# Any text, lone surrogates included, as every writer may put it on the wire: escaped
+# (either case of hex), or raw UTF-8 bytes (json.loads decodes with "surrogatepass").
+wire_texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
+
+
+def _wire_forms(value: object) -> list[bytes]:
+    escaped = json.dumps(value)
+    return [
+        escaped.encode(),
+        escaped.upper().replace("\\U", "\\u").encode(),  # \uD83D as much as \ud83d
+        json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+        json.dumps(value).encode("utf-16"),
+    ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(wire_texts, st.lists(wire_texts, max_size=3) | wire_texts, max_size=4))
+def test_a_body_said_free_of_lone_surrogates_is_free_of_them(body: dict[str, Any]) -> None:
+    # The byte test lets a decoded answer skip the walk for lone surrogates: it may say
+    # "may" of a clean body, never "cannot" of a body that holds one.
+    for content in _wire_forms(body):
+        try:
+            decoded = json.loads(content)
+        except ValueError:
+            continue  # upper-casing broke an escape other than \u: not JSON, not an answer
+        if not may_hold_surrogates(content):
+            assert well_formed(decoded) is decoded
+
+
+def test_an_answer_holding_half_an_emoji_is_well_formed_from_the_transport_on() -> None:
+    content = b'{"status": "success", "id": 1, "tip": "\\uD83D!", "meta": {"\\udc00": 1}}'
+    raw = RawResponse(200, {}, content, "http://x/api")
+    body = decode_response(raw, content, request_id="1", now=0.0)
+    assert isinstance(body, dict)
+    assert body["tip"] == "\ufffd!" and body["meta"] == {"\ufffd": 1}
+    json.dumps(body, ensure_ascii=False).encode("utf-8")  # any UTF-8 writer takes it

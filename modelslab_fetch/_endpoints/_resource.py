@@ -268,7 +268,7 @@ class AsyncFetchResource(Generic[R]):
         body = await self._transport.post_json(
             self._endpoint.path(rid), self._endpoint.body(rid), request_id=rid, retry=retry
         )
-        return self._endpoint.parse(body, request_id=rid, endpoint_name=self._name)
+        return self._endpoint._parse(body, rid, self._name, checked=True)
 
 
 class AccountStop(CallGroup):

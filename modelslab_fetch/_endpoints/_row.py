@@ -120,11 +120,15 @@ class FetchEndpoint(Generic[R]):
         whose `status` is readable always becomes a result. Raises `ResponseParseError`
         only for a body with no readable `status`.
         """
+        return self._parse(body, request_id, endpoint_name, checked=False)
+
+    def _parse(
+        self, body: dict[str, Any], request_id: str, endpoint_name: str | None, *, checked: bool
+    ) -> R:
+        # `checked`: an answer of the transport, already free of lone surrogates.
         error: ResponseParseError | None = None
         try:
-            result = self.result_model.from_body(
-                body, request_id=request_id, endpoint_name=endpoint_name
-            )
+            result = self.result_model._from_body(body, request_id, endpoint_name, checked=checked)
         except (ValueError, RecursionError) as exc:
             error = ResponseParseError(
                 f"the response is not a fetch result: {_first_problem(exc)}",

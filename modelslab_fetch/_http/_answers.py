@@ -33,7 +33,13 @@ from .._errors import (
     ResponseParseError,
 )
 from .._retry_policy import DEFAULT_RETRY_STATUSES
-from .._server_json import TOO_DEEP, bracket_count_allows, nested_deeper_than
+from .._server_json import (
+    TOO_DEEP,
+    bracket_count_allows,
+    may_hold_surrogates,
+    nested_deeper_than,
+    well_formed,
+)
 from ._backends._contract import RawResponse
 from ._retry_after import stated_wait
 
@@ -336,6 +342,11 @@ def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
         return None, TOO_DEEP
     if not isinstance(value, dict):
         return None, f"JSON but not an object (expected a JSON object, got {type(value).__name__})"
+    # Half an emoji (a lone surrogate) becomes U+FFFD here, once, so that every body the
+    # transport returns is writable by any UTF-8 writer; and the result built from it
+    # needs no walk of its own (see `FetchResult.from_body`).
+    if may_hold_surrogates(content):
+        value = well_formed(value)
     return value, None
 
 
