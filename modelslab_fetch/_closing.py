@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TypeVar
@@ -11,6 +10,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import ClientClosedError, ModelsLabError
+from ._per_loop import running_asyncio_loop
 
 __all__ = [
     "CLOSED_MESSAGE",
@@ -145,10 +145,7 @@ def refuse_if_stopped() -> None:
 def _loop_here() -> object:
     # The running event loop: asyncio's own call where it runs (a tenth of the cost of
     # anyio's token, and this runs on every call), anyio's token elsewhere (trio).
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.lowlevel.current_token()
+    return running_asyncio_loop() or anyio.lowlevel.current_token()
 
 
 class _CallScope:

@@ -13,6 +13,7 @@ holds such state is a `ForkAware`, reset by one at-fork hook.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -22,10 +23,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio.lowlevel
+import sniffio
 
 from ._errors import ConfigurationError
 
-__all__ = ["ForkAware", "LoopCheck", "PerLoop", "leave_behind"]
+__all__ = ["ForkAware", "LoopCheck", "PerLoop", "leave_behind", "running_asyncio_loop"]
 
 logger = logging.getLogger("modelslab_fetch")
 
@@ -81,6 +83,20 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 _Binding = tuple[T, AsyncGenerator[None, None]]
 
 
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, when the code running is asyncio's; else None (trio).
+
+    A tenth of the cost of anyio's loop token, for the checks made on every request.
+    Trio run as a guest of an asyncio loop says so through sniffio, and gets None.
+    """
+    if sniffio.thread_local.name is not None or sniffio.current_async_library_cvar.get():
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class PerLoop(ForkAware, Generic[T]):
     """One `T` per event loop: made by `create()` on first use in a loop, closed with it.
 
@@ -94,6 +110,10 @@ class PerLoop(ForkAware, Generic[T]):
         self._create = create
         self._close = close
         self._bindings: dict[anyio.lowlevel.EventLoopToken, _Binding[T]] = {}
+        # The asyncio loop of the last get() and its value: the common case, asked on
+        # every request, is answered without anyio's token. Forgotten whenever a
+        # binding goes.
+        self._last: tuple[object, T] | None = None
         super().__init__()
 
     def __repr__(self) -> str:
@@ -102,15 +122,20 @@ class PerLoop(ForkAware, Generic[T]):
     def get(self) -> T:
         """The value for the running event loop, made now if this loop has none yet."""
         self.check_fork()
+        last = self._last
+        if last is not None and running_asyncio_loop() is last[0]:
+            return last[1]
         token = anyio.lowlevel.current_token()
         binding = self._bindings.get(token)
         if binding is None:
             binding = self._bind(token)
+        self._last = (token.native_token, binding[0])
         return binding[0]
 
     async def aclose(self) -> None:
         """Close the running loop's value now; other loops' close as those loops end."""
         self.check_fork()
+        self._last = None
         binding = self._bindings.pop(anyio.lowlevel.current_token(), None)
         self._drop_stale()
         if binding is not None:
@@ -120,6 +145,7 @@ class PerLoop(ForkAware, Generic[T]):
         """In a forked child: forget the parent's values without touching them."""
         leave_behind(*self._bindings.values())
         self._bindings = {}
+        self._last = None
         super().after_fork()
 
     def _bind(self, token: anyio.lowlevel.EventLoopToken) -> _Binding[T]:
@@ -143,6 +169,7 @@ class PerLoop(ForkAware, Generic[T]):
             binding = self._bindings.get(token)
             if binding is not None and binding[0] is value:
                 del self._bindings[token]
+            self._last = None
             await self._close(value)
 
     def _drop_stale(self) -> None:
@@ -153,6 +180,7 @@ class PerLoop(ForkAware, Generic[T]):
             is_closed = getattr(token.native_token, "is_closed", None)
             if is_closed is not None and is_closed():
                 del self._bindings[token]
+                self._last = None
                 leave_behind(binding)
                 logger.warning(
                     "an event loop was closed before this client's connections on it: "

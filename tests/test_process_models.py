@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -454,3 +455,38 @@ def test_closing_a_used_client_after_a_fork_touches_nothing(
     parent_stopper.close()
     assert parent_loop.is_closed()
     assert loop_threads() == []
+
+
+def test_the_cheap_loop_check_names_asyncio_only_when_asyncio_code_runs() -> None:
+    # PerLoop, traffic control and the call scopes ask it on every request instead of
+    # anyio's token: it must never take trio (even a guest on an asyncio loop) for asyncio.
+    import sniffio
+    import trio
+
+    from modelslab_fetch._per_loop import running_asyncio_loop
+
+    async def on_asyncio() -> None:
+        assert running_asyncio_loop() is asyncio.get_running_loop()
+        token = sniffio.current_async_library_cvar.set("trio")  # as trio-asyncio says
+        try:
+            assert running_asyncio_loop() is None
+        finally:
+            sniffio.current_async_library_cvar.reset(token)
+
+    async def on_trio() -> None:
+        assert running_asyncio_loop() is None
+
+    async def trio_as_a_guest() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            on_trio,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+        )
+        (await done).unwrap()  # on_trio's assertion, raised here if it failed
+
+    assert running_asyncio_loop() is None  # no loop at all
+    asyncio.run(on_asyncio())
+    trio.run(on_trio)
+    asyncio.run(trio_as_a_guest())

@@ -10,7 +10,7 @@ import sniffio
 
 from .._clock import Clock
 from .._closing import refuse_if_stopped
-from .._per_loop import ForkAware, leave_behind
+from .._per_loop import ForkAware, leave_behind, running_asyncio_loop
 
 __all__ = ["OutsideTraffic", "TrafficControl"]
 
@@ -67,7 +67,8 @@ class TrafficControl(ForkAware):
         return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
 
     def _limiter_here(self) -> anyio.CapacityLimiter:
-        library = sniffio.current_async_library()
+        asyncio_here = running_asyncio_loop() is not None  # sniffio's answer, cheaper
+        library = "asyncio" if asyncio_here else sniffio.current_async_library()
         if self._limiter is None or library != self._library:
             self._limiter = anyio.CapacityLimiter(self._max_concurrency)
             self._library = library
