@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._clock import Clock
 from .._closing import CallGroup
-from .._errors import (
-    AccountError,
-)
+from .._errors import AccountError
 from .._fleet._link import FleetLink
 from .._http._transport import Transport
 from .._ids import RequestId, normalize_request_id
@@ -27,9 +25,6 @@ from .._jobs._shared import SharedPoll
 from .._jobs._updates import UpdateCallback
 from .._results import FetchResult
 from ._row import FetchEndpoint
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["DEFAULT_WAIT_MANY_CONCURRENCY", "AccountStop", "AsyncFetchResource", "FetchResource"]
 
