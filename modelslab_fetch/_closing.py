@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TypeVar
@@ -15,6 +17,7 @@ from ._per_loop import running_asyncio_loop
 __all__ = [
     "CLOSED_MESSAGE",
     "CallGroup",
+    "CallScope",
     "CallsInFlight",
     "ClosesOnAsyncExit",
     "ClosesOnExit",
@@ -74,9 +77,9 @@ class CallsInFlight:
     def __repr__(self) -> str:
         return f"CallsInFlight({len(self._scopes)} in flight, closed={self.closed})"
 
-    def scope(self, request_id: str | None = None) -> _CallScope:
+    def scope(self, request_id: str | None = None) -> CallScope:
         """A `with` block for one call: refused once closed, ended by `close()`."""
-        return _CallScope(self, request_id)
+        return CallScope(self, request_id)
 
     def check_open(self, request_id: str | None = None) -> None:
         """Raise `ClientClosedError` once the client is closed."""
@@ -148,14 +151,36 @@ def _loop_here() -> object:
     return running_asyncio_loop() or anyio.lowlevel.current_token()
 
 
-class _CallScope:
-    __slots__ = ("_calls", "_joined", "_request_id", "_scope")
+class CallScope:
+    """One call's cancel scope: ended by `close()`, by its group's stop, or at a deadline."""
+
+    __slots__ = ("_calls", "_joined", "_request_id", "_scope", "_timed_out")
 
     def __init__(self, calls: CallsInFlight, request_id: str | None) -> None:
         self._calls = calls
         self._request_id = request_id
+        self._timed_out: Callable[[], Exception] | None = None
 
-    def __enter__(self) -> None:
+    def set_deadline(
+        self, seconds: float | None, timed_out: Callable[[], Exception] | None = None
+    ) -> None:
+        """End the call `seconds` from now, raising what `timed_out()` returns; None: never.
+
+        A wait's deadline rides on its call's scope: one cancel scope per wait, not two
+        (each costs about as much as parsing a result). Clearing it once it has passed
+        changes nothing: the call ends as it would have.
+        """
+        scope = self._scope
+        if seconds is None:
+            if not scope.cancel_called:
+                scope.deadline = math.inf
+            return
+        loop = running_asyncio_loop()
+        now = loop.time() if loop is not None else anyio.current_time()
+        self._timed_out = timed_out
+        scope.deadline = now + seconds
+
+    def __enter__(self) -> CallScope:
         self._calls.check_open(self._request_id)
         refuse_if_stopped()
         self._scope = scope = anyio.CancelScope()
@@ -164,6 +189,7 @@ class _CallScope:
         self._joined = joined = _joined.get()
         if joined is not None:
             joined[0]._scopes.add(scope)
+        return self
 
     def __exit__(
         self,
@@ -179,7 +205,11 @@ class _CallScope:
         swallowed = scope.__exit__(exc_type, exc, tb)
         if exc is None or not swallowed:
             return
-        # Cancelled by close(), or by the call's group stopping: the only ones that may.
+        # Cancelled by close(), by the call's group stopping, or at its deadline.
         if not self._calls.closed and joined is not None and joined[0].error is not None:
             raise joined[0].error.for_request(joined[1]) from None
+        if not self._calls.closed and self._timed_out is not None:
+            error = self._timed_out()
+            error.__suppress_context__ = True  # not `from None`: its own cause stands
+            raise error
         raise ClientClosedError(CLOSED_MESSAGE, request_id=self._request_id) from None

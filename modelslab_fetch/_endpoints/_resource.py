@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from typing import Any, Generic, TypeVar
 
 from .._clock import Clock
-from .._closing import CallGroup
+from .._closing import CallGroup, CallScope
 from .._errors import AccountError
 from .._fleet._link import FleetLink
 from .._http._transport import Transport
@@ -199,7 +199,7 @@ class AsyncFetchResource(Generic[R]):
         hub = self._deliveries
         scope = self._endpoint.path_template
         with (
-            self._transport.calls.scope(rid),
+            self._transport.calls.scope(rid) as call,
             (
                 nullcontext()
                 if hub is None
@@ -207,8 +207,15 @@ class AsyncFetchResource(Generic[R]):
             ) as watch,
         ):
             if self._fleet is None or watch is None:
+                # The call's scope carries the wait's deadline too: one scope, not two.
                 return await self._wait(
-                    poll, rid=rid, timeout=timeout, on_update=on_update, first=first, watch=watch
+                    poll,
+                    rid=rid,
+                    timeout=timeout,
+                    on_update=on_update,
+                    first=first,
+                    watch=watch,
+                    call=call,
                 )
             shared = SharedPoll(
                 self._fleet,
@@ -239,7 +246,10 @@ class AsyncFetchResource(Generic[R]):
         on_update: UpdateCallback | None,
         first: R | None,
         watch: Watch[R] | None,
+        call: CallScope | None = None,
     ) -> R:
+        # Not with a shared poll (the fleet): its release, after the wait, must not run
+        # in a scope the deadline has cancelled.
         return await wait_until_finished(
             poll,
             request_id=rid,
@@ -251,6 +261,7 @@ class AsyncFetchResource(Generic[R]):
             events=self._transport.events,
             first=first,
             watch=watch,
+            call=call,
         )
 
     def _parse_delivery(self, rid: str) -> Callable[[FetchResult], R]:

@@ -9,7 +9,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 
@@ -209,12 +209,14 @@ async def wait_until_finished(
     events: EventSink | None = None,
     first: R | None = None,
     watch: Watch[R] | None = None,
+    call: CallDeadline | None = None,
 ) -> R:
     """Call `poll` until its result is finished; return it if it succeeded.
 
     Raises `GenerationFailedError` for `failed`/`error`, `WaitTimeoutError` at the
     deadline, and a non-`transient` error from `poll` at once. `first` (a generation
     response) counts as poll 1, with no request; `watch` cuts sleeps short on a delivery.
+    `call` (the scope of the call the wait runs in) then carries the wait's deadline.
     """
     timeout = check_wait_timeout(timeout)
     waiter = _Waiter(
@@ -229,18 +231,12 @@ async def wait_until_finished(
         first=first,
         watch=watch,
     )
-    timed_out: WaitTimeoutError | None = None
-    # The schedule keeps polls inside the deadline on `clock`; this also cuts a hung poll.
-    with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-        try:
-            result = await waiter.poll_until_finished()
-        except WaitTimeoutError as exc:
-            timed_out = exc
-        except Exception as exc:
-            waiter.report(exc, next_poll_in=None)
-            raise
-    if scope.cancelled_caught and timed_out is None:
-        timed_out = waiter.timeout_error(None)
+    # The schedule keeps polls inside the deadline on `clock`; a cancel scope also cuts
+    # a hung poll, on the loop's time: the call's own (`call`), else one of the wait's.
+    if call is None:
+        result, timed_out = await _polled_in_own_scope(waiter, timeout)
+    else:
+        result, timed_out = await _polled_in_call_scope(waiter, timeout, call)
     if timed_out is not None:
         waiter.report(timed_out, next_poll_in=None)
         if waiter.deadline is not None:
@@ -248,10 +244,58 @@ async def wait_until_finished(
             # deadline itself, so `timeout=600` means "gave up at 600 s" to every caller.
             await clock.sleep(max(waiter.deadline - clock.now(), 0.0))
         raise timed_out
+    assert result is not None  # noqa: S101 - a wait that did not time out has its result
     waiter.report(result, next_poll_in=None)
     if not result.succeeded:
         raise GenerationFailedError(result, request_id=request_id)
     return result
+
+
+class CallDeadline(Protocol):
+    """A call's scope that can carry a wait's deadline (`_closing.CallScope`)."""
+
+    def set_deadline(
+        self, seconds: float | None, timed_out: Callable[[], Exception] | None = None
+    ) -> None:
+        """End the call `seconds` from now, raising `timed_out()`; None: clear it."""
+
+
+def _reported(waiter: _Waiter[Any], error: WaitTimeoutError) -> WaitTimeoutError:
+    waiter.report(error, next_poll_in=None)
+    return error
+
+
+_Polled = tuple[R | None, WaitTimeoutError | None]
+
+
+async def _polled_in_own_scope(waiter: _Waiter[R], timeout: float | None) -> _Polled[R]:
+    with anyio.move_on_after(math.inf if timeout is None else timeout):
+        try:
+            return await waiter.poll_until_finished(), None
+        except WaitTimeoutError as exc:
+            return None, exc
+        except Exception as exc:
+            waiter.report(exc, next_poll_in=None)
+            raise
+    return None, waiter.timeout_error(None)  # reached only when the scope's deadline passed
+
+
+async def _polled_in_call_scope(
+    waiter: _Waiter[R], timeout: float | None, call: CallDeadline
+) -> _Polled[R]:
+    # Past the deadline the call's scope raises what `timed_out` makes, where it ends.
+    if timeout is not None:
+        call.set_deadline(timeout, lambda: _reported(waiter, waiter.timeout_error(None)))
+    try:
+        return await waiter.poll_until_finished(), None
+    except WaitTimeoutError as exc:
+        return None, exc
+    except Exception as exc:
+        waiter.report(exc, next_poll_in=None)
+        raise
+    finally:
+        if timeout is not None:
+            call.set_deadline(None)
 
 
 class _Waiter(Generic[R]):
