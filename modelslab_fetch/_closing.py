@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -110,14 +111,14 @@ class CallGroup:
         self.error: ModelsLabError | None = None
         self._scopes: set[anyio.CancelScope] = set()
 
-    def join(self, request_id: str) -> Token[tuple[CallGroup, str] | None]:
+    def join(self, request_id: str) -> Token[_Joined | None]:
         """Make the calls of the running context members, about `request_id`; see `leave`."""
         if self.error is not None:
             raise self.error.for_request(request_id)
-        return _joined.set((self, request_id))
+        return _joined.set((self, request_id, _task_here()))
 
     @staticmethod
-    def leave(token: Token[tuple[CallGroup, str] | None]) -> None:
+    def leave(token: Token[_Joined | None]) -> None:
         """Undo the `join` that returned `token`."""
         _joined.reset(token)
 
@@ -129,9 +130,23 @@ class CallGroup:
             scope.cancel()
 
 
-_joined: ContextVar[tuple[CallGroup, str] | None] = ContextVar(
-    "modelslab_fetch_call_group", default=None
-)
+# The group, the id the work is about, and the task that joined: tasks started from
+# the work copy the context, but their calls (your own task group's, an `on_update`
+# spawning work of its own) are not the batch's. The work's own subtasks are still
+# ended by its call's scope, which encloses them.
+_Joined = tuple[CallGroup, str, object]
+_joined: ContextVar[_Joined | None] = ContextVar("modelslab_fetch_call_group", default=None)
+
+
+def _task_here() -> object:
+    if running_asyncio_loop() is not None:
+        return asyncio.current_task()
+    return anyio.get_current_task().id
+
+
+def _joined_here() -> _Joined | None:
+    joined = _joined.get()
+    return joined if joined is not None and joined[2] == _task_here() else None
 
 
 def refuse_if_stopped() -> None:
@@ -140,7 +155,7 @@ def refuse_if_stopped() -> None:
     Traffic control asks it once a request is admitted, right before it is sent: a
     request granted its slot in the instant its group stopped is not sent.
     """
-    joined = _joined.get()
+    joined = _joined_here()
     if joined is not None and joined[0].error is not None:
         raise joined[0].error.for_request(joined[1])
 
@@ -148,7 +163,7 @@ def refuse_if_stopped() -> None:
 def _loop_here() -> object:
     # The running event loop: asyncio's own call where it runs (a tenth of the cost of
     # anyio's token, and this runs on every call), anyio's token elsewhere (trio).
-    return running_asyncio_loop() or anyio.lowlevel.current_token()
+    return running_asyncio_loop() or anyio.lowlevel.current_token().native_token
 
 
 class CallScope:
@@ -166,18 +181,21 @@ class CallScope:
     ) -> None:
         """End the call `seconds` from now, raising what `timed_out()` returns; None: never.
 
+        `timed_out`, when given, replaces the one before, with the deadline or without.
+
         A wait's deadline rides on its call's scope: one cancel scope per wait, not two
         (each costs about as much as parsing a result). Clearing it once it has passed
         changes nothing: the call ends as it would have.
         """
         scope = self._scope
+        if timed_out is not None:
+            self._timed_out = timed_out
         if seconds is None:
             if not scope.cancel_called:
                 scope.deadline = math.inf
             return
         loop = running_asyncio_loop()
         now = loop.time() if loop is not None else anyio.current_time()
-        self._timed_out = timed_out
         scope.deadline = now + seconds
 
     def __enter__(self) -> CallScope:
@@ -186,7 +204,7 @@ class CallScope:
         self._scope = scope = anyio.CancelScope()
         scope.__enter__()
         self._calls._scopes[scope] = _loop_here()
-        self._joined = joined = _joined.get()
+        self._joined = joined = _joined_here()
         if joined is not None:
             joined[0]._scopes.add(scope)
         return self

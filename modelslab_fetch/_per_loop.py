@@ -87,9 +87,11 @@ def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio loop, when the code running is asyncio's; else None (trio).
 
     A tenth of the cost of anyio's loop token, for the checks made on every request.
-    Trio run as a guest of an asyncio loop says so through sniffio, and gets None.
+    Trio run as a guest of an asyncio loop says so through sniffio, and gets None; anyio's
+    run() and portals say "asyncio" there, which is asyncio.
     """
-    if sniffio.thread_local.name is not None or sniffio.current_async_library_cvar.get():
+    library = sniffio.thread_local.name or sniffio.current_async_library_cvar.get()
+    if library not in (None, "asyncio"):
         return None
     try:
         return asyncio.get_running_loop()

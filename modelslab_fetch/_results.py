@@ -148,7 +148,8 @@ class FetchResult(BaseModel):
         as U+FFFD here too; a body handed to `from_body` is kept exactly as given.
         """
         private = self.__pydantic_private__
-        return {} if private is None else private["raw"]
+        raw = None if private is None else private.get("raw")
+        return {} if raw is None else raw
 
     @property
     def request_id(self) -> str:
@@ -159,7 +160,8 @@ class FetchResult(BaseModel):
         write one file. For a result built by hand it is `id`.
         """
         private = self.__pydantic_private__
-        return self.id if private is None else private["request_id"]
+        asked = None if private is None else private.get("request_id")
+        return self.id if asked is None else asked
 
     @property
     def endpoint_name(self) -> str | None:
@@ -170,7 +172,7 @@ class FetchResult(BaseModel):
         for `images`), so the same id on two endpoints never shares a file.
         """
         private = self.__pydantic_private__
-        return None if private is None else private["endpoint_name"]
+        return None if private is None else private.get("endpoint_name")
 
     @property
     def finished(self) -> bool:
@@ -251,16 +253,25 @@ class FetchResult(BaseModel):
                     fields["id"] = request_id
             else:
                 private = {"raw": body, "request_id": request_id, "endpoint_name": endpoint_name}
-                object.__setattr__(result, "__pydantic_private__", private)
+                if result.__pydantic_private__ is None:
+                    object.__setattr__(result, "__pydantic_private__", private)
+                else:  # a subclass of yours with private attributes of its own
+                    result.__pydantic_private__.update(private)
                 return result
         raise ValueError("the response fields could not be read")  # pragma: no cover
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Each subclass reads its own fields leniently (`_readers_of`), yours included."""
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._lenient = _readers_of(cls)
 
     @model_validator(mode="before")
     @classmethod
     def _lenient_fields(cls, data: object) -> object:
-        if type(data) is _ReadLeniently or not isinstance(data, dict):
-            return data  # read already, by `from_body`
-        return cls._read_leniently(data)
+        if type(data) is _ReadLeniently or not isinstance(data, Mapping):
+            return data  # read already (by `from_body`), or not fields at all
+        return cls._read_leniently(data if isinstance(data, dict) else dict(data))
 
     @classmethod
     def _read_leniently(cls, data: dict[str, Any], *, checked: bool = False) -> _ReadLeniently:
@@ -281,7 +292,7 @@ class _ReadLeniently(dict[str, Any]):
 
 
 def _status(value: object) -> object:
-    if value in _KNOWN_STATUSES:
+    if type(value) is str and value in _KNOWN_STATUSES:
         return value
     if isinstance(value, str):
         lowered = value.strip().lower()
@@ -340,25 +351,41 @@ def _assets_as_list(value: object) -> object:
 
 _Lenient = Callable[[object], object]
 
-# How each field of the wire (by every name it may arrive under) is read before pydantic
-# checks its type; a family adds its own fields.
-FetchResult._lenient = {
+# How each field is read before pydantic checks its type, by field name: a family's
+# fields (`links`, `audio_time`, `extra_assets`), and your subclass's fields of these
+# names, are read as the base's are.
+_READERS: dict[str, _Lenient] = {
     "status": _status,
     "id": _id_as_text,
     "eta": _seconds,
-    "generationTime": _seconds,
     "generation_time": _seconds,
+    "audio_time": _seconds,
     "message": _message_as_text,
-    "messege": _message_as_text,
     "output": _url_list,
     "proxy_links": _url_list,
     "future_links": _url_list,
+    "links": _url_list,
+    "extra_assets": _assets_as_list,
     "nsfw_content_detected": _blank_is_unknown,
     "meta": _empty_meta,
     "tip": _scalar_as_text,
     "webhook_status": _scalar_as_text,
     "fetch_result": _scalar_as_text,
 }
+
+
+def _readers_of(model: type[FetchResult]) -> dict[str, _Lenient]:
+    """The reader of each field of `model` that has one, under every name it arrives as."""
+    table: dict[str, _Lenient] = {}
+    for name, field in model.model_fields.items():
+        reader = _READERS.get(name)
+        if reader is None:
+            continue
+        table[name] = reader
+        alias = field.validation_alias
+        names = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        table.update((choice, reader) for choice in names if isinstance(choice, str))
+    return table
 
 
 def _shape_of(value: object) -> str:
@@ -381,5 +408,4 @@ class ThreeDResult(FetchResult):
     """Further files of the model (textures, previews): URLs or objects, as sent."""
 
 
-VoiceResult._lenient = {**FetchResult._lenient, "links": _url_list, "audio_time": _seconds}
-ThreeDResult._lenient = {**FetchResult._lenient, "extra_assets": _assets_as_list}
+FetchResult._lenient = _readers_of(FetchResult)

@@ -6,6 +6,7 @@ a batch of 100,000 ids must not spend 100,000 requests learning it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import anyio
@@ -116,3 +117,37 @@ def test_a_wrong_key_over_real_sockets_costs_at_most_max_concurrency_requests() 
         assert len(server.seen) <= 8
     assert len(outcomes) == len(IDS)
     assert all(isinstance(outcome.error, AuthenticationError) for outcome in outcomes)
+
+
+@pytest.mark.anyio
+async def test_an_account_stop_leaves_calls_of_tasks_its_work_started_alone() -> None:
+    # on_update (or any work of a batch id) may start work of its own in your task group:
+    # those tasks copy the batch's context, but their calls are not the batch's, and an
+    # account error of the batch must not end them.
+    with respx.mock(assert_all_called=False) as router:
+
+        async def answer(request: httpx.Request) -> httpx.Response:
+            rid = json.loads(request.content)["request_id"]
+            if rid == "Z":  # the unrelated call, still in flight when the batch stops
+                await anyio.sleep(0.6)
+            elif rid == "B":
+                await anyio.sleep(0.2)
+                return httpx.Response(401, json={"status": "error", "message": "Invalid API key"})
+            return httpx.Response(200, json={"status": "success", "id": rid, "output": []})
+
+        router.post(url__regex=r".*").side_effect = answer
+        got: dict[str, object] = {}
+        async with AsyncModelsLab(api_key=API_KEY) as client, anyio.create_task_group() as tg:
+
+            async def unrelated() -> None:
+                got["Z"] = (await client.images.fetch("Z")).status
+
+            def on_update(update: object) -> None:
+                if getattr(update, "request_id", None) == "A":
+                    tg.start_soon(unrelated)
+
+            async with client.images.wait_many(["A", "B"], on_update=on_update) as batch:
+                outcomes = {o.request_id: o async for o in batch}
+        assert outcomes["A"].ok
+        assert isinstance(outcomes["B"].error, AuthenticationError)
+        assert got["Z"] == "success"

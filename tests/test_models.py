@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from types import MappingProxyType
 from typing import Any
 
+import pydantic
 import pytest
+from pydantic import Field, PrivateAttr
 
 from modelslab_fetch import FetchResult, Status
 from modelslab_fetch._server_json import well_formed
@@ -295,3 +298,25 @@ def test_cleaning_text_walks_any_depth_without_recursion() -> None:
     assert cleaned == "\ufffd"
     clean = {"a": ["b", {"c": "café"}]}
     assert well_formed(clean) is clean  # nothing to replace: nothing copied
+
+
+def test_a_subclass_of_yours_reads_leniently_and_keeps_its_own_private_attributes() -> None:
+    class Mine(FetchResult):
+        _seen: int = PrivateAttr(0)
+        links: list[str] = Field(default_factory=list)  # read as the voice family's
+
+    built = Mine(status="success", id="7")
+    assert (built.raw, built.request_id, built.endpoint_name, built._seen) == ({}, "7", None, 0)
+    body = {"status": "Success", "id": 8, "links": "https://x/a.wav", "eta": "3"}
+    parsed = Mine.from_body(body, request_id="8", endpoint_name="voice")
+    assert parsed._seen == 0 and parsed.raw is body and parsed.request_id == "8"
+    assert parsed.links == ["https://x/a.wav"] and parsed.eta == 3.0
+    assert parsed.endpoint_name == "voice"
+
+
+def test_any_mapping_validates_leniently_and_any_bad_status_is_a_validation_error() -> None:
+    read = FetchResult.model_validate(MappingProxyType({"status": "Success", "id": 5, "eta": "3"}))
+    assert (read.status, read.id, read.eta) == (Status.SUCCESS, "5", 3.0)
+    for status in (["x"], {"a": 1}, None, 3):
+        with pytest.raises(pydantic.ValidationError):
+            FetchResult.model_validate({"status": status, "id": "1"})

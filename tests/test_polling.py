@@ -352,3 +352,49 @@ async def test_the_default_schedule_keeps_the_deadline(
     assert sum(spaced) + clipped == pytest.approx(12.0 - PollPolicy().final_poll_lead)
     assert to_deadline == pytest.approx(PollPolicy().final_poll_lead)
     assert route.call_count == len(spaced) + 2
+
+
+def test_a_deadline_passing_as_the_last_poll_answers_ends_the_wait_with_one_error() -> None:
+    # The last poll starts early so that its answer lands near the deadline: should the
+    # call's deadline fire in the same turn of the loop (a busy loop), the wait still ends
+    # with the one timeout the schedule made, reported once, not a second one.
+    import asyncio
+    import time
+
+    from modelslab_fetch import FetchResult, WaitTimeoutError
+    from modelslab_fetch._clock import EventLoopClock
+    from modelslab_fetch._closing import CallsInFlight
+    from modelslab_fetch._jobs._polling import PollPolicy, wait_until_finished
+
+    async def main() -> tuple[BaseException | None, list[Exception]]:
+        loop = asyncio.get_running_loop()
+        updates: list[Any] = []
+        raised: BaseException | None = None
+        try:
+            with CallsInFlight().scope("1") as call:
+
+                async def poll() -> FetchResult:
+                    deadline = call._scope.deadline
+                    answered = loop.create_future()
+                    loop.call_at(deadline - 0.2, time.sleep, 0.3)  # the loop is busy...
+                    loop.call_at(deadline - 0.01, answered.set_result, None)  # ...past both
+                    await answered
+                    body = {"status": "processing", "id": "1", "eta": 30}
+                    return FetchResult.from_body(body, request_id="1")
+
+                await wait_until_finished(
+                    poll,
+                    request_id="1",
+                    timeout=1.0,
+                    policy=PollPolicy(),
+                    clock=EventLoopClock(),
+                    on_update=updates.append,
+                    call=call,
+                )
+        except WaitTimeoutError as exc:
+            raised = exc
+        return raised, [u.error for u in updates if isinstance(u.error, WaitTimeoutError)]
+
+    raised, reported = asyncio.run(main())
+    assert isinstance(raised, WaitTimeoutError)
+    assert reported == [raised]

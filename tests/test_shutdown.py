@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -312,3 +313,42 @@ def test_ctrl_c_while_the_main_thread_runs_a_call_cancels_it_and_leaves_the_clie
     ]
     assert elapsed < 5
     assert "Traceback" not in errors
+
+
+def test_aclose_ends_a_call_made_through_an_anyio_portal_on_the_same_loop() -> None:
+    # A sync endpoint of Starlette or FastAPI calls the client through anyio.from_thread,
+    # which tells sniffio "asyncio" by a context variable; closing from an ordinary task
+    # of the same loop must still end that call at once. The answer never comes (a mock
+    # that sleeps: closing no connection can end it, only the call's scope).
+    import httpx
+    import respx
+
+    async def never(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, json={"status": "processing", "id": 1})
+
+    async def main() -> tuple[BaseException | None, float]:
+        client = AsyncModelsLab(api_key="k" * 20)
+        caught: list[BaseException] = []
+        asked = threading.Event()
+
+        def from_a_worker_thread() -> None:
+            try:
+                asked.set()
+                anyio.from_thread.run(client.images.fetch, "1")
+            except BaseException as exc:
+                caught.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, from_a_worker_thread)
+            await anyio.to_thread.run_sync(asked.wait)
+            await asyncio.sleep(0.3)  # the request is in the mock's sleep by now
+            started = time.monotonic()
+            await client.aclose()
+        return (caught[0] if caught else None), time.monotonic() - started
+
+    with respx.mock(assert_all_called=False) as router:
+        router.post(url__regex=r".*").side_effect = never
+        error, took = asyncio.run(main())  # an ordinary task closes: anyio.run would not tell
+    assert isinstance(error, ClientClosedError)
+    assert took < 5

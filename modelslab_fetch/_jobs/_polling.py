@@ -289,7 +289,11 @@ async def _polled_in_call_scope(
     try:
         return await waiter.poll_until_finished(), None
     except WaitTimeoutError as exc:
-        return None, exc
+        # Should the deadline pass as this one is made (the last poll ends near it), the
+        # scope ends the wait with this same error, not a second one.
+        made = exc
+        call.set_deadline(None, lambda: made)
+        return None, made
     except Exception as exc:
         waiter.report(exc, next_poll_in=None)
         raise
