@@ -139,9 +139,13 @@ _joined: ContextVar[_Joined | None] = ContextVar("modelslab_fetch_call_group", d
 
 
 def _task_here() -> object:
-    if running_asyncio_loop() is not None:
-        return asyncio.current_task()
-    return anyio.get_current_task().id
+    # asyncio's own call where an asyncio task runs; under trio (a guest of an asyncio
+    # loop too, which runs no asyncio task), trio's task, through anyio.
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop in this thread
+        task = None
+    return task if task is not None else anyio.get_current_task().id
 
 
 def _joined_here() -> _Joined | None:
