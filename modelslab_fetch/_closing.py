@@ -1,4 +1,4 @@
-"""Closing: `with x:` closes x, `async with x:` acloses it, and closing ends calls in flight."""
+"""Ending calls: on `close()` (also by `with`), at a batch group's stop, or at a deadline."""
 
 from __future__ import annotations
 
@@ -204,11 +204,12 @@ class CallScope:
 
     def __enter__(self) -> CallScope:
         self._calls.check_open(self._request_id)
-        refuse_if_stopped()
+        self._joined = joined = _joined_here()
+        if joined is not None and joined[0].error is not None:
+            raise joined[0].error.for_request(joined[1])
         self._scope = scope = anyio.CancelScope()
         scope.__enter__()
         self._calls._scopes[scope] = _loop_here()
-        self._joined = joined = _joined_here()
         if joined is not None:
             joined[0]._scopes.add(scope)
         return self
