@@ -452,14 +452,15 @@ class AsyncModelsLab(ClosesOnAsyncExit, ClientSettings, ClientEndpoints, AsyncSu
         failures are retried as API calls are. The first download into a folder removes
         the `.part` files a killed run left there. Raises `DownloadError`.
         """
-        with self._transport.calls.scope(result.request_id or None):
+        # httpx's connections close in shielded sections: anyio's own scope.
+        with self._transport.calls.scope(result.request_id or None, shields=True):
             return await self._get_downloader().download(result, directory)
 
     async def download_many(
         self, results: Iterable[FetchResult], directory: str | os.PathLike[str]
     ) -> list[Downloaded]:
         """Save the images of many results, a few at a time; one `Downloaded` per result."""
-        with self._transport.calls.scope():
+        with self._transport.calls.scope(shields=True):
             return await self._get_downloader().download_many(results, directory)
 
     def _get_downloader(self) -> Downloader:

@@ -198,15 +198,17 @@ class AsyncFetchResource(Generic[R]):
         # Every wait (wait, wait_many, wait_for...) passes here: closing the client ends it.
         hub = self._deliveries
         scope = self._endpoint.path_template
+        fleet = self._fleet
         with (
-            self._transport.calls.scope(rid) as call,
+            # The fleet's shared poll releases its claim in a shielded section.
+            self._transport.calls.scope(rid, shields=fleet is not None) as call,
             (
                 nullcontext()
                 if hub is None
                 else hub.watch(rid, parse=self._parse_delivery(rid), scope=scope)
             ) as watch,
         ):
-            if self._fleet is None or watch is None:
+            if fleet is None or watch is None:
                 # The call's scope carries the wait's deadline too: one scope, not two.
                 return await self._wait(
                     poll,
@@ -218,7 +220,7 @@ class AsyncFetchResource(Generic[R]):
                     call=call,
                 )
             shared = SharedPoll(
-                self._fleet,
+                fleet,
                 scope=scope,
                 request_id=rid,
                 poll=poll,

@@ -1,0 +1,112 @@
+"""A call's cancel scope on asyncio: ends the call on close or deadline, and nothing else.
+
+On asyncio a call runs in a scope of asyncio's own (`_closing._TaskScope`), which cancels
+its task once, where anyio's scope would cancel it at every await. These tests hold it to
+what anyio's scope promised: it swallows only its own cancellation, lets everyone else's
+through (an outer anyio scope, `task.cancel()`), leaves no cancellation pending after it,
+and leaves the task's cancellation count as it found it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import anyio
+import pytest
+
+from modelslab_fetch import AsyncModelsLab, ClientClosedError, WaitTimeoutError
+from modelslab_fetch._closing import CallsInFlight
+from tests.loopback import Reply, scripted_server
+
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="asyncio counts cancellations from Python 3.11 on"
+)
+
+PROCESSING = {"status": "processing", "id": 1, "eta": 30}
+
+
+def cancelling() -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    return task.cancelling()
+
+
+async def test_an_outer_anyio_scope_cancels_through_a_call_and_only_it_swallows() -> None:
+    with scripted_server(default=Reply(action="hang")) as server:
+        async with AsyncModelsLab(api_key="k" * 20, base_url=server.base_url) as client:
+            started = time.monotonic()
+            with anyio.move_on_after(0.3) as outer:
+                await client.images.wait("1", timeout=30)
+            assert outer.cancelled_caught
+            assert time.monotonic() - started < 5
+            assert cancelling() == 0
+            await asyncio.sleep(0)  # no cancellation left pending for what comes next
+
+
+async def test_a_wait_deadline_ends_the_call_and_leaves_the_task_uncancelled() -> None:
+    with scripted_server(default=Reply(action="hang")) as server:
+        async with AsyncModelsLab(api_key="k" * 20, base_url=server.base_url) as client:
+            started = time.monotonic()
+            with pytest.raises(WaitTimeoutError):
+                await client.images.wait("1", timeout=0.3)
+            assert time.monotonic() - started < 5
+            assert cancelling() == 0
+            await asyncio.sleep(0)
+
+
+async def test_a_task_cancelled_from_outside_sees_its_own_cancellation_not_a_closed_client() -> (
+    None
+):
+    with scripted_server(default=Reply(action="hang")) as server:
+        async with AsyncModelsLab(api_key="k" * 20, base_url=server.base_url) as client:
+            task = asyncio.ensure_future(client.images.wait("1", timeout=30))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert not client.closed
+
+
+async def test_closing_and_an_outer_cancel_in_one_turn_end_as_the_outer_scope_says() -> None:
+    # Both cancellations land in the same loop turn, which asyncio folds into one
+    # CancelledError: the call's scope must not take it for its own alone.
+    calls = CallsInFlight()
+    loop = asyncio.get_running_loop()
+    with anyio.CancelScope() as outer:
+        with calls.scope("1"):
+            loop.call_soon(outer.cancel)
+            loop.call_soon(calls.close)
+            await asyncio.sleep(5)
+    assert outer.cancelled_caught
+    assert cancelling() == 0
+
+
+async def test_closing_from_within_the_call_itself_ends_it_at_its_next_await() -> None:
+    calls = CallsInFlight()
+    with pytest.raises(ClientClosedError):
+        with calls.scope("1"):
+            calls.close()
+            await asyncio.sleep(5)
+    assert cancelling() == 0
+
+
+async def test_a_call_closed_from_within_that_ends_before_awaiting_leaves_nothing_pending() -> None:
+    calls = CallsInFlight()
+    with calls.scope("1"):
+        calls.close()  # no await follows inside the call
+    await asyncio.sleep(0.01)  # would raise CancelledError had the cancellation leaked
+    assert cancelling() == 0
+
+
+async def test_a_deadline_passing_while_the_call_is_inside_an_anyio_scope_still_ends_it() -> None:
+    calls = CallsInFlight()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        with calls.scope("1") as call:
+            call.set_deadline(0.2, lambda: TimeoutError("deadline"))
+            with anyio.CancelScope():  # an inner scope of anyio's, not cancelled itself
+                await anyio.sleep(5)
+    assert time.monotonic() - started < 2
+    assert cancelling() == 0
