@@ -219,6 +219,31 @@ async def wait_until_finished(
     `call` (the scope of the call the wait runs in) then carries the wait's deadline.
     """
     timeout = check_wait_timeout(timeout)
+    started = clock.now()
+    polled: R | Exception | None = first
+    armed = first is None and watch is None and on_update is None and call is not None
+    if armed:
+        assert call is not None  # noqa: S101 - said just above
+        # Most jobs asked about are finished: their one poll runs before the wait's state
+        # and schedule are built, which cost a sixth of a polled request. Any other
+        # first outcome is handed to them as poll 1, as a generation response is.
+        if timeout is not None:
+            call.set_deadline(timeout, partial(_unanswered, request_id, timeout))
+        try:
+            polled = await poll()
+        except Exception as exc:
+            if not transient(exc):
+                if timeout is not None:
+                    call.set_deadline(None)
+                raise
+            polled = exc
+        else:
+            if polled.finished:
+                if timeout is not None:
+                    call.set_deadline(None)
+                if not polled.succeeded:
+                    raise GenerationFailedError(polled, request_id=request_id)
+                return polled
     waiter = _Waiter(
         poll,
         request_id=request_id,
@@ -228,15 +253,22 @@ async def wait_until_finished(
         on_update=on_update,
         transient=transient,
         events=events,
-        first=first,
+        first=polled,
         watch=watch,
+        started=started,
     )
+    return await _polled_until_finished(waiter, clock, call, armed=armed)
+
+
+async def _polled_until_finished(
+    waiter: _Waiter[R], clock: Clock, call: CallDeadline | None, *, armed: bool
+) -> R:
     # The schedule keeps polls inside the deadline on `clock`; a cancel scope also cuts
     # a hung poll, on the loop's time: the call's own (`call`), else one of the wait's.
     if call is None:
-        result, timed_out = await _polled_in_own_scope(waiter, timeout)
+        result, timed_out = await _polled_in_own_scope(waiter, waiter.timeout)
     else:
-        result, timed_out = await _polled_in_call_scope(waiter, timeout, call)
+        result, timed_out = await _polled_in_call_scope(waiter, waiter.timeout, call, armed=armed)
     if timed_out is not None:
         waiter.report(timed_out, next_poll_in=None)
         if waiter.deadline is not None:
@@ -247,7 +279,7 @@ async def wait_until_finished(
     assert result is not None  # noqa: S101 - a wait that did not time out has its result
     waiter.report(result, next_poll_in=None)
     if not result.succeeded:
-        raise GenerationFailedError(result, request_id=request_id)
+        raise GenerationFailedError(result, request_id=waiter.request_id)
     return result
 
 
@@ -258,6 +290,14 @@ class CallDeadline(Protocol):
         self, seconds: float | None, timed_out: Callable[[], Exception] | None = None
     ) -> None:
         """End the call `seconds` from now, raising `timed_out()`; None: clear it."""
+
+    def on_deadline(self, timed_out: Callable[[], Exception]) -> None:
+        """Raise `timed_out()` at the deadline set before, instead of what it said."""
+
+
+def _unanswered(request_id: str, timeout: float) -> WaitTimeoutError:
+    # The deadline passed during the first poll: nothing was answered, nothing failed.
+    return WaitTimeoutError(request_id=request_id, timeout=timeout, result=None, error=None)
 
 
 def _reported(waiter: _Waiter[Any], error: WaitTimeoutError) -> WaitTimeoutError:
@@ -281,11 +321,16 @@ async def _polled_in_own_scope(waiter: _Waiter[R], timeout: float | None) -> _Po
 
 
 async def _polled_in_call_scope(
-    waiter: _Waiter[R], timeout: float | None, call: CallDeadline
+    waiter: _Waiter[R], timeout: float | None, call: CallDeadline, *, armed: bool
 ) -> _Polled[R]:
     # Past the deadline the call's scope raises what `timed_out` makes, where it ends.
+    # `armed`: the first poll ran already, under the deadline set for it.
     if timeout is not None:
-        call.set_deadline(timeout, lambda: _reported(waiter, waiter.timeout_error(None)))
+        timed_out = lambda: _reported(waiter, waiter.timeout_error(None))  # noqa: E731
+        if not armed:
+            call.set_deadline(timeout, timed_out)
+        else:
+            call.on_deadline(timed_out)
     try:
         return await waiter.poll_until_finished(), None
     except WaitTimeoutError as exc:
@@ -316,20 +361,22 @@ class _Waiter(Generic[R]):
         on_update: UpdateCallback | None = None,
         transient: Callable[[BaseException], bool] = is_transient,
         events: EventSink | None = None,
-        first: R | None = None,
+        first: R | Exception | None = None,
         watch: Watch[R] | None = None,
+        started: float | None = None,
     ) -> None:
         self._poll = poll
+        # Poll 1 already had: a generation response, or the first poll's own outcome.
         self._first = first
         self._watch = watch
-        self._request_id = request_id
-        self._timeout = timeout
+        self.request_id = request_id
+        self.timeout = timeout
         self._policy = policy
         self._clock = clock
         self._on_update = on_update
         self._transient = transient
         self._events = events
-        self._started = clock.now()
+        self._started = clock.now() if started is None else started
         self.deadline = None if timeout is None else self._started + timeout
         self._last: R | None = None
         # The latest poll's error: the cause of a timeout that falls between polls.
@@ -370,9 +417,14 @@ class _Waiter(Generic[R]):
             if delivered is not None:  # trust_webhooks: the delivery is the answer
                 self._last = delivered
                 return delivered
-        if self._first is not None:  # a generation response: poll 1, with no request
-            self._last, self._first = self._first, None
-            return self._last
+        first = self._first
+        if first is not None:  # poll 1, had already (see `wait_until_finished`)
+            self._first = None
+            if isinstance(first, Exception):
+                self._last_error = first
+                raise first
+            self._last = first
+            return first
         if watch is not None:
             watch.confirming()  # this fetch confirms a delivery that came
         try:
@@ -390,7 +442,7 @@ class _Waiter(Generic[R]):
         result = None if isinstance(outcome, Exception) else outcome
         self._on_update(
             PollUpdate(
-                request_id=self._request_id,
+                request_id=self.request_id,
                 polls=self._polls,
                 status=None if result is None else result.status,
                 eta=None if result is None else result.eta,
@@ -406,8 +458,8 @@ class _Waiter(Generic[R]):
         if cause is None:
             cause = self._last_error
         error = WaitTimeoutError(
-            request_id=self._request_id,
-            timeout=self._timeout or 0.0,
+            request_id=self.request_id,
+            timeout=self.timeout or 0.0,
             result=self._last,
             error=cause,
         )
@@ -430,12 +482,12 @@ class _Waiter(Generic[R]):
             )
             if self._events is not None and isinstance(error, Exception):
                 self._events(
-                    RetryScheduled(self._request_id, self._polls, retry_state.upcoming_sleep, error)
+                    RetryScheduled(self.request_id, self._polls, retry_state.upcoming_sleep, error)
                 )
         else:
             logger.debug(
                 "request %s: not finished; next poll in %.2f s",
-                self._request_id,
+                self.request_id,
                 retry_state.upcoming_sleep,
             )
 
