@@ -24,7 +24,7 @@ from ._retry_after import stated_delay
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying, RetryCallState
 
-__all__ = ["try_first_then_retry", "with_retries"]
+__all__ = ["try_first_then_retry", "with_retries", "worth_retrying"]
 
 logger = logging.getLogger("modelslab_fetch")
 
@@ -39,11 +39,13 @@ async def with_retries(
     policy: RetryPolicy,
     clock: Clock,
     on_retry: Callable[[RetryCallState], None] | None = None,
+    first: Exception | None = None,
 ) -> T:
     """`call()`, tried again up to `retries` times while it fails in a way worth it.
 
     Worth it: `transient`, and no stated wait longer than `policy.max_stated_wait` (that
     error is raised at once). Each retry is logged at INFO, and told to `on_retry`.
+    `first`: the first attempt was made already, and failed with it (worth retrying).
     """
 
     def before_sleep(retry_state: RetryCallState) -> None:
@@ -52,8 +54,7 @@ async def with_retries(
             on_retry(retry_state)
 
     def retried(error: BaseException) -> bool:
-        wait = stated_delay(error)
-        return transient(error) and (wait is None or wait <= policy.max_stated_wait)
+        return worth_retrying(error, transient, policy)
 
     def retrying() -> AsyncRetrying:
         from tenacity import (  # noqa: PLC0415 - only a call that failed needs it
@@ -71,9 +72,19 @@ async def with_retries(
             reraise=True,
         )
 
+    if first is not None:
+        return await _retried_after(first, call, retrying)
     return await try_first_then_retry(
         call, retrying, retried=lambda error: bool(retries) and retried(error)
     )
+
+
+def worth_retrying(
+    error: BaseException, transient: Callable[[BaseException], bool], policy: RetryPolicy
+) -> bool:
+    """Whether `error` is retried: `transient`, with no stated wait past the policy's."""
+    wait = stated_delay(error)
+    return transient(error) and (wait is None or wait <= policy.max_stated_wait)
 
 
 def _wait(retry_state: RetryCallState, policy: RetryPolicy) -> float:
@@ -123,6 +134,13 @@ async def try_first_then_retry(
     else:
         if not again(first):
             return first
+    return await _retried_after(first, call, retrying)
+
+
+async def _retried_after(
+    first: T | Exception, call: Callable[[], Awaitable[T]], retrying: Callable[[], AsyncRetrying]
+) -> T:
+    """Run `retrying()` on `call`, with the `first` outcome replayed as its attempt one."""
     replay: list[T | Exception] = [first]
 
     async def attempt() -> T:

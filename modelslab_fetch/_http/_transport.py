@@ -50,7 +50,7 @@ from ._answers import decode_response, excerpt_of, is_transient, unchanged
 from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
 from ._backends._httpx import HttpxBackend, httpx_is_patched
 from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
-from ._retrying import with_retries
+from ._retrying import with_retries, worth_retrying
 from ._traffic import OutsideTraffic, TrafficControl
 
 if TYPE_CHECKING:  # tenacity is imported on the first retry (see _retrying)
@@ -244,14 +244,25 @@ class Transport:
         url = self._config.base_url + path
         # Wrapped, so that no traceback's locals (as error trackers record them) show it.
         content = self._redactor.secret(request_json(body, self._key, self._key_json))
-        config = self._config
+        # The first attempt outside `with_retries`: most succeed, and its closures and
+        # frame would cost every request.
+        try:
+            return await self._post_once(url, content, request_id=request_id)
+        except Exception as exc:
+            config = self._config
+            if not retry or not config.retries or not worth_retrying(
+                exc, self.is_transient, config.retry_policy
+            ):
+                raise
+            first = exc
         return await with_retries(
             lambda: self._post_once(url, content, request_id=request_id),
             transient=self.is_transient,
-            retries=config.retries if retry else 0,
+            retries=config.retries,
             policy=config.retry_policy,
             clock=self._clock,
             on_retry=None if self.events is None else partial(self._retry_event, request_id),
+            first=first,
         )
 
     async def _post_once(
