@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from contextlib import nullcontext
 from typing import Any, Generic, TypeVar
 
 from .._clock import Clock
@@ -161,12 +160,12 @@ class AsyncFetchResource(Generic[R]):
         with self._transport.calls.scope(rid):
             return await self._fetch_checked_id(rid)
 
-    async def _wait_checked_id(
+    def _wait_checked_id(
         self, rid: str, timeout: float | None, on_update: UpdateCallback | None = None
-    ) -> R:
+    ) -> Awaitable[R]:
         # The poll schedule retries transient failures itself, within the deadline;
         # transport retries would sleep on their own schedule, blind to it.
-        return await self._poll_until_done(
+        return self._poll_until_done(
             lambda: self._fetch_checked_id(rid, retry=False), rid, timeout, on_update
         )
 
@@ -197,18 +196,19 @@ class AsyncFetchResource(Generic[R]):
     ) -> R:
         # Every wait (wait, wait_many, wait_for...) passes here: closing the client ends it.
         hub = self._deliveries
-        scope = self._endpoint.path_template
         fleet = self._fleet
-        with (
+        if hub is None:  # no webhooks: the wait alone, in the call's scope (the usual case)
             # The fleet's shared poll releases its claim in a shielded section.
+            with self._transport.calls.scope(rid, shields=fleet is not None) as call:
+                return await self._wait(
+                    poll, rid=rid, timeout=timeout, on_update=on_update, first=first, call=call
+                )
+        scope = self._endpoint.path_template
+        with (
             self._transport.calls.scope(rid, shields=fleet is not None) as call,
-            (
-                nullcontext()
-                if hub is None
-                else hub.watch(rid, parse=self._parse_delivery(rid), scope=scope)
-            ) as watch,
+            hub.watch(rid, parse=self._parse_delivery(rid), scope=scope) as watch,
         ):
-            if fleet is None or watch is None:
+            if fleet is None:
                 # The call's scope carries the wait's deadline too: one scope, not two.
                 return await self._wait(
                     poll,
@@ -239,7 +239,7 @@ class AsyncFetchResource(Generic[R]):
             finally:
                 await shared.release()
 
-    async def _wait(
+    def _wait(
         self,
         poll: Callable[[], Awaitable[R]],
         *,
@@ -247,12 +247,13 @@ class AsyncFetchResource(Generic[R]):
         timeout: float | None,
         on_update: UpdateCallback | None,
         first: R | None,
-        watch: Watch[R] | None,
+        watch: Watch[R] | None = None,
         call: CallScope | None = None,
-    ) -> R:
-        # Not with a shared poll (the fleet): its release, after the wait, must not run
-        # in a scope the deadline has cancelled.
-        return await wait_until_finished(
+    ) -> Awaitable[R]:
+        # `call` not with a shared poll (the fleet): its release, after the wait, must
+        # not run in a scope the deadline has cancelled. A plain function, not a
+        # coroutine: one frame less for every resumption of the request under it.
+        return wait_until_finished(
             poll,
             request_id=rid,
             timeout=timeout,

@@ -65,11 +65,6 @@ class AiohttpBackend(Backend):
         anyway, instead of an anyio cancel scope around the request, which cost a second
         timer and a scope's bookkeeping on every request.
         """
-        return await self._send(url, content, headers, timeout)
-
-    async def _send(
-        self, url: str, content: bytes, headers: Mapping[str, str], timeout: httpx.Timeout
-    ) -> RawResponse:
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession(
