@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import sys
 from collections.abc import Callable
@@ -191,13 +193,13 @@ class _TaskScope:
     in the same loop turn as ours leaves the count `__exit__` reads above its mark.
     """
 
-    __slots__ = ("_cancelling", "_delivered", "_loop", "_task", "_timer", "cancel_called")
+    __slots__ = ("_cancelling", "_deadline", "_delivered", "_loop", "_task", "cancel_called")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         self._loop = loop
         # Any: cancelling() and uncancel() are Python 3.11's, and mypy reads for 3.10.
         self._task: Any = task
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: _Deadline | None = None
         self._delivered = False
         self.cancel_called = False
 
@@ -208,25 +210,25 @@ class _TaskScope:
     @property
     def deadline(self) -> float:
         """When (on the loop's clock) the scope cancels itself; `math.inf`: never."""
-        timer = self._timer
-        return math.inf if timer is None else timer.when()
+        entry = self._deadline
+        return math.inf if entry is None else entry[0]
 
     @deadline.setter
     def deadline(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline is not None:
+            _drop_deadline(self._loop, self._deadline)
+            self._deadline = None
         if when != math.inf and not self.cancel_called:
-            self._timer = self._loop.call_at(when, self.cancel)
+            self._deadline = _deadlines_of(self._loop).add(self._loop, when, self)
 
     def cancel(self) -> None:
         """Cancel the task once, at its next await inside the scope."""
         if self.cancel_called:
             return
         self.cancel_called = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline is not None:
+            _drop_deadline(self._loop, self._deadline)
+            self._deadline = None
         if asyncio.current_task(self._loop) is self._task:
             # Called from within the call itself: delivered once it awaits, as anyio does.
             # Cancelled now, a call ending before its next await would leave the
@@ -246,9 +248,9 @@ class _TaskScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline is not None:
+            _drop_deadline(self._loop, self._deadline)
+            self._deadline = None
         task, self._task = self._task, None
         if not self._delivered:
             return False
@@ -260,6 +262,104 @@ class _TaskScope:
 
 
 _Scope = anyio.CancelScope | _TaskScope
+
+
+# A deadline: [when (the loop's time), order of making, the scope, or None once dropped].
+_Deadline = list[Any]
+_made = itertools.count()
+
+
+class _Deadlines:
+    """The deadlines of one loop's calls, kept in a heap of our own under one timer.
+
+    An asyncio timer per call cost as much as the rest of its scope: its handle is made
+    in Python, and ordered in the loop's heap by a Python `__lt__`. Here a deadline is a
+    list in a heap ordered in C, and the one timer moves only when a deadline earlier
+    than all others comes (the waits of a batch share one timeout: almost never). A
+    dropped deadline stays in the heap until it surfaces, or until dropped ones are
+    most of it; the loop's entry goes when it holds none that count.
+    """
+
+    __slots__ = ("_heap", "_live", "_timer")
+
+    def __init__(self) -> None:
+        self._heap: list[_Deadline] = []
+        self._live = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, when: float, scope: _TaskScope) -> _Deadline:
+        """Cancel `scope` at `when` on `loop`'s clock; the entry returned drops it."""
+        entry = [when, next(_made), scope]
+        heapq.heappush(self._heap, entry)
+        self._live += 1
+        timer = self._timer
+        if timer is None or when < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(when, self._fire, loop)
+        return entry
+
+    def drop(self, loop: asyncio.AbstractEventLoop, entry: _Deadline) -> None:
+        """Forget `entry` (its scope ended, or moved its deadline)."""
+        if entry[2] is None:  # passed already
+            return
+        entry[2] = None
+        self._live -= 1
+        if not self._live:
+            self._forget(loop)
+        elif len(self._heap) > 4 * self._live + 64:
+            # Mostly dropped ones: a batch's thousands of finished waits, each 600 s
+            # from passing. Kept, they would grow the heap by every wait made.
+            self._heap = [entry for entry in self._heap if entry[2] is not None]
+            heapq.heapify(self._heap)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        heap, now = self._heap, loop.time()
+        while heap and (heap[0][2] is None or heap[0][0] <= now):
+            entry = heapq.heappop(heap)
+            scope = entry[2]
+            if scope is not None:
+                entry[2] = None
+                self._live -= 1
+                scope.cancel()
+        if not self._live:
+            self._forget(loop)
+        elif heap:  # early by the clock's resolution, or the next one's turn
+            self._timer = loop.call_at(heap[0][0], self._fire, loop)
+
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Nothing that counts is left: no timer, and no entry keeping the loop alive.
+        self._heap.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        global _last_deadlines  # noqa: PLW0603 - the one-entry cache of _deadlines_of
+        if _deadlines_by_loop.get(loop) is self:
+            del _deadlines_by_loop[loop]
+        _last_deadlines = None
+
+
+_deadlines_by_loop: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
+_last_deadlines: tuple[asyncio.AbstractEventLoop, _Deadlines] | None = None
+
+
+def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    global _last_deadlines  # noqa: PLW0603 - a cache of the loop most recently asked
+    last = _last_deadlines
+    if last is not None and last[0] is loop:
+        return last[1]
+    deadlines = _deadlines_by_loop.get(loop)
+    if deadlines is None:
+        deadlines = _deadlines_by_loop[loop] = _Deadlines()
+    _last_deadlines = (loop, deadlines)
+    return deadlines
+
+
+def _drop_deadline(loop: asyncio.AbstractEventLoop, entry: _Deadline) -> None:
+    deadlines = _deadlines_by_loop.get(loop)
+    if deadlines is not None:
+        deadlines.drop(loop, entry)
 
 
 class CallScope:

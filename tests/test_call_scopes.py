@@ -110,3 +110,41 @@ async def test_a_deadline_passing_while_the_call_is_inside_an_anyio_scope_still_
                 await anyio.sleep(5)
     assert time.monotonic() - started < 2
     assert cancelling() == 0
+
+
+async def test_deadlines_of_many_calls_end_each_call_in_its_own_time() -> None:
+    calls = CallsInFlight()
+    ended: dict[str, float] = {}
+    started = time.monotonic()
+
+    async def call(name: str, seconds: float) -> None:
+        with pytest.raises(TimeoutError), calls.scope(name) as scope:
+            scope.set_deadline(seconds, lambda: TimeoutError(name))
+            await asyncio.sleep(10)
+        ended[name] = time.monotonic() - started
+
+    async with anyio.create_task_group() as tg:
+        # Made late-first, so an earlier deadline arrives after the timer is set.
+        for name, seconds in [("c", 0.6), ("a", 0.2), ("b", 0.4)]:
+            tg.start_soon(call, name, seconds)
+    assert sorted(ended, key=ended.__getitem__) == ["a", "b", "c"]
+    assert ended["a"] >= 0.2 and ended["c"] >= 0.6
+    assert ended["a"] < ended["b"] - 0.1 < ended["c"] - 0.2  # each at its own, not together
+    assert ended["c"] < 3
+
+
+async def test_finished_calls_leave_no_deadline_and_no_timer_behind() -> None:
+    from modelslab_fetch import _closing
+
+    calls = CallsInFlight()
+    loop = asyncio.get_running_loop()
+    with calls.scope("long") as long_call:
+        long_call.set_deadline(600)
+        for n in range(5000):  # a batch's waits, each ended long before its deadline
+            with calls.scope(str(n)) as call:
+                call.set_deadline(600)
+                await asyncio.sleep(0)
+        held = _closing._deadlines_by_loop[loop]
+        assert len(held._heap) < 100  # dropped ones are swept, not kept for 600 s
+    assert loop not in _closing._deadlines_by_loop  # nothing keeps the loop alive
+    assert not [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
