@@ -250,8 +250,10 @@ class Transport:
             return await self._post_once(url, content, request_id=request_id)
         except Exception as exc:
             config = self._config
-            if not retry or not config.retries or not worth_retrying(
-                exc, self.is_transient, config.retry_policy
+            if (
+                not retry
+                or not config.retries
+                or not worth_retrying(exc, self.is_transient, config.retry_policy)
             ):
                 raise
             first = exc
