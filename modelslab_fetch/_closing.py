@@ -402,13 +402,18 @@ class CallScope:
 
     def __enter__(self) -> CallScope:
         self._calls.check_open(self._request_id)
-        self._joined = joined = _joined_here()
-        if joined is not None and joined[0].error is not None:
-            raise joined[0].error.for_request(joined[1])
         loop = running_asyncio_loop()
-        task = None if loop is None or self._shields or not _NATIVE else asyncio.current_task(loop)
+        task = None if loop is None else asyncio.current_task(loop)
+        joined = _joined.get()
+        if joined is not None:  # `_joined_here()`, with the task at hand
+            here = task if loop is not None else _task_here()
+            if joined[2] != here:
+                joined = None
+            elif joined[0].error is not None:
+                raise joined[0].error.for_request(joined[1])
+        self._joined = joined
         scope: _Scope
-        if task is not None:
+        if task is not None and _NATIVE and not self._shields:
             assert loop is not None  # noqa: S101 - a task runs on a loop
             self._now = loop.time
             self._scope = scope = _TaskScope(loop, task)

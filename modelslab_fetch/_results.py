@@ -280,10 +280,11 @@ class FetchResult(BaseModel):
         # result never fails; `raw` keeps the body exactly as received. Then each field
         # present is read leniently (see `_lenient`): one Python pass per body, where a
         # validator per field cost pydantic a call each (most of a fetch's parse time).
-        fields = _ReadLeniently(data if checked else well_formed(data))
         lenient = cls._lenient
-        for name in lenient.keys() & fields.keys():
-            fields[name] = lenient[name](fields[name])
+        fields = _ReadLeniently()
+        for name, value in (data if checked else well_formed(data)).items():
+            reader = lenient.get(name)
+            fields[name] = value if reader is None else reader(value)
         return fields
 
 

@@ -48,7 +48,9 @@ class TrafficControl(ForkAware):
         # where the client is constructed (trio code making a blocking ModelsLab, whose
         # requests run on its own asyncio loop) would belong to the wrong library.
         self._max_concurrency = max_concurrency
-        self._limiter: anyio.CapacityLimiter | None = None
+        # A semaphore, not a CapacityLimiter: the limiter's bookkeeping of which task
+        # borrowed (two lookups of the running task a request) buys nothing here.
+        self._limiter: anyio.Semaphore | None = None
         self._library: str | None = None
         self._interval = 0.0 if max_rate is None else 1.0 / max_rate
         self._next_start = -math.inf
@@ -64,13 +66,13 @@ class TrafficControl(ForkAware):
     @property
     def in_flight(self) -> int:
         """Requests admitted and not yet finished."""
-        return 0 if self._limiter is None else int(self._limiter.borrowed_tokens)
+        return 0 if self._limiter is None else self._max_concurrency - self._limiter.value
 
-    def _limiter_here(self) -> anyio.CapacityLimiter:
+    def _limiter_here(self) -> anyio.Semaphore:
         asyncio_here = running_asyncio_loop() is not None  # sniffio's answer, cheaper
         library = "asyncio" if asyncio_here else sniffio.current_async_library()
         if self._limiter is None or library != self._library:
-            self._limiter = anyio.CapacityLimiter(self._max_concurrency)
+            self._limiter = anyio.Semaphore(self._max_concurrency, max_value=self._max_concurrency)
             self._library = library
         return self._limiter
 
