@@ -35,13 +35,13 @@ def make_ssl_context(
     if isinstance(verify, ssl.SSLContext):
         context = verify
     elif verify is True:
-        context = _default_context(os.environ if trust_env else {})
+        context = _default_context(os.environ if trust_env else {}, shared=cert is None)
     elif verify is False:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     elif isinstance(verify, str | os.PathLike):
-        context = _context_from_path(Path(verify), "verify")
+        context = _context_from_path(Path(verify), "verify", shared=cert is None)
     else:
         raise ConfigurationError(
             "verify must be True, False, a CA bundle path or an ssl.SSLContext; "
@@ -52,24 +52,51 @@ def make_ssl_context(
     return context
 
 
-def _default_context(env: Mapping[str, str]) -> ssl.SSLContext:
+def _default_context(env: Mapping[str, str], *, shared: bool) -> ssl.SSLContext:
+    # `shared`: no client certificate will be loaded into it (see _SHARED_CONTEXTS).
     if env.get("SSL_CERT_FILE"):
-        return _context_from_path(Path(env["SSL_CERT_FILE"]), "SSL_CERT_FILE")
+        return _context_from_path(Path(env["SSL_CERT_FILE"]), "SSL_CERT_FILE", shared=shared)
     if env.get("SSL_CERT_DIR"):
-        return _context_from_path(Path(env["SSL_CERT_DIR"]), "SSL_CERT_DIR")
-    return ssl.create_default_context(cafile=certifi.where())
+        return _context_from_path(Path(env["SSL_CERT_DIR"]), "SSL_CERT_DIR", shared=shared)
+    return _context_from_path(Path(certifi.where()), "certifi's bundle", shared=shared)
 
 
-def _context_from_path(path: Path, name: str) -> ssl.SSLContext:
+# Verifying contexts made from a CA bundle, by the bundle's path and the state of its
+# file: reading the bundle (certifi's: ~150 certificates) costs ~20 ms of CPU, paid by
+# every client made before; a service making a client per job, or a test suite, paid
+# it each time. A context is never changed once made (a client certificate gets a
+# context of its own), so clients can share it, as aiohttp's and httpx's defaults are.
+_SHARED_CONTEXTS: dict[tuple[str, bool, int, int], ssl.SSLContext] = {}
+_MAX_SHARED_CONTEXTS = 8
+
+
+def _context_from_path(path: Path, name: str, *, shared: bool = False) -> ssl.SSLContext:
+    key = None
+    if shared:
+        try:
+            state = path.stat()
+        except OSError:
+            pass  # said below, by the load that fails
+        else:
+            key = (str(path), path.is_dir(), state.st_mtime_ns, state.st_size)
+            context = _SHARED_CONTEXTS.get(key)
+            if context is not None:
+                return context
     try:
         if path.is_dir():
-            return ssl.create_default_context(capath=str(path))
-        return ssl.create_default_context(cafile=str(path))
+            context = ssl.create_default_context(capath=str(path))
+        else:
+            context = ssl.create_default_context(cafile=str(path))
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(
             f"{name} names {str(path)!r}, which is not a readable CA bundle (PEM file or "
             f"hashed directory): {exc}"
         ) from None
+    if key is not None:
+        if len(_SHARED_CONTEXTS) >= _MAX_SHARED_CONTEXTS:
+            _SHARED_CONTEXTS.clear()
+        _SHARED_CONTEXTS[key] = context
+    return context
 
 
 def _load_client_certificate(context: ssl.SSLContext, cert: CertTypes) -> None:

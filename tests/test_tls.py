@@ -203,3 +203,38 @@ async def test_default_headers_reach_the_api_and_the_cdn(
         assert "x-team: render-farm" in head
         assert "user-agent: my-app/2.0" in head
     assert "content-type: application/json" in api_head
+
+
+def test_clients_share_one_context_per_ca_bundle_and_read_a_replaced_bundle_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading a CA bundle costs ~20 ms of CPU: a client per job must not pay it each time.
+    # A bundle rewritten in place (another CA, another size) is a new trust, read anew.
+    from modelslab_fetch._tls import make_ssl_context
+
+    bundle = tmp_path / "ca.pem"
+    first_ca, second_ca = trustme.CA(), trustme.CA()
+    first_ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    first = make_ssl_context()
+    assert make_ssl_context() is first
+    assert make_ssl_context(bundle) is first  # verify= the same path: the same trust
+    bundle.write_bytes(second_ca.cert_pem.bytes() + second_ca.cert_pem.bytes())
+    second = make_ssl_context()
+    assert second is not first
+    assert second.get_ca_certs() != first.get_ca_certs()  # the new CA, read from the file
+
+
+def test_a_client_certificate_never_goes_into_a_shared_context(
+    tls_ca: trustme.CA, ca_file: Path, tmp_path: Path
+) -> None:
+    from modelslab_fetch._tls import make_ssl_context
+
+    identity = tls_ca.issue_cert("client@example.test")
+    cert_file, key_file = tmp_path / "client.pem", tmp_path / "client.key"
+    identity.cert_chain_pems[0].write_to_path(str(cert_file))
+    identity.private_key_pem.write_to_path(str(key_file))
+    shared = make_ssl_context(ca_file)
+    for verify in (ca_file, True):
+        with_cert = make_ssl_context(verify, (str(cert_file), str(key_file)))
+        assert with_cert is not shared and with_cert is not make_ssl_context(verify)
