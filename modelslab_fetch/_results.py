@@ -57,6 +57,8 @@ def _url_list(value: object) -> object:
     by position (`{"0": "https://..."}`). Entries that are not text are dropped.
     """
     if type(value) is list:  # the usual shape, tested first
+        if not value:
+            return value  # pydantic's check makes the field a list of its own
         return [item.strip() for item in value if isinstance(item, str) and item.strip()]
     if value is None or value == "":
         return []

@@ -102,7 +102,10 @@ class FetchEndpoint(Generic[R]):
 
     def path(self, request_id: str) -> str:
         """The request path for `request_id`."""
-        return self.path_template.format(id=quote(request_id, safe=""))
+        template = self.path_template
+        if "{" not in template:  # the id goes in the body (most rows): nothing to fill in
+            return template
+        return template.format(id=quote(request_id, safe=""))
 
     def body(self, request_id: str) -> dict[str, Any]:
         """The JSON body for `request_id`, without the key (the transport adds it)."""
