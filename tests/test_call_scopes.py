@@ -160,3 +160,29 @@ async def test_finished_calls_leave_no_deadline_and_no_timer_behind() -> None:
         assert len(held._heap) < 100  # dropped ones are swept, not kept for 600 s
     assert loop not in _closing._deadlines_by_loop  # nothing keeps the loop alive
     assert not [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+
+
+async def test_an_attempt_past_its_deadline_is_a_timeout_and_leaves_the_task_uncancelled() -> None:
+    from modelslab_fetch import APITimeoutError
+
+    with scripted_server(default=Reply(action="hang")) as server:
+        async with AsyncModelsLab(
+            api_key="k" * 20, base_url=server.base_url, timeout=0.3, max_retries=0
+        ) as client:
+            started = time.monotonic()
+            with pytest.raises(APITimeoutError, match=r"whole exchange exceeded 0\.3 s"):
+                await client.images.fetch("1")
+            assert time.monotonic() - started < 3
+            assert cancelling() == 0
+            await asyncio.sleep(0)
+
+
+async def test_closing_during_an_attempt_with_a_deadline_is_a_closed_client_not_a_timeout() -> None:
+    with scripted_server(default=Reply(action="hang")) as server:
+        client = AsyncModelsLab(api_key="k" * 20, base_url=server.base_url, timeout=30)
+        task = asyncio.ensure_future(client.images.fetch("1"))
+        await asyncio.sleep(0.3)
+        await client.aclose()
+        with pytest.raises(ClientClosedError):
+            await task
+        assert cancelling() == 0

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 import httpx
 
+from ..._closing import StepDeadline
 from ..._errors import BackendTimeout
 from .._decoding import ACCEPT_ENCODING
 from ._contract import (
@@ -50,7 +51,7 @@ class AiohttpBackend(Backend):
         self._ssl_context = ssl_context
         self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
-        self._timeout: tuple[httpx.Timeout, aiohttp.ClientTimeout] | None = None
+        self._timeout: tuple[httpx.Timeout, aiohttp.ClientTimeout, float | None] | None = None
 
     def __repr__(self) -> str:
         return f"AiohttpBackend(max_connections={self._max_connections})"
@@ -60,10 +61,10 @@ class AiohttpBackend(Backend):
     ) -> RawResponse:
         """POST `content` to `url`, never following redirects, within `overall_deadline`.
 
-        The deadline is aiohttp's own `total` timeout, which covers the exchange from
-        connecting to the body's last byte (`_aiohttp_timeout`): one timer aiohttp keeps
-        anyway, instead of an anyio cancel scope around the request, which cost a second
-        timer and a scope's bookkeeping on every request.
+        The deadline covers the exchange from waiting for a connection to the body's last
+        byte: a `StepDeadline` (an entry in a heap of our own) where asyncio counts
+        cancellations, else aiohttp's own `total` timeout, an asyncio timer made and
+        cancelled on every request (a twentieth of a request's whole cost).
         """
         session = self._session
         if session is None or session.closed:
@@ -81,29 +82,36 @@ class AiohttpBackend(Backend):
                 # in one unbounded call (see _decoding).
                 auto_decompress=False,
             )
+        client_timeout, deadline = self._timeout_for(timeout)
         try:
-            async with session.post(
-                url,
-                data=content,
-                headers={**headers, "accept-encoding": ACCEPT_ENCODING},
-                allow_redirects=False,
-                timeout=self._timeout_for(timeout),
-                proxy=self._proxy,
-            ) as response:
-                body = await _read_capped(response)
+            with StepDeadline(deadline) as step:
+                async with session.post(
+                    url,
+                    data=content,
+                    headers={**headers, "accept-encoding": ACCEPT_ENCODING},
+                    allow_redirects=False,
+                    timeout=client_timeout,
+                    proxy=self._proxy,
+                ) as response:
+                    body = await _read_capped(response)
         except aiohttp.ServerTimeoutError as exc:  # connect or one socket read: said which
             raise BackendTimeout(describe(exc) or "timed out") from None
-        except asyncio.TimeoutError:  # `total`: the deadline of the whole exchange
+        except asyncio.TimeoutError:  # aiohttp's `total`: the deadline of the exchange
             raise deadline_exceeded(overall_deadline(timeout)) from None
         except aiohttp.ClientError as exc:
             raise connection_error(exc) from None
+        if step.expired:
+            raise deadline_exceeded(overall_deadline(timeout))
         return RawResponse(response.status, response.headers, body, url, response.reason or "")
 
-    def _timeout_for(self, timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
-        # A client sends every request with the same timeout: convert it once.
+    def _timeout_for(self, timeout: httpx.Timeout) -> tuple[aiohttp.ClientTimeout, float | None]:
+        # aiohttp's timeouts, and the exchange's deadline when a `StepDeadline` keeps it
+        # (else aiohttp's `total` does). A client sends every request with the same
+        # timeout: converted once.
         if self._timeout is None or self._timeout[0] is not timeout:
-            self._timeout = (timeout, _aiohttp_timeout(timeout))
-        return self._timeout[1]
+            ours = overall_deadline(timeout) if StepDeadline.AVAILABLE else None
+            self._timeout = (timeout, _aiohttp_timeout(timeout, total=ours is None), ours)
+        return self._timeout[1], self._timeout[2]
 
     async def aclose(self) -> None:
         """Close the session and its connections."""
@@ -121,22 +129,22 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return await read_body(response.status, encoding, response.content.iter_chunked(2**16))
 
 
-def _aiohttp_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+def _aiohttp_timeout(timeout: httpx.Timeout, *, total: bool = True) -> aiohttp.ClientTimeout:
     # httpx's read/write/pool limits have no exact aiohttp match; map each to the
     # closest: connect -> establishing the socket, read -> each socket read, pool ->
     # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
-    # `total` is the deadline of the whole exchange (see `overall_deadline`). A limit
-    # no shorter than it can never fire first, and costs a timer per request (`connect`)
-    # or per chunk read (`sock_read`): left out.
-    total = overall_deadline(timeout)
+    # `total` is the deadline of the whole exchange (see `overall_deadline`); False: a
+    # `StepDeadline` keeps it. A limit no shorter than it can never fire first, and
+    # costs a timer per request (`connect`) or per chunk read (`sock_read`): left out.
+    deadline = overall_deadline(timeout)
     pool_and_connect = None
     if timeout.pool is not None or timeout.connect is not None:
         pool_and_connect = (timeout.pool or 0.0) + (timeout.connect or 0.0)
     return aiohttp.ClientTimeout(
-        total=total,
-        connect=_shorter_than(pool_and_connect, total),
-        sock_connect=_shorter_than(timeout.connect, total),
-        sock_read=_shorter_than(timeout.read, total),
+        total=deadline if total else None,
+        connect=_shorter_than(pool_and_connect, deadline),
+        sock_connect=_shorter_than(timeout.connect, deadline),
+        sock_read=_shorter_than(timeout.read, deadline),
         # aiohttp rounds deadlines of 5 s or more up to a whole second; ours are exact.
         ceil_threshold=math.inf,
     )
