@@ -167,8 +167,9 @@ def refuse_if_stopped() -> None:
     Traffic control asks it once a request is admitted, right before it is sent: a
     request granted its slot in the instant its group stopped is not sent.
     """
-    joined = _joined_here()
-    if joined is not None and joined[0].error is not None:
+    joined = _joined.get()
+    # The task is looked up only once the group has stopped (rarely): same answer.
+    if joined is not None and joined[0].error is not None and joined[2] == _task_here():
         raise joined[0].error.for_request(joined[1])
 
 

@@ -102,6 +102,9 @@ def _longest_run(secret: str) -> str:
     return max(re.split("[" + re.escape("".join(_ONE_CHAR_ESCAPES)) + "]", secret), key=len)
 
 
+_USUAL_TEXTS = ("", "OK", "Not Found", "Too Many Requests", "Bad Gateway", "Service Unavailable")
+
+
 class Redactor:
     """Knows every textual form of one API key and replaces it with `***`.
 
@@ -125,6 +128,7 @@ class Redactor:
         "_runs_text",
         "_space",
         "_text_pattern",
+        "_unchanged",
     )
 
     def __init__(self, key: str, *, urls: tuple[str, ...] = ()) -> None:
@@ -160,6 +164,10 @@ class Redactor:
         self._marks_bytes = tuple(mark.encode() for mark in self._marks_text)
         self._text_pattern = re.compile(pattern)
         self._bytes_pattern = re.compile(pattern.encode())
+        # Reason phrases every answer carries, known here to hold no secret: `text()`
+        # returns them at once. Decided by redacting each, so no key is an exception.
+        self._unchanged: frozenset[str] = frozenset()
+        self._unchanged = frozenset(text for text in _USUAL_TEXTS if self.text(text) == text)
 
     def __repr__(self) -> str:
         return "Redactor(<key hidden>)"
@@ -220,7 +228,7 @@ class Redactor:
 
     def text(self, data: str) -> str:
         """`data` with every occurrence of the key, in any form, replaced by `***`."""
-        if not self._may_contain_text(data):
+        if data in self._unchanged or not self._may_contain_text(data):
             return data
         return self._text_pattern.sub(REDACTED, data)
 

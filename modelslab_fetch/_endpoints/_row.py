@@ -14,7 +14,7 @@ import pydantic
 from .._errors import ConfigurationError, ResponseParseError
 from .._http._answers import excerpt_of
 from .._logging import log_once
-from .._results import FetchResult
+from .._results import FetchResult, Status
 
 if TYPE_CHECKING:
     from ._blocking import SyncFetchResource
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from ._surface import AsyncSurface, SyncSurface
 
 __all__ = ["FetchEndpoint"]
+
+# The statuses as sent, for the check that an unknown word is said once (see `_parse`).
+_STATUS_WORDS = frozenset(status.value for status in Status)
 
 R = TypeVar("R", bound=FetchResult)
 
@@ -140,7 +143,8 @@ class FetchEndpoint(Generic[R]):
             )
         if error is not None:  # raised outside the handler: no __context__ to carry
             raise error
-        if result.raw_status.strip().lower() != result.status.value:
+        raw_status = result.raw_status
+        if raw_status not in _STATUS_WORDS and raw_status.strip().lower() != result.status:
             log_once(
                 logging.WARNING,
                 "unknown status %r from ModelsLab, treated as not finished yet",

@@ -331,7 +331,13 @@ def error_in_body(
 
 def _json_object(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        value = json.loads(content)
+        # What json.loads(bytes) does for UTF-8 without a BOM (nearly every answer),
+        # without its Python-level sniffing of the encoding.
+        head = content[:4]
+        if b"\x00" in head or head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+            value = json.loads(content)
+        else:
+            value = json.loads(content.decode("utf-8", "surrogatepass"))
     except RecursionError:  # nesting deeper than json's own guard (Python's stack)
         return None, TOO_DEEP
     except ValueError:
