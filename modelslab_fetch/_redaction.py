@@ -192,7 +192,11 @@ class Redactor:
             ("%" in data and _PERCENT_TEXT.search(data) is not None)
             or ("&" in data and "&#" in data)
             or (self._space and "+" in data)
-            or any(run in data for run in self._runs_text)
+            or (
+                self._runs_text[0] in data
+                if len(self._runs_text) == 1  # one secret, the usual case: no generator
+                else any(run in data for run in self._runs_text)
+            )
         )
 
     def _may_contain_bytes(self, data: builtins.bytes) -> bool:
@@ -208,7 +212,11 @@ class Redactor:
             (b"%" in data and _PERCENT_BYTES.search(data) is not None)
             or (b"&" in data and b"&#" in data)  # one byte first: memchr, far cheaper
             or (self._space and b"+" in data)
-            or any(run in data for run in self._runs_bytes)
+            or (
+                self._runs_bytes[0] in data
+                if len(self._runs_bytes) == 1
+                else any(run in data for run in self._runs_bytes)
+            )
         )
 
     def may_hold(self, body: builtins.bytes) -> bool:

@@ -59,6 +59,7 @@ EXCERPT_CHARS = 200
 # Body statuses that can carry an error about the request rather than a job's state.
 _ERROR_BODY = frozenset({"error"})
 _ERROR_OR_FAILED_BODY = frozenset({"error", "failed"})
+_PLAIN_STATUSES = frozenset({"success", "processing"})
 _CLIENT_ERRORS = frozenset(range(400, 500))
 
 _KEY_WORDS = (
@@ -264,7 +265,7 @@ def decode_response(
     """
     status = raw.status_code
     body, parse_error = _json_object(content)
-    if body is not None:
+    if body is not None and clean is not unchanged:
         body = dict(clean(body))
     if status >= 300:
         return _status_error(raw, content, body, request_id=request_id, now=now)
@@ -287,6 +288,8 @@ def decode_response(
         )
     assert body is not None  # noqa: S101 - no parse error means an object
     body_status = body.get("status")
+    if type(body_status) is str and body_status in _PLAIN_STATUSES:
+        return body  # "success", "processing": no rule to look up
     if isinstance(body_status, str) and body_status.strip().lower() in _ERROR_OR_FAILED_BODY:
         rule = _rule_for(200, body_status.strip().lower(), _message_of(body))
         if rule is not None:

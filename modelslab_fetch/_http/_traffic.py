@@ -113,7 +113,28 @@ class TrafficControl(ForkAware):
         self._limiter = None
         super().after_fork()
 
-    async def __aenter__(self) -> None:
+    def admit_nowait(self) -> bool:
+        """Admit a request if it can be at once (a free slot, no pause, no rate to keep).
+
+        False: nothing was taken; `await admit()`. Either way, `release()` once done.
+        """
+        self.check_fork()
+        limiter = self._limiter_here()
+        if not self._free:
+            return False
+        try:
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        try:
+            refuse_if_stopped()
+        except BaseException:
+            limiter.release()
+            raise
+        return True
+
+    async def admit(self) -> None:
+        """Wait for a slot, the end of any pause, and the request's turn; then admit it."""
         self.check_fork()
         limiter = self._limiter_here()
         try:  # the common case needs no trip through the event loop
@@ -128,9 +149,16 @@ class TrafficControl(ForkAware):
             limiter.release()
             raise
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._limiter is not None  # noqa: S101 - made by __aenter__
+    def release(self) -> None:
+        """Give back the slot a request was admitted with."""
+        assert self._limiter is not None  # noqa: S101 - made by admit
         self._limiter.release()
+
+    async def __aenter__(self) -> None:
+        await self.admit()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
     async def _wait_for_turn(self) -> None:
         while True:

@@ -273,8 +273,12 @@ class Transport:
         failure: ModelsLabError
         events = self.events
         sent_at = 0.0
+        traffic = self._traffic
         try:
-            async with self._traffic:
+            # `async with traffic`, without its two coroutines when there is room at once.
+            if not traffic.admit_nowait():
+                await traffic.admit()
+            try:
                 backend = self._backend(request_id)
                 # Without `on_event`, events cost a request this test and one in
                 # `_decode` (or on failure, below): no allocation, no clock reading.
@@ -286,6 +290,8 @@ class Transport:
                 raw, may_hold_key = self._redacted(
                     await backend.post(url, content.unwrap(), self._headers, self._config.timeout)
                 )
+            finally:
+                traffic.release()
         except BackendTimeout as exc:
             failure = APITimeoutError(
                 f"timed out talking to {url} ({self._redact_text(exc.detail)})",
