@@ -20,13 +20,14 @@ from ._per_loop import running_asyncio_loop
 
 __all__ = [
     "CLOSED_MESSAGE",
+    "STEP_DEADLINES",
     "CallGroup",
     "CallScope",
     "CallsInFlight",
     "ClosesOnAsyncExit",
     "ClosesOnExit",
-    "StepDeadline",
     "refuse_if_stopped",
+    "step_deadline",
 ]
 
 CLOSED_MESSAGE = "this client is closed; create a new one"
@@ -195,7 +196,15 @@ class _TaskScope:
     in the same loop turn as ours leaves the count `__exit__` reads above its mark.
     """
 
-    __slots__ = ("_cancelling", "_deadline", "_delivered", "_loop", "_task", "cancel_called")
+    __slots__ = (
+        "_cancelling",
+        "_deadline",
+        "_delivered",
+        "_loop",
+        "_task",
+        "cancel_called",
+        "expired",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         self._loop = loop
@@ -204,6 +213,7 @@ class _TaskScope:
         self._deadline: _Deadline | None = None
         self._delivered = False
         self.cancel_called = False
+        self.expired = False  # set by __exit__: whether it swallowed its own cancellation
 
     def __enter__(self) -> _TaskScope:
         self._cancelling = self._task.cancelling()
@@ -260,7 +270,8 @@ class _TaskScope:
         # (an outer scope, `task.cancel()`): theirs goes on.
         if task.uncancel() > self._cancelling:
             return False
-        return exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
+        self.expired = exc_type is not None and issubclass(exc_type, asyncio.CancelledError)
+        return self.expired
 
 
 _Scope = anyio.CancelScope | _TaskScope
@@ -364,45 +375,42 @@ def _drop_deadline(loop: asyncio.AbstractEventLoop, entry: _Deadline) -> None:
         deadlines.drop(loop, entry)
 
 
-class StepDeadline:
-    """A deadline for one step of a call on asyncio (an HTTP attempt): `expired` after it.
+class _NoDeadline:
+    """What `step_deadline(None)` gives: a step with no deadline never expires."""
 
-    The step is cancelled at the deadline; the cancellation is swallowed at the end of
-    the `with` block, which then reads `expired`: raise what the step's timeout is.
-    Costs a heap entry (see `_Deadlines`), where aiohttp's own `total` timeout made an
-    asyncio timer, a tenth of the cost of the whole request. Only where
-    `StepDeadline.AVAILABLE` (Python 3.11: asyncio counts cancellations).
-    """
+    __slots__ = ()
 
-    AVAILABLE = _NATIVE
+    expired = False
 
-    __slots__ = ("_scope", "_seconds", "expired")
-
-    def __init__(self, seconds: float | None) -> None:
-        self._seconds = seconds
-        self._scope: _TaskScope | None = None
-        self.expired = False
-
-    def __enter__(self) -> StepDeadline:
-        self._scope = None
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        if self._seconds is not None and task is not None:
-            self._scope = scope = _TaskScope(loop, task)
-            scope.__enter__()
-            scope.deadline = loop.time() + self._seconds
+    def __enter__(self) -> _NoDeadline:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        if self._scope is None:
-            return False
-        self.expired = self._scope.__exit__(exc_type, exc, tb)
-        return self.expired
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_DEADLINE = _NoDeadline()
+
+STEP_DEADLINES = _NATIVE
+"""Whether `step_deadline` can be used here (Python 3.11: asyncio counts cancellations)."""
+
+
+def step_deadline(seconds: float | None) -> _TaskScope | _NoDeadline:
+    """A deadline for one step of a call on asyncio (an HTTP attempt), `seconds` from now.
+
+    `with step_deadline(30) as step:` cancels the step at the deadline and swallows that
+    cancellation at the end of the block, which then reads `step.expired`: raise what the
+    step's timeout is. Costs a heap entry (see `_Deadlines`), where aiohttp's own `total`
+    timeout made an asyncio timer, a twentieth of the cost of the whole request. Only
+    where `STEP_DEADLINES`.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    if seconds is None or task is None:
+        return _NO_DEADLINE
+    scope = _TaskScope(loop, task)
+    scope.deadline = loop.time() + seconds
+    return scope
 
 
 class CallScope:

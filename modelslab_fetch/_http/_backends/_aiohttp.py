@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 import httpx
 
-from ..._closing import StepDeadline
+from ..._closing import STEP_DEADLINES, step_deadline
 from ..._errors import BackendTimeout
 from .._decoding import ACCEPT_ENCODING
 from ._contract import (
@@ -62,7 +62,7 @@ class AiohttpBackend(Backend):
         """POST `content` to `url`, never following redirects, within `overall_deadline`.
 
         The deadline covers the exchange from waiting for a connection to the body's last
-        byte: a `StepDeadline` (an entry in a heap of our own) where asyncio counts
+        byte: a `step_deadline` (an entry in a heap of our own) where asyncio counts
         cancellations, else aiohttp's own `total` timeout, an asyncio timer made and
         cancelled on every request (a twentieth of a request's whole cost).
         """
@@ -84,7 +84,7 @@ class AiohttpBackend(Backend):
             )
         client_timeout, deadline = self._timeout_for(timeout)
         try:
-            with StepDeadline(deadline) as step:
+            with step_deadline(deadline) as step:
                 async with session.post(
                     url,
                     data=content,
@@ -105,11 +105,11 @@ class AiohttpBackend(Backend):
         return RawResponse(response.status, response.headers, body, url, response.reason or "")
 
     def _timeout_for(self, timeout: httpx.Timeout) -> tuple[aiohttp.ClientTimeout, float | None]:
-        # aiohttp's timeouts, and the exchange's deadline when a `StepDeadline` keeps it
+        # aiohttp's timeouts, and the exchange's deadline when a `step_deadline` keeps it
         # (else aiohttp's `total` does). A client sends every request with the same
         # timeout: converted once.
         if self._timeout is None or self._timeout[0] is not timeout:
-            ours = overall_deadline(timeout) if StepDeadline.AVAILABLE else None
+            ours = overall_deadline(timeout) if STEP_DEADLINES else None
             self._timeout = (timeout, _aiohttp_timeout(timeout, total=ours is None), ours)
         return self._timeout[1], self._timeout[2]
 
@@ -134,7 +134,7 @@ def _aiohttp_timeout(timeout: httpx.Timeout, *, total: bool = True) -> aiohttp.C
     # closest: connect -> establishing the socket, read -> each socket read, pool ->
     # waiting for a connection (aiohttp's `connect` covers pool wait plus connect).
     # `total` is the deadline of the whole exchange (see `overall_deadline`); False: a
-    # `StepDeadline` keeps it. A limit no shorter than it can never fire first, and
+    # `step_deadline` keeps it. A limit no shorter than it can never fire first, and
     # costs a timer per request (`connect`) or per chunk read (`sock_read`): left out.
     deadline = overall_deadline(timeout)
     pool_and_connect = None
