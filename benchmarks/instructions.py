@@ -1,6 +1,6 @@
 """Instructions the SDK spends per request, counted by valgrind: a figure that does not drift.
 
-Run: python benchmarks/instructions.py [fetch|fetch_many|wait_many|transport|bare ...]
+Run: python benchmarks/instructions.py [fetch|fetch_many|wait_many|transport|bare|socket ...]
 (needs valgrind: `apt-get install valgrind`). Each path is run against a backend that
 answers at once with a typical finished body (no sockets, no server), twice under
 `valgrind --tool=cachegrind` with 200 and 1,200 requests; the difference over 1,000 is
@@ -43,7 +43,7 @@ HEADERS = CIMultiDict(
     {"content-type": "application/json", "content-length": str(len(BODY)), "server": "uvicorn"}
 )
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "32"))
-MODES = ("bare", "transport", "fetch", "fetch_many", "wait_many")
+MODES = ("bare", "transport", "fetch", "fetch_many", "wait_many", "socket")
 
 
 class AnswersAtOnce:
@@ -100,7 +100,16 @@ async def run(mode: str, count: int) -> None:
                 pass
 
 
-def instructions(mode: str, count: int) -> int:
+def over_socket(client: str, base: str, count: int) -> None:
+    sys.path.insert(0, os.path.dirname(__file__))
+    import bench  # the benchmark's own clients, only for this mode
+
+    variant = bench.sdk_default if client == "sdk" else bench.aiohttp_loop
+    ids = [f"{client}{os.getpid()}-{n}" for n in range(count)]
+    assert asyncio.run(variant(base, CONCURRENCY, ids)) == count
+
+
+def instructions(mode: str, count: int, *extra: str) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
     command = [
         "valgrind",
@@ -112,6 +121,7 @@ def instructions(mode: str, count: int) -> int:
         "--child",
         mode,
         str(count),
+        *extra,
     ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
@@ -122,13 +132,33 @@ def instructions(mode: str, count: int) -> int:
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        asyncio.run(run(sys.argv[2], int(sys.argv[3])))
+        if sys.argv[2] in ("sdk", "aiohttp"):
+            over_socket(sys.argv[2], sys.argv[4], int(sys.argv[3]))
+        else:
+            asyncio.run(run(sys.argv[2], int(sys.argv[3])))
         return
     for mode in sys.argv[1:] or MODES:
         if mode not in MODES:
             raise SystemExit(f"unknown path {mode!r}; one of {', '.join(MODES)}")
+        if mode == "socket":
+            socket_ratio()
+            continue
         per_request = (instructions(mode, 1200) - instructions(mode, 200)) / 1000
         print(f"{mode:11} {per_request / 1000:7.1f} k instructions per request")
+
+
+def socket_ratio() -> None:
+    sys.path.insert(0, os.path.dirname(__file__))
+    import bench  # the benchmark's own clients, only for this mode
+
+    counted = {}
+    with bench.simulator_process() as base:
+        for client in ("aiohttp", "sdk"):
+            low, high = instructions(client, 200, base), instructions(client, 1200, base)
+            counted[client] = (high - low) / 1000
+            name = "wait_many" if client == "sdk" else "aiohttp loop"
+            print(f"socket {name:12} {counted[client] / 1000:7.1f} k instructions per request")
+    print(f"socket ratio {counted['sdk'] / counted['aiohttp']:.2f}x the plain aiohttp loop")
 
 
 if __name__ == "__main__":
