@@ -293,24 +293,28 @@ class _Deadlines:
     most of it; the loop's entry goes when it holds none that count.
     """
 
-    __slots__ = ("_heap", "_live", "_timer")
+    __slots__ = ("_heap", "_live", "_timer", "_timer_at")
 
     def __init__(self) -> None:
         self._heap: list[_Deadline] = []
         self._live = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when `_timer` fires; inf: there is none
 
     def add(self, loop: asyncio.AbstractEventLoop, when: float, scope: _TaskScope) -> _Deadline:
         """Cancel `scope` at `when` on `loop`'s clock; the entry returned drops it."""
         entry = [when, next(_made), scope]
         heapq.heappush(self._heap, entry)
         self._live += 1
-        timer = self._timer
-        if timer is None or when < timer.when():
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(when, self._fire, loop)
+        if when < self._timer_at:
+            self._set_timer(loop, when)
         return entry
+
+    def _set_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._fire, loop)
+        self._timer_at = when
 
     def drop(self, loop: asyncio.AbstractEventLoop, entry: _Deadline) -> None:
         """Forget `entry` (its scope ended, or moved its deadline)."""
@@ -327,7 +331,7 @@ class _Deadlines:
             heapq.heapify(self._heap)
 
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
+        self._timer, self._timer_at = None, math.inf
         heap, now = self._heap, loop.time()
         while heap and (heap[0][2] is None or heap[0][0] <= now):
             entry = heapq.heappop(heap)
@@ -339,14 +343,14 @@ class _Deadlines:
         if not self._live:
             self._forget(loop)
         elif heap:  # early by the clock's resolution, or the next one's turn
-            self._timer = loop.call_at(heap[0][0], self._fire, loop)
+            self._set_timer(loop, heap[0][0])
 
     def _forget(self, loop: asyncio.AbstractEventLoop) -> None:
         # Nothing that counts is left: no timer, and no entry keeping the loop alive.
         self._heap.clear()
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._timer_at = None, math.inf
         global _last_deadlines  # noqa: PLW0603 - the one-entry cache of _deadlines_of
         if _deadlines_by_loop.get(loop) is self:
             del _deadlines_by_loop[loop]

@@ -369,7 +369,8 @@ class _BatchWork(Generic[R]):
                 self.slots.acquire_nowait()
             except anyio.WouldBlock:
                 await self.slots.acquire()
-            found, raw = await source.next()
+            # A list or a generator is read without a coroutine; an async source awaits.
+            found, raw = source.next_now() if source.is_sync else await source.next()
             if not found:
                 self.slots.release()
                 return
@@ -503,13 +504,32 @@ class _Source:
         self._done = False
         self.failure: Exception | None = None
 
+    @property
+    def is_sync(self) -> bool:
+        """Whether the input is a plain iterable, read by `next_now()`."""
+        return self._sync is not None
+
+    def next_now(self) -> tuple[bool, object]:
+        """`next()` of a plain iterable, without a coroutine."""
+        if self._done:
+            return False, None
+        try:
+            assert self._sync is not None  # noqa: S101 - asked only when is_sync
+            return True, next(self._sync)
+        except StopIteration:
+            self._done = True
+        except Exception as exc:
+            self._done = True
+            self.failure = exc
+        return False, None
+
     async def next(self) -> tuple[bool, object]:
         """The next id as `(True, id)`, or `(False, None)` once the input is over."""
         if self._done:
             return False, None
+        if self._sync is not None:
+            return self.next_now()
         try:
-            if self._sync is not None:
-                return True, next(self._sync)
             async with self._lock:
                 if self._done:
                     return False, None
