@@ -455,6 +455,10 @@ class CallScope:
         """Raise `timed_out()` at the deadline set before, instead of what it said."""
         self._timed_out = timed_out
 
+    def now(self) -> float:
+        """The time on the clock deadlines are counted on (the event loop's)."""
+        return self._now()
+
     def __enter__(self) -> CallScope:
         self._calls.check_open(self._request_id)
         loop = running_asyncio_loop()

@@ -186,3 +186,22 @@ async def test_closing_during_an_attempt_with_a_deadline_is_a_closed_client_not_
         with pytest.raises(ClientClosedError):
             await task
         assert cancelling() == 0
+
+
+async def test_a_wait_ends_at_its_deadline_counted_from_its_start_when_its_first_poll_fails() -> (
+    None
+):
+    # A first poll admitted at once ends by its own deadline (2 s here), so the wait's
+    # (3.5 s) needs no timer during it; once it has failed, the rest of the wait's time
+    # is counted from the wait's start, not from the end of that poll: the second poll,
+    # hung too, is cut at 3.5 s (counted from its end, it would run to its own 2 s).
+    with scripted_server(default=Reply(action="hang")) as server:
+        async with AsyncModelsLab(
+            api_key="k" * 20, base_url=server.base_url, timeout=2.0
+        ) as client:
+            started = time.monotonic()
+            with pytest.raises(WaitTimeoutError):
+                await client.images.wait("1", timeout=3.5)
+            took = time.monotonic() - started
+    assert 3.4 <= took < 4.2
+    assert cancelling() == 0

@@ -265,6 +265,7 @@ class AsyncFetchResource(Generic[R]):
             first=first,
             watch=watch,
             call=call,
+            poll_bound=self._transport.attempt_bound,
         )
 
     def _parse_delivery(self, rid: str) -> Callable[[FetchResult], R]:

@@ -113,6 +113,11 @@ class TrafficControl(ForkAware):
         self._limiter = None
         super().after_fork()
 
+    def can_admit_now(self) -> bool:
+        """Whether a request made now is admitted without waiting (see `admit_nowait`)."""
+        limiter = self._limiter
+        return self._free and (limiter is None or limiter.value > 0)
+
     def admit_nowait(self) -> bool:
         """Admit a request if it can be at once (a free slot, no pause, no rate to keep).
 

@@ -47,7 +47,7 @@ from .._redaction import Redactor, SecretBody
 from .._retry_policy import exponential
 from .._version import __version__
 from ._answers import decode_response, excerpt_of, is_transient, unchanged
-from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse
+from ._backends._contract import MAX_RESPONSE_BYTES, Backend, RawResponse, overall_deadline
 from ._backends._httpx import HttpxBackend, httpx_is_patched
 from ._proxy import Proxies, refuse_cleartext_proxy, socks_support_needed
 from ._retrying import with_retries, worth_retrying
@@ -92,6 +92,7 @@ class Transport:
         self._clock = clock
         self.events = events
         """Where this client's `ClientEvent`s go (`on_event=`), or None: none are made."""
+        self._bound_of: tuple[httpx.Timeout | None, float | None] = (None, None)
         self._traffic = TrafficControl(
             max_concurrency=config.max_concurrency,
             max_rate=config.max_requests_per_second,
@@ -142,6 +143,19 @@ class Transport:
         other._config = config
         other._headers = _headers_for(config)
         return other
+
+    def attempt_bound(self) -> float | None:
+        """The longest one request made now can take, or None when it may wait unbounded.
+
+        Each attempt ends by `overall_deadline` of the timeout, once admitted; admitted
+        at once unless the client is at `max_concurrency`, paused or keeping a rate.
+        """
+        if not self._traffic.can_admit_now():
+            return None
+        timeout = self._config.timeout
+        if self._bound_of[0] is not timeout:  # one timeout per client: worked out once
+            self._bound_of = (timeout, overall_deadline(timeout))
+        return self._bound_of[1]
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether `error` is worth asking again, under this client's `RetryPolicy`."""

@@ -210,40 +210,53 @@ async def wait_until_finished(
     first: R | None = None,
     watch: Watch[R] | None = None,
     call: CallDeadline | None = None,
+    poll_bound: Callable[[], float | None] | None = None,
 ) -> R:
     """Call `poll` until its result is finished; return it if it succeeded.
 
     Raises `GenerationFailedError` for `failed`/`error`, `WaitTimeoutError` at the
     deadline, and a non-`transient` error from `poll` at once. `first` (a generation
     response) counts as poll 1, with no request; `watch` cuts sleeps short on a delivery.
-    `call` (the scope of the call the wait runs in) then carries the wait's deadline.
+    `call` (the scope of the call the wait runs in) then carries the wait's deadline;
+    `poll_bound()`, the longest a poll made now can take (None: unbounded), spares it
+    a timer while the first poll cannot outlast it.
     """
     timeout = check_wait_timeout(timeout)
     started = clock.now()
     polled: R | Exception | None = first
+    # `armed`: the call's scope carries the wait's deadline (when there is a `timeout`).
     armed = first is None and watch is None and on_update is None and call is not None
     if armed:
         assert call is not None  # noqa: S101 - said just above
         # Most jobs asked about are finished: their one poll runs before the wait's state
         # and schedule are built, which cost a sixth of a polled request. Any other
         # first outcome is handed to them as poll 1, as a generation response is.
-        if timeout is not None:
+        # The deadline needs a timer during it only if the poll could outlast it: one
+        # admitted at once ends by its own deadline (`poll_bound()`), long before a
+        # wait's (30 s against 600); past the poll, the wait's deadline stands anyway.
+        began = call.now()
+        bound = None if poll_bound is None else poll_bound()
+        timer = timeout is not None and (bound is None or bound + 1.0 > timeout)
+        if timer:
             call.set_deadline(timeout, partial(_unanswered, request_id, timeout))
         try:
             polled = await poll()
         except Exception as exc:
             if not transient(exc):
-                if timeout is not None:
+                if timer:
                     call.set_deadline(None)
                 raise
             polled = exc
         else:
             if polled.finished:
-                if timeout is not None:
+                if timer:
                     call.set_deadline(None)
                 if not polled.succeeded:
                     raise GenerationFailedError(polled, request_id=request_id)
                 return polled
+        if timeout is not None and not timer:  # what is left of the wait, from its start
+            left = max(timeout - (call.now() - began), 0.0)
+            call.set_deadline(left, partial(_unanswered, request_id, timeout))
     waiter = _Waiter(
         poll,
         request_id=request_id,
@@ -294,10 +307,13 @@ class CallDeadline(Protocol):
     def on_deadline(self, timed_out: Callable[[], Exception]) -> None:
         """Raise `timed_out()` at the deadline set before, instead of what it said."""
 
+    def now(self) -> float:
+        """The time on the clock the deadline is counted on."""
 
-def _unanswered(request_id: str, timeout: float) -> WaitTimeoutError:
+
+def _unanswered(request_id: str, timeout: float | None) -> WaitTimeoutError:
     # The deadline passed during the first poll: nothing was answered, nothing failed.
-    return WaitTimeoutError(request_id=request_id, timeout=timeout, result=None, error=None)
+    return WaitTimeoutError(request_id=request_id, timeout=timeout or 0.0, result=None, error=None)
 
 
 def _reported(waiter: _Waiter[Any], error: WaitTimeoutError) -> WaitTimeoutError:
