@@ -10,7 +10,6 @@ log may show `\xNN`. `Redactor` matches all of those, in any mix and any case of
 from __future__ import annotations
 
 import builtins
-import itertools
 import re
 import string
 from collections.abc import Mapping
@@ -270,7 +269,7 @@ class Redactor:
         """The headers with the key redacted from names and values; the same object if clean."""
         # One test of all of them joined, in the common case: what any one holds, the
         # joined text holds too.
-        if not self._may_contain_text("\n".join(itertools.chain.from_iterable(headers.items()))):
+        if not self._may_contain_text(" ".join([*headers.keys(), *headers.values()])):
             return headers
         pairs = [(name, value) for name, value in headers.items()]
         redacted = [(self.text(name), self.text(value)) for name, value in pairs]
