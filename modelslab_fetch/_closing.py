@@ -189,8 +189,9 @@ class _TaskScope:
     """A cancel scope of asyncio's own for one call: a third of the cost of anyio's.
 
     It cancels its task once (as `asyncio.timeout` does) where anyio's scope cancels it
-    again at every await until the scope ends; so it is used only by calls that run no
-    shielded section (which a second cancellation must not reach) and swallow no
+    again at every await until the scope ends, and it cannot see anyio's shields; so it
+    is used only by calls that run no shielded section (httpx's pool hands connections
+    back in one: only calls through the aiohttp backend qualify) and swallow no
     cancellation. Inside it, anyio's scopes (a task group, `move_on_after`) work as ever:
     a cancellation that is not theirs passes through them, and one of theirs that lands
     in the same loop turn as ours leaves the count `__exit__` reads above its mark.

@@ -205,3 +205,35 @@ async def test_a_wait_ends_at_its_deadline_counted_from_its_start_when_its_first
             took = time.monotonic() - started
     assert 3.4 <= took < 4.2
     assert cancelling() == 0
+
+
+async def test_batches_stopped_through_your_httpx_client_give_every_connection_back() -> None:
+    # httpx's pool hands a connection back in a section shielded by anyio: a call through
+    # httpx must run in anyio's scope, which waits for it (asyncio's own would cut it
+    # short, and the connection would stay checked out of the pool for good).
+    import httpx
+
+    finished = {"status": "success", "id": 1, "output": ["https://x.test/y.png"]}
+    refused = Reply(status=401, body={"status": "error", "message": "Invalid API key"})
+    with scripted_server(default=Reply(body=finished)) as server:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=8)) as http_client:
+            with anyio.fail_after(60):
+                for round_ in range(12):  # each stop cut requests in flight
+                    server.script(f"bad{round_}", refused)
+                    ids = [*map(str, range(40)), f"bad{round_}", *map(str, range(40, 80))]
+                    async with AsyncModelsLab(
+                        api_key="k" * 20,
+                        base_url=server.base_url,
+                        http_client=http_client,
+                        max_retries=0,
+                        max_concurrency=8,
+                    ) as client:
+                        async for _ in client.images.fetch_many(ids, concurrency=8):
+                            pass
+                async with AsyncModelsLab(
+                    api_key="k" * 20, base_url=server.base_url, http_client=http_client
+                ) as client:
+                    outcomes = [o async for o in client.images.fetch_many(map(str, range(20)))]
+            assert all(outcome.ok for outcome in outcomes)
+            pool = http_client._transport._pool  # type: ignore[attr-defined]
+            assert not [c for c in pool.connections if "ACTIVE" in repr(c)]

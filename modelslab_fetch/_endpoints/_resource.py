@@ -157,7 +157,8 @@ class AsyncFetchResource(Generic[R]):
 
     async def _fetch_one(self, rid: str) -> R:
         # A call of its own (fetch(), an id of fetch_many): closing the client ends it.
-        with self._transport.calls.scope(rid):
+        transport = self._transport
+        with transport.calls.scope(rid, shields=not transport.cancels_natively):
             return await self._fetch_checked_id(rid)
 
     def _wait_checked_id(
@@ -197,15 +198,17 @@ class AsyncFetchResource(Generic[R]):
         # Every wait (wait, wait_many, wait_for...) passes here: closing the client ends it.
         hub = self._deliveries
         fleet = self._fleet
+        # The fleet's shared poll releases its claim in a shielded section, as httpx's
+        # pool hands back a connection: anyio's own scope for those (see `_closing`).
+        shields = fleet is not None or not self._transport.cancels_natively
         if hub is None:  # no webhooks: the wait alone, in the call's scope (the usual case)
-            # The fleet's shared poll releases its claim in a shielded section.
-            with self._transport.calls.scope(rid, shields=fleet is not None) as call:
+            with self._transport.calls.scope(rid, shields=shields) as call:
                 return await self._wait(
                     poll, rid=rid, timeout=timeout, on_update=on_update, first=first, call=call
                 )
         scope = self._endpoint.path_template
         with (
-            self._transport.calls.scope(rid, shields=fleet is not None) as call,
+            self._transport.calls.scope(rid, shields=shields) as call,
             hub.watch(rid, parse=self._parse_delivery(rid), scope=scope) as watch,
         ):
             if fleet is None:

@@ -144,6 +144,16 @@ class Transport:
         other._headers = _headers_for(config)
         return other
 
+    @property
+    def cancels_natively(self) -> bool:
+        """Whether this client's calls may run in asyncio's own cancel scope.
+
+        Only once its requests are known to go through its own aiohttp backend: httpx's
+        pool hands a connection back inside a section shielded by anyio, which only
+        anyio's scope respects (cancelled there, the connection is lost to the pool).
+        """
+        return self._kind == "aiohttp" and self._given_backend is None
+
     def attempt_bound(self) -> float | None:
         """The longest one request made now can take, or None when it may wait unbounded.
 
