@@ -157,11 +157,6 @@ def _task_here() -> object:
     return task if task is not None else anyio.get_current_task().id
 
 
-def _joined_here() -> _Joined | None:
-    joined = _joined.get()
-    return joined if joined is not None and joined[2] == _task_here() else None
-
-
 def refuse_if_stopped() -> None:
     """Raise the group's error if the running context's group has stopped.
 
@@ -465,7 +460,7 @@ class CallScope:
         loop = running_asyncio_loop()
         task = None if loop is None else asyncio.current_task(loop)
         joined = _joined.get()
-        if joined is not None:  # `_joined_here()`, with the task at hand
+        if joined is not None:  # the group of this task's work, if it is this task's
             here = task if loop is not None else _task_here()
             if joined[2] != here:
                 joined = None

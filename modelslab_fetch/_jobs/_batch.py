@@ -524,11 +524,9 @@ class _Source:
         return False, None
 
     async def next(self) -> tuple[bool, object]:
-        """The next id as `(True, id)`, or `(False, None)` once the input is over."""
+        """The next id of an async input as `(True, id)`, or `(False, None)` once over."""
         if self._done:
             return False, None
-        if self._sync is not None:
-            return self.next_now()
         try:
             async with self._lock:
                 if self._done:
