@@ -140,10 +140,11 @@ class TrafficControl(ForkAware):
 
     async def admit(self) -> None:
         """Wait for a slot, the end of any pause, and the request's turn; then admit it."""
-        self.check_fork()
+        if self.admit_nowait():  # the common case needs no trip through the event loop
+            return
         limiter = self._limiter_here()
-        try:  # the common case needs no trip through the event loop
-            limiter.acquire_nowait()
+        try:
+            limiter.acquire_nowait()  # a slot is free: only a pause or the rate holds it
         except anyio.WouldBlock:
             await limiter.acquire()
         try:
